@@ -1,0 +1,30 @@
+//! DySample ("Learning to Upsample by Learning to Sample", ICCV 2023) for edge inference.
+//!
+//! A DySample layer predicts a sampling offset for every output pixel with a 1x1 convolution
+//! and bilinearly samples its input there. This crate loads the layer's weights straight from
+//! PyTorch checkpoints (safetensors) and runs it on the CPU.
+//!
+//! ```
+//! use dysample::{DySample, DySampleConfig, Layout, Style};
+//! let cfg = DySampleConfig::new(16, 2, Style::Lp, 4, false)?;
+//! let layer = DySample::random(cfg, 0)?;
+//! let x = ndarray::Array4::<f32>::ones((1, 16, 8, 8));
+//! let y = layer.forward(x.view(), Layout::Nchw)?;
+//! assert_eq!(y.shape(), &[1, 16, 16, 16]);
+//! # Ok::<(), dysample::Error>(())
+//! ```
+
+pub mod config;
+pub mod cpu;
+pub mod error;
+pub mod layer;
+pub mod reference;
+pub mod tensor;
+pub mod weights;
+
+pub use config::{DySampleConfig, Style};
+pub use cpu::CpuFeatures;
+pub use error::{Error, Result};
+pub use layer::DySample;
+pub use tensor::{Layout, Shape};
+pub use weights::{list_layers, Weights};

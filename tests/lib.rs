@@ -1,0 +1,1 @@
+//! Shared helpers for the conformance tests live in `tests/tests/common`.
