@@ -121,6 +121,27 @@ impl DySample {
         Ok(())
     }
 
+    /// Runs the layer on a flat f16 buffer (same contract as [`DySample::forward_slice`]).
+    /// Arithmetic is carried out in f32; only storage is half precision.
+    pub fn forward_slice_f16(
+        &self,
+        input: &[half::f16],
+        dims: [usize; 4],
+        layout: Layout,
+        out: &mut [half::f16],
+    ) -> Result<()> {
+        let shape = self.input_shape(dims, layout)?;
+        self.check_lengths(shape, input.len(), out.len())?;
+        let _span = tracing::trace_span!("dysample.forward_f16", %shape, %layout).entered();
+        let x: Vec<f32> = input.iter().map(|v| v.to_f32()).collect();
+        let mut y = vec![0.0f32; out.len()];
+        reference::forward(&self.cfg, &self.weights, &x, shape, layout, &mut y);
+        for (d, s) in out.iter_mut().zip(y) {
+            *d = half::f16::from_f32(s);
+        }
+        Ok(())
+    }
+
     /// Runs the layer on an ndarray view (any strides) and returns a new array in the same layout.
     pub fn forward(&self, input: ArrayView4<'_, f32>, layout: Layout) -> Result<Array4<f32>> {
         let dims = dims_of(input.shape());
