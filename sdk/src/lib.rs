@@ -17,7 +17,10 @@
 pub mod config;
 pub mod cpu;
 pub mod error;
+pub mod kernels;
 pub mod layer;
+#[cfg(any(feature = "onnxruntime", feature = "onnx-graph"))]
+pub mod onnx;
 pub mod reference;
 pub mod tensor;
 pub mod weights;

@@ -1,0 +1,320 @@
+//! Compute kernels, one module per instruction set, chosen at run time.
+//!
+//! The engine ([`crate::engine`]) splits the layer into a few small kernel families and
+//! calls them through a [`Kernels`] table:
+//!
+//! | family        | what it computes |
+//! |---------------|------------------|
+//! | `conv_f32`    | 1x1 conv of a run of NHWC pixels, f32 |
+//! | `conv_i8`     | the same in int8 with exact i32 accumulation |
+//! | `sample_f32`  | bilinear sampling of NHWC taps, f32 |
+//! | `sample_f16`  | the same on f16 storage |
+//! | `sample_i8`   | the same in int8 with Q11 weights and one rounding |
+//! | `cvt_*`       | f16 ↔ f32 conversion |
+//! | `transpose_*` | NCHW ↔ NHWC tiles |
+//!
+//! [`scalar`] is the portable reference for every family; each SIMD module must agree with it
+//! (bit-exactly for the integer families) and is tested against it in `tests/kernels.rs`.
+//! A table is only handed out by [`Backend::kernels`] after the CPU features it needs were
+//! detected, which is what makes the `#[target_feature]` calls inside the SIMD wrappers sound.
+
+use crate::cpu::CpuFeatures;
+use crate::error::{Error, Result};
+use half::f16;
+use std::fmt;
+use std::str::FromStr;
+
+pub mod scalar;
+
+/// One bilinear sample point shared by all channels of a group, for the float kernels.
+///
+/// The four taps are `src[base + c]`, `src[base + dx + c]`, `src[base + dy + c]` and
+/// `src[base + dx + dy + c]`; `fx`, `fy` ∈ [0, 1] are the weights of the far taps.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+#[repr(C)]
+pub struct Tap {
+    pub base: u32,
+    pub dx: u32,
+    pub dy: u32,
+    pub fx: f32,
+    pub fy: f32,
+}
+
+/// Fixed-point sample point for int8: `fx`, `fy` ∈ [0, 2048] are Q11 weights of the far taps.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[repr(C)]
+pub struct TapQ11 {
+    pub base: u32,
+    pub dx: u32,
+    pub dy: u32,
+    pub fx: u16,
+    pub fy: u16,
+}
+
+/// Fractional bits of int8 sample positions and bilinear weights.
+pub const Q11_BITS: u32 = 11;
+/// `1.0` in Q11.
+pub const Q11_ONE: i32 = 1 << Q11_BITS;
+
+/// Packs `w[o][k]` (row-major `[o_n][cin]`) into the `[cin][o_n]` layout `conv_f32` reads.
+pub fn pack_conv_f32(w: &[f32], o_n: usize, cin: usize) -> Vec<f32> {
+    assert_eq!(w.len(), o_n * cin);
+    let mut out = vec![0.0; o_n * cin];
+    for o in 0..o_n {
+        for k in 0..cin {
+            out[k * o_n + o] = w[o * cin + k];
+        }
+    }
+    out
+}
+
+/// Rounds `cin` up to the int8 packing granule of 4.
+pub fn cin4(cin: usize) -> usize {
+    cin.div_ceil(4) * 4
+}
+
+/// Packs `w[o][k]` into `[cin4/4][o_n][4]`, zero-padded: the layout of VNNI `vpdpbusd` and NEON `sdot`.
+pub fn pack_conv_i8(w: &[i8], o_n: usize, cin: usize) -> Vec<i8> {
+    assert_eq!(w.len(), o_n * cin);
+    let mut out = vec![0i8; cin4(cin) * o_n];
+    for o in 0..o_n {
+        for k in 0..cin {
+            out[(k / 4) * o_n * 4 + o * 4 + k % 4] = w[o * cin + k];
+        }
+    }
+    out
+}
+
+/// Signature of `conv_f32`: for `p < npix`, `out[p*o_n + o] = bias[o] + Σ_k x[p*ldx + k] · wt[k*o_n + o]`
+/// (bias 0 when `None`). `wt` comes from [`pack_conv_f32`].
+pub type ConvF32 =
+    fn(x: &[f32], ldx: usize, npix: usize, cin: usize, wt: &[f32], bias: Option<&[f32]>, o_n: usize, out: &mut [f32]);
+
+/// Signature of `conv_i8`: `acc[p*o_n + o] = Σ_k x[p*ldx + k] · w[o][k]`, exactly, in i32.
+/// `wpack` comes from [`pack_conv_i8`].
+pub type ConvI8 =
+    fn(x: &[i8], ldx: usize, npix: usize, cin: usize, wpack: &[i8], o_n: usize, acc: &mut [i32]);
+
+/// Signature of `sample_f32`: tap `n` writes `out[n*cpg .. (n+1)*cpg]`.
+pub type SampleF32 = fn(src: &[f32], taps: &[Tap], cpg: usize, out: &mut [f32]);
+/// Signature of `sample_f16`: like `sample_f32` on f16 storage; arithmetic in f32 or fp16.
+pub type SampleF16 = fn(src: &[f16], taps: &[Tap], cpg: usize, out: &mut [f16]);
+/// Signature of `sample_i8`: tap `n` writes
+/// `out[n*cpg + c] = (Σ w_ij · q_ij + 2^21) >> 22` with `w00 = (2048−fx)(2048−fy)`, `w01 = fx(2048−fy)`,
+/// `w10 = (2048−fx)fy`, `w11 = fx·fy`; exact, so every backend returns the same bytes.
+pub type SampleI8 = fn(src: &[i8], taps: &[TapQ11], cpg: usize, out: &mut [i8]);
+
+/// Signature of the f16 → f32 conversion (lengths must match).
+pub type CvtF16F32 = fn(src: &[f16], dst: &mut [f32]);
+/// Signature of the f32 → f16 conversion, round-to-nearest-even (lengths must match).
+pub type CvtF32F16 = fn(src: &[f32], dst: &mut [f16]);
+
+/// Signature of a transpose: `dst[c*dst_ld + r] = src[r*src_ld + c]` for `r < rows`, `c < cols`.
+///
+/// # Safety
+/// `dst` must be valid for writes at every such index, and no other thread may access them
+/// during the call. (The destination is a raw pointer because parallel NCHW writers fill
+/// interleaved, disjoint rows of the same planes.)
+pub type Transpose<T> =
+    unsafe fn(src: &[T], rows: usize, cols: usize, src_ld: usize, dst: *mut T, dst_ld: usize);
+
+/// A complete set of kernels for one backend.
+#[derive(Clone, Copy)]
+pub struct Kernels {
+    pub backend: Backend,
+    pub conv_f32: ConvF32,
+    pub conv_i8: ConvI8,
+    pub sample_f32: SampleF32,
+    pub sample_f16: SampleF16,
+    pub sample_i8: SampleI8,
+    pub cvt_f16_f32: CvtF16F32,
+    pub cvt_f32_f16: CvtF32F16,
+    pub transpose_f32: Transpose<f32>,
+    pub transpose_u16: Transpose<u16>,
+    pub transpose_u8: Transpose<u8>,
+}
+
+impl fmt::Debug for Kernels {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Kernels").field("backend", &self.backend).finish()
+    }
+}
+
+/// A named kernel set. Each one needs certain CPU features; `auto` picks the best usable one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Backend {
+    /// Portable Rust, every precision; the reference.
+    Scalar,
+    /// x86_64 AVX2 + FMA + F16C.
+    Avx2,
+    /// AVX2 plus VNNI (AVX-VNNI, or AVX-512 VNNI with VL) for the int8 convolution.
+    Avx2Vnni,
+    /// AArch64 Advanced SIMD (ARMv8.0: Raspberry Pi 4, Cortex-A72).
+    Neon,
+    /// NEON + `sdot` (ARMv8.2 dotprod: Raspberry Pi 5, Jetson Orin) for the int8 convolution.
+    NeonDotprod,
+    /// NEON + dotprod + native fp16 arithmetic for the f16 sampling.
+    NeonDotprodFp16,
+}
+
+impl Backend {
+    /// Every backend, best first within each architecture.
+    pub const ALL: [Backend; 6] = [
+        Backend::Avx2Vnni,
+        Backend::Avx2,
+        Backend::NeonDotprodFp16,
+        Backend::NeonDotprod,
+        Backend::Neon,
+        Backend::Scalar,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Backend::Scalar => "scalar",
+            Backend::Avx2 => "avx2",
+            Backend::Avx2Vnni => "avx2-vnni",
+            Backend::Neon => "neon",
+            Backend::NeonDotprod => "neon-dotprod",
+            Backend::NeonDotprodFp16 => "neon-dotprod-fp16",
+        }
+    }
+
+    /// CPU features this backend needs that `cpu` lacks (empty when usable).
+    pub fn missing_features(self, cpu: &CpuFeatures) -> Vec<&'static str> {
+        let need: &[(&str, bool)] = match self {
+            Backend::Scalar => &[],
+            Backend::Avx2 => &[
+                ("x86_64", cpu.arch == "x86_64"),
+                ("avx2", cpu.avx2),
+                ("fma", cpu.fma),
+                ("f16c", cpu.f16c),
+            ],
+            Backend::Avx2Vnni => &[
+                ("x86_64", cpu.arch == "x86_64"),
+                ("avx2", cpu.avx2),
+                ("fma", cpu.fma),
+                ("f16c", cpu.f16c),
+                (
+                    "avxvnni or avx512vnni+avx512vl",
+                    cpu.avxvnni || (cpu.avx512vnni && cpu.avx512vl),
+                ),
+            ],
+            Backend::Neon => &[("aarch64", cpu.arch == "aarch64"), ("neon", cpu.neon)],
+            Backend::NeonDotprod => &[
+                ("aarch64", cpu.arch == "aarch64"),
+                ("neon", cpu.neon),
+                ("dotprod", cpu.dotprod),
+            ],
+            Backend::NeonDotprodFp16 => &[
+                ("aarch64", cpu.arch == "aarch64"),
+                ("neon", cpu.neon),
+                ("dotprod", cpu.dotprod),
+                ("fp16", cpu.fp16),
+            ],
+        };
+        need.iter().filter(|(_, ok)| !ok).map(|(n, _)| *n).collect()
+    }
+
+    /// The kernel table of this backend, if it is compiled in and the CPU can run it.
+    pub fn kernels(self) -> Result<&'static Kernels> {
+        let missing = self.missing_features(CpuFeatures::get());
+        if !missing.is_empty() {
+            return Err(Error::Backend {
+                backend: self.name().to_string(),
+                reason: format!("this CPU lacks {}", missing.join(", ")),
+            });
+        }
+        table(self).ok_or_else(|| Error::Backend {
+            backend: self.name().to_string(),
+            reason: "not compiled into this build".to_string(),
+        })
+    }
+
+    /// The fastest backend this CPU can run.
+    pub fn best() -> Backend {
+        Backend::ALL
+            .into_iter()
+            .find(|b| b.kernels().is_ok())
+            .unwrap_or(Backend::Scalar)
+    }
+}
+
+impl fmt::Display for Backend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for Backend {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        Backend::ALL
+            .into_iter()
+            .find(|b| b.name() == s)
+            .ok_or_else(|| Error::Backend {
+                backend: s.to_string(),
+                reason: format!(
+                    "unknown backend; known: auto, {}",
+                    Backend::ALL.map(|b| b.name()).join(", ")
+                ),
+            })
+    }
+}
+
+/// What the caller asked for: a specific backend or the best available.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum BackendChoice {
+    #[default]
+    Auto,
+    Exact(Backend),
+}
+
+impl FromStr for BackendChoice {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        if s.eq_ignore_ascii_case("auto") || s.is_empty() {
+            Ok(BackendChoice::Auto)
+        } else {
+            Ok(BackendChoice::Exact(s.parse()?))
+        }
+    }
+}
+
+/// Name of the environment variable that narrows `auto` to one backend.
+pub const BACKEND_ENV: &str = "DYSAMPLE_BACKEND";
+
+impl BackendChoice {
+    /// Resolves the choice to a usable kernel table. `Auto` honours `DYSAMPLE_BACKEND`.
+    pub fn resolve(self) -> Result<&'static Kernels> {
+        match self {
+            BackendChoice::Exact(b) => b.kernels(),
+            BackendChoice::Auto => match std::env::var(BACKEND_ENV) {
+                Ok(v) if !v.trim().is_empty() && !v.trim().eq_ignore_ascii_case("auto") => {
+                    let b: Backend = v.trim().parse().map_err(|e| match e {
+                        Error::Backend { backend, reason } => Error::Backend {
+                            backend,
+                            reason: format!("{reason} (from {BACKEND_ENV})"),
+                        },
+                        other => other,
+                    })?;
+                    b.kernels().map_err(|e| match e {
+                        Error::Backend { backend, reason } => Error::Backend {
+                            backend,
+                            reason: format!("{reason} (from {BACKEND_ENV})"),
+                        },
+                        other => other,
+                    })
+                }
+                _ => Backend::best().kernels(),
+            },
+        }
+    }
+}
+
+fn table(b: Backend) -> Option<&'static Kernels> {
+    match b {
+        Backend::Scalar => Some(&scalar::KERNELS),
+        #[allow(unreachable_patterns)]
+        _ => None,
+    }
+}
