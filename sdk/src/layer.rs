@@ -1,44 +1,80 @@
-//! The user-facing layer: configuration + weights + an execution engine.
+//! The user-facing layers: configuration + weights + an execution engine.
 
 use crate::config::DySampleConfig;
+use crate::engine::{Engine, FloatPlan, IntPlan};
 use crate::error::{Error, Result};
-use crate::reference;
+use crate::kernels::{Backend, BackendChoice};
+use crate::quant::{Affine, QuantParams, QuantizedWeights};
 use crate::tensor::{Layout, Shape};
 use crate::weights::Weights;
+use half::f16;
 use ndarray::{Array4, ArrayView4, ArrayViewMut4};
 use std::path::Path;
+use std::sync::Arc;
 
-/// A ready-to-run DySample layer.
+/// How a layer executes: which kernels and how many threads.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ExecOptions {
+    pub backend: BackendChoice,
+    /// Worker threads; `None` uses rayon's global pool (all cores).
+    pub threads: Option<usize>,
+}
+
+/// A ready-to-run DySample layer (f32 and f16).
+///
+/// It owns its kernel choice, an optional private thread pool and pooled scratch memory,
+/// so repeated calls allocate nothing but their output.
 #[derive(Debug, Clone)]
 pub struct DySample {
     cfg: DySampleConfig,
     weights: Weights,
+    plan: Arc<FloatPlan>,
+    exec: ExecOptions,
+    engine: Engine,
 }
 
 impl DySample {
-    /// Builds a layer from a config and matching weights.
+    /// Builds a layer from a config and matching weights, with the best backend for this CPU.
     pub fn new(cfg: DySampleConfig, weights: Weights) -> Result<Self> {
-        cfg.validate()?;
-        // Re-check lengths: `Weights` fields are public and may have been edited.
-        let weights = Weights::new(
-            &cfg,
-            weights.offset_weight,
-            weights.offset_bias,
-            weights.scope_weight,
-        )?;
-        Ok(Self { cfg, weights })
+        // Re-check: `Weights` fields are public and may have been edited.
+        let weights = Weights::new(&cfg, weights.offset_weight, weights.offset_bias, weights.scope_weight)?;
+        let exec = ExecOptions::default();
+        Ok(Self {
+            plan: Arc::new(FloatPlan::new(&cfg, &weights)),
+            engine: Engine::new(exec.backend, exec.threads)?,
+            exec,
+            cfg,
+            weights,
+        })
     }
 
     /// Loads the layer at `prefix` from a PyTorch state_dict saved as safetensors.
     pub fn load(path: impl AsRef<Path>, prefix: &str, cfg: DySampleConfig) -> Result<Self> {
-        let weights = Weights::from_safetensors(path, prefix, &cfg)?;
-        Ok(Self { cfg, weights })
+        Self::new(cfg, Weights::from_safetensors(path, prefix, &cfg)?)
     }
 
     /// A layer with random weights (std 0.3, like a trained model), for demos and benchmarks.
     pub fn random(cfg: DySampleConfig, seed: u64) -> Result<Self> {
-        let weights = Weights::random(&cfg, 0.3, seed)?;
-        Ok(Self { cfg, weights })
+        Self::new(cfg, Weights::random(&cfg, 0.3, seed)?)
+    }
+
+    /// Sets backend and threads. Fails if this CPU can't run the backend.
+    pub fn with_exec(mut self, exec: ExecOptions) -> Result<Self> {
+        self.engine = Engine::new(exec.backend, exec.threads)?;
+        self.exec = exec;
+        Ok(self)
+    }
+
+    /// Chooses the kernel backend (`Auto` honours `DYSAMPLE_BACKEND`).
+    pub fn with_backend(self, backend: BackendChoice) -> Result<Self> {
+        let exec = ExecOptions { backend, ..self.exec };
+        self.with_exec(exec)
+    }
+
+    /// Runs on a private pool of `threads` workers instead of the global one.
+    pub fn with_threads(self, threads: usize) -> Result<Self> {
+        let exec = ExecOptions { threads: Some(threads), ..self.exec };
+        self.with_exec(exec)
     }
 
     pub fn config(&self) -> &DySampleConfig {
@@ -49,96 +85,42 @@ impl DySample {
         &self.weights
     }
 
+    /// The backend this layer's kernels come from.
+    pub fn backend(&self) -> Backend {
+        self.engine.kernels().backend
+    }
+
+    pub fn exec_options(&self) -> ExecOptions {
+        self.exec
+    }
+
     /// Checks an input's dimensions (given in `layout` order) and returns its logical shape.
     pub fn input_shape(&self, dims: [usize; 4], layout: Layout) -> Result<Shape> {
-        let shape = Shape::from_dims(dims, layout);
-        if shape.channels != self.cfg.channels {
-            return Err(Error::shape(
-                "input",
-                format!(
-                    "dims {dims:?} ({layout}) have {} channels, but the layer has {}",
-                    shape.channels, self.cfg.channels
-                ),
-            ));
-        }
-        if shape.batch == 0 || shape.height == 0 || shape.width == 0 {
-            return Err(Error::shape(
-                "input",
-                format!("dims {dims:?} ({layout}) must all be ≥ 1"),
-            ));
-        }
-        let out_len = shape
-            .upsampled(self.cfg.scale)
-            .checked_len()
-            .filter(|&n| n <= isize::MAX as usize / 4);
-        if out_len.is_none() {
-            return Err(Error::shape("input", format!("dims {dims:?} are too large")));
-        }
-        Ok(shape)
+        check_input_shape(&self.cfg, dims, layout)
     }
 
     /// The output dimensions (in `layout` order) for input dimensions `dims`.
     pub fn output_dims(&self, dims: [usize; 4], layout: Layout) -> Result<[usize; 4]> {
-        Ok(self
-            .input_shape(dims, layout)?
-            .upsampled(self.cfg.scale)
-            .dims(layout))
-    }
-
-    fn check_lengths(&self, shape: Shape, in_len: usize, out_len: usize) -> Result<()> {
-        if in_len != shape.len() {
-            return Err(Error::shape(
-                "input",
-                format!("{shape} needs {} values, the slice has {in_len}", shape.len()),
-            ));
-        }
-        let want = shape.upsampled(self.cfg.scale).len();
-        if out_len != want {
-            return Err(Error::shape(
-                "output",
-                format!(
-                    "{} needs {want} values, the slice has {out_len}",
-                    shape.upsampled(self.cfg.scale)
-                ),
-            ));
-        }
-        Ok(())
+        Ok(self.input_shape(dims, layout)?.upsampled(self.cfg.scale).dims(layout))
     }
 
     /// Runs the layer on a flat f32 buffer with dimensions `dims` in `layout` order,
     /// writing the upsampled result (same layout) into `out`.
-    pub fn forward_slice(
-        &self,
-        input: &[f32],
-        dims: [usize; 4],
-        layout: Layout,
-        out: &mut [f32],
-    ) -> Result<()> {
+    pub fn forward_slice(&self, input: &[f32], dims: [usize; 4], layout: Layout, out: &mut [f32]) -> Result<()> {
         let shape = self.input_shape(dims, layout)?;
-        self.check_lengths(shape, input.len(), out.len())?;
-        let _span = tracing::trace_span!("dysample.forward_f32", %shape, %layout).entered();
-        reference::forward(&self.cfg, &self.weights, input, shape, layout, out);
+        check_lengths(&self.cfg, shape, input.len(), out.len())?;
+        let _span = tracing::debug_span!("dysample.forward", precision = "f32", %shape, %layout, backend = %self.backend()).entered();
+        self.engine.forward_f32(&self.plan, input, shape, layout, out);
         Ok(())
     }
 
     /// Runs the layer on a flat f16 buffer (same contract as [`DySample::forward_slice`]).
-    /// Arithmetic is carried out in f32; only storage is half precision.
-    pub fn forward_slice_f16(
-        &self,
-        input: &[half::f16],
-        dims: [usize; 4],
-        layout: Layout,
-        out: &mut [half::f16],
-    ) -> Result<()> {
+    /// Offsets and interpolation are computed in f32; storage is half precision.
+    pub fn forward_slice_f16(&self, input: &[f16], dims: [usize; 4], layout: Layout, out: &mut [f16]) -> Result<()> {
         let shape = self.input_shape(dims, layout)?;
-        self.check_lengths(shape, input.len(), out.len())?;
-        let _span = tracing::trace_span!("dysample.forward_f16", %shape, %layout).entered();
-        let x: Vec<f32> = input.iter().map(|v| v.to_f32()).collect();
-        let mut y = vec![0.0f32; out.len()];
-        reference::forward(&self.cfg, &self.weights, &x, shape, layout, &mut y);
-        for (d, s) in out.iter_mut().zip(y) {
-            *d = half::f16::from_f32(s);
-        }
+        check_lengths(&self.cfg, shape, input.len(), out.len())?;
+        let _span = tracing::debug_span!("dysample.forward", precision = "f16", %shape, %layout, backend = %self.backend()).entered();
+        self.engine.forward_f16(&self.plan, input, shape, layout, out);
         Ok(())
     }
 
@@ -152,19 +134,11 @@ impl DySample {
     }
 
     /// Runs the layer into a caller-provided array (which must have the output's shape).
-    pub fn forward_into(
-        &self,
-        input: ArrayView4<'_, f32>,
-        layout: Layout,
-        mut out: ArrayViewMut4<'_, f32>,
-    ) -> Result<()> {
+    pub fn forward_into(&self, input: ArrayView4<'_, f32>, layout: Layout, mut out: ArrayViewMut4<'_, f32>) -> Result<()> {
         let dims = dims_of(input.shape());
         let odims = self.output_dims(dims, layout)?;
         if out.shape() != odims {
-            return Err(Error::shape(
-                "output",
-                format!("expected dims {odims:?}, got {:?}", out.shape()),
-            ));
+            return Err(Error::shape("output", format!("expected dims {odims:?}, got {:?}", out.shape())));
         }
         let input = input.as_standard_layout();
         let x = input.as_slice().expect("standard layout is contiguous");
@@ -173,13 +147,109 @@ impl DySample {
             None => {
                 let mut tmp = vec![0.0f32; out.len()];
                 self.forward_slice(x, dims, layout, &mut tmp)?;
-                for (d, s) in out.iter_mut().zip(tmp) {
-                    *d = s;
-                }
+                out.iter_mut().zip(tmp).for_each(|(d, s)| *d = s);
                 Ok(())
             }
         }
     }
+
+    /// The int8 form of this layer under `params` (see [`crate::quant`] for the scheme).
+    pub fn quantize(&self, params: &QuantParams) -> Result<QuantizedDySample> {
+        let qw = QuantizedWeights::new(&self.cfg, &self.weights, params)?;
+        Ok(QuantizedDySample {
+            plan: Arc::new(IntPlan::new(qw)),
+            engine: self.engine.clone(),
+        })
+    }
+}
+
+/// The integer-only int8 layer. Output bytes are identical on every backend and architecture.
+#[derive(Debug, Clone)]
+pub struct QuantizedDySample {
+    plan: Arc<IntPlan>,
+    engine: Engine,
+}
+
+impl QuantizedDySample {
+    pub fn config(&self) -> &DySampleConfig {
+        &self.plan.qw.cfg
+    }
+
+    pub fn params(&self) -> &QuantParams {
+        &self.plan.qw.params
+    }
+
+    /// The integer parameters (for inspection and the int8 reference).
+    pub fn quantized_weights(&self) -> &QuantizedWeights {
+        &self.plan.qw
+    }
+
+    /// Input (and output) quantization.
+    pub fn io_quant(&self) -> Affine {
+        self.plan.qw.params.input
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.engine.kernels().backend
+    }
+
+    /// Chooses backend and threads.
+    pub fn with_exec(mut self, exec: ExecOptions) -> Result<Self> {
+        self.engine = Engine::new(exec.backend, exec.threads)?;
+        Ok(self)
+    }
+
+    /// Runs the int8 layer; input and output share [`QuantizedDySample::io_quant`].
+    pub fn forward_slice(&self, input: &[i8], dims: [usize; 4], layout: Layout, out: &mut [i8]) -> Result<()> {
+        let cfg = self.config();
+        let shape = check_input_shape(cfg, dims, layout)?;
+        check_lengths(cfg, shape, input.len(), out.len())?;
+        let _span = tracing::debug_span!("dysample.forward", precision = "int8", %shape, %layout, backend = %self.backend()).entered();
+        self.engine.forward_i8(&self.plan, input, shape, layout, out);
+        Ok(())
+    }
+
+    /// Quantizes an f32 input, runs in int8 and dequantizes: a convenience for float pipelines.
+    pub fn forward_f32(&self, input: &[f32], dims: [usize; 4], layout: Layout, out: &mut [f32]) -> Result<()> {
+        let q = self.io_quant();
+        let mut xq = vec![0i8; input.len()];
+        q.quantize_slice(input, &mut xq);
+        let mut yq = vec![0i8; out.len()];
+        self.forward_slice(&xq, dims, layout, &mut yq)?;
+        q.dequantize_slice(&yq, out);
+        Ok(())
+    }
+}
+
+fn check_input_shape(cfg: &DySampleConfig, dims: [usize; 4], layout: Layout) -> Result<Shape> {
+    let shape = Shape::from_dims(dims, layout);
+    if shape.channels != cfg.channels {
+        return Err(Error::shape(
+            "input",
+            format!("dims {dims:?} ({layout}) have {} channels, but the layer has {}", shape.channels, cfg.channels),
+        ));
+    }
+    if shape.batch == 0 || shape.height == 0 || shape.width == 0 {
+        return Err(Error::shape("input", format!("dims {dims:?} ({layout}) must all be ≥ 1")));
+    }
+    // Sample-point offsets are u32 element indices into one image.
+    let img_ok = shape.height.checked_mul(shape.width).and_then(|v| v.checked_mul(shape.channels)).is_some_and(|v| v < u32::MAX as usize);
+    let out_ok = shape.upsampled(cfg.scale).checked_len().is_some_and(|n| n <= isize::MAX as usize / 4);
+    if !img_ok || !out_ok {
+        return Err(Error::shape("input", format!("dims {dims:?} are too large (one image must hold < 2^32 values)")));
+    }
+    Ok(shape)
+}
+
+fn check_lengths(cfg: &DySampleConfig, shape: Shape, in_len: usize, out_len: usize) -> Result<()> {
+    if in_len != shape.len() {
+        return Err(Error::shape("input", format!("{shape} needs {} values, the buffer has {in_len}", shape.len())));
+    }
+    let oshape = shape.upsampled(cfg.scale);
+    if out_len != oshape.len() {
+        return Err(Error::shape("output", format!("{oshape} needs {} values, the buffer has {out_len}", oshape.len())));
+    }
+    Ok(())
 }
 
 fn dims_of(shape: &[usize]) -> [usize; 4] {

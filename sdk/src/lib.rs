@@ -16,11 +16,13 @@
 
 pub mod config;
 pub mod cpu;
+pub mod engine;
 pub mod error;
 pub mod kernels;
 pub mod layer;
 #[cfg(any(feature = "onnxruntime", feature = "onnx-graph"))]
 pub mod onnx;
+pub mod quant;
 pub mod reference;
 pub mod tensor;
 pub mod weights;
@@ -28,6 +30,8 @@ pub mod weights;
 pub use config::{DySampleConfig, Style};
 pub use cpu::CpuFeatures;
 pub use error::{Error, Result};
-pub use layer::DySample;
+pub use kernels::{Backend, BackendChoice};
+pub use layer::{DySample, ExecOptions, QuantizedDySample};
+pub use quant::{Affine, QuantParams, Symmetry};
 pub use tensor::{Layout, Shape};
 pub use weights::{list_layers, Weights};

@@ -179,3 +179,67 @@ pub fn forward<T: Real>(
         }
     }
 }
+
+/// The int8 layer, written for clarity: the bit-exact oracle of every int8 backend.
+///
+/// It follows the scheme documented in [`crate::quant`]: exact integer dot products,
+/// [`QuantizedWeights::offset_q11`] for offsets, [`crate::quant::sample_coord_q11`] for
+/// positions, and a single rounding of the Q22 bilinear sum.
+pub fn forward_int8(
+    qw: &crate::quant::QuantizedWeights,
+    input: &[i8],
+    shape: Shape,
+    layout: Layout,
+    out: &mut [i8],
+) {
+    use crate::quant::sample_coord_q11;
+    let cfg = &qw.cfg;
+    let (s, g, s2) = (cfg.scale, cfg.groups, cfg.s2());
+    let cpg = cfg.channels_per_group();
+    let cin = cfg.conv_in_channels();
+    let oshape = shape.upsampled(s);
+    assert_eq!(input.len(), shape.len(), "input length");
+    assert_eq!(out.len(), oshape.len(), "output length");
+    let (h, wd) = (shape.height, shape.width);
+    let dot = |w: &[i8], o: usize, read: &dyn Fn(usize) -> i8| -> i32 {
+        (0..cin).map(|k| w[o * cin + k] as i32 * read(k) as i32).sum()
+    };
+    let mut off = vec![0i32; cfg.offset_channels()];
+    for b in 0..shape.batch {
+        for y in 0..h {
+            for x in 0..wd {
+                let px = |c: usize| input[shape.index(layout, b, c, y, x)];
+                let subs = if cfg.style == Style::Lp { 1 } else { s2 };
+                for ij in 0..subs {
+                    let read = |k: usize| if cfg.style == Style::Lp { px(k) } else { px(k * s2 + ij) };
+                    for o in 0..cfg.conv_out_channels() {
+                        let d = dot(&qw.offset_q, o, &read);
+                        let sd = qw.scope_q.as_ref().map_or(0, |sw| dot(sw, o, &read));
+                        let ch = qw.offset_channel(o, ij);
+                        off[ch] = qw.offset_q11(o, ch, d, sd);
+                    }
+                }
+                for q in 0..g {
+                    for i in 0..s {
+                        for j in 0..s {
+                            let (x0, fx) = sample_coord_q11(x, off[q * s2 + i * s + j], wd);
+                            let (y0, fy) = sample_coord_q11(y, off[g * s2 + q * s2 + i * s + j], h);
+                            let (x1, y1) = ((x0 + 1).min(wd - 1), (y0 + 1).min(h - 1));
+                            let (fx, fy) = (fx as i32, fy as i32);
+                            let (gx, gy) = (2048 - fx, 2048 - fy);
+                            for c in q * cpg..(q + 1) * cpg {
+                                let v = |yy, xx| input[shape.index(layout, b, c, yy, xx)] as i32;
+                                let acc = gx * gy * v(y0, x0)
+                                    + fx * gy * v(y0, x1)
+                                    + gx * fy * v(y1, x0)
+                                    + fx * fy * v(y1, x1);
+                                out[oshape.index(layout, b, c, y * s + i, x * s + j)] =
+                                    ((acc + (1 << 21)) >> 22) as i8;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}

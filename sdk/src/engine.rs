@@ -1,0 +1,490 @@
+//! The fused, tiled execution engine shared by every backend and precision.
+//!
+//! Work is split into tasks of low-res rows. For each row a task computes the offsets of its
+//! pixels (conv → offsets), turns them into sample points, and samples the `s` output rows,
+//! so full-size offset or grid tensors never exist. Everything runs on NHWC data: an NCHW
+//! input is transposed once per image, and NCHW output rows are transposed as they are written.
+//! Scratch buffers are pooled, so steady-state calls allocate nothing but the output.
+
+use crate::config::{DySampleConfig, Style};
+use crate::error::{Error, Result};
+use crate::kernels::{pack_conv_f32, pack_conv_i8, BackendChoice, Kernels, Tap, TapQ11};
+use crate::quant::{sample_coord_q11, QuantizedWeights};
+use crate::tensor::{Layout, Shape};
+use crate::weights::Weights;
+use half::f16;
+use rayon::prelude::*;
+use std::sync::{Arc, Mutex};
+
+/// f32 parameters in the layout the kernels read.
+#[derive(Debug)]
+pub(crate) struct FloatPlan {
+    cfg: DySampleConfig,
+    wt_offset: Vec<f32>,
+    bias: Vec<f32>,
+    wt_scope: Option<Vec<f32>>,
+    init_pos: Vec<f32>,
+}
+
+impl FloatPlan {
+    pub(crate) fn new(cfg: &DySampleConfig, w: &Weights) -> Self {
+        let (o, cin) = (cfg.conv_out_channels(), cfg.conv_in_channels());
+        Self {
+            cfg: *cfg,
+            wt_offset: pack_conv_f32(&w.offset_weight, o, cin),
+            bias: w.offset_bias.clone(),
+            wt_scope: w.scope_weight.as_ref().map(|s| pack_conv_f32(s, o, cin)),
+            init_pos: cfg.init_pos(),
+        }
+    }
+}
+
+/// int8 parameters in the layout the kernels read.
+#[derive(Debug)]
+pub(crate) struct IntPlan {
+    pub(crate) qw: QuantizedWeights,
+    wpack_offset: Vec<i8>,
+    wpack_scope: Option<Vec<i8>>,
+}
+
+impl IntPlan {
+    pub(crate) fn new(qw: QuantizedWeights) -> Self {
+        let (o, cin) = (qw.cfg.conv_out_channels(), qw.cfg.conv_in_channels());
+        Self {
+            wpack_offset: pack_conv_i8(&qw.offset_q, o, cin),
+            wpack_scope: qw.scope_q.as_ref().map(|s| pack_conv_i8(s, o, cin)),
+            qw,
+        }
+    }
+}
+
+/// Per-task buffers, pooled across calls.
+#[derive(Default)]
+pub(crate) struct Scratch {
+    xf: Vec<f32>,
+    deint_f: Vec<f32>,
+    deint_q: Vec<i8>,
+    r: Vec<f32>,
+    sc: Vec<f32>,
+    off: Vec<f32>,
+    acc: Vec<i32>,
+    acc_s: Vec<i32>,
+    offq: Vec<i32>,
+    taps: Vec<Tap>,
+    tapsq: Vec<TapQ11>,
+    row_f32: Vec<f32>,
+    row_f16: Vec<f16>,
+    row_i8: Vec<i8>,
+}
+
+fn grow<T: Default + Clone>(v: &mut Vec<T>, n: usize) -> &mut [T] {
+    if v.len() < n {
+        v.resize(n, T::default());
+    }
+    &mut v[..n]
+}
+
+/// Element types the engine moves around, with their transpose kernel.
+pub(crate) trait Elem: Copy + Default + Send + Sync + 'static {
+    /// # Safety
+    /// Same contract as [`crate::kernels::Transpose`].
+    unsafe fn transpose(
+        k: &Kernels,
+        src: &[Self],
+        rows: usize,
+        cols: usize,
+        src_ld: usize,
+        dst: *mut Self,
+        dst_ld: usize,
+    );
+    fn rowbuf(sc: &mut Scratch) -> &mut Vec<Self>;
+}
+
+impl Elem for f32 {
+    unsafe fn transpose(k: &Kernels, src: &[f32], rows: usize, cols: usize, src_ld: usize, dst: *mut f32, dst_ld: usize) {
+        // SAFETY: forwarded contract.
+        unsafe { (k.transpose_f32)(src, rows, cols, src_ld, dst, dst_ld) }
+    }
+    fn rowbuf(sc: &mut Scratch) -> &mut Vec<f32> {
+        &mut sc.row_f32
+    }
+}
+
+impl Elem for f16 {
+    unsafe fn transpose(k: &Kernels, src: &[f16], rows: usize, cols: usize, src_ld: usize, dst: *mut f16, dst_ld: usize) {
+        // SAFETY: f16 and u16 have the same size and alignment; the contract is forwarded.
+        unsafe { (k.transpose_u16)(bytemuck::cast_slice(src), rows, cols, src_ld, dst.cast(), dst_ld) }
+    }
+    fn rowbuf(sc: &mut Scratch) -> &mut Vec<f16> {
+        &mut sc.row_f16
+    }
+}
+
+impl Elem for i8 {
+    unsafe fn transpose(k: &Kernels, src: &[i8], rows: usize, cols: usize, src_ld: usize, dst: *mut i8, dst_ld: usize) {
+        // SAFETY: i8 and u8 have the same size and alignment; the contract is forwarded.
+        unsafe { (k.transpose_u8)(bytemuck::cast_slice(src), rows, cols, src_ld, dst.cast(), dst_ld) }
+    }
+    fn rowbuf(sc: &mut Scratch) -> &mut Vec<i8> {
+        &mut sc.row_i8
+    }
+}
+
+/// A raw output pointer that parallel NCHW writers share; each writes disjoint rows.
+#[derive(Clone, Copy)]
+struct SharedOut<T>(*mut T);
+// SAFETY: only used to write disjoint elements from different threads (see `Engine::run`).
+unsafe impl<T: Send> Send for SharedOut<T> {}
+// SAFETY: as above.
+unsafe impl<T: Send> Sync for SharedOut<T> {}
+
+/// Kernels + threads + pooled scratch.
+pub(crate) struct Engine {
+    kernels: &'static Kernels,
+    pool: Option<Arc<rayon::ThreadPool>>,
+    scratch: Mutex<Vec<Scratch>>,
+    img_f32: Mutex<Vec<f32>>,
+    img_f16: Mutex<Vec<f16>>,
+    img_i8: Mutex<Vec<i8>>,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("backend", &self.kernels.backend)
+            .field("threads", &self.threads())
+            .finish()
+    }
+}
+
+impl Clone for Engine {
+    fn clone(&self) -> Self {
+        Self::with_kernels(self.kernels, self.pool.clone())
+    }
+}
+
+impl Engine {
+    fn with_kernels(kernels: &'static Kernels, pool: Option<Arc<rayon::ThreadPool>>) -> Self {
+        Self {
+            kernels,
+            pool,
+            scratch: Mutex::new(Vec::new()),
+            img_f32: Mutex::new(Vec::new()),
+            img_f16: Mutex::new(Vec::new()),
+            img_i8: Mutex::new(Vec::new()),
+        }
+    }
+
+    pub(crate) fn new(choice: BackendChoice, threads: Option<usize>) -> Result<Self> {
+        let kernels = choice.resolve()?;
+        let pool = match threads {
+            None => None,
+            Some(0) => return Err(Error::Other("threads must be ≥ 1".into())),
+            Some(n) => Some(Arc::new(
+                rayon::ThreadPoolBuilder::new()
+                    .num_threads(n)
+                    .thread_name(|i| format!("dysample-{i}"))
+                    .build()
+                    .map_err(|e| Error::Other(format!("cannot start {n} threads: {e}")))?,
+            )),
+        };
+        tracing::debug!(backend = %kernels.backend, ?threads, "engine ready");
+        Ok(Self::with_kernels(kernels, pool))
+    }
+
+    pub(crate) fn kernels(&self) -> &'static Kernels {
+        self.kernels
+    }
+
+    pub(crate) fn threads(&self) -> usize {
+        self.pool
+            .as_ref()
+            .map_or_else(rayon::current_num_threads, |p| p.current_num_threads())
+    }
+
+    fn take_scratch(&self) -> Scratch {
+        self.scratch.lock().map(|mut v| v.pop()).ok().flatten().unwrap_or_default()
+    }
+
+    fn put_scratch(&self, sc: Scratch) {
+        if let Ok(mut v) = self.scratch.lock() {
+            v.push(sc);
+        }
+    }
+
+    /// Drives `row_fn` over every low-res row of every image, in parallel.
+    ///
+    /// `row_fn(scratch, image_nhwc, y, out)` must fill `out` (the `s` output rows of low-res row
+    /// `y`, NHWC, `s·sW·C` values).
+    fn run<T: Elem>(
+        &self,
+        input: &[T],
+        shape: Shape,
+        scale: usize,
+        layout: Layout,
+        out: &mut [T],
+        store: &Mutex<Vec<T>>,
+        row_fn: &(dyn Fn(&mut Scratch, &[T], usize, &mut [T]) + Sync),
+    ) {
+        let k = self.kernels;
+        let (c, h, w, s) = (shape.channels, shape.height, shape.width, scale);
+        let (img_len, oplane) = (h * w * c, s * h * s * w);
+        let row_out = s * s * w * c;
+        let mut local = Vec::new();
+        let mut guard = store.try_lock().ok();
+        let buf: &mut Vec<T> = guard.as_deref_mut().unwrap_or(&mut local);
+        let mut body = || {
+            let threads = rayon::current_num_threads();
+            // ~4 tasks per thread balances load without making tasks too small.
+            let tile = h.div_ceil(threads * 4).max(1);
+            for b in 0..shape.batch {
+                let in_b = &input[b * img_len..(b + 1) * img_len];
+                let out_b = &mut out[b * img_len * s * s..(b + 1) * img_len * s * s];
+                let img: &[T] = match layout {
+                    Layout::Nhwc => in_b,
+                    Layout::Nchw => {
+                        let _t = tracing::trace_span!("nchw_to_nhwc").entered();
+                        let dst = grow(buf, img_len);
+                        let px_chunk = (h * w).div_ceil(threads * 4).max(64);
+                        dst.par_chunks_mut(px_chunk * c).enumerate().for_each(|(t, d)| {
+                            let p0 = t * px_chunk;
+                            // SAFETY: `d` is exclusively ours and holds exactly `cols·c` values.
+                            unsafe { T::transpose(k, &in_b[p0..], c, d.len() / c, h * w, d.as_mut_ptr(), c) }
+                        });
+                        &buf[..img_len]
+                    }
+                };
+                match layout {
+                    Layout::Nhwc => {
+                        out_b.par_chunks_mut(tile * row_out).enumerate().for_each(|(t, chunk)| {
+                            let mut sc = self.take_scratch();
+                            for (dy, rows) in chunk.chunks_mut(row_out).enumerate() {
+                                row_fn(&mut sc, img, t * tile + dy, rows);
+                            }
+                            self.put_scratch(sc);
+                        });
+                    }
+                    Layout::Nchw => {
+                        let dst = SharedOut(out_b.as_mut_ptr());
+                        (0..h.div_ceil(tile)).into_par_iter().for_each(|t| {
+                            let dst = dst;
+                            let mut sc = self.take_scratch();
+                            let mut rows = std::mem::take(T::rowbuf(&mut sc));
+                            grow(&mut rows, row_out);
+                            for y in t * tile..((t + 1) * tile).min(h) {
+                                row_fn(&mut sc, img, y, &mut rows[..row_out]);
+                                for i in 0..s {
+                                    let src = &rows[i * s * w * c..(i + 1) * s * w * c];
+                                    // SAFETY: output row y·s+i of every channel plane belongs to
+                                    // this task alone, and lies inside `out_b` (len c·oplane).
+                                    unsafe {
+                                        T::transpose(k, src, s * w, c, c, dst.0.add((y * s + i) * s * w), oplane)
+                                    };
+                                }
+                            }
+                            *T::rowbuf(&mut sc) = rows;
+                            self.put_scratch(sc);
+                        });
+                    }
+                }
+            }
+        };
+        match &self.pool {
+            Some(p) => p.install(body),
+            None => body(),
+        }
+    }
+
+    /// f32 layer on f32 data.
+    pub(crate) fn forward_f32(&self, plan: &FloatPlan, input: &[f32], shape: Shape, layout: Layout, out: &mut [f32]) {
+        let k = self.kernels;
+        let row = |sc: &mut Scratch, img: &[f32], y: usize, rows: &mut [f32]| {
+            let (w, c) = (shape.width, shape.channels);
+            let xrow = &img[y * w * c..(y + 1) * w * c];
+            float_offsets(k, plan, xrow, w, sc);
+            sample_rows_f32(k, &plan.cfg, shape, y, sc, |taps, cpg, out| (k.sample_f32)(img, taps, cpg, out), rows);
+        };
+        self.run(input, shape, plan.cfg.scale, layout, out, &self.img_f32, &row);
+    }
+
+    /// f32 layer on f16 storage.
+    pub(crate) fn forward_f16(&self, plan: &FloatPlan, input: &[f16], shape: Shape, layout: Layout, out: &mut [f16]) {
+        let k = self.kernels;
+        let row = |sc: &mut Scratch, img: &[f16], y: usize, rows: &mut [f16]| {
+            let (w, c) = (shape.width, shape.channels);
+            let mut xf = std::mem::take(&mut sc.xf);
+            (k.cvt_f16_f32)(&img[y * w * c..(y + 1) * w * c], grow(&mut xf, w * c));
+            float_offsets(k, plan, &xf[..w * c], w, sc);
+            sc.xf = xf;
+            sample_rows_f32(k, &plan.cfg, shape, y, sc, |taps, cpg, out| (k.sample_f16)(img, taps, cpg, out), rows);
+        };
+        self.run(input, shape, plan.cfg.scale, layout, out, &self.img_f16, &row);
+    }
+
+    /// Integer-only layer on int8 data.
+    pub(crate) fn forward_i8(&self, plan: &IntPlan, input: &[i8], shape: Shape, layout: Layout, out: &mut [i8]) {
+        let k = self.kernels;
+        let row = |sc: &mut Scratch, img: &[i8], y: usize, rows: &mut [i8]| {
+            let (w, c) = (shape.width, shape.channels);
+            int_offsets(k, plan, &img[y * w * c..(y + 1) * w * c], w, sc);
+            sample_rows_i8(k, &plan.qw, shape, y, sc, img, rows);
+        };
+        self.run(input, shape, plan.qw.cfg.scale, layout, out, &self.img_i8, &row);
+    }
+}
+
+fn sigmoid(v: f32) -> f32 {
+    1.0 / (1.0 + (-v).exp())
+}
+
+/// Fills `sc.off` with the `2·g·s²` offsets (init_pos included) of each of the row's `w` pixels.
+fn float_offsets(k: &Kernels, plan: &FloatPlan, xrow: &[f32], w: usize, sc: &mut Scratch) {
+    let cfg = &plan.cfg;
+    let (c, s2, o_n) = (cfg.channels, cfg.s2(), cfg.conv_out_channels());
+    let oc = cfg.offset_channels();
+    let factor = cfg.offset_factor();
+    let (x, ld, npix, cin) = match cfg.style {
+        Style::Lp => (xrow, c, w, c),
+        Style::Pl => {
+            // Sub-position ij of pixel x sees channels k·s² + ij: gather them contiguously.
+            let cin = c / s2;
+            let d = grow(&mut sc.deint_f, w * c);
+            for px in 0..w {
+                for ij in 0..s2 {
+                    for kk in 0..cin {
+                        d[(px * s2 + ij) * cin + kk] = xrow[px * c + kk * s2 + ij];
+                    }
+                }
+            }
+            (&sc.deint_f[..w * c], cin, w * s2, cin)
+        }
+    };
+    let r = grow(&mut sc.r, npix * o_n);
+    (k.conv_f32)(x, ld, npix, cin, &plan.wt_offset, Some(&plan.bias), o_n, r);
+    let scope = plan.wt_scope.as_ref().map(|wt| {
+        let sv = grow(&mut sc.sc, npix * o_n);
+        (k.conv_f32)(x, ld, npix, cin, wt, None, o_n, sv);
+    });
+    let off = grow(&mut sc.off, w * oc);
+    let subs = npix / w;
+    for p in 0..npix {
+        let (px, ij) = (p / subs, p % subs);
+        for o in 0..o_n {
+            let ch = if cfg.style == Style::Lp { o } else { o * s2 + ij };
+            let mut v = sc.r[p * o_n + o];
+            if scope.is_some() {
+                v *= sigmoid(sc.sc[p * o_n + o]);
+            }
+            off[px * oc + ch] = v * factor + plan.init_pos[ch];
+        }
+    }
+}
+
+/// Builds the sample points of the `s` output rows of low-res row `y` and samples them.
+fn sample_rows_f32<T>(
+    _k: &Kernels,
+    cfg: &DySampleConfig,
+    shape: Shape,
+    y: usize,
+    sc: &mut Scratch,
+    sample: impl Fn(&[Tap], usize, &mut [T]),
+    rows: &mut [T],
+) {
+    let (s, g, s2) = (cfg.scale, cfg.groups, cfg.s2());
+    let (h, w, c) = (shape.height, shape.width, shape.channels);
+    let (oc, cpg) = (cfg.offset_channels(), cfg.channels_per_group());
+    let (xmax, ymax) = ((w - 1) as f32, (h - 1) as f32);
+    for i in 0..s {
+        let taps = grow(&mut sc.taps, s * w * g);
+        for x in 0..w {
+            let off = &sc.off[x * oc..(x + 1) * oc];
+            for j in 0..s {
+                for q in 0..g {
+                    let ch = q * s2 + i * s + j;
+                    // max/min (not clamp) so a NaN offset lands on the border instead of propagating.
+                    let px = (x as f32 + off[ch]).max(0.0).min(xmax);
+                    let py = (y as f32 + off[g * s2 + ch]).max(0.0).min(ymax);
+                    let (x0, y0) = ((px as usize).min(w - 1), (py as usize).min(h - 1));
+                    let (x1, y1) = ((x0 + 1).min(w - 1), (y0 + 1).min(h - 1));
+                    taps[(x * s + j) * g + q] = Tap {
+                        base: ((y0 * w + x0) * c + q * cpg) as u32,
+                        dx: ((x1 - x0) * c) as u32,
+                        dy: ((y1 - y0) * w * c) as u32,
+                        fx: px - x0 as f32,
+                        fy: py - y0 as f32,
+                    };
+                }
+            }
+        }
+        sample(taps, cpg, &mut rows[i * s * w * c..(i + 1) * s * w * c]);
+    }
+}
+
+/// Fills `sc.offq` with the Q11 offsets of each of the row's `w` pixels.
+fn int_offsets(k: &Kernels, plan: &IntPlan, xrow: &[i8], w: usize, sc: &mut Scratch) {
+    let qw = &plan.qw;
+    let cfg = &qw.cfg;
+    let (c, s2, o_n) = (cfg.channels, cfg.s2(), cfg.conv_out_channels());
+    let oc = cfg.offset_channels();
+    let (x, ld, npix, cin) = match cfg.style {
+        Style::Lp => (xrow, c, w, c),
+        Style::Pl => {
+            let cin = c / s2;
+            let d = grow(&mut sc.deint_q, w * c);
+            for px in 0..w {
+                for ij in 0..s2 {
+                    for kk in 0..cin {
+                        d[(px * s2 + ij) * cin + kk] = xrow[px * c + kk * s2 + ij];
+                    }
+                }
+            }
+            (&sc.deint_q[..w * c], cin, w * s2, cin)
+        }
+    };
+    let acc = grow(&mut sc.acc, npix * o_n);
+    (k.conv_i8)(x, ld, npix, cin, &plan.wpack_offset, o_n, acc);
+    if let Some(wp) = &plan.wpack_scope {
+        let a = grow(&mut sc.acc_s, npix * o_n);
+        (k.conv_i8)(x, ld, npix, cin, wp, o_n, a);
+    }
+    let has_scope = plan.wpack_scope.is_some();
+    let off = grow(&mut sc.offq, w * oc);
+    let subs = npix / w;
+    for p in 0..npix {
+        let (px, ij) = (p / subs, p % subs);
+        for o in 0..o_n {
+            let ch = qw.offset_channel(o, ij);
+            let sd = if has_scope { sc.acc_s[p * o_n + o] } else { 0 };
+            off[px * oc + ch] = qw.offset_q11(o, ch, sc.acc[p * o_n + o], sd);
+        }
+    }
+}
+
+fn sample_rows_i8(k: &Kernels, qw: &QuantizedWeights, shape: Shape, y: usize, sc: &mut Scratch, img: &[i8], rows: &mut [i8]) {
+    let cfg = &qw.cfg;
+    let (s, g, s2) = (cfg.scale, cfg.groups, cfg.s2());
+    let (h, w, c) = (shape.height, shape.width, shape.channels);
+    let (oc, cpg) = (cfg.offset_channels(), cfg.channels_per_group());
+    for i in 0..s {
+        let taps = grow(&mut sc.tapsq, s * w * g);
+        for x in 0..w {
+            let off = &sc.offq[x * oc..(x + 1) * oc];
+            for j in 0..s {
+                for q in 0..g {
+                    let ch = q * s2 + i * s + j;
+                    let (x0, fx) = sample_coord_q11(x, off[ch], w);
+                    let (y0, fy) = sample_coord_q11(y, off[g * s2 + ch], h);
+                    let (x1, y1) = ((x0 + 1).min(w - 1), (y0 + 1).min(h - 1));
+                    taps[(x * s + j) * g + q] = TapQ11 {
+                        base: ((y0 * w + x0) * c + q * cpg) as u32,
+                        dx: ((x1 - x0) * c) as u32,
+                        dy: ((y1 - y0) * w * c) as u32,
+                        fx,
+                        fy,
+                    };
+                }
+            }
+        }
+        (k.sample_i8)(img, taps, cpg, &mut rows[i * s * w * c..(i + 1) * s * w * c]);
+    }
+}

@@ -1,0 +1,462 @@
+//! The int8 scheme: parameters, calibration, and the integer-only layer definition.
+//!
+//! # Scheme (version 1)
+//! * **Activations**: per-tensor affine int8, `x ≈ s_x · (q − z_x)`, `z_x ∈ [−128, 127]`
+//!   (`z_x = 0` gives the symmetric form TensorRT needs). The output keeps `s_x` and `z_x`:
+//!   bilinear sampling is a convex combination, so no requantization is needed.
+//! * **Conv weights**: per-output-channel symmetric int8, `w ≈ s_w[o] · w_q`, `w_q ∈ [−127, 127]`,
+//!   with `s_w[o] = max|w[o, :]| / 127` unless given. The offset bias is stored as i32 in the
+//!   accumulator's scale `s_x · s_w[o]`. Accumulation is exact in i32/i64.
+//! * **Offsets** are Q11 fixed point (1/2048 of a low-res pixel). The accumulator is rescaled by
+//!   an integer multiplier and shift (`(v·M + 2^(sh−1)) >> sh`), and `init_pos` is added in Q11.
+//! * **dyscope**: the scope accumulator is rescaled to a LUT index in steps of 1/256, clamped to
+//!   [−8, 8), and looked up in a 4096-entry Q15 sigmoid table built from a deterministic `exp`
+//!   (only IEEE +,−,×,÷, so it is identical on every platform).
+//! * **Sampling**: positions are clamped in Q11; bilinear weights are Q11 products (Q22), and
+//!   each output is `(Σ w·q + 2^21) >> 22` — a single rounding.
+//!
+//! Every step after the parameters are fixed is integer-only, so every backend on every
+//! architecture returns identical bytes.
+
+use crate::config::{DySampleConfig, Style};
+use crate::error::{Error, Result};
+use crate::weights::Weights;
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+
+/// Current version of the [`QuantParams`] JSON format.
+pub const QUANT_FORMAT_VERSION: u32 = 1;
+
+/// Per-tensor affine quantization of an activation tensor.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Affine {
+    pub scale: f32,
+    pub zero_point: i32,
+}
+
+impl Affine {
+    /// Checks that the scale is finite and positive and the zero point fits int8.
+    pub fn validate(&self, what: &str) -> Result<()> {
+        if !self.scale.is_finite() || self.scale <= 0.0 {
+            return Err(Error::Quant(format!(
+                "{what}.scale must be finite and > 0, got {}",
+                self.scale
+            )));
+        }
+        if !(-128..=127).contains(&self.zero_point) {
+            return Err(Error::Quant(format!(
+                "{what}.zero_point must be in [-128, 127], got {}",
+                self.zero_point
+            )));
+        }
+        Ok(())
+    }
+
+    /// `clamp(round(x / s) + z, −128, 127)`; NaN maps to the zero point.
+    #[inline]
+    pub fn quantize(&self, x: f32) -> i8 {
+        let q = (x / self.scale).round();
+        let q = if q.is_nan() { 0.0 } else { q };
+        (q + self.zero_point as f32).clamp(-128.0, 127.0) as i8
+    }
+
+    #[inline]
+    pub fn dequantize(&self, q: i8) -> f32 {
+        (q as i32 - self.zero_point) as f32 * self.scale
+    }
+
+    pub fn quantize_slice(&self, x: &[f32], out: &mut [i8]) {
+        for (o, &v) in out.iter_mut().zip(x) {
+            *o = self.quantize(v);
+        }
+    }
+
+    pub fn dequantize_slice(&self, q: &[i8], out: &mut [f32]) {
+        for (o, &v) in out.iter_mut().zip(q) {
+            *o = self.dequantize(v);
+        }
+    }
+}
+
+/// How activation ranges are turned into scales.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Symmetry {
+    /// Full int8 range over [min, max] with a zero point.
+    #[default]
+    Asymmetric,
+    /// Zero point 0 (what TensorRT requires).
+    Symmetric,
+}
+
+/// Serializable, versioned int8 parameters of one layer (what a calibration tool writes).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct QuantParams {
+    /// Always [`QUANT_FORMAT_VERSION`] when written by this crate.
+    pub version: u32,
+    /// The layer these parameters were made for; checked on use.
+    pub layer: DySampleConfig,
+    /// Input (and output) activation quantization.
+    pub input: Affine,
+    /// Per-output-channel scales of `offset.weight`; derived from the weights when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offset_weight_scales: Option<Vec<f32>>,
+    /// Per-output-channel scales of `scope.weight`; derived from the weights when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope_weight_scales: Option<Vec<f32>>,
+    /// Free-form provenance (calibration method, sample count, ...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+impl QuantParams {
+    /// Parameters with the given input quantization and weight scales derived from the weights.
+    pub fn new(layer: DySampleConfig, input: Affine) -> Self {
+        Self {
+            version: QUANT_FORMAT_VERSION,
+            layer,
+            input,
+            offset_weight_scales: None,
+            scope_weight_scales: None,
+            note: None,
+        }
+    }
+
+    /// Min/max calibration of the input quantization from sample tensors.
+    pub fn calibrate_minmax<'a>(
+        layer: DySampleConfig,
+        samples: impl IntoIterator<Item = &'a [f32]>,
+        symmetry: Symmetry,
+    ) -> Result<Self> {
+        let (mut lo, mut hi, mut n) = (0.0f32, 0.0f32, 0usize);
+        for s in samples {
+            for (i, &v) in s.iter().enumerate() {
+                if !v.is_finite() {
+                    return Err(Error::NonFinite {
+                        what: format!("calibration sample {n}"),
+                        index: i,
+                    });
+                }
+                lo = lo.min(v);
+                hi = hi.max(v);
+            }
+            n += 1;
+        }
+        if n == 0 {
+            return Err(Error::Quant("calibration needs at least one sample".into()));
+        }
+        let input = affine_from_range(lo, hi, symmetry);
+        let mut p = Self::new(layer, input);
+        p.note = Some(format!(
+            "minmax {symmetry:?} over {n} sample(s): range [{lo}, {hi}]"
+        ));
+        Ok(p)
+    }
+
+    /// Reads parameters from JSON, naming the file in errors.
+    pub fn from_json_file(path: impl AsRef<Path>) -> Result<Self> {
+        let path = path.as_ref();
+        let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::from_json(&text).map_err(|e| Error::Quant(format!("{}: {e}", path.display())))
+    }
+
+    pub fn from_json(text: &str) -> Result<Self> {
+        let p: Self =
+            serde_json::from_str(text).map_err(|e| Error::Quant(format!("bad JSON: {e}")))?;
+        if p.version != QUANT_FORMAT_VERSION {
+            return Err(Error::Quant(format!(
+                "format version {} is not supported (this build reads version {QUANT_FORMAT_VERSION})",
+                p.version
+            )));
+        }
+        Ok(p)
+    }
+
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(self).expect("QuantParams always serializes")
+    }
+
+    /// Checks the parameters against a layer.
+    pub fn validate(&self, cfg: &DySampleConfig) -> Result<()> {
+        if self.version != QUANT_FORMAT_VERSION {
+            return Err(Error::Quant(format!(
+                "format version {} is not supported",
+                self.version
+            )));
+        }
+        if self.layer != *cfg {
+            return Err(Error::Quant(format!(
+                "parameters were made for layer ({}) but are applied to ({cfg})",
+                self.layer
+            )));
+        }
+        self.input.validate("input")?;
+        let o = cfg.conv_out_channels();
+        let check = |name: &str, v: &Option<Vec<f32>>| -> Result<()> {
+            if let Some(v) = v {
+                if v.len() != o {
+                    return Err(Error::Quant(format!(
+                        "{name} has {} entries, the layer's conv has {o} output channels",
+                        v.len()
+                    )));
+                }
+                if let Some((i, s)) = v.iter().enumerate().find(|(_, s)| !s.is_finite() || **s <= 0.0) {
+                    return Err(Error::Quant(format!(
+                        "{name}[{i}] must be finite and > 0, got {s}"
+                    )));
+                }
+            }
+            Ok(())
+        };
+        check("offset_weight_scales", &self.offset_weight_scales)?;
+        check("scope_weight_scales", &self.scope_weight_scales)?;
+        if !cfg.dyscope && self.scope_weight_scales.is_some() {
+            return Err(Error::Quant(
+                "scope_weight_scales given but the layer has no dyscope".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Affine parameters covering [lo, hi] (widened to include 0).
+pub fn affine_from_range(lo: f32, hi: f32, symmetry: Symmetry) -> Affine {
+    let (lo, hi) = (lo.min(0.0), hi.max(0.0));
+    match symmetry {
+        Symmetry::Symmetric => {
+            let m = lo.abs().max(hi.abs());
+            Affine {
+                scale: if m > 0.0 { m / 127.0 } else { 1.0 },
+                zero_point: 0,
+            }
+        }
+        Symmetry::Asymmetric => {
+            let span = hi - lo;
+            if span <= 0.0 {
+                return Affine {
+                    scale: 1.0,
+                    zero_point: 0,
+                };
+            }
+            let scale = span / 255.0;
+            let zp = (-128.0 - lo / scale).round().clamp(-128.0, 127.0) as i32;
+            Affine {
+                scale,
+                zero_point: zp,
+            }
+        }
+    }
+}
+
+/// A real multiplier as `M · 2^−shift` with `M ∈ [2^30, 2^31)`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Multiplier {
+    pub m: i64,
+    pub shift: u32,
+}
+
+impl Multiplier {
+    fn new(real: f64, what: &str) -> Result<Self> {
+        if !(real.is_finite() && real > 0.0) {
+            return Err(Error::Quant(format!("{what}: multiplier {real} is not finite and > 0")));
+        }
+        // Normalise by exact doublings (deterministic on every platform).
+        let (mut m, mut shift) = (real, 0i32);
+        while m < (1u64 << 30) as f64 {
+            m *= 2.0;
+            shift += 1;
+        }
+        while m >= (1u64 << 31) as f64 {
+            m /= 2.0;
+            shift -= 1;
+        }
+        if !(1..=62).contains(&shift) {
+            return Err(Error::Quant(format!(
+                "{what}: multiplier {real:e} is out of the supported range (check the scales)"
+            )));
+        }
+        let mut mi = m.round() as i64;
+        if mi == 1 << 31 {
+            mi >>= 1;
+            shift -= 1;
+        }
+        Ok(Self {
+            m: mi,
+            shift: shift as u32,
+        })
+    }
+
+    /// `round(v · M / 2^shift)`, rounding half up.
+    #[inline]
+    pub fn apply(self, v: i64) -> i64 {
+        (v * self.m + (1i64 << (self.shift - 1))) >> self.shift
+    }
+}
+
+/// Offsets are clamped to ±2^24 Q11 (±8192 px) so positions never overflow i32.
+const OFFSET_LIMIT: i64 = 1 << 24;
+/// Biases beyond ±2^40 accumulator units saturate the offset anyway.
+const BIAS_LIMIT: f64 = (1u64 << 40) as f64;
+/// Sigmoid LUT: index steps of 1/256 over [−8, 8).
+pub const SIGMOID_LUT_LEN: usize = 4096;
+const SIGMOID_STEPS: f64 = 256.0;
+
+/// `exp` from IEEE basic operations only, so the LUT is bit-identical everywhere.
+fn det_exp(t: f64) -> f64 {
+    let u = t / 1024.0;
+    let mut e = 1.0 + u * (1.0 + u / 2.0 * (1.0 + u / 3.0 * (1.0 + u / 4.0 * (1.0 + u / 5.0 * (1.0 + u / 6.0)))));
+    for _ in 0..10 {
+        e *= e;
+    }
+    e
+}
+
+fn sigmoid_lut() -> Vec<i32> {
+    (0..SIGMOID_LUT_LEN)
+        .map(|i| {
+            let t = (i as f64 - (SIGMOID_LUT_LEN / 2) as f64) / SIGMOID_STEPS;
+            (32768.0 / (1.0 + det_exp(-t))).round() as i32
+        })
+        .collect()
+}
+
+fn round_i32(v: f64) -> i32 {
+    v.round().clamp(i32::MIN as f64, i32::MAX as f64) as i32
+}
+
+/// The integer form of one layer: everything the int8 kernels and epilogue need.
+#[derive(Clone, Debug)]
+pub struct QuantizedWeights {
+    pub cfg: DySampleConfig,
+    pub params: QuantParams,
+    /// `offset.weight` in int8, `[O][Cin]`.
+    pub offset_q: Vec<i8>,
+    /// `scope.weight` in int8, `[O][Cin]` (dyscope only).
+    pub scope_q: Option<Vec<i8>>,
+    /// Σ_k w_q[o][k], to remove the input zero point from accumulators.
+    pub offset_sum: Vec<i32>,
+    pub scope_sum: Vec<i32>,
+    /// Bias in the accumulator scale `s_x · s_w[o]`.
+    pub bias_q: Vec<i64>,
+    /// Accumulator → Q11 offset (factor 0.25, or 0.5 with dyscope, folded in).
+    pub offset_mult: Vec<Multiplier>,
+    /// Scope accumulator → sigmoid LUT index.
+    pub scope_mult: Vec<Multiplier>,
+    /// `init_pos` in Q11.
+    pub init_q11: Vec<i32>,
+    pub sigmoid_lut: Vec<i32>,
+}
+
+fn quantize_weights(w: &[f32], o_n: usize, cin: usize, scales: Option<&[f32]>) -> (Vec<i8>, Vec<f32>, Vec<i32>) {
+    let mut q = vec![0i8; o_n * cin];
+    let mut sc = Vec::with_capacity(o_n);
+    let mut sums = Vec::with_capacity(o_n);
+    for o in 0..o_n {
+        let row = &w[o * cin..(o + 1) * cin];
+        let s = match scales {
+            Some(s) => s[o],
+            None => {
+                let m = row.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+                if m > 0.0 {
+                    m / 127.0
+                } else {
+                    1.0
+                }
+            }
+        };
+        let mut sum = 0i32;
+        for (k, &v) in row.iter().enumerate() {
+            let qv = (v / s).round().clamp(-127.0, 127.0) as i8;
+            q[o * cin + k] = qv;
+            sum += qv as i32;
+        }
+        sc.push(s);
+        sums.push(sum);
+    }
+    (q, sc, sums)
+}
+
+impl QuantizedWeights {
+    /// Quantizes a layer's weights under `params` (which must fit the layer).
+    pub fn new(cfg: &DySampleConfig, w: &Weights, params: &QuantParams) -> Result<Self> {
+        params.validate(cfg)?;
+        let (o_n, cin) = (cfg.conv_out_channels(), cfg.conv_in_channels());
+        let sx = params.input.scale as f64;
+        let (offset_q, ow_scales, offset_sum) =
+            quantize_weights(&w.offset_weight, o_n, cin, params.offset_weight_scales.as_deref());
+        let factor = cfg.offset_factor() as f64;
+        let mut bias_q = Vec::with_capacity(o_n);
+        let mut offset_mult = Vec::with_capacity(o_n);
+        for o in 0..o_n {
+            let acc_scale = sx * ow_scales[o] as f64;
+            bias_q.push((w.offset_bias[o] as f64 / acc_scale).round().clamp(-BIAS_LIMIT, BIAS_LIMIT) as i64);
+            offset_mult.push(Multiplier::new(factor * acc_scale * 2048.0, &format!("offset channel {o}"))?);
+        }
+        let (scope_q, scope_sum, scope_mult) = match &w.scope_weight {
+            Some(sw) => {
+                let (q, sc, sums) = quantize_weights(sw, o_n, cin, params.scope_weight_scales.as_deref());
+                let mults = (0..o_n)
+                    .map(|o| Multiplier::new(sx * sc[o] as f64 * SIGMOID_STEPS, &format!("scope channel {o}")))
+                    .collect::<Result<Vec<_>>>()?;
+                (Some(q), sums, mults)
+            }
+            None => (None, Vec::new(), Vec::new()),
+        };
+        let init_q11 = cfg.init_pos().iter().map(|&p| round_i32(p as f64 * 2048.0)).collect();
+        Ok(Self {
+            cfg: *cfg,
+            params: params.clone(),
+            offset_q,
+            scope_q,
+            offset_sum,
+            scope_sum,
+            bias_q,
+            offset_mult,
+            scope_mult,
+            init_q11,
+            sigmoid_lut: sigmoid_lut(),
+        })
+    }
+
+    /// Input zero point.
+    pub fn zx(&self) -> i64 {
+        self.params.input.zero_point as i64
+    }
+
+    /// Q11 offset of conv output channel `o` at sub-position channel `ch` of the offset tensor,
+    /// from the raw dot products `Σ w_q·x_q` of the offset (and scope) convs.
+    #[inline]
+    pub fn offset_q11(&self, o: usize, ch: usize, dot: i32, scope_dot: i32) -> i32 {
+        let acc = dot as i64 - self.zx() * self.offset_sum[o] as i64 + self.bias_q[o];
+        let r = self.offset_mult[o].apply(acc).clamp(-OFFSET_LIMIT, OFFSET_LIMIT);
+        let r = if self.scope_q.is_some() {
+            let sacc = scope_dot as i64 - self.zx() * self.scope_sum[o] as i64;
+            let half = (SIGMOID_LUT_LEN / 2) as i64;
+            let idx = self.scope_mult[o].apply(sacc).clamp(-half, half - 1) + half;
+            let sig = self.sigmoid_lut[idx as usize] as i64;
+            (r * sig + (1 << 14)) >> 15
+        } else {
+            r
+        };
+        r as i32 + self.init_q11[ch]
+    }
+
+    /// Maps a conv output channel and sub-position to the offset-tensor channel.
+    #[inline]
+    pub fn offset_channel(&self, o: usize, ij: usize) -> usize {
+        match self.cfg.style {
+            Style::Lp => o,
+            Style::Pl => o * self.cfg.s2() + ij,
+        }
+    }
+}
+
+/// Clamped Q11 sample coordinate along one axis: `(index of the near tap, Q11 weight of the far tap)`.
+#[inline]
+pub fn sample_coord_q11(pos: usize, off_q11: i32, len: usize) -> (usize, u16) {
+    let p = (pos as i64 * 2048 + off_q11 as i64).clamp(0, (len as i64 - 1) * 2048);
+    ((p >> 11) as usize, (p & 2047) as u16)
+}
