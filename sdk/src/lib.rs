@@ -16,7 +16,7 @@
 
 pub mod config;
 pub mod cpu;
-pub mod engine;
+mod engine;
 pub mod error;
 pub mod kernels;
 pub mod layer;
