@@ -25,6 +25,8 @@ use std::fmt;
 use std::str::FromStr;
 
 pub mod scalar;
+#[cfg(target_arch = "aarch64")]
+pub mod neon;
 
 /// One bilinear sample point shared by all channels of a group, for the float kernels.
 ///
@@ -314,6 +316,8 @@ impl BackendChoice {
 fn table(b: Backend) -> Option<&'static Kernels> {
     match b {
         Backend::Scalar => Some(&scalar::KERNELS),
+        #[cfg(target_arch = "aarch64")]
+        Backend::Neon => Some(&neon::KERNELS),
         #[allow(unreachable_patterns)]
         _ => None,
     }
