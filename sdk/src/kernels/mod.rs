@@ -27,6 +27,10 @@ use std::str::FromStr;
 pub mod scalar;
 #[cfg(target_arch = "aarch64")]
 pub mod neon;
+#[cfg(target_arch = "aarch64")]
+pub mod neon_dotprod;
+#[cfg(target_arch = "aarch64")]
+pub mod neon_fp16;
 
 /// One bilinear sample point shared by all channels of a group, for the float kernels.
 ///
@@ -318,6 +322,10 @@ fn table(b: Backend) -> Option<&'static Kernels> {
         Backend::Scalar => Some(&scalar::KERNELS),
         #[cfg(target_arch = "aarch64")]
         Backend::Neon => Some(&neon::KERNELS),
+        #[cfg(target_arch = "aarch64")]
+        Backend::NeonDotprod => Some(&neon_dotprod::KERNELS),
+        #[cfg(target_arch = "aarch64")]
+        Backend::NeonDotprodFp16 => Some(&neon_fp16::KERNELS),
         #[allow(unreachable_patterns)]
         _ => None,
     }

@@ -1,0 +1,189 @@
+//! AArch64 NEON + ARMv8.2 dotprod (Raspberry Pi 5, Jetson Orin): [`Backend::NeonDotprod`].
+//!
+//! Same as [`neon`](super::neon) except `conv_i8`, which uses `sdot`: each i32 lane accumulates
+//! 4 consecutive int8 × int8 products, exactly the `[cin4/4][o_n][4]` packing of
+//! [`pack_conv_i8`](super::pack_conv_i8). `vdotq_s32` is still unstable in Rust, so `sdot` is
+//! emitted with `asm!` inside `#[target_feature(enable = "dotprod")]` functions. The table is only
+//! handed out after `dotprod` was detected ([`Backend::kernels`]).
+
+// Register-blocked loops index several small arrays in lockstep.
+#![allow(clippy::needless_range_loop)]
+
+use super::neon::{self, check_conv_i8, conv_i8_one, xgroup};
+use super::{Backend, Kernels};
+use core::arch::aarch64::*;
+
+pub static KERNELS: Kernels = Kernels {
+    backend: Backend::NeonDotprod,
+    conv_i8,
+    ..neon::KERNELS
+};
+
+/// `acc += sdot(w, x)`: lane i gets Σ_j w[4i+j]·x[4i+j]. Use inside an `unsafe` block of a
+/// function with `dotprod` enabled.
+macro_rules! sdot {
+    ($acc:expr, $w:expr, $x:expr) => {
+        core::arch::asm!("sdot {acc:v}.4s, {w:v}.16b, {x:v}.16b",
+            acc = inout(vreg) $acc, w = in(vreg) $w, x = in(vreg) $x,
+            options(pure, nomem, nostack, preserves_flags))
+    };
+}
+
+pub fn conv_i8(
+    x: &[i8],
+    ldx: usize,
+    npix: usize,
+    cin: usize,
+    wpack: &[i8],
+    o_n: usize,
+    acc: &mut [i32],
+) {
+    check_conv_i8(x, ldx, npix, cin, wpack, o_n, acc);
+    if npix == 0 || o_n == 0 {
+        return;
+    }
+    // SAFETY: bounds asserted above; `neon` and `dotprod` were detected before this table was
+    // handed out.
+    unsafe {
+        conv_i8_sdot(
+            x.as_ptr(),
+            ldx,
+            npix,
+            cin,
+            wpack.as_ptr(),
+            o_n,
+            acc.as_mut_ptr(),
+        )
+    }
+}
+
+#[target_feature(enable = "neon,dotprod")]
+unsafe fn conv_i8_sdot(
+    x: *const i8,
+    ldx: usize,
+    npix: usize,
+    cin: usize,
+    w: *const i8,
+    o_n: usize,
+    acc: *mut i32,
+) {
+    // SAFETY: rows p < npix hold `cin` bytes at p*ldx, `w` holds cin4*o_n bytes, `acc` npix*o_n.
+    unsafe {
+        let mut p = 0;
+        while p + 4 <= npix {
+            conv_i8_rows::<4>(x.add(p * ldx), ldx, cin, w, o_n, acc.add(p * o_n));
+            p += 4;
+        }
+        while p < npix {
+            conv_i8_rows::<1>(x.add(p * ldx), ldx, cin, w, o_n, acc.add(p * o_n));
+            p += 1;
+        }
+    }
+}
+
+#[target_feature(enable = "neon,dotprod")]
+#[inline]
+unsafe fn conv_i8_rows<const NP: usize>(
+    x: *const i8,
+    ldx: usize,
+    cin: usize,
+    w: *const i8,
+    o_n: usize,
+    acc: *mut i32,
+) {
+    // SAFETY: NP rows, inside the caller's bounds.
+    unsafe {
+        let mut o = 0;
+        while o + 16 <= o_n {
+            conv_i8_block::<NP, 4>(x, ldx, cin, w, o_n, o, acc);
+            o += 16;
+        }
+        match (o_n - o) / 4 {
+            3 => conv_i8_block::<NP, 3>(x, ldx, cin, w, o_n, o, acc),
+            2 => conv_i8_block::<NP, 2>(x, ldx, cin, w, o_n, o, acc),
+            1 => conv_i8_block::<NP, 1>(x, ldx, cin, w, o_n, o, acc),
+            _ => {}
+        }
+        o += (o_n - o) / 4 * 4;
+        // o_n % 4 leftover outputs: their packed rows are too short for a 16-byte load.
+        for oo in o..o_n {
+            for p in 0..NP {
+                *acc.add(p * o_n + oo) = conv_i8_one(x.add(p * ldx), cin, w, o_n, oo);
+            }
+        }
+    }
+}
+
+/// NP pixels × NG groups of 4 outputs: NP·NG accumulators (16 for the 4×4 block), one `sdot` per
+/// (pixel, group) per 4 input channels.
+#[target_feature(enable = "neon,dotprod")]
+#[inline]
+unsafe fn conv_i8_block<const NP: usize, const NG: usize>(
+    x: *const i8,
+    ldx: usize,
+    cin: usize,
+    w: *const i8,
+    o_n: usize,
+    o0: usize,
+    acc: *mut i32,
+) {
+    // SAFETY: weight group g covers bytes (g*o_n + o0)*4 .. +16*NG <= cin4*o_n; x via xgroup,
+    // which never reads past a row's `cin` bytes.
+    unsafe {
+        let mut a = [[vdupq_n_s32(0); NG]; NP];
+        for g in 0..cin.div_ceil(4) {
+            let wr = w.add((g * o_n + o0) * 4);
+            let mut wv = [vdupq_n_s8(0); NG];
+            for j in 0..NG {
+                wv[j] = vld1q_s8(wr.add(16 * j));
+            }
+            for p in 0..NP {
+                let xb = vreinterpretq_s8_u32(vdupq_n_u32(xgroup(x.add(p * ldx), cin, g)));
+                for j in 0..NG {
+                    sdot!(a[p][j], wv[j], xb);
+                }
+            }
+        }
+        for p in 0..NP {
+            for j in 0..NG {
+                vst1q_s32(acc.add(p * o_n + o0 + 4 * j), a[p][j]);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::neon::tests::*;
+    use super::super::Backend;
+    use proptest::prelude::*;
+
+    /// The table if this CPU has dotprod; otherwise prints why the test is skipped.
+    fn table() -> Option<&'static super::Kernels> {
+        match Backend::NeonDotprod.kernels() {
+            Ok(k) => Some(k),
+            Err(e) => {
+                eprintln!("skipping neon-dotprod tests: {e}");
+                None
+            }
+        }
+    }
+
+    #[test]
+    fn neon_dotprod_fixed_cases() {
+        if let Some(k) = table() {
+            assert_eq!(k.backend, Backend::NeonDotprod);
+            fixed_cases(k);
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+        #[test]
+        fn neon_dotprod_conv_i8_random(npix in 0usize..11, cin in 0usize..70, o_n in 1usize..40, pad in 0usize..5, seed: u64) {
+            if let Some(k) = table() {
+                check_conv_i8(k, npix, cin, o_n, pad, seed);
+            }
+        }
+    }
+}

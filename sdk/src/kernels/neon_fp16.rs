@@ -1,0 +1,271 @@
+//! AArch64 NEON + dotprod + ARMv8.2 FP16 arithmetic: [`Backend::NeonDotprodFp16`].
+//!
+//! Same as [`neon_dotprod`](super::neon_dotprod) except `sample_f16`, which computes in fp16
+//! (8 lanes per instruction, no f16 ↔ f32 conversions) instead of widening to f32. The fp16
+//! vector intrinsics are newer than the workspace MSRV, so `fmul`/`fmla` on `.8h` are emitted with
+//! `asm!` inside `#[target_feature(enable = "fp16")]` functions; the table is only handed out after
+//! `fp16` (and `dotprod`) were detected ([`Backend::kernels`]).
+//!
+//! Accuracy: results are not bit-identical to the f32-math kernels (fp16 rounds after every
+//! multiply/fma), but stay within the layer's fp16 budget (relative L2 ≤ 2e-3 against an f64
+//! evaluation; tested below). The lerp is evaluated in the convex form `a·(1−f) + b·f` rather
+//! than scalar's `a + f·(b − a)`: in fp16 `b − a` overflows to ±inf once |b − a| > 65504 (e.g.
+//! taps of −40000 and +40000), while the convex form never exceeds max(|a|, |b|) in magnitude,
+//! and it is exact at f = 0 and f = 1.
+
+use super::neon::check_taps;
+use super::{neon_dotprod, Backend, Kernels, Tap};
+use core::arch::aarch64::*;
+use half::f16;
+
+pub static KERNELS: Kernels = Kernels {
+    backend: Backend::NeonDotprodFp16,
+    sample_f16,
+    ..neon_dotprod::KERNELS
+};
+
+/// Bilinear sample of 8 lanes in fp16: `(a·gx + b·fx)·gy + (c·gx + d·fx)·fy`, with `fmla` fusing
+/// the second product of each pair. Use inside an `unsafe` block of a function with `fp16`.
+macro_rules! lerp8 {
+    ($a:expr, $b:expr, $c:expr, $d:expr, $w:expr) => {{
+        let r: uint16x8_t;
+        let w: &[uint16x8_t; 4] = $w;
+        core::arch::asm!(
+            "fmul {r:v}.8h, {a:v}.8h, {gx:v}.8h",
+            "fmul {u:v}.8h, {c:v}.8h, {gx:v}.8h",
+            "fmla {r:v}.8h, {b:v}.8h, {fx:v}.8h",
+            "fmla {u:v}.8h, {d:v}.8h, {fx:v}.8h",
+            "fmul {r:v}.8h, {r:v}.8h, {gy:v}.8h",
+            "fmla {r:v}.8h, {u:v}.8h, {fy:v}.8h",
+            // `out` (not lateout): r and u are written before all inputs are read.
+            r = out(vreg) r, u = out(vreg) _,
+            a = in(vreg) $a, b = in(vreg) $b, c = in(vreg) $c, d = in(vreg) $d,
+            gx = in(vreg) w[0], fx = in(vreg) w[1], gy = in(vreg) w[2], fy = in(vreg) w[3],
+            options(pure, nomem, nostack, preserves_flags));
+        r
+    }};
+}
+
+pub fn sample_f16(src: &[f16], taps: &[Tap], cpg: usize, out: &mut [f16]) {
+    assert!(out.len() >= taps.len() * cpg);
+    check_taps(src.len(), taps.iter().map(|t| (t.base, t.dx, t.dy)), cpg);
+    // SAFETY: every tap's reads and the writes were bounds-checked above; f16 is a transparent
+    // u16; `fp16` was detected before this table was handed out.
+    unsafe {
+        sample_f16_fp16(
+            src.as_ptr() as *const u16,
+            taps,
+            cpg,
+            out.as_mut_ptr() as *mut u16,
+        )
+    }
+}
+
+#[target_feature(enable = "neon,fp16")]
+unsafe fn sample_f16_fp16(src: *const u16, taps: &[Tap], cpg: usize, out: *mut u16) {
+    // SAFETY: tap reads end at base+dx+dy+cpg <= src.len(), writes at taps.len()*cpg (checked by
+    // the wrapper); the channel tail goes through stack buffers, never past `cpg`.
+    unsafe {
+        for (n, t) in taps.iter().enumerate() {
+            let p00 = src.add(t.base as usize);
+            let p01 = p00.add(t.dx as usize);
+            let p10 = p00.add(t.dy as usize);
+            let p11 = p10.add(t.dx as usize);
+            let o = out.add(n * cpg);
+            let h = |v: f32| vdupq_n_u16(f16::from_f32(v).to_bits());
+            let w = [h(1.0 - t.fx), h(t.fx), h(1.0 - t.fy), h(t.fy)];
+            let mut c = 0;
+            while c + 16 <= cpg {
+                // Two independent chains hide the fmul/fmla latency.
+                let r0 = lerp8!(
+                    vld1q_u16(p00.add(c)),
+                    vld1q_u16(p01.add(c)),
+                    vld1q_u16(p10.add(c)),
+                    vld1q_u16(p11.add(c)),
+                    &w
+                );
+                let r1 = lerp8!(
+                    vld1q_u16(p00.add(c + 8)),
+                    vld1q_u16(p01.add(c + 8)),
+                    vld1q_u16(p10.add(c + 8)),
+                    vld1q_u16(p11.add(c + 8)),
+                    &w
+                );
+                vst1q_u16(o.add(c), r0);
+                vst1q_u16(o.add(c + 8), r1);
+                c += 16;
+            }
+            if c + 8 <= cpg {
+                let r = lerp8!(
+                    vld1q_u16(p00.add(c)),
+                    vld1q_u16(p01.add(c)),
+                    vld1q_u16(p10.add(c)),
+                    vld1q_u16(p11.add(c)),
+                    &w
+                );
+                vst1q_u16(o.add(c), r);
+                c += 8;
+            }
+            if c < cpg {
+                // < 8 channels left: same arithmetic on zero-padded copies, so every lane of
+                // the output is computed the same way.
+                let rem = cpg - c;
+                let mut buf = [[0u16; 8]; 5];
+                for (b, p) in buf.iter_mut().zip([p00, p01, p10, p11]) {
+                    core::ptr::copy_nonoverlapping(p.add(c), b.as_mut_ptr(), rem);
+                }
+                let r = lerp8!(
+                    vld1q_u16(buf[0].as_ptr()),
+                    vld1q_u16(buf[1].as_ptr()),
+                    vld1q_u16(buf[2].as_ptr()),
+                    vld1q_u16(buf[3].as_ptr()),
+                    &w
+                );
+                vst1q_u16(buf[4].as_mut_ptr(), r);
+                core::ptr::copy_nonoverlapping(buf[4].as_ptr(), o.add(c), rem);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::neon::tests::*;
+    use super::super::{Backend, Kernels, Tap};
+    use half::f16;
+    use proptest::prelude::*;
+
+    /// The table if this CPU has dotprod + fp16; otherwise prints why the test is skipped.
+    fn table() -> Option<&'static Kernels> {
+        match Backend::NeonDotprodFp16.kernels() {
+            Ok(k) => Some(k),
+            Err(e) => {
+                eprintln!("skipping neon-dotprod-fp16 tests: {e}");
+                None
+            }
+        }
+    }
+
+    /// f64 evaluation of the bilinear formula from the f16 inputs.
+    fn reference(src: &[f16], taps: &[Tap], cpg: usize) -> Vec<f64> {
+        let mut out = Vec::with_capacity(taps.len() * cpg);
+        for t in taps {
+            let (b, dx, dy) = (t.base as usize, t.dx as usize, t.dy as usize);
+            let (fx, fy) = (t.fx as f64, t.fy as f64);
+            for c in 0..cpg {
+                let g = |i: usize| src[i + c].to_f64();
+                let top = g(b) * (1.0 - fx) + g(b + dx) * fx;
+                let bot = g(b + dy) * (1.0 - fx) + g(b + dx + dy) * fx;
+                out.push(top * (1.0 - fy) + bot * fy);
+            }
+        }
+        out
+    }
+
+    /// Runs the fp16 kernel and checks each output against the f64 value within 8 fp16 ulps of
+    /// its largest tap (the per-element bound for fp16 arithmetic: every product rounds at the
+    /// inputs' scale). Returns (Σ err², Σ ref²) for the relative L2 check, which only means
+    /// something over many outputs (a single output near 0 can have any relative error).
+    fn check_accuracy(k: &Kernels, src: &[f16], taps: &[Tap], cpg: usize) -> (f64, f64) {
+        let mut got = vec![f16::NAN; taps.len() * cpg];
+        (k.sample_f16)(src, taps, cpg, &mut got);
+        let want = reference(src, taps, cpg);
+        let (mut num, mut den) = (0f64, 0f64);
+        for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+            let t = &taps[i / cpg];
+            let c = i % cpg;
+            let m = [t.base, t.base + t.dx, t.base + t.dy, t.base + t.dx + t.dy]
+                .iter()
+                .map(|&j| src[j as usize + c].to_f64().abs())
+                .fold(0f64, f64::max);
+            let err = (g.to_f64() - w).abs();
+            assert!(
+                g.is_finite() && err <= 8.0 * m / 2048.0 + 1e-7,
+                "output {g} for {w} (max |tap| {m}), cpg={cpg}"
+            );
+            num += err * err;
+            den += w * w;
+        }
+        (num, den)
+    }
+
+    /// Relative L2 error ≤ 2e-3, the layer's fp16 requirement.
+    fn check_l2((num, den): (f64, f64), what: &str) {
+        let rel = (num / den.max(1e-300)).sqrt();
+        assert!(rel <= 2e-3, "sample_f16 (fp16 math) {what}: rel L2 {rel:e}");
+    }
+
+    #[test]
+    fn neon_fp16_fixed_cases() {
+        let Some(k) = table() else { return };
+        assert_eq!(k.backend, Backend::NeonDotprodFp16);
+        // Every other family comes from the dotprod table; run the whole suite on it anyway.
+        fixed_cases(k);
+        let mut small = (0f64, 0f64);
+        for cpg in (1..=9).chain([15, 16, 17, 24, 31, 64]) {
+            for ntaps in [0, 1, 7, 240] {
+                let (n, ft, _) = taps(ntaps, 3, 4, cpg, cpg as u64 * 13 + ntaps as u64);
+                let e = check_accuracy(k, &f16_src(n, cpg as u64), &ft, cpg);
+                if ntaps == 240 {
+                    check_l2(e, &format!("cpg={cpg} ntaps={ntaps}"));
+                } else {
+                    small = (small.0 + e.0, small.1 + e.1);
+                }
+            }
+        }
+        check_l2(small, "small cases together");
+    }
+
+    #[test]
+    fn neon_fp16_large_opposite_taps_stay_finite() {
+        let Some(k) = table() else { return };
+        // |b − a| = 80000 > f16::MAX: the `a + f·(b − a)` form would overflow here.
+        let src: Vec<f16> = [-40000.0f32, 40000.0, 40000.0, -40000.0]
+            .iter()
+            .flat_map(|v| [f16::from_f32(*v); 9])
+            .collect();
+        let taps = [
+            Tap {
+                base: 0,
+                dx: 9,
+                dy: 18,
+                fx: 0.5,
+                fy: 0.25,
+            },
+            Tap {
+                base: 0,
+                dx: 9,
+                dy: 18,
+                fx: 0.3,
+                fy: 1.0,
+            },
+            Tap {
+                base: 0,
+                dx: 9,
+                dy: 18,
+                fx: 1.0,
+                fy: 0.0,
+            },
+        ];
+        check_l2(check_accuracy(k, &src, &taps, 9), "opposite taps");
+        let mut got = vec![f16::ZERO; 27];
+        (k.sample_f16)(&src, &taps, 9, &mut got);
+        assert_eq!(got[18].to_f32(), 40000.0, "f = 1 picks the far tap exactly");
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+        #[test]
+        fn neon_fp16_sample_random(ntaps in 0usize..30, cpg in 1usize..80, scale in -8i32..12, seed: u64) {
+            if let Some(k) = table() {
+                let (n, ft, _) = taps(ntaps, 3, 4, cpg, seed);
+                let s = (2f32).powi(scale);
+                let src: Vec<f16> = f16_src(n, seed).iter().map(|v| f16::from_f32(v.to_f32() * s)).collect();
+                let e = check_accuracy(k, &src, &ft, cpg);
+                if ntaps * cpg >= 64 {
+                    check_l2(e, &format!("cpg={cpg} ntaps={ntaps}"));
+                }
+            }
+        }
+    }
+}
