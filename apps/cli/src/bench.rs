@@ -1,0 +1,141 @@
+//! `dysample bench`: time the layer's own work on random weights and input.
+
+use crate::{ExecArgs, LayerArgs, Precision};
+use anyhow::{Context, Result};
+use clap::Args;
+use dysample::{Affine, DySample, Layout, QuantParams, Shape};
+use half::f16;
+use rand::{rngs::StdRng, Rng, SeedableRng};
+use std::time::Instant;
+
+#[derive(Args, Debug)]
+pub struct BenchArgs {
+    #[arg(long, default_value_t = 256)]
+    channels: usize,
+    #[arg(long, default_value_t = 120)]
+    height: usize,
+    #[arg(long, default_value_t = 120)]
+    width: usize,
+    #[arg(long, default_value_t = 1)]
+    batch: usize,
+    #[command(flatten)]
+    layer: LayerArgs,
+    #[command(flatten)]
+    exec: ExecArgs,
+    /// Memory layout of input and output.
+    #[arg(long, default_value = "nchw")]
+    layout: String,
+    /// Timed iterations.
+    #[arg(long, default_value_t = 50)]
+    iters: usize,
+    /// Untimed warm-up iterations.
+    #[arg(long, default_value_t = 5)]
+    warmup: usize,
+    /// End with one JSON object on its own line.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Peak resident set size of this process, from /proc (Linux only).
+fn peak_rss_mib() -> Option<f64> {
+    let s = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = s.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb / 1024.0)
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    let i = ((sorted.len() - 1) as f64 * p).round() as usize;
+    sorted[i]
+}
+
+pub fn bench(a: BenchArgs) -> Result<()> {
+    anyhow::ensure!(a.iters >= 1, "--iters must be ≥ 1");
+    let exec = a.exec.options()?;
+    let layout: Layout = a.layout.parse().context("--layout")?;
+    let cfg = a.layer.config(a.channels)?;
+    let layer = DySample::random(cfg, 1)?.with_exec(exec)?;
+    let shape = Shape::new(a.batch, a.channels, a.height, a.width);
+    let dims = shape.dims(layout);
+    let odims = layer.output_dims(dims, layout)?;
+    let (n_in, n_out) = (shape.len(), odims.iter().product::<usize>());
+    let mut rng = StdRng::seed_from_u64(2);
+    let x: Vec<f32> = (0..n_in).map(|_| rng.gen_range(-2.0..2.0)).collect();
+
+    // Only the layer call is timed: conversions at the edges happen once, outside.
+    let mut run: Box<dyn FnMut() -> Result<()>> = match a.exec.precision {
+        Precision::F32 => {
+            let mut y = vec![0.0f32; n_out];
+            Box::new(move || Ok(layer.forward_slice(&x, dims, layout, &mut y)?))
+        }
+        Precision::F16 => {
+            let xh: Vec<f16> = x.iter().map(|&v| f16::from_f32(v)).collect();
+            let mut y = vec![f16::ZERO; n_out];
+            Box::new(move || Ok(layer.forward_slice_f16(&xh, dims, layout, &mut y)?))
+        }
+        Precision::Int8 => {
+            let q = Affine { scale: 2.0 / 127.0, zero_point: 0 };
+            let ql = layer.quantize(&QuantParams::new(cfg, q))?;
+            let mut xq = vec![0i8; n_in];
+            q.quantize_slice(&x, &mut xq);
+            let mut y = vec![0i8; n_out];
+            Box::new(move || Ok(ql.forward_slice(&xq, dims, layout, &mut y)?))
+        }
+    };
+    for _ in 0..a.warmup {
+        run()?;
+    }
+    let mut times = Vec::with_capacity(a.iters);
+    for _ in 0..a.iters {
+        let t = Instant::now();
+        run()?;
+        times.push(t.elapsed().as_secs_f64() * 1e3);
+    }
+    times.sort_by(|p, q| p.total_cmp(q));
+    let median = percentile(&times, 0.5);
+    let (p10, p90) = (percentile(&times, 0.1), percentile(&times, 0.9));
+    let out_px = (a.batch * a.height * a.width * cfg.scale * cfg.scale) as f64;
+    let mpix = out_px / (median * 1e-3) / 1e6;
+    let elem = match a.exec.precision {
+        Precision::F32 => 4,
+        Precision::F16 => 2,
+        Precision::Int8 => 1,
+    };
+    let bytes = ((n_in + n_out) * elem) as f64;
+    let backend = BackendName(exec.backend.resolve()?.backend.name());
+    let threads = exec.threads.unwrap_or_else(rayon_threads);
+    let peak = peak_rss_mib();
+    println!(
+        "{cfg} B={} {}x{} {layout} {:?} backend={} threads={threads}",
+        a.batch, a.height, a.width, a.exec.precision, backend.0
+    );
+    println!(
+        "median {median:.3} ms  (min {:.3}, p10 {p10:.3}, p90 {p90:.3}, max {:.3}; {} iters)",
+        times[0],
+        times[times.len() - 1],
+        a.iters
+    );
+    println!(
+        "{mpix:.1} output Mpix/s, {:.1} GB/s effective (input + output once), peak RSS {}",
+        bytes / (median * 1e-3) / 1e9,
+        peak.map_or("n/a".into(), |m| format!("{m:.1} MiB"))
+    );
+    if a.json {
+        let v = serde_json::json!({
+            "median_ms": median, "min_ms": times[0], "p10_ms": p10, "p90_ms": p90, "max_ms": times[times.len() - 1],
+            "iters": a.iters, "mpix_per_s": mpix, "effective_gb_per_s": bytes / (median * 1e-3) / 1e9,
+            "peak_rss_mib": peak, "backend": backend.0, "threads": threads,
+            "precision": format!("{:?}", a.exec.precision).to_lowercase(), "layout": layout.to_string(),
+            "batch": a.batch, "channels": a.channels, "height": a.height, "width": a.width,
+            "scale": cfg.scale, "style": cfg.style.to_string(), "groups": cfg.groups, "dyscope": cfg.dyscope,
+        });
+        println!("{v}");
+    }
+    Ok(())
+}
+
+struct BackendName(&'static str);
+
+fn rayon_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
