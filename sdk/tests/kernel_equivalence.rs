@@ -29,7 +29,7 @@ fn close(a: &[f32], b: &[f32], what: &str) -> Result<(), TestCaseError> {
 }
 
 fn cfg() -> ProptestConfig {
-    ProptestConfig { cases: 48, ..ProptestConfig::default() }
+    ProptestConfig { cases: 48, failure_persistence: None, ..ProptestConfig::default() }
 }
 
 fn random_taps(rng: &mut StdRng, n: usize, src_len: usize, cpg: usize, c: usize, w: usize) -> (Vec<Tap>, Vec<TapQ11>) {

@@ -63,7 +63,7 @@ fn layer(c: &Case, w: &Weights, b: Backend) -> DySample {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 40, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 40, failure_persistence: None, ..ProptestConfig::default() })]
 
     #[test]
     fn f32_matches_reference(c in case()) {
