@@ -1,0 +1,445 @@
+//! Reading, inspecting and editing ONNX files in pure Rust (`onnx-protobuf`, no native code).
+//!
+//! - [`info`]: inputs, outputs and DySample nodes with their configs;
+//! - [`lower::lower`]: every DySample node → standard ONNX ops (GridSample, opset ≥ 16);
+//! - [`fuse::analyze`] + [`fuse::apply`]: the subgraph `torch.onnx.export` writes for the
+//!   authors' module → one node.
+
+pub mod fuse;
+pub mod lower;
+
+use super::{conv_weight_dims, NodeAttrs, OnnxError, Result, DOMAIN, OP_TYPE};
+use crate::config::DySampleConfig;
+use crate::weights::Weights;
+use onnx_protobuf::tensor_proto::DataType;
+use onnx_protobuf::{AttributeProto, GraphProto, ModelProto, NodeProto, TensorProto, ValueInfoProto};
+use protobuf::Message;
+use std::fmt;
+use std::path::Path;
+
+pub use onnx_protobuf as proto;
+
+/// Reads and parses an ONNX file.
+pub fn load_model(path: &Path) -> Result<ModelProto> {
+    let bytes = std::fs::read(path).map_err(|e| OnnxError::Model { path: path.display().to_string(), detail: format!("cannot read: {e}") })?;
+    parse_model(&bytes, path)
+}
+
+/// Parses ONNX bytes; `path` is only used in messages.
+pub fn parse_model(bytes: &[u8], path: &Path) -> Result<ModelProto> {
+    let bad = |detail: String| OnnxError::Model { path: path.display().to_string(), detail };
+    let model = ModelProto::parse_from_bytes(bytes).map_err(|e| bad(format!("not a valid ONNX model (truncated or not ONNX?): {e}")))?;
+    if model.graph.is_none() || model.ir_version <= 0 || model.opset_import.is_empty() {
+        return Err(bad("not a valid ONNX model: no graph, IR version or opset".into()));
+    }
+    Ok(model)
+}
+
+/// Writes a model.
+pub fn save_model(model: &ModelProto, path: &Path) -> Result<()> {
+    let bytes = model.write_to_bytes().map_err(|e| OnnxError::Model { path: path.display().to_string(), detail: format!("cannot serialize: {e}") })?;
+    std::fs::write(path, bytes).map_err(|e| OnnxError::Model { path: path.display().to_string(), detail: format!("cannot write: {e}") })
+}
+
+/// The graph of a model that [`parse_model`] accepted.
+pub(crate) fn graph(model: &ModelProto) -> &GraphProto {
+    model.graph.as_ref().unwrap_or_else(|| GraphProto::default_instance())
+}
+
+/// Opset version of `domain` ("" = the default ONNX domain).
+pub fn opset(model: &ModelProto, domain: &str) -> Option<i64> {
+    model
+        .opset_import
+        .iter()
+        .find(|o| o.domain == domain || (domain.is_empty() && o.domain == "ai.onnx"))
+        .map(|o| o.version)
+}
+
+/// Whether a node is a DySample node.
+pub fn is_dysample(node: &NodeProto) -> bool {
+    node.domain == DOMAIN && node.op_type == OP_TYPE
+}
+
+pub(crate) fn node_label(node: &NodeProto, index: usize) -> String {
+    if node.name.is_empty() {
+        format!("#{index} (unnamed, output '{}')", node.output.first().map_or("", |s| s.as_str()))
+    } else {
+        node.name.clone()
+    }
+}
+
+pub(crate) fn attr<'a>(node: &'a NodeProto, name: &str) -> Option<&'a AttributeProto> {
+    node.attribute.iter().find(|a| a.name == name)
+}
+
+pub(crate) fn attr_i(node: &NodeProto, name: &str) -> Option<i64> {
+    attr(node, name).map(|a| a.i)
+}
+
+pub(crate) fn attr_s(node: &NodeProto, name: &str) -> Option<String> {
+    attr(node, name).map(|a| String::from_utf8_lossy(&a.s).into_owned())
+}
+
+pub(crate) fn attr_ints(node: &NodeProto, name: &str) -> Option<Vec<i64>> {
+    attr(node, name).map(|a| a.ints.clone())
+}
+
+/// Element type of a tensor, as ONNX's enum.
+pub(crate) fn data_type(t: &TensorProto) -> Option<DataType> {
+    protobuf::Enum::from_i32(t.data_type)
+}
+
+/// Tensor values as f32 (from f32, f16 or f64 storage, raw or typed fields).
+pub fn tensor_f32(t: &TensorProto) -> std::result::Result<Vec<f32>, String> {
+    if !t.external_data.is_empty() {
+        return Err(format!("tensor '{}' uses external data, which is not supported", t.name));
+    }
+    let n: i64 = t.dims.iter().product();
+    let out: Vec<f32> = match data_type(t) {
+        Some(DataType::FLOAT) if !t.raw_data.is_empty() => t.raw_data.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect(),
+        Some(DataType::FLOAT) => t.float_data.clone(),
+        Some(DataType::FLOAT16) if !t.raw_data.is_empty() => {
+            t.raw_data.chunks_exact(2).map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32()).collect()
+        }
+        Some(DataType::FLOAT16) => t.int32_data.iter().map(|&v| half::f16::from_bits(v as u16).to_f32()).collect(),
+        Some(DataType::DOUBLE) if !t.raw_data.is_empty() => t.raw_data.chunks_exact(8).map(|c| f64::from_le_bytes(c.try_into().unwrap_or([0; 8])) as f32).collect(),
+        Some(DataType::DOUBLE) => t.double_data.iter().map(|&v| v as f32).collect(),
+        other => return Err(format!("tensor '{}' has element type {other:?}, expected a float type", t.name)),
+    };
+    if out.len() as i64 != n {
+        return Err(format!("tensor '{}' holds {} values but its dims {:?} need {n}", t.name, out.len(), t.dims));
+    }
+    Ok(out)
+}
+
+/// Tensor values as i64 (int64 or int32 storage).
+pub fn tensor_i64(t: &TensorProto) -> std::result::Result<Vec<i64>, String> {
+    match data_type(t) {
+        Some(DataType::INT64) if !t.raw_data.is_empty() => Ok(t.raw_data.chunks_exact(8).map(|c| i64::from_le_bytes(c.try_into().unwrap_or([0; 8]))).collect()),
+        Some(DataType::INT64) => Ok(t.int64_data.clone()),
+        Some(DataType::INT32) if !t.raw_data.is_empty() => Ok(t.raw_data.chunks_exact(4).map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]]) as i64).collect()),
+        Some(DataType::INT32) => Ok(t.int32_data.iter().map(|&v| v as i64).collect()),
+        other => Err(format!("tensor '{}' has element type {other:?}, expected an integer type", t.name)),
+    }
+}
+
+/// An f32 tensor.
+pub fn f32_tensor(name: &str, dims: &[i64], data: &[f32]) -> TensorProto {
+    let mut t = TensorProto::new();
+    t.name = name.to_string();
+    t.dims = dims.to_vec();
+    t.data_type = DataType::FLOAT as i32;
+    t.raw_data = data.iter().flat_map(|v| v.to_le_bytes()).collect();
+    t
+}
+
+/// An i64 tensor.
+pub fn i64_tensor(name: &str, dims: &[i64], data: &[i64]) -> TensorProto {
+    let mut t = TensorProto::new();
+    t.name = name.to_string();
+    t.dims = dims.to_vec();
+    t.data_type = DataType::INT64 as i32;
+    t.raw_data = data.iter().flat_map(|v| v.to_le_bytes()).collect();
+    t
+}
+
+/// Constant values in a graph: initializers and `Constant` node outputs, by name.
+pub(crate) struct Constants<'g> {
+    graph: &'g GraphProto,
+    constant_nodes: std::collections::HashMap<&'g str, &'g TensorProto>,
+}
+
+impl<'g> Constants<'g> {
+    pub(crate) fn new(graph: &'g GraphProto) -> Self {
+        let mut constant_nodes = std::collections::HashMap::new();
+        for n in &graph.node {
+            if n.op_type == "Constant" && n.domain.is_empty() {
+                if let (Some(out), Some(a)) = (n.output.first(), attr(n, "value")) {
+                    if let Some(t) = a.t.as_ref() {
+                        constant_nodes.insert(out.as_str(), t);
+                    }
+                }
+            }
+        }
+        Self { graph, constant_nodes }
+    }
+
+    pub(crate) fn initializer(&self, name: &str) -> Option<&'g TensorProto> {
+        self.graph.initializer.iter().find(|t| t.name == name)
+    }
+
+    pub(crate) fn get(&self, name: &str) -> Option<&'g TensorProto> {
+        self.initializer(name).or_else(|| self.constant_nodes.get(name).copied())
+    }
+}
+
+/// A DySample node's layer: config and weights, read from its attributes and initializers.
+#[derive(Clone, Debug)]
+pub struct NodeLayer {
+    pub config: DySampleConfig,
+    pub weights: Weights,
+    /// Element type of the weights (f32 or f16).
+    pub elem: DataType,
+}
+
+/// Reads and validates a DySample node (`index` is its position, for messages).
+pub fn read_dysample(graph: &GraphProto, node: &NodeProto, index: usize) -> Result<NodeLayer> {
+    let label = node_label(node, index);
+    let bad = |detail: String| OnnxError::Node { node: label.clone(), detail };
+    let attrs = NodeAttrs::parse(attr_i(node, "scale"), attr_s(node, "style").as_deref(), attr_i(node, "groups"), attr_i(node, "dyscope")).map_err(bad)?;
+    let inputs: Vec<&str> = node.input.iter().map(String::as_str).collect();
+    let has_scope = inputs.len() >= 4 && !inputs[3].is_empty();
+    if inputs.len() < 3 || inputs[..3].iter().any(|s| s.is_empty()) {
+        return Err(bad(format!("needs inputs X, offset_weight, offset_bias; got {inputs:?}")));
+    }
+    if attrs.dyscope != has_scope {
+        return Err(bad(if attrs.dyscope { "dyscope=1 but input 3 (scope_weight) is missing".into() } else { "dyscope=0 but a scope_weight input is given".into() }));
+    }
+    let consts = Constants::new(graph);
+    let init = |idx: usize, what: &str| -> Result<&TensorProto> {
+        consts.initializer(inputs[idx]).ok_or_else(|| bad(format!("input {idx} ({what}) '{}' is not an initializer; DySample weights must be initializers", inputs[idx])))
+    };
+    let w = init(1, "offset_weight")?;
+    let b = init(2, "offset_bias")?;
+    let elem = data_type(w).unwrap_or(DataType::UNDEFINED);
+    let (o, cin) = conv_weight_dims(&w.dims).map_err(|e| bad(format!("offset_weight: {e}")))?;
+    if b.dims != [o as i64] {
+        return Err(bad(format!("offset_bias has shape {:?}, expected [{o}]", b.dims)));
+    }
+    let cfg = attrs.config(o, cin).map_err(bad)?;
+    let wv = tensor_f32(w).map_err(bad)?;
+    let bv = tensor_f32(b).map_err(bad)?;
+    let sv = if has_scope {
+        let s = init(3, "scope_weight")?;
+        if conv_weight_dims(&s.dims).ok() != Some((o, cin)) {
+            return Err(bad(format!("scope_weight has shape {:?}, expected [{o}, {cin}, 1, 1]", s.dims)));
+        }
+        Some(tensor_f32(s).map_err(bad)?)
+    } else {
+        None
+    };
+    let weights = Weights::new(&cfg, wv, bv, sv).map_err(|e| bad(e.to_string()))?;
+    Ok(NodeLayer { config: cfg, weights, elem })
+}
+
+/// A graph input or output.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ValueDesc {
+    pub name: String,
+    /// Element type, e.g. "FLOAT".
+    pub elem: String,
+    /// Dims; symbolic ones by name, unknown ones as "?".
+    pub dims: Vec<String>,
+}
+
+impl fmt::Display for ValueDesc {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {} [{}]", self.name, self.elem, self.dims.join(", "))
+    }
+}
+
+fn describe(v: &ValueInfoProto) -> ValueDesc {
+    use onnx_protobuf::type_proto::Value;
+    use onnx_protobuf::tensor_shape_proto::dimension::Value as Dim;
+    let (elem, dims) = match v.type_.as_ref().and_then(|t| t.value.as_ref()) {
+        Some(Value::TensorType(t)) => {
+            let elem = protobuf::Enum::from_i32(t.elem_type).map_or_else(|| format!("type{}", t.elem_type), |d: DataType| format!("{d:?}"));
+            let dims = t
+                .shape
+                .as_ref()
+                .map(|s| {
+                    s.dim
+                        .iter()
+                        .map(|d| match &d.value {
+                            Some(Dim::DimValue(v)) => v.to_string(),
+                            Some(Dim::DimParam(p)) => p.clone(),
+                            _ => "?".to_string(),
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            (elem, dims)
+        }
+        _ => ("?".to_string(), Vec::new()),
+    };
+    ValueDesc { name: v.name.clone(), elem, dims }
+}
+
+/// One DySample node as `info` reports it.
+#[derive(Clone, Debug)]
+pub struct DySampleNode {
+    pub name: String,
+    pub input: String,
+    pub output: String,
+    /// The config, or why the node is invalid.
+    pub config: std::result::Result<DySampleConfig, String>,
+    pub elem: String,
+}
+
+/// What `dysample onnx info` prints.
+#[derive(Clone, Debug)]
+pub struct ModelInfo {
+    pub ir_version: i64,
+    pub opsets: Vec<(String, i64)>,
+    pub inputs: Vec<ValueDesc>,
+    pub outputs: Vec<ValueDesc>,
+    pub nodes: usize,
+    pub dysample: Vec<DySampleNode>,
+}
+
+/// Summarizes a model.
+pub fn info(model: &ModelProto) -> ModelInfo {
+    let g = graph(model);
+    let init: std::collections::HashSet<&str> = g.initializer.iter().map(|t| t.name.as_str()).collect();
+    let dysample = g
+        .node
+        .iter()
+        .enumerate()
+        .filter(|(_, n)| is_dysample(n))
+        .map(|(i, n)| {
+            let r = read_dysample(g, n, i);
+            DySampleNode {
+                name: node_label(n, i),
+                input: n.input.first().cloned().unwrap_or_default(),
+                output: n.output.first().cloned().unwrap_or_default(),
+                elem: r.as_ref().map_or("?".into(), |l| format!("{:?}", l.elem)),
+                config: r.map(|l| l.config).map_err(|e| e.to_string()),
+            }
+        })
+        .collect();
+    ModelInfo {
+        ir_version: model.ir_version,
+        opsets: model.opset_import.iter().map(|o| (if o.domain.is_empty() { "ai.onnx".to_string() } else { o.domain.clone() }, o.version)).collect(),
+        // Older exporters list initializers as inputs too; those are not real inputs.
+        inputs: g.input.iter().filter(|v| !init.contains(v.name.as_str())).map(describe).collect(),
+        outputs: g.output.iter().map(describe).collect(),
+        nodes: g.node.len(),
+        dysample,
+    }
+}
+
+impl fmt::Display for ModelInfo {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let opsets: Vec<String> = self.opsets.iter().map(|(d, v)| format!("{d} {v}")).collect();
+        writeln!(f, "ir_version  {}", self.ir_version)?;
+        writeln!(f, "opsets      {}", opsets.join(", "))?;
+        writeln!(f, "nodes       {}", self.nodes)?;
+        for i in &self.inputs {
+            writeln!(f, "input       {i}")?;
+        }
+        for o in &self.outputs {
+            writeln!(f, "output      {o}")?;
+        }
+        writeln!(f, "dysample    {} node(s)", self.dysample.len())?;
+        for n in &self.dysample {
+            match &n.config {
+                Ok(c) => writeln!(f, "  {}: {c} dtype={} ({} -> {})", n.name, n.elem, n.input, n.output)?,
+                Err(e) => writeln!(f, "  {}: INVALID: {e}", n.name)?,
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A fresh node.
+pub(crate) fn make_node(op: &str, name: String, inputs: &[&str], outputs: &[&str], attrs: Vec<AttributeProto>) -> NodeProto {
+    let mut n = NodeProto::new();
+    n.op_type = op.to_string();
+    n.name = name;
+    n.input = inputs.iter().map(|s| s.to_string()).collect();
+    n.output = outputs.iter().map(|s| s.to_string()).collect();
+    n.attribute = attrs;
+    n
+}
+
+pub(crate) fn attr_int(name: &str, v: i64) -> AttributeProto {
+    let mut a = AttributeProto::new();
+    a.name = name.into();
+    a.type_ = onnx_protobuf::attribute_proto::AttributeType::INT.into();
+    a.i = v;
+    a
+}
+
+pub(crate) fn attr_str(name: &str, v: &str) -> AttributeProto {
+    let mut a = AttributeProto::new();
+    a.name = name.into();
+    a.type_ = onnx_protobuf::attribute_proto::AttributeType::STRING.into();
+    a.s = v.as_bytes().to_vec();
+    a
+}
+
+pub(crate) fn attr_ints_new(name: &str, v: &[i64]) -> AttributeProto {
+    let mut a = AttributeProto::new();
+    a.name = name.into();
+    a.type_ = onnx_protobuf::attribute_proto::AttributeType::INTS.into();
+    a.ints = v.to_vec();
+    a
+}
+
+/// Sets (or adds) the version of an opset domain.
+pub(crate) fn set_opset(model: &mut ModelProto, domain: &str, version: i64) {
+    if let Some(o) = model.opset_import.iter_mut().find(|o| o.domain == domain || (domain.is_empty() && o.domain == "ai.onnx")) {
+        o.version = version;
+    } else {
+        let mut o = onnx_protobuf::OperatorSetIdProto::new();
+        o.domain = domain.to_string();
+        o.version = version;
+        model.opset_import.push(o);
+    }
+}
+
+/// Names not yet used in the graph, made from `base`.
+pub(crate) struct Namer {
+    used: std::collections::HashSet<String>,
+}
+
+impl Namer {
+    pub(crate) fn new(g: &GraphProto) -> Self {
+        let mut used = std::collections::HashSet::new();
+        for n in &g.node {
+            used.extend(n.output.iter().cloned());
+            used.extend(n.input.iter().cloned());
+            used.insert(n.name.clone());
+        }
+        used.extend(g.initializer.iter().map(|t| t.name.clone()));
+        used.extend(g.input.iter().map(|v| v.name.clone()));
+        used.extend(g.output.iter().map(|v| v.name.clone()));
+        Self { used }
+    }
+
+    pub(crate) fn fresh(&mut self, base: &str) -> String {
+        let mut name = base.to_string();
+        let mut i = 1;
+        while self.used.contains(&name) {
+            name = format!("{base}_{i}");
+            i += 1;
+        }
+        self.used.insert(name.clone());
+        name
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn garbage_is_a_clear_error() {
+        let e = parse_model(b"this is not an ONNX model", Path::new("x.onnx")).unwrap_err().to_string();
+        assert!(e.starts_with("x.onnx: not a valid ONNX model"), "{e}");
+        let e = parse_model(b"", Path::new("empty.onnx")).unwrap_err().to_string();
+        assert!(e.contains("empty.onnx"), "{e}");
+    }
+
+    #[test]
+    fn tensor_roundtrip() {
+        let t = f32_tensor("w", &[2, 1], &[1.5, -2.0]);
+        assert_eq!(tensor_f32(&t).unwrap(), vec![1.5, -2.0]);
+        let t = i64_tensor("s", &[3], &[1, -1, 4]);
+        assert_eq!(tensor_i64(&t).unwrap(), vec![1, -1, 4]);
+        let mut bad = f32_tensor("w", &[3], &[1.0]);
+        assert!(tensor_f32(&bad).unwrap_err().contains("need 3"));
+        bad.data_type = DataType::STRING as i32;
+        assert!(tensor_f32(&bad).is_err());
+    }
+}
