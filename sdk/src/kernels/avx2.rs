@@ -1,0 +1,1536 @@
+//! x86_64 kernels for AVX2 + FMA + F16C.
+//!
+//! Soundness: every intrinsic sits in a `#[target_feature]` function reachable only through
+//! [`KERNELS`], which is `pub(super)` and handed out by [`super::Backend::kernels`] after the
+//! features were detected. The safe wrappers `assert!` every slice extent the kernel touches
+//! before entering `unsafe` code.
+//!
+//! Float sampling uses FMA on precomputed bilinear weights (agrees with scalar within rounding);
+//! f16 sampling repeats the scalar operation order exactly, so it returns the same bits; the
+//! integer kernels, conversions and transposes are bit-exact by construction.
+
+use super::{Backend, Kernels, Tap, TapQ11};
+use core::arch::x86_64::*;
+use core::ptr;
+use half::f16;
+
+pub(super) static KERNELS: Kernels = Kernels {
+    backend: Backend::Avx2,
+    conv_f32,
+    conv_i8,
+    sample_f32,
+    sample_f16,
+    sample_i8,
+    cvt_f16_f32,
+    cvt_f32_f16,
+    transpose_f32,
+    transpose_u16,
+    transpose_u8,
+};
+
+// ---------------------------------------------------------------------------------------------
+// Shared helpers (also used by the VNNI table and its checks).
+
+/// `(n - 1) * ld + len`: the extent of `n` rows of `len` elements spaced `ld` apart.
+/// Panics on overflow so a wrapped size can never slip past a bounds check.
+pub(super) fn extent(n: usize, ld: usize, len: usize) -> usize {
+    if n == 0 {
+        return 0;
+    }
+    (n - 1)
+        .checked_mul(ld)
+        .and_then(|v| v.checked_add(len))
+        .expect("kernel extent overflows usize")
+}
+
+/// Checks the common preconditions of `conv_i8`; returns false when there is nothing to do.
+pub(super) fn check_conv_i8(
+    x: &[i8],
+    ldx: usize,
+    npix: usize,
+    cin: usize,
+    wpack: &[i8],
+    o_n: usize,
+    acc: &[i32],
+) -> bool {
+    if npix == 0 || o_n == 0 {
+        return false;
+    }
+    assert!(x.len() >= extent(npix, ldx, cin), "conv_i8: x too short");
+    let wlen = super::cin4(cin)
+        .checked_mul(o_n)
+        .expect("conv_i8: weights overflow");
+    assert!(wpack.len() >= wlen, "conv_i8: wpack too short");
+    let olen = npix.checked_mul(o_n).expect("conv_i8: output overflows");
+    assert!(acc.len() >= olen, "conv_i8: acc too short");
+    true
+}
+
+/// Largest `base + dx + dy` over the taps (u32 sums cannot overflow a 64-bit usize).
+fn max_tap_origin<'a>(it: impl Iterator<Item = (u32, u32, u32)> + 'a) -> usize {
+    it.map(|(b, dx, dy)| b as usize + dx as usize + dy as usize)
+        .max()
+        .unwrap_or(0)
+}
+
+/// Checks that every tap's four `cpg`-runs lie in `src` and `out` holds `ntaps * cpg`.
+fn check_taps(src_len: usize, max_origin: usize, ntaps: usize, cpg: usize, out_len: usize) {
+    assert!(max_origin + cpg <= src_len, "sample: tap reads past src");
+    let olen = ntaps.checked_mul(cpg).expect("sample: output overflows");
+    assert!(out_len >= olen, "sample: out too short");
+}
+
+/// Reads `n < 4` bytes into the low bytes of a zeroed i32 (never reads past `p + n`).
+///
+/// # Safety
+/// `p .. p + n` must be readable.
+#[inline(always)]
+pub(super) unsafe fn load_partial_i32(p: *const i8, n: usize) -> i32 {
+    let mut b = [0u8; 4];
+    // SAFETY: the caller guarantees n readable bytes at p; b has room for n <= 4.
+    unsafe { ptr::copy_nonoverlapping(p as *const u8, b.as_mut_ptr(), n.min(4)) };
+    i32::from_le_bytes(b)
+}
+
+/// Lanes `i < n` all-ones, the rest zero.
+#[inline]
+#[target_feature(enable = "avx2")]
+pub(super) fn lane_mask(n: usize) -> __m256i {
+    _mm256_cmpgt_epi32(
+        _mm256_set1_epi32(n.min(8) as i32),
+        _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
+    )
+}
+
+// ---------------------------------------------------------------------------------------------
+// conv_f32: register-blocked MP pixels x NV*8 outputs, broadcast x, FMA with packed rows.
+
+#[allow(clippy::too_many_arguments)]
+fn conv_f32(
+    x: &[f32],
+    ldx: usize,
+    npix: usize,
+    cin: usize,
+    wt: &[f32],
+    bias: Option<&[f32]>,
+    o_n: usize,
+    out: &mut [f32],
+) {
+    if npix == 0 || o_n == 0 {
+        return;
+    }
+    assert!(x.len() >= extent(npix, ldx, cin), "conv_f32: x too short");
+    let wlen = cin.checked_mul(o_n).expect("conv_f32: weights overflow");
+    assert!(wt.len() >= wlen, "conv_f32: wt too short");
+    let olen = npix.checked_mul(o_n).expect("conv_f32: output overflows");
+    assert!(out.len() >= olen, "conv_f32: out too short");
+    let bias = match bias {
+        Some(b) => {
+            assert!(b.len() >= o_n, "conv_f32: bias too short");
+            b.as_ptr()
+        }
+        None => ptr::null(),
+    };
+    // SAFETY: AVX2+FMA were detected before KERNELS was handed out; the asserts above cover
+    // every x row, the cin*o_n weights, the o_n biases and the npix*o_n outputs touched.
+    unsafe {
+        conv_f32_avx2(
+            x.as_ptr(),
+            ldx,
+            npix,
+            cin,
+            wt.as_ptr(),
+            bias,
+            o_n,
+            out.as_mut_ptr(),
+        )
+    }
+}
+
+/// # Safety
+/// AVX2+FMA available; pointers valid for the extents checked in [`conv_f32`]; `bias` may be null.
+#[target_feature(enable = "avx2,fma")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn conv_f32_avx2(
+    x: *const f32,
+    ldx: usize,
+    npix: usize,
+    cin: usize,
+    wt: *const f32,
+    bias: *const f32,
+    o_n: usize,
+    out: *mut f32,
+) {
+    let full = _mm256_set1_epi32(-1);
+    let bias_at = |o: usize| {
+        if bias.is_null() {
+            bias
+        } else {
+            bias.wrapping_add(o)
+        }
+    };
+    let mut o0 = 0;
+    // SAFETY (all calls below): each column block [o0, o0 + width) lies inside o_n, so its
+    // weight, bias and output addresses are inside the extents the caller checked.
+    while o0 + 16 <= o_n {
+        unsafe {
+            conv_f32_cols::<6, 2, false>(
+                x,
+                ldx,
+                npix,
+                cin,
+                wt.add(o0),
+                bias_at(o0),
+                o_n,
+                out.add(o0),
+                full,
+            )
+        };
+        o0 += 16;
+    }
+    if o0 + 8 <= o_n {
+        unsafe {
+            conv_f32_cols::<8, 1, false>(
+                x,
+                ldx,
+                npix,
+                cin,
+                wt.add(o0),
+                bias_at(o0),
+                o_n,
+                out.add(o0),
+                full,
+            )
+        };
+        o0 += 8;
+    }
+    if o0 < o_n {
+        let mask = lane_mask(o_n - o0);
+        unsafe {
+            conv_f32_cols::<8, 1, true>(
+                x,
+                ldx,
+                npix,
+                cin,
+                wt.add(o0),
+                bias_at(o0),
+                o_n,
+                out.add(o0),
+                mask,
+            )
+        };
+    }
+}
+
+/// One column block over all pixels: full MP-pixel tiles, then tiles of 4, 2, 1.
+///
+/// # Safety
+/// See [`conv_f32_tile`], for every pixel `p < npix`.
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn conv_f32_cols<const MP: usize, const NV: usize, const MASKED: bool>(
+    x: *const f32,
+    ldx: usize,
+    npix: usize,
+    cin: usize,
+    w: *const f32,
+    bias: *const f32,
+    o_n: usize,
+    out: *mut f32,
+    mask: __m256i,
+) {
+    let mut p = 0;
+    // SAFETY (all calls): pixels p .. p + tile are < npix, inside the caller's extents.
+    while p + MP <= npix {
+        unsafe {
+            conv_f32_tile::<MP, NV, MASKED>(
+                x.add(p * ldx),
+                ldx,
+                cin,
+                w,
+                bias,
+                o_n,
+                out.add(p * o_n),
+                mask,
+            )
+        };
+        p += MP;
+    }
+    while p + 4 <= npix {
+        unsafe {
+            conv_f32_tile::<4, NV, MASKED>(
+                x.add(p * ldx),
+                ldx,
+                cin,
+                w,
+                bias,
+                o_n,
+                out.add(p * o_n),
+                mask,
+            )
+        };
+        p += 4;
+    }
+    if p + 2 <= npix {
+        unsafe {
+            conv_f32_tile::<2, NV, MASKED>(
+                x.add(p * ldx),
+                ldx,
+                cin,
+                w,
+                bias,
+                o_n,
+                out.add(p * o_n),
+                mask,
+            )
+        };
+        p += 2;
+    }
+    if p < npix {
+        unsafe {
+            conv_f32_tile::<1, NV, MASKED>(
+                x.add(p * ldx),
+                ldx,
+                cin,
+                w,
+                bias,
+                o_n,
+                out.add(p * o_n),
+                mask,
+            )
+        };
+    }
+}
+
+/// Loads NV vectors of 8 f32; the last one masked when `MASKED`.
+///
+/// # Safety
+/// `p .. p + 8*NV` readable (only the masked-in lanes of the last vector when `MASKED`).
+#[inline]
+#[target_feature(enable = "avx2")]
+unsafe fn load_row_ps<const NV: usize, const MASKED: bool>(
+    p: *const f32,
+    mask: __m256i,
+) -> [__m256; NV] {
+    let mut r = [_mm256_setzero_ps(); NV];
+    for (v, rv) in r.iter_mut().enumerate() {
+        // SAFETY: inside the range the caller guarantees; masked lanes are not accessed.
+        *rv = unsafe {
+            if MASKED && v + 1 == NV {
+                _mm256_maskload_ps(p.add(8 * v), mask)
+            } else {
+                _mm256_loadu_ps(p.add(8 * v))
+            }
+        };
+    }
+    r
+}
+
+/// MP pixels x NV*8 outputs; MP*NV accumulators stay in registers (≤ 12 of 16 ymm).
+///
+/// # Safety
+/// AVX2+FMA; `x + p*ldx + k` readable for p < MP, k < cin; `w + k*o_n .. + 8*NV` readable for
+/// k < cin (masked-in lanes of the last vector only when `MASKED`); likewise `bias` (or null)
+/// and `out + p*o_n` writable.
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn conv_f32_tile<const MP: usize, const NV: usize, const MASKED: bool>(
+    x: *const f32,
+    ldx: usize,
+    cin: usize,
+    w: *const f32,
+    bias: *const f32,
+    o_n: usize,
+    out: *mut f32,
+    mask: __m256i,
+) {
+    let init = if bias.is_null() {
+        [_mm256_setzero_ps(); NV]
+    } else {
+        // SAFETY: bias is valid for this column block (caller).
+        unsafe { load_row_ps::<NV, MASKED>(bias, mask) }
+    };
+    let mut acc = [init; MP];
+    for k in 0..cin {
+        // SAFETY: row k of the packed weights, within this column block (caller).
+        let wv = unsafe { load_row_ps::<NV, MASKED>(w.add(k * o_n), mask) };
+        for (p, accp) in acc.iter_mut().enumerate() {
+            // SAFETY: x[p*ldx + k] with p < MP, k < cin is readable (caller).
+            let xb = _mm256_set1_ps(unsafe { *x.add(p * ldx + k) });
+            for (a, &wvv) in accp.iter_mut().zip(wv.iter()) {
+                *a = _mm256_fmadd_ps(xb, wvv, *a);
+            }
+        }
+    }
+    for (p, accp) in acc.iter().enumerate() {
+        for (v, &a) in accp.iter().enumerate() {
+            // SAFETY: out + p*o_n is writable for this column block (caller); masked lanes untouched.
+            unsafe {
+                let dst = out.add(p * o_n + 8 * v);
+                if MASKED && v + 1 == NV {
+                    _mm256_maskstore_ps(dst, mask, a);
+                } else {
+                    _mm256_storeu_ps(dst, a);
+                }
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// conv_i8: exact i32 via vpmaddwd. Each packed dword (4 k of one output) is split in-register
+// into its even and odd bytes sign-extended to i16 (shifts, no shuffles); so are the 4 x bytes.
+// madd(x_even, w_even) + madd(x_odd, w_odd) is then the full 4-term dot product, one i32 lane
+// per output, in natural order. No saturation anywhere (|x·w| ≤ 2^14, pair sums ≤ 2^15).
+
+fn conv_i8(
+    x: &[i8],
+    ldx: usize,
+    npix: usize,
+    cin: usize,
+    wpack: &[i8],
+    o_n: usize,
+    acc: &mut [i32],
+) {
+    if !check_conv_i8(x, ldx, npix, cin, wpack, o_n, acc) {
+        return;
+    }
+    // SAFETY: AVX2 was detected before KERNELS was handed out; check_conv_i8 asserted the
+    // extents of x (npix rows of cin bytes), wpack (cin4*o_n) and acc (npix*o_n).
+    unsafe {
+        conv_i8_avx2(
+            x.as_ptr(),
+            ldx,
+            npix,
+            cin,
+            wpack.as_ptr(),
+            o_n,
+            acc.as_mut_ptr(),
+        )
+    }
+}
+
+/// # Safety
+/// AVX2; pointers valid for the extents checked by [`check_conv_i8`].
+#[target_feature(enable = "avx2")]
+unsafe fn conv_i8_avx2(
+    x: *const i8,
+    ldx: usize,
+    npix: usize,
+    cin: usize,
+    w: *const i8,
+    o_n: usize,
+    out: *mut i32,
+) {
+    let full = _mm256_set1_epi32(-1);
+    let mut o0 = 0;
+    // SAFETY (all calls): column block [o0, o0 + width) lies inside o_n; see conv_i8_tile.
+    while o0 + 16 <= o_n {
+        unsafe {
+            conv_i8_cols::<4, 2, false>(x, ldx, npix, cin, w.add(4 * o0), o_n, out.add(o0), full)
+        };
+        o0 += 16;
+    }
+    if o0 + 8 <= o_n {
+        unsafe {
+            conv_i8_cols::<6, 1, false>(x, ldx, npix, cin, w.add(4 * o0), o_n, out.add(o0), full)
+        };
+        o0 += 8;
+    }
+    if o0 < o_n {
+        let mask = lane_mask(o_n - o0);
+        unsafe {
+            conv_i8_cols::<6, 1, true>(x, ldx, npix, cin, w.add(4 * o0), o_n, out.add(o0), mask)
+        };
+    }
+}
+
+/// # Safety
+/// See [`conv_i8_tile`], for every pixel `p < npix`.
+#[inline]
+#[target_feature(enable = "avx2")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn conv_i8_cols<const MP: usize, const NV: usize, const MASKED: bool>(
+    x: *const i8,
+    ldx: usize,
+    npix: usize,
+    cin: usize,
+    w: *const i8,
+    o_n: usize,
+    out: *mut i32,
+    mask: __m256i,
+) {
+    let mut p = 0;
+    // SAFETY (all calls): pixels p .. p + tile are < npix.
+    while p + MP <= npix {
+        unsafe {
+            conv_i8_tile::<MP, NV, MASKED>(x.add(p * ldx), ldx, cin, w, o_n, out.add(p * o_n), mask)
+        };
+        p += MP;
+    }
+    while p + 2 <= npix {
+        unsafe {
+            conv_i8_tile::<2, NV, MASKED>(x.add(p * ldx), ldx, cin, w, o_n, out.add(p * o_n), mask)
+        };
+        p += 2;
+    }
+    if p < npix {
+        unsafe {
+            conv_i8_tile::<1, NV, MASKED>(x.add(p * ldx), ldx, cin, w, o_n, out.add(p * o_n), mask)
+        };
+    }
+}
+
+/// Loads NV weight vectors (8 outputs x 4 k each) of one k-group; last one dword-masked.
+///
+/// # Safety
+/// `p .. p + 32*NV` readable (masked-in dwords of the last vector only when `MASKED`).
+#[inline]
+#[target_feature(enable = "avx2")]
+pub(super) unsafe fn load_row_i8<const NV: usize, const MASKED: bool>(
+    p: *const i8,
+    mask: __m256i,
+) -> [__m256i; NV] {
+    let mut r = [_mm256_setzero_si256(); NV];
+    for (v, rv) in r.iter_mut().enumerate() {
+        // SAFETY: inside the range the caller guarantees; masked dwords are not accessed.
+        *rv = unsafe {
+            let q = p.add(32 * v);
+            if MASKED && v + 1 == NV {
+                _mm256_maskload_epi32(q as *const i32, mask)
+            } else {
+                _mm256_loadu_si256(q as *const __m256i)
+            }
+        };
+    }
+    r
+}
+
+/// Stores MP x NV i32 vectors to `out + p*o_n`; last vector of a row masked when `MASKED`.
+///
+/// # Safety
+/// `out + p*o_n .. + 8*NV` writable for p < MP (masked-in lanes only for the last vector).
+#[inline]
+#[target_feature(enable = "avx2")]
+pub(super) unsafe fn store_tile_i32<const MP: usize, const NV: usize, const MASKED: bool>(
+    out: *mut i32,
+    o_n: usize,
+    acc: &[[__m256i; NV]; MP],
+    mask: __m256i,
+) {
+    for (p, accp) in acc.iter().enumerate() {
+        for (v, &a) in accp.iter().enumerate() {
+            // SAFETY: inside the range the caller guarantees; masked lanes untouched.
+            unsafe {
+                let dst = out.add(p * o_n + 8 * v);
+                if MASKED && v + 1 == NV {
+                    _mm256_maskstore_epi32(dst, mask, a);
+                } else {
+                    _mm256_storeu_si256(dst as *mut __m256i, a);
+                }
+            }
+        }
+    }
+}
+
+/// Even bytes of each 16-bit word, sign-extended (`srai(slli(v, 8), 8)`).
+#[inline]
+#[target_feature(enable = "avx2")]
+fn even_i8_as_i16(v: __m256i) -> __m256i {
+    _mm256_srai_epi16::<8>(_mm256_slli_epi16::<8>(v))
+}
+
+/// # Safety
+/// AVX2; for p < MP the x bytes `x + p*ldx .. + cin` readable; packed weight groups
+/// `w + g*4*o_n .. + 32*NV` readable for g < cin4/4 (masked dwords only when `MASKED`);
+/// `out + p*o_n .. + 8*NV` writable.
+#[inline]
+#[target_feature(enable = "avx2")]
+unsafe fn conv_i8_tile<const MP: usize, const NV: usize, const MASKED: bool>(
+    x: *const i8,
+    ldx: usize,
+    cin: usize,
+    w: *const i8,
+    o_n: usize,
+    out: *mut i32,
+    mask: __m256i,
+) {
+    let mut acc = [[_mm256_setzero_si256(); NV]; MP];
+    let groups = cin / 4;
+    let tail = cin % 4;
+    let mut step = |g: usize, xd: &[i32; MP]| {
+        // SAFETY: group g < cin4/4 of the packed weights (caller).
+        let wv = unsafe { load_row_i8::<NV, MASKED>(w.add(g * 4 * o_n), mask) };
+        let we = wv.map(|v| even_i8_as_i16(v));
+        let wo = wv.map(|v| _mm256_srai_epi16::<8>(v));
+        for (accp, &d) in acc.iter_mut().zip(xd.iter()) {
+            let xv = _mm256_set1_epi32(d);
+            let xe = even_i8_as_i16(xv);
+            let xo = _mm256_srai_epi16::<8>(xv);
+            for v in 0..NV {
+                let s =
+                    _mm256_add_epi32(_mm256_madd_epi16(xe, we[v]), _mm256_madd_epi16(xo, wo[v]));
+                accp[v] = _mm256_add_epi32(accp[v], s);
+            }
+        }
+    };
+    for g in 0..groups {
+        // SAFETY: bytes 4g .. 4g+4 ≤ cin of each pixel row are readable (caller).
+        let xd: [i32; MP] = core::array::from_fn(|p| unsafe {
+            ptr::read_unaligned(x.add(p * ldx + 4 * g) as *const i32)
+        });
+        step(g, &xd);
+    }
+    if tail != 0 {
+        // The k-tail never reads past cin: the last pixel's row may end the slice.
+        // SAFETY: bytes 4*groups .. cin of each pixel row are readable (caller).
+        let xd: [i32; MP] = core::array::from_fn(|p| unsafe {
+            load_partial_i32(x.add(p * ldx + 4 * groups), tail)
+        });
+        step(groups, &xd);
+    }
+    // SAFETY: output rows of this tile are writable (caller).
+    unsafe { store_tile_i32::<MP, NV, MASKED>(out, o_n, &acc, mask) };
+}
+
+// ---------------------------------------------------------------------------------------------
+// sample_f32: out = Σ w_ij · v_ij with w00 = (1-fx)(1-fy) …, 8 channels per FMA chain.
+
+fn sample_f32(src: &[f32], taps: &[Tap], cpg: usize, out: &mut [f32]) {
+    if cpg == 0 || taps.is_empty() {
+        return;
+    }
+    let m = max_tap_origin(taps.iter().map(|t| (t.base, t.dx, t.dy)));
+    check_taps(src.len(), m, taps.len(), cpg, out.len());
+    // SAFETY: AVX2+FMA detected (KERNELS); every tap's four runs of cpg lie in src and
+    // out holds taps.len()*cpg (checked above).
+    unsafe { sample_f32_avx2(src.as_ptr(), taps, cpg, out.as_mut_ptr()) }
+}
+
+/// # Safety
+/// AVX2+FMA; `src + base + {0, dx, dy, dx+dy} .. + cpg` readable for every tap,
+/// `out .. + taps.len()*cpg` writable, `cpg > 0`.
+#[target_feature(enable = "avx2,fma")]
+unsafe fn sample_f32_avx2(src: *const f32, taps: &[Tap], cpg: usize, out: *mut f32) {
+    let mask = lane_mask(cpg);
+    for (n, t) in taps.iter().enumerate() {
+        let (gx, gy) = (1.0 - t.fx, 1.0 - t.fy);
+        let wts = [
+            _mm256_set1_ps(gx * gy),
+            _mm256_set1_ps(t.fx * gy),
+            _mm256_set1_ps(gx * t.fy),
+            _mm256_set1_ps(t.fx * t.fy),
+        ];
+        // SAFETY: the four tap origins and the output run are in bounds (caller).
+        unsafe {
+            let p00 = src.add(t.base as usize);
+            let p01 = p00.add(t.dx as usize);
+            let p10 = p00.add(t.dy as usize);
+            let p11 = p10.add(t.dx as usize);
+            let ps = [p00, p01, p10, p11];
+            let o = out.add(n * cpg);
+            if cpg >= 8 {
+                let mut c = 0;
+                while c + 8 <= cpg {
+                    _mm256_storeu_ps(o.add(c), bilerp_f32(ps, c, &wts));
+                    c += 8;
+                }
+                // Overlapping last chunk instead of a masked one: same values rewritten.
+                if c < cpg {
+                    _mm256_storeu_ps(o.add(cpg - 8), bilerp_f32(ps, cpg - 8, &wts));
+                }
+            } else {
+                let v = |p: *const f32| _mm256_maskload_ps(p, mask);
+                let r = _mm256_mul_ps(v(p00), wts[0]);
+                let r = _mm256_fmadd_ps(v(p01), wts[1], r);
+                let r = _mm256_fmadd_ps(v(p10), wts[2], r);
+                let r = _mm256_fmadd_ps(v(p11), wts[3], r);
+                _mm256_maskstore_ps(o, mask, r);
+            }
+        }
+    }
+}
+
+/// # Safety
+/// `ps[i] + c .. + 8` readable.
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn bilerp_f32(ps: [*const f32; 4], c: usize, w: &[__m256; 4]) -> __m256 {
+    // SAFETY: the caller guarantees 8 readable floats at each ps[i] + c.
+    unsafe {
+        let r = _mm256_mul_ps(_mm256_loadu_ps(ps[0].add(c)), w[0]);
+        let r = _mm256_fmadd_ps(_mm256_loadu_ps(ps[1].add(c)), w[1], r);
+        let r = _mm256_fmadd_ps(_mm256_loadu_ps(ps[2].add(c)), w[2], r);
+        _mm256_fmadd_ps(_mm256_loadu_ps(ps[3].add(c)), w[3], r)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// sample_f16: F16C widening, the scalar lerp order in f32 (no FMA), RNE narrowing: bit-exact.
+
+fn sample_f16(src: &[f16], taps: &[Tap], cpg: usize, out: &mut [f16]) {
+    if cpg == 0 || taps.is_empty() {
+        return;
+    }
+    let m = max_tap_origin(taps.iter().map(|t| (t.base, t.dx, t.dy)));
+    check_taps(src.len(), m, taps.len(), cpg, out.len());
+    // SAFETY: AVX2+F16C detected (KERNELS); tap runs and output extent checked above.
+    // f16 is a transparent u16.
+    unsafe {
+        sample_f16_avx2(
+            src.as_ptr() as *const u16,
+            taps,
+            cpg,
+            out.as_mut_ptr() as *mut u16,
+        )
+    }
+}
+
+/// # Safety
+/// Same as [`sample_f32_avx2`] with u16 elements; AVX2+F16C.
+#[target_feature(enable = "avx2,f16c")]
+unsafe fn sample_f16_avx2(src: *const u16, taps: &[Tap], cpg: usize, out: *mut u16) {
+    for (n, t) in taps.iter().enumerate() {
+        let fx = _mm256_set1_ps(t.fx);
+        let fy = _mm256_set1_ps(t.fy);
+        // SAFETY: the four tap origins and the output run are in bounds (caller).
+        unsafe {
+            let p00 = src.add(t.base as usize);
+            let p01 = p00.add(t.dx as usize);
+            let p10 = p00.add(t.dy as usize);
+            let p11 = p10.add(t.dx as usize);
+            let ps = [p00, p01, p10, p11];
+            let o = out.add(n * cpg);
+            if cpg >= 8 {
+                let mut c = 0;
+                while c + 8 <= cpg {
+                    bilerp_f16(ps, c, fx, fy, o.add(c));
+                    c += 8;
+                }
+                if c < cpg {
+                    bilerp_f16(ps, cpg - 8, fx, fy, o.add(cpg - 8));
+                }
+            } else {
+                // Fewer than 8 channels: go through zeroed stack buffers.
+                let mut b = [[0u16; 8]; 4];
+                for (bi, &p) in b.iter_mut().zip(ps.iter()) {
+                    ptr::copy_nonoverlapping(p, bi.as_mut_ptr(), cpg);
+                }
+                let mut r = [0u16; 8];
+                let bp = [b[0].as_ptr(), b[1].as_ptr(), b[2].as_ptr(), b[3].as_ptr()];
+                bilerp_f16(bp, 0, fx, fy, r.as_mut_ptr());
+                ptr::copy_nonoverlapping(r.as_ptr(), o, cpg);
+            }
+        }
+    }
+}
+
+/// # Safety
+/// `ps[i] + c .. + 8` readable, `o .. + 8` writable.
+#[inline]
+#[target_feature(enable = "avx2,f16c")]
+unsafe fn bilerp_f16(ps: [*const u16; 4], c: usize, fx: __m256, fy: __m256, o: *mut u16) {
+    // SAFETY: the caller guarantees 8 readable halves at each ps[i] + c and 8 writable at o.
+    unsafe {
+        let ld = |p: *const u16| _mm256_cvtph_ps(_mm_loadu_si128(p.add(c) as *const __m128i));
+        let (a, b, cc, d) = (ld(ps[0]), ld(ps[1]), ld(ps[2]), ld(ps[3]));
+        let top = _mm256_add_ps(a, _mm256_mul_ps(fx, _mm256_sub_ps(b, a)));
+        let bot = _mm256_add_ps(cc, _mm256_mul_ps(fx, _mm256_sub_ps(d, cc)));
+        let r = _mm256_add_ps(top, _mm256_mul_ps(fy, _mm256_sub_ps(bot, top)));
+        _mm_storeu_si128(
+            o as *mut __m128i,
+            _mm256_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(r),
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// sample_i8: horizontal pass with vpmaddwd on interleaved (q_left, q_right) i16 pairs times
+// (2048−fx, fx) gives |top| ≤ 2^18; the vertical pass top·(2048−fy) + bot·fy in i32 is the
+// exact Σ w_ij q_ij (|·| ≤ 2^29), then + 2^21 and an arithmetic shift by 22.
+
+fn sample_i8(src: &[i8], taps: &[TapQ11], cpg: usize, out: &mut [i8]) {
+    if cpg == 0 || taps.is_empty() {
+        return;
+    }
+    let m = max_tap_origin(taps.iter().map(|t| (t.base, t.dx, t.dy)));
+    check_taps(src.len(), m, taps.len(), cpg, out.len());
+    // SAFETY: AVX2 detected (KERNELS); tap runs and output extent checked above.
+    unsafe { sample_i8_avx2(src.as_ptr(), taps, cpg, out.as_mut_ptr()) }
+}
+
+/// # Safety
+/// Same as [`sample_f32_avx2`] with i8 elements; AVX2.
+#[target_feature(enable = "avx2")]
+unsafe fn sample_i8_avx2(src: *const i8, taps: &[TapQ11], cpg: usize, out: *mut i8) {
+    for (n, t) in taps.iter().enumerate() {
+        let (fx, fy) = (t.fx as i32, t.fy as i32);
+        let (gx, gy) = (super::Q11_ONE - fx, super::Q11_ONE - fy);
+        // i16 pair (gx, fx) per dword: madd with (q_left, q_right) pairs.
+        let wx = _mm256_set1_epi32((gx & 0xffff) | (fx << 16));
+        let (vgy, vfy) = (_mm256_set1_epi32(gy), _mm256_set1_epi32(fy));
+        // SAFETY: the four tap origins and the output run are in bounds (caller).
+        unsafe {
+            let p00 = src.add(t.base as usize);
+            let p01 = p00.add(t.dx as usize);
+            let p10 = p00.add(t.dy as usize);
+            let p11 = p10.add(t.dx as usize);
+            let ps = [p00, p01, p10, p11];
+            let o = out.add(n * cpg);
+            if cpg >= 16 {
+                let mut c = 0;
+                while c + 16 <= cpg {
+                    bilerp_i8(ps, c, wx, vgy, vfy, o.add(c));
+                    c += 16;
+                }
+                if c < cpg {
+                    bilerp_i8(ps, cpg - 16, wx, vgy, vfy, o.add(cpg - 16));
+                }
+            } else {
+                let mut b = [[0i8; 16]; 4];
+                for (bi, &p) in b.iter_mut().zip(ps.iter()) {
+                    ptr::copy_nonoverlapping(p, bi.as_mut_ptr(), cpg);
+                }
+                let mut r = [0i8; 16];
+                let bp = [b[0].as_ptr(), b[1].as_ptr(), b[2].as_ptr(), b[3].as_ptr()];
+                bilerp_i8(bp, 0, wx, vgy, vfy, r.as_mut_ptr());
+                ptr::copy_nonoverlapping(r.as_ptr(), o, cpg);
+            }
+        }
+    }
+}
+
+/// 16 channels of the exact Q11 bilinear blend.
+///
+/// # Safety
+/// `ps[i] + c .. + 16` readable, `o .. + 16` writable.
+#[inline]
+#[target_feature(enable = "avx2")]
+unsafe fn bilerp_i8(
+    ps: [*const i8; 4],
+    c: usize,
+    wx: __m256i,
+    gy: __m256i,
+    fy: __m256i,
+    o: *mut i8,
+) {
+    // SAFETY: the caller guarantees 16 readable bytes at each ps[i] + c and 16 writable at o.
+    unsafe {
+        let ld = |p: *const i8| _mm256_cvtepi8_epi16(_mm_loadu_si128(p.add(c) as *const __m128i));
+        let (a, b, cc, d) = (ld(ps[0]), ld(ps[1]), ld(ps[2]), ld(ps[3]));
+        // unpacklo/hi work per 128-bit lane: lo = channels 0-3 | 8-11, hi = 4-7 | 12-15.
+        let top_lo = _mm256_madd_epi16(_mm256_unpacklo_epi16(a, b), wx);
+        let top_hi = _mm256_madd_epi16(_mm256_unpackhi_epi16(a, b), wx);
+        let bot_lo = _mm256_madd_epi16(_mm256_unpacklo_epi16(cc, d), wx);
+        let bot_hi = _mm256_madd_epi16(_mm256_unpackhi_epi16(cc, d), wx);
+        let round = _mm256_set1_epi32(1 << 21);
+        let v = |top: __m256i, bot: __m256i| {
+            let s = _mm256_add_epi32(_mm256_mullo_epi32(top, gy), _mm256_mullo_epi32(bot, fy));
+            _mm256_srai_epi32::<22>(_mm256_add_epi32(s, round))
+        };
+        // packs_epi32 per lane restores channel order 0..15; results lie in [-128, 127].
+        let r16 = _mm256_packs_epi32(v(top_lo, bot_lo), v(top_hi, bot_hi));
+        let r8 = _mm_packs_epi16(
+            _mm256_castsi256_si128(r16),
+            _mm256_extracti128_si256::<1>(r16),
+        );
+        _mm_storeu_si128(o as *mut __m128i, r8);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// f16 <-> f32 conversions (F16C; round to nearest even).
+
+fn cvt_f16_f32(src: &[f16], dst: &mut [f32]) {
+    assert_eq!(src.len(), dst.len(), "cvt_f16_f32: length mismatch");
+    // SAFETY: F16C detected (KERNELS); both slices hold src.len() elements; f16 is a u16.
+    unsafe { cvt_f16_f32_f16c(src.as_ptr() as *const u16, dst.as_mut_ptr(), src.len()) }
+}
+
+/// # Safety
+/// F16C; `src .. + n` readable, `dst .. + n` writable.
+#[target_feature(enable = "avx2,f16c")]
+unsafe fn cvt_f16_f32_f16c(src: *const u16, dst: *mut f32, n: usize) {
+    let mut i = 0;
+    // SAFETY: all accesses stay below n (loop bounds); the tail goes through a stack buffer.
+    unsafe {
+        while i + 32 <= n {
+            for j in (0..32).step_by(8) {
+                let h = _mm_loadu_si128(src.add(i + j) as *const __m128i);
+                _mm256_storeu_ps(dst.add(i + j), _mm256_cvtph_ps(h));
+            }
+            i += 32;
+        }
+        while i + 8 <= n {
+            let h = _mm_loadu_si128(src.add(i) as *const __m128i);
+            _mm256_storeu_ps(dst.add(i), _mm256_cvtph_ps(h));
+            i += 8;
+        }
+        if i < n {
+            let mut b = [0u16; 8];
+            let mut r = [0f32; 8];
+            ptr::copy_nonoverlapping(src.add(i), b.as_mut_ptr(), n - i);
+            _mm256_storeu_ps(
+                r.as_mut_ptr(),
+                _mm256_cvtph_ps(_mm_loadu_si128(b.as_ptr() as *const __m128i)),
+            );
+            ptr::copy_nonoverlapping(r.as_ptr(), dst.add(i), n - i);
+        }
+    }
+}
+
+fn cvt_f32_f16(src: &[f32], dst: &mut [f16]) {
+    assert_eq!(src.len(), dst.len(), "cvt_f32_f16: length mismatch");
+    // SAFETY: F16C detected (KERNELS); both slices hold src.len() elements; f16 is a u16.
+    unsafe { cvt_f32_f16_f16c(src.as_ptr(), dst.as_mut_ptr() as *mut u16, src.len()) }
+}
+
+/// # Safety
+/// F16C; `src .. + n` readable, `dst .. + n` writable.
+#[target_feature(enable = "avx2,f16c")]
+unsafe fn cvt_f32_f16_f16c(src: *const f32, dst: *mut u16, n: usize) {
+    const RNE: i32 = _MM_FROUND_TO_NEAREST_INT;
+    let mut i = 0;
+    // SAFETY: all accesses stay below n (loop bounds); the tail goes through a stack buffer.
+    unsafe {
+        while i + 32 <= n {
+            for j in (0..32).step_by(8) {
+                let h = _mm256_cvtps_ph::<RNE>(_mm256_loadu_ps(src.add(i + j)));
+                _mm_storeu_si128(dst.add(i + j) as *mut __m128i, h);
+            }
+            i += 32;
+        }
+        while i + 8 <= n {
+            let h = _mm256_cvtps_ph::<RNE>(_mm256_loadu_ps(src.add(i)));
+            _mm_storeu_si128(dst.add(i) as *mut __m128i, h);
+            i += 8;
+        }
+        if i < n {
+            let mut b = [0f32; 8];
+            let mut r = [0u16; 8];
+            ptr::copy_nonoverlapping(src.add(i), b.as_mut_ptr(), n - i);
+            let h = _mm256_cvtps_ph::<RNE>(_mm256_loadu_ps(b.as_ptr()));
+            _mm_storeu_si128(r.as_mut_ptr() as *mut __m128i, h);
+            ptr::copy_nonoverlapping(r.as_ptr(), dst.add(i), n - i);
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Transposes: full register tiles (8x8 f32, 8x8 u16, 16x16 u8), scalar edges.
+
+/// Scalar transpose of the sub-rectangle rows `r0..r1` x cols `c0..c1`.
+///
+/// # Safety
+/// As [`super::Transpose`] for that rectangle.
+#[allow(clippy::too_many_arguments)]
+unsafe fn transpose_edge<T: Copy>(
+    src: *const T,
+    src_ld: usize,
+    dst: *mut T,
+    dst_ld: usize,
+    r0: usize,
+    r1: usize,
+    c0: usize,
+    c1: usize,
+) {
+    for r in r0..r1 {
+        for c in c0..c1 {
+            // SAFETY: (r, c) is inside the caller's rectangle.
+            unsafe { *dst.add(c * dst_ld + r) = *src.add(r * src_ld + c) };
+        }
+    }
+}
+
+/// Drives a `B x B` tile kernel over the full tiles and the scalar kernel over the edges.
+///
+/// # Safety
+/// As [`super::Transpose`]; `tile` must be safe to call for any full tile in range.
+#[inline(always)]
+unsafe fn transpose_tiled<T: Copy, const B: usize>(
+    src: *const T,
+    rows: usize,
+    cols: usize,
+    src_ld: usize,
+    dst: *mut T,
+    dst_ld: usize,
+    tile: impl Fn(*const T, *mut T),
+) {
+    let (rb, cb) = (rows / B * B, cols / B * B);
+    for r0 in (0..rb).step_by(B) {
+        for c0 in (0..cb).step_by(B) {
+            // Tile origin; the tile reads src rows r0.. and writes dst rows c0.. (in range).
+            tile(
+                src.wrapping_add(r0 * src_ld + c0),
+                dst.wrapping_add(c0 * dst_ld + r0),
+            );
+        }
+        // SAFETY: the right edge of this row band is in range.
+        unsafe { transpose_edge(src, src_ld, dst, dst_ld, r0, r0 + B, cb, cols) };
+    }
+    // SAFETY: the bottom edge is in range.
+    unsafe { transpose_edge(src, src_ld, dst, dst_ld, rb, rows, 0, cols) };
+}
+
+/// # Safety
+/// See [`super::Transpose`].
+unsafe fn transpose_f32(
+    src: &[f32],
+    rows: usize,
+    cols: usize,
+    src_ld: usize,
+    dst: *mut f32,
+    dst_ld: usize,
+) {
+    if rows == 0 || cols == 0 {
+        return;
+    }
+    assert!(
+        src.len() >= extent(rows, src_ld, cols),
+        "transpose: src too short"
+    );
+    // SAFETY: AVX2 detected (KERNELS); src extent asserted; dst validity is the caller's contract.
+    unsafe { transpose_f32_avx2(src.as_ptr(), rows, cols, src_ld, dst, dst_ld) }
+}
+
+/// # Safety
+/// AVX2; as [`super::Transpose`] with `src` valid for the asserted extent.
+#[target_feature(enable = "avx2")]
+unsafe fn transpose_f32_avx2(
+    src: *const f32,
+    rows: usize,
+    cols: usize,
+    src_ld: usize,
+    dst: *mut f32,
+    dst_ld: usize,
+) {
+    // SAFETY: forwarded contract; each tile lies inside rows x cols.
+    unsafe {
+        transpose_tiled::<f32, 8>(src, rows, cols, src_ld, dst, dst_ld, |s, d| {
+            tile_8x8_f32(s, src_ld, d, dst_ld)
+        })
+    }
+}
+
+/// # Safety
+/// AVX2; 8 rows of 8 floats readable at `s + i*src_ld`, writable at `d + j*dst_ld`.
+#[inline]
+#[target_feature(enable = "avx2")]
+unsafe fn tile_8x8_f32(s: *const f32, src_ld: usize, d: *mut f32, dst_ld: usize) {
+    // SAFETY: the caller guarantees the 8x8 source and destination tiles.
+    unsafe {
+        let r: [__m256; 8] = core::array::from_fn(|i| _mm256_loadu_ps(s.add(i * src_ld)));
+        let t0 = _mm256_unpacklo_ps(r[0], r[1]);
+        let t1 = _mm256_unpackhi_ps(r[0], r[1]);
+        let t2 = _mm256_unpacklo_ps(r[2], r[3]);
+        let t3 = _mm256_unpackhi_ps(r[2], r[3]);
+        let t4 = _mm256_unpacklo_ps(r[4], r[5]);
+        let t5 = _mm256_unpackhi_ps(r[4], r[5]);
+        let t6 = _mm256_unpacklo_ps(r[6], r[7]);
+        let t7 = _mm256_unpackhi_ps(r[6], r[7]);
+        let s0 = _mm256_shuffle_ps::<0x44>(t0, t2);
+        let s1 = _mm256_shuffle_ps::<0xEE>(t0, t2);
+        let s2 = _mm256_shuffle_ps::<0x44>(t1, t3);
+        let s3 = _mm256_shuffle_ps::<0xEE>(t1, t3);
+        let s4 = _mm256_shuffle_ps::<0x44>(t4, t6);
+        let s5 = _mm256_shuffle_ps::<0xEE>(t4, t6);
+        let s6 = _mm256_shuffle_ps::<0x44>(t5, t7);
+        let s7 = _mm256_shuffle_ps::<0xEE>(t5, t7);
+        let o = [
+            _mm256_permute2f128_ps::<0x20>(s0, s4),
+            _mm256_permute2f128_ps::<0x20>(s1, s5),
+            _mm256_permute2f128_ps::<0x20>(s2, s6),
+            _mm256_permute2f128_ps::<0x20>(s3, s7),
+            _mm256_permute2f128_ps::<0x31>(s0, s4),
+            _mm256_permute2f128_ps::<0x31>(s1, s5),
+            _mm256_permute2f128_ps::<0x31>(s2, s6),
+            _mm256_permute2f128_ps::<0x31>(s3, s7),
+        ];
+        for (j, &v) in o.iter().enumerate() {
+            _mm256_storeu_ps(d.add(j * dst_ld), v);
+        }
+    }
+}
+
+/// # Safety
+/// See [`super::Transpose`].
+unsafe fn transpose_u16(
+    src: &[u16],
+    rows: usize,
+    cols: usize,
+    src_ld: usize,
+    dst: *mut u16,
+    dst_ld: usize,
+) {
+    if rows == 0 || cols == 0 {
+        return;
+    }
+    assert!(
+        src.len() >= extent(rows, src_ld, cols),
+        "transpose: src too short"
+    );
+    // SAFETY: AVX2 detected (KERNELS); src extent asserted; dst validity is the caller's contract.
+    unsafe { transpose_u16_avx2(src.as_ptr(), rows, cols, src_ld, dst, dst_ld) }
+}
+
+/// # Safety
+/// AVX2; as [`super::Transpose`] with `src` valid for the asserted extent.
+#[target_feature(enable = "avx2")]
+unsafe fn transpose_u16_avx2(
+    src: *const u16,
+    rows: usize,
+    cols: usize,
+    src_ld: usize,
+    dst: *mut u16,
+    dst_ld: usize,
+) {
+    // SAFETY: forwarded contract; each tile lies inside rows x cols.
+    unsafe {
+        transpose_tiled::<u16, 8>(src, rows, cols, src_ld, dst, dst_ld, |s, d| {
+            tile_8x8_u16(s, src_ld, d, dst_ld)
+        })
+    }
+}
+
+/// Three rounds of "interleave row i with row i+4" transpose an 8x8 tile of words
+/// (each round rotates the 6-bit (row, col) index by one bit).
+///
+/// # Safety
+/// AVX2; 8 rows of 8 u16 readable at `s + i*src_ld`, writable at `d + j*dst_ld`.
+#[inline]
+#[target_feature(enable = "avx2")]
+unsafe fn tile_8x8_u16(s: *const u16, src_ld: usize, d: *mut u16, dst_ld: usize) {
+    // SAFETY: the caller guarantees the 8x8 source and destination tiles.
+    unsafe {
+        let mut r: [__m128i; 8] =
+            core::array::from_fn(|i| _mm_loadu_si128(s.add(i * src_ld) as *const __m128i));
+        for _ in 0..3 {
+            r = core::array::from_fn(|i| {
+                let (a, b) = (r[i / 2], r[i / 2 + 4]);
+                if i % 2 == 0 {
+                    _mm_unpacklo_epi16(a, b)
+                } else {
+                    _mm_unpackhi_epi16(a, b)
+                }
+            });
+        }
+        for (j, &v) in r.iter().enumerate() {
+            _mm_storeu_si128(d.add(j * dst_ld) as *mut __m128i, v);
+        }
+    }
+}
+
+/// # Safety
+/// See [`super::Transpose`].
+unsafe fn transpose_u8(
+    src: &[u8],
+    rows: usize,
+    cols: usize,
+    src_ld: usize,
+    dst: *mut u8,
+    dst_ld: usize,
+) {
+    if rows == 0 || cols == 0 {
+        return;
+    }
+    assert!(
+        src.len() >= extent(rows, src_ld, cols),
+        "transpose: src too short"
+    );
+    // SAFETY: AVX2 detected (KERNELS); src extent asserted; dst validity is the caller's contract.
+    unsafe { transpose_u8_avx2(src.as_ptr(), rows, cols, src_ld, dst, dst_ld) }
+}
+
+/// # Safety
+/// AVX2; as [`super::Transpose`] with `src` valid for the asserted extent.
+#[target_feature(enable = "avx2")]
+unsafe fn transpose_u8_avx2(
+    src: *const u8,
+    rows: usize,
+    cols: usize,
+    src_ld: usize,
+    dst: *mut u8,
+    dst_ld: usize,
+) {
+    // SAFETY: forwarded contract; each tile lies inside rows x cols.
+    unsafe {
+        transpose_tiled::<u8, 16>(src, rows, cols, src_ld, dst, dst_ld, |s, d| {
+            tile_16x16_u8(s, src_ld, d, dst_ld)
+        })
+    }
+}
+
+/// Four rounds of "interleave row i with row i+8" transpose a 16x16 byte tile.
+///
+/// # Safety
+/// AVX2; 16 rows of 16 bytes readable at `s + i*src_ld`, writable at `d + j*dst_ld`.
+#[inline]
+#[target_feature(enable = "avx2")]
+unsafe fn tile_16x16_u8(s: *const u8, src_ld: usize, d: *mut u8, dst_ld: usize) {
+    // SAFETY: the caller guarantees the 16x16 source and destination tiles.
+    unsafe {
+        let mut r: [__m128i; 16] =
+            core::array::from_fn(|i| _mm_loadu_si128(s.add(i * src_ld) as *const __m128i));
+        for _ in 0..4 {
+            r = core::array::from_fn(|i| {
+                let (a, b) = (r[i / 2], r[i / 2 + 8]);
+                if i % 2 == 0 {
+                    _mm_unpacklo_epi8(a, b)
+                } else {
+                    _mm_unpackhi_epi8(a, b)
+                }
+            });
+        }
+        for (j, &v) in r.iter().enumerate() {
+            _mm_storeu_si128(d.add(j * dst_ld) as *mut __m128i, v);
+        }
+    }
+}
+
+#[cfg(test)]
+pub(super) mod tests {
+    //! Every AVX2 kernel against `scalar::` on random shapes, edge sizes included.
+    //! Shared with the VNNI module, which reuses [`check_conv_i8`].
+
+    use super::super::{cin4, pack_conv_f32, pack_conv_i8, scalar, Backend, Kernels, Tap, TapQ11};
+    use half::f16;
+    use proptest::prelude::*;
+    use rand::rngs::StdRng;
+    use rand::{Rng, SeedableRng};
+
+    /// The AVX2 table, or `None` (test skipped) on a CPU without it.
+    fn avx2() -> Option<&'static Kernels> {
+        match Backend::Avx2.kernels() {
+            Ok(k) => Some(k),
+            Err(e) => {
+                eprintln!("skipping: {e}");
+                None
+            }
+        }
+    }
+
+    /// Max |a - b| must be ≤ `rel` · max |ref| (or `rel` when ref is all zero).
+    fn assert_close(got: &[f32], want: &[f32], rel: f32, what: &str) {
+        assert_eq!(got.len(), want.len());
+        let scale = want.iter().fold(0f32, |m, v| m.max(v.abs())).max(1e-30);
+        for (i, (g, w)) in got.iter().zip(want).enumerate() {
+            let err = (g - w).abs();
+            assert!(
+                err <= rel * scale || err <= rel,
+                "{what}: [{i}] got {g}, want {w} (max |ref| {scale})"
+            );
+        }
+    }
+
+    pub(in super::super) fn check_conv_i8(
+        k: &Kernels,
+        cin: usize,
+        o_n: usize,
+        npix: usize,
+        pad: usize,
+        seed: u64,
+    ) {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let ldx = cin + pad;
+        // x ends exactly at the last pixel's cin: a read past it would be out of bounds.
+        let x: Vec<i8> = (0..super::extent(npix, ldx, cin))
+            .map(|_| rng.gen())
+            .collect();
+        let w: Vec<i8> = (0..o_n * cin).map(|_| rng.gen()).collect();
+        let wp = pack_conv_i8(&w, o_n, cin);
+        assert_eq!(wp.len(), cin4(cin) * o_n);
+        let mut want = vec![7i32; npix * o_n + 3];
+        let mut got = want.clone();
+        scalar::conv_i8(&x, ldx, npix, cin, &wp, o_n, &mut want);
+        (k.conv_i8)(&x, ldx, npix, cin, &wp, o_n, &mut got);
+        assert_eq!(
+            got, want,
+            "conv_i8 {} cin={cin} o_n={o_n} npix={npix} ldx={ldx}",
+            k.backend
+        );
+    }
+
+    /// Extreme-valued conv_i8 (all -128 x against ±127/-128 weights): any saturation shows.
+    pub(in super::super) fn check_conv_i8_extremes(k: &Kernels) {
+        for &(cin, o_n) in &[(256usize, 32usize), (7, 5), (4, 8), (1, 1), (1024, 9)] {
+            for &(xv, wv) in &[(-128i8, -128i8), (-128, 127), (127, 127), (127, -128)] {
+                let x = vec![xv; cin * 3];
+                let w = vec![wv; o_n * cin];
+                let wp = pack_conv_i8(&w, o_n, cin);
+                let mut want = vec![0i32; 3 * o_n];
+                let mut got = want.clone();
+                scalar::conv_i8(&x, cin, 3, cin, &wp, o_n, &mut want);
+                (k.conv_i8)(&x, cin, 3, cin, &wp, o_n, &mut got);
+                assert_eq!(got, want, "conv_i8 extremes x={xv} w={wv} cin={cin}");
+                assert_eq!(want[0], xv as i32 * wv as i32 * cin as i32);
+            }
+        }
+    }
+
+    fn check_conv_f32(
+        k: &Kernels,
+        cin: usize,
+        o_n: usize,
+        npix: usize,
+        pad: usize,
+        bias: bool,
+        seed: u64,
+    ) {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let ldx = cin + pad;
+        let x: Vec<f32> = (0..super::extent(npix, ldx, cin))
+            .map(|_| rng.gen_range(-1.0..1.0))
+            .collect();
+        let w: Vec<f32> = (0..o_n * cin).map(|_| rng.gen_range(-1.0..1.0)).collect();
+        let b: Vec<f32> = (0..o_n).map(|_| rng.gen_range(-1.0..1.0)).collect();
+        let wt = pack_conv_f32(&w, o_n, cin);
+        let bias = bias.then_some(&b[..]);
+        let mut want = vec![9.0f32; npix * o_n + 5];
+        let mut got = want.clone();
+        scalar::conv_f32(&x, ldx, npix, cin, &wt, bias, o_n, &mut want);
+        (k.conv_f32)(&x, ldx, npix, cin, &wt, bias, o_n, &mut got);
+        assert_close(&got, &want, 1e-5, "conv_f32");
+        assert_eq!(
+            got[npix * o_n..],
+            want[npix * o_n..],
+            "conv_f32 wrote past its output"
+        );
+    }
+
+    /// Random taps over a buffer of `len` elements; a few sit exactly at the end and a few
+    /// use the extreme weights. Returns (base, dx, dy, fx, fy) with fx, fy in 0..=2048.
+    fn gen_taps(
+        rng: &mut StdRng,
+        len: usize,
+        cpg: usize,
+        n: usize,
+    ) -> Vec<(u32, u32, u32, u16, u16)> {
+        let room = len - cpg;
+        (0..n)
+            .map(|i| {
+                let dx = rng.gen_range(0..=room.min(3 * cpg));
+                let dy = rng.gen_range(0..=room - dx);
+                let base = if i % 5 == 0 {
+                    room - dx - dy
+                } else {
+                    rng.gen_range(0..=room - dx - dy)
+                };
+                let pick = |r: &mut StdRng| match r.gen_range(0..6) {
+                    0 => 0,
+                    1 => 2048,
+                    2 => 1,
+                    3 => 2047,
+                    _ => r.gen_range(0..=2048),
+                };
+                let (fx, fy) = (pick(rng), pick(rng));
+                (base as u32, dx as u32, dy as u32, fx, fy)
+            })
+            .collect()
+    }
+
+    fn float_taps(t: &[(u32, u32, u32, u16, u16)]) -> Vec<Tap> {
+        t.iter()
+            .map(|&(base, dx, dy, fx, fy)| Tap {
+                base,
+                dx,
+                dy,
+                fx: fx as f32 / 2048.0,
+                fy: fy as f32 / 2048.0,
+            })
+            .collect()
+    }
+
+    fn check_sample(k: &Kernels, cpg: usize, extra: usize, ntaps: usize, seed: u64) {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let len = cpg + extra;
+        let t = gen_taps(&mut rng, len, cpg, ntaps);
+        let taps = float_taps(&t);
+        let tq: Vec<TapQ11> = t
+            .iter()
+            .map(|&(base, dx, dy, fx, fy)| TapQ11 {
+                base,
+                dx,
+                dy,
+                fx,
+                fy,
+            })
+            .collect();
+        let n = ntaps * cpg;
+
+        let src: Vec<f32> = (0..len).map(|_| rng.gen_range(-4.0..4.0)).collect();
+        let (mut want, mut got) = (vec![3.0f32; n + 9], vec![3.0f32; n + 9]);
+        scalar::sample_f32(&src, &taps, cpg, &mut want);
+        (k.sample_f32)(&src, &taps, cpg, &mut got);
+        assert_close(&got, &want, 1e-5, "sample_f32");
+        assert_eq!(got[n..], want[n..], "sample_f32 wrote past its output");
+
+        let srch: Vec<f16> = src.iter().map(|&v| f16::from_f32(v)).collect();
+        let (mut want, mut got) = (vec![f16::ONE; n + 9], vec![f16::ONE; n + 9]);
+        scalar::sample_f16(&srch, &taps, cpg, &mut want);
+        (k.sample_f16)(&srch, &taps, cpg, &mut got);
+        let bits = |v: &[f16]| v.iter().map(|h| h.to_bits()).collect::<Vec<_>>();
+        assert_eq!(bits(&got), bits(&want), "sample_f16 cpg={cpg}");
+
+        let srcq: Vec<i8> = (0..len).map(|_| rng.gen()).collect();
+        let (mut want, mut got) = (vec![5i8; n + 17], vec![5i8; n + 17]);
+        scalar::sample_i8(&srcq, &tq, cpg, &mut want);
+        (k.sample_i8)(&srcq, &tq, cpg, &mut got);
+        assert_eq!(got, want, "sample_i8 cpg={cpg}");
+    }
+
+    fn check_cvt(k: &Kernels, n: usize, seed: u64) {
+        let mut rng = StdRng::seed_from_u64(seed);
+        // Every f16 bit pattern class except NaN (payload handling is not part of the contract).
+        let h: Vec<f16> = (0..n)
+            .map(|_| f16::from_bits(rng.gen()))
+            .map(|v| if v.is_nan() { f16::INFINITY } else { v })
+            .collect();
+        let (mut want, mut got) = (vec![0f32; n], vec![0f32; n]);
+        scalar::cvt_f16_f32(&h, &mut want);
+        (k.cvt_f16_f32)(&h, &mut got);
+        assert_eq!(
+            got.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+            want.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
+        );
+
+        // f32 around the f16 range: halfway cases, subnormals, overflow to inf.
+        let f: Vec<f32> = (0..n)
+            .map(|i| match i % 4 {
+                0 => rng.gen_range(-70000.0..70000.0),
+                1 => rng.gen_range(-1e-4..1e-4),
+                2 => f16::from_bits(rng.gen_range(0..0x7c00)).to_f32() * (1.0 + 1.0 / 2048.0),
+                _ => f32::from_bits(rng.gen::<u32>() & 0xbfff_ffff),
+            })
+            .collect();
+        let (mut want, mut got) = (vec![f16::ZERO; n], vec![f16::ZERO; n]);
+        scalar::cvt_f32_f16(&f, &mut want);
+        (k.cvt_f32_f16)(&f, &mut got);
+        assert_eq!(
+            got.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+            want.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
+        );
+    }
+
+    fn check_transposes(
+        k: &Kernels,
+        rows: usize,
+        cols: usize,
+        pad_s: usize,
+        pad_d: usize,
+        seed: u64,
+    ) {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let (src_ld, dst_ld) = (cols + pad_s, rows + pad_d);
+        let slen = super::extent(rows, src_ld, cols);
+        let dlen = cols * dst_ld + 3;
+        let s32: Vec<f32> = (0..slen).map(|_| rng.gen()).collect();
+        let s16: Vec<u16> = (0..slen).map(|_| rng.gen()).collect();
+        let s8: Vec<u8> = (0..slen).map(|_| rng.gen()).collect();
+        let (mut w32, mut g32) = (vec![-1f32; dlen], vec![-1f32; dlen]);
+        let (mut w16, mut g16) = (vec![0xdead_u16; dlen], vec![0xdead_u16; dlen]);
+        let (mut w8, mut g8) = (vec![0xa5u8; dlen], vec![0xa5u8; dlen]);
+        // SAFETY: each destination holds cols * dst_ld > every written index; single-threaded.
+        unsafe {
+            scalar::transpose(&s32, rows, cols, src_ld, w32.as_mut_ptr(), dst_ld);
+            (k.transpose_f32)(&s32, rows, cols, src_ld, g32.as_mut_ptr(), dst_ld);
+            scalar::transpose(&s16, rows, cols, src_ld, w16.as_mut_ptr(), dst_ld);
+            (k.transpose_u16)(&s16, rows, cols, src_ld, g16.as_mut_ptr(), dst_ld);
+            scalar::transpose(&s8, rows, cols, src_ld, w8.as_mut_ptr(), dst_ld);
+            (k.transpose_u8)(&s8, rows, cols, src_ld, g8.as_mut_ptr(), dst_ld);
+        }
+        assert_eq!(g32, w32, "transpose_f32 {rows}x{cols}");
+        assert_eq!(g16, w16, "transpose_u16 {rows}x{cols}");
+        assert_eq!(g8, w8, "transpose_u8 {rows}x{cols}");
+    }
+
+    #[test]
+    fn hot_shapes() {
+        let Some(k) = avx2() else { return };
+        check_conv_f32(k, 256, 32, 120, 0, true, 1);
+        check_conv_f32(k, 64, 16, 480, 0, false, 2);
+        check_conv_i8(k, 256, 32, 120, 0, 3);
+        check_conv_i8(k, 64, 8, 480, 0, 4);
+        check_sample(k, 64, 64 * 500, 960, 5);
+        check_cvt(k, 120 * 256, 6);
+        check_transposes(k, 256, 120, 0, 0, 7);
+    }
+
+    #[test]
+    fn conv_i8_extremes() {
+        let Some(k) = avx2() else { return };
+        check_conv_i8_extremes(k);
+    }
+
+    #[test]
+    fn tiny_and_edge_shapes() {
+        let Some(k) = avx2() else { return };
+        for cin in 0..10 {
+            for o_n in 1..19 {
+                for npix in 0..8 {
+                    check_conv_f32(
+                        k,
+                        cin,
+                        o_n,
+                        npix,
+                        cin % 3,
+                        npix % 2 == 0,
+                        (cin * 100 + o_n * 10 + npix) as u64,
+                    );
+                    check_conv_i8(k, cin, o_n, npix, 0, (cin * 100 + o_n * 10 + npix) as u64);
+                }
+            }
+        }
+        for cpg in 1..40 {
+            check_sample(k, cpg, 0, 3, cpg as u64);
+            check_sample(k, cpg, cpg * 3, 7, cpg as u64 + 1000);
+        }
+        for n in 0..70 {
+            check_cvt(k, n, n as u64);
+        }
+        for rows in 0..20 {
+            for cols in 0..20 {
+                check_transposes(k, rows, cols, rows % 2, cols % 3, (rows * 20 + cols) as u64);
+            }
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(96))]
+
+        #[test]
+        fn conv_f32_matches_scalar(cin in 0usize..300, o_n in 1usize..72, npix in 0usize..20,
+                                   pad in 0usize..5, bias in any::<bool>(), seed in any::<u64>()) {
+            let Some(k) = avx2() else { return Ok(()) };
+            check_conv_f32(k, cin, o_n, npix, pad, bias, seed);
+        }
+
+        #[test]
+        fn conv_i8_matches_scalar(cin in 0usize..300, o_n in 1usize..72, npix in 0usize..20,
+                                  pad in 0usize..5, seed in any::<u64>()) {
+            let Some(k) = avx2() else { return Ok(()) };
+            check_conv_i8(k, cin, o_n, npix, pad, seed);
+        }
+
+        #[test]
+        fn sample_matches_scalar(cpg in 1usize..150, extra in 0usize..2000, ntaps in 0usize..40,
+                                 seed in any::<u64>()) {
+            let Some(k) = avx2() else { return Ok(()) };
+            check_sample(k, cpg, extra, ntaps, seed);
+        }
+
+        #[test]
+        fn cvt_matches_scalar(n in 0usize..300, seed in any::<u64>()) {
+            let Some(k) = avx2() else { return Ok(()) };
+            check_cvt(k, n, seed);
+        }
+
+        #[test]
+        fn transposes_match_scalar(rows in 0usize..70, cols in 0usize..70, pad_s in 0usize..9,
+                                   pad_d in 0usize..9, seed in any::<u64>()) {
+            let Some(k) = avx2() else { return Ok(()) };
+            check_transposes(k, rows, cols, pad_s, pad_d, seed);
+        }
+    }
+}

@@ -1,0 +1,366 @@
+//! x86_64 VNNI int8 convolution (`vpdpbusd`), on top of the AVX2 table.
+//!
+//! `vpdpbusd` multiplies unsigned by signed bytes, so x is biased to `x ^ 0x80 = x + 128` and
+//! `128 · Σ_k w[o][k]` is subtracted (as the accumulators' start value); the i32 sums wrap
+//! identically, so the result is bit-identical to the scalar one.
+//!
+//! Two encodings of the same instruction: AVX-VNNI (VEX) and AVX-512 VNNI + VL (EVEX, 256-bit).
+//! [`table`] picks the one the CPU has; both tables are `pub(super)`-only and reached through
+//! [`super::Backend::kernels`] after detection, which is the soundness argument.
+//!
+//! The instruction is emitted with `asm!` rather than `_mm256_dpbusd{,_avx}_epi32`: those
+//! intrinsics and the `avxvnni`/`avx512vnni` target features are only stable since Rust 1.89,
+//! above the workspace `rust-version`.
+
+use super::avx2::{check_conv_i8, lane_mask, load_partial_i32, load_row_i8, store_tile_i32};
+use super::{Backend, Kernels};
+use crate::cpu::CpuFeatures;
+use core::arch::asm;
+use core::arch::x86_64::*;
+use core::ptr;
+
+/// `vpdpbusd acc, a, b` (u8 `a` times s8 `b`, 4-term sums added to i32 `acc`), VEX encoding.
+///
+/// # Safety
+/// The CPU must support AVX-VNNI.
+#[inline]
+#[target_feature(enable = "avx2")]
+unsafe fn dpbusd_vex(acc: __m256i, a: __m256i, b: __m256i) -> __m256i {
+    let mut r = acc;
+    // SAFETY: register-only instruction; AVX-VNNI support is the caller's contract.
+    unsafe {
+        asm!("{{vex}} vpdpbusd {r}, {a}, {b}", r = inout(ymm_reg) r, a = in(ymm_reg) a, b = in(ymm_reg) b,
+             options(pure, nomem, nostack, preserves_flags))
+    };
+    r
+}
+
+/// Same as [`dpbusd_vex`], EVEX encoding (256-bit form).
+///
+/// # Safety
+/// The CPU must support AVX-512 VNNI and AVX-512 VL.
+#[inline]
+#[target_feature(enable = "avx2")]
+unsafe fn dpbusd_evex(acc: __m256i, a: __m256i, b: __m256i) -> __m256i {
+    let mut r = acc;
+    // SAFETY: register-only instruction; AVX-512 VNNI+VL support is the caller's contract.
+    unsafe {
+        asm!("{{evex}} vpdpbusd {r}, {a}, {b}", r = inout(ymm_reg) r, a = in(ymm_reg) a, b = in(ymm_reg) b,
+             options(pure, nomem, nostack, preserves_flags))
+    };
+    r
+}
+
+/// Generates the conv_i8 kernel for one encoding of `vpdpbusd`.
+macro_rules! vnni_conv_i8 {
+    ($module:ident, $features:literal, $dpbusd:ident) => {
+        mod $module {
+            use super::*;
+
+            pub(in super::super) fn conv_i8(
+                x: &[i8],
+                ldx: usize,
+                npix: usize,
+                cin: usize,
+                wpack: &[i8],
+                o_n: usize,
+                acc: &mut [i32],
+            ) {
+                if !check_conv_i8(x, ldx, npix, cin, wpack, o_n, acc) {
+                    return;
+                }
+                // SAFETY: this table is only handed out after AVX2/FMA/F16C and its VNNI flavour
+                // were detected; check_conv_i8 asserted the extents of x, wpack and acc.
+                unsafe {
+                    conv(
+                        x.as_ptr(),
+                        ldx,
+                        npix,
+                        cin,
+                        wpack.as_ptr(),
+                        o_n,
+                        acc.as_mut_ptr(),
+                    )
+                }
+            }
+
+            /// # Safety
+            /// The target features; pointers valid for the extents checked by `check_conv_i8`.
+            #[target_feature(enable = $features)]
+            unsafe fn conv(
+                x: *const i8,
+                ldx: usize,
+                npix: usize,
+                cin: usize,
+                w: *const i8,
+                o_n: usize,
+                out: *mut i32,
+            ) {
+                let full = _mm256_set1_epi32(-1);
+                let mut o0 = 0;
+                // SAFETY (all calls): column block [o0, o0 + width) lies inside o_n.
+                while o0 + 16 <= o_n {
+                    unsafe {
+                        cols::<6, 2, false>(
+                            x,
+                            ldx,
+                            npix,
+                            cin,
+                            w.add(4 * o0),
+                            o_n,
+                            out.add(o0),
+                            full,
+                        )
+                    };
+                    o0 += 16;
+                }
+                if o0 + 8 <= o_n {
+                    unsafe {
+                        cols::<8, 1, false>(
+                            x,
+                            ldx,
+                            npix,
+                            cin,
+                            w.add(4 * o0),
+                            o_n,
+                            out.add(o0),
+                            full,
+                        )
+                    };
+                    o0 += 8;
+                }
+                if o0 < o_n {
+                    let mask = lane_mask(o_n - o0);
+                    unsafe {
+                        cols::<8, 1, true>(x, ldx, npix, cin, w.add(4 * o0), o_n, out.add(o0), mask)
+                    };
+                }
+            }
+
+            /// One column block: the bias correction once, then MP-pixel tiles and 2/1 tails.
+            ///
+            /// # Safety
+            /// See `tile`, for every pixel `p < npix`.
+            #[inline]
+            #[target_feature(enable = $features)]
+            #[allow(clippy::too_many_arguments)]
+            unsafe fn cols<const MP: usize, const NV: usize, const MASKED: bool>(
+                x: *const i8,
+                ldx: usize,
+                npix: usize,
+                cin: usize,
+                w: *const i8,
+                o_n: usize,
+                out: *mut i32,
+                mask: __m256i,
+            ) {
+                // -128 · Σ_k w[o][k], computed by the same instruction on 0x80 bytes.
+                let bias80 = _mm256_set1_epi32(0x8080_8080_u32 as i32);
+                let mut corr = [_mm256_setzero_si256(); NV];
+                for g in 0..cin.div_ceil(4) {
+                    // SAFETY: group g < cin4/4 of the packed weights (caller).
+                    let wv = unsafe { load_row_i8::<NV, MASKED>(w.add(g * 4 * o_n), mask) };
+                    for (c, &wvv) in corr.iter_mut().zip(wv.iter()) {
+                        // SAFETY: this table is only used on CPUs with this VNNI flavour.
+                        *c = unsafe { $dpbusd(*c, bias80, wvv) };
+                    }
+                }
+                let init = corr.map(|c| _mm256_sub_epi32(_mm256_setzero_si256(), c));
+                let mut p = 0;
+                // SAFETY (all calls): pixels p .. p + tile are < npix.
+                while p + MP <= npix {
+                    unsafe {
+                        tile::<MP, NV, MASKED>(
+                            x.add(p * ldx),
+                            ldx,
+                            cin,
+                            w,
+                            o_n,
+                            out.add(p * o_n),
+                            mask,
+                            &init,
+                        )
+                    };
+                    p += MP;
+                }
+                while p + 2 <= npix {
+                    unsafe {
+                        tile::<2, NV, MASKED>(
+                            x.add(p * ldx),
+                            ldx,
+                            cin,
+                            w,
+                            o_n,
+                            out.add(p * o_n),
+                            mask,
+                            &init,
+                        )
+                    };
+                    p += 2;
+                }
+                if p < npix {
+                    unsafe {
+                        tile::<1, NV, MASKED>(
+                            x.add(p * ldx),
+                            ldx,
+                            cin,
+                            w,
+                            o_n,
+                            out.add(p * o_n),
+                            mask,
+                            &init,
+                        )
+                    };
+                }
+            }
+
+            /// MP pixels x NV*8 outputs: broadcast 4 biased x bytes, one `vpdpbusd` per
+            /// (pixel, 8 outputs) and k-group.
+            ///
+            /// # Safety
+            /// As `conv_i8_tile` in the AVX2 module.
+            #[inline]
+            #[target_feature(enable = $features)]
+            #[allow(clippy::too_many_arguments)]
+            unsafe fn tile<const MP: usize, const NV: usize, const MASKED: bool>(
+                x: *const i8,
+                ldx: usize,
+                cin: usize,
+                w: *const i8,
+                o_n: usize,
+                out: *mut i32,
+                mask: __m256i,
+                init: &[__m256i; NV],
+            ) {
+                let flip = _mm256_set1_epi32(0x8080_8080_u32 as i32);
+                let mut acc = [*init; MP];
+                let groups = cin / 4;
+                let tail = cin % 4;
+                for g in 0..groups {
+                    // SAFETY: group g of the packed weights (caller).
+                    let wv = unsafe { load_row_i8::<NV, MASKED>(w.add(g * 4 * o_n), mask) };
+                    for (p, accp) in acc.iter_mut().enumerate() {
+                        // SAFETY: bytes 4g .. 4g+4 ≤ cin of pixel p's row are readable (caller).
+                        let d =
+                            unsafe { ptr::read_unaligned(x.add(p * ldx + 4 * g) as *const i32) };
+                        let xv = _mm256_xor_si256(_mm256_set1_epi32(d), flip);
+                        for (a, &wvv) in accp.iter_mut().zip(wv.iter()) {
+                            // SAFETY: this table is only used on CPUs with this VNNI flavour.
+                            *a = unsafe { $dpbusd(*a, xv, wvv) };
+                        }
+                    }
+                }
+                if tail != 0 {
+                    // SAFETY: the padded last group of the weights (zeros past cin) (caller).
+                    let wv = unsafe { load_row_i8::<NV, MASKED>(w.add(groups * 4 * o_n), mask) };
+                    for (p, accp) in acc.iter_mut().enumerate() {
+                        // Never read past cin: the last pixel's row may end the slice.
+                        // Padding bytes become 0x80 but meet zero weights.
+                        // SAFETY: bytes 4*groups .. cin of pixel p's row are readable (caller).
+                        let d = unsafe { load_partial_i32(x.add(p * ldx + 4 * groups), tail) };
+                        let xv = _mm256_xor_si256(_mm256_set1_epi32(d), flip);
+                        for (a, &wvv) in accp.iter_mut().zip(wv.iter()) {
+                            // SAFETY: this table is only used on CPUs with this VNNI flavour.
+                            *a = unsafe { $dpbusd(*a, xv, wvv) };
+                        }
+                    }
+                }
+                // SAFETY: output rows of this tile are writable (caller).
+                unsafe { store_tile_i32::<MP, NV, MASKED>(out, o_n, &acc, mask) };
+            }
+        }
+    };
+}
+
+vnni_conv_i8!(avx_vnni, "avx2,fma,f16c", dpbusd_vex);
+vnni_conv_i8!(avx512_vnni, "avx2,fma,f16c", dpbusd_evex);
+
+/// AVX2 table with the AVX-VNNI (VEX) conv_i8.
+pub(super) static KERNELS_AVXVNNI: Kernels = Kernels {
+    backend: Backend::Avx2Vnni,
+    conv_i8: avx_vnni::conv_i8,
+    ..super::avx2::KERNELS
+};
+
+/// AVX2 table with the AVX-512 VNNI + VL (EVEX, 256-bit) conv_i8.
+pub(super) static KERNELS_AVX512VNNI: Kernels = Kernels {
+    backend: Backend::Avx2Vnni,
+    conv_i8: avx512_vnni::conv_i8,
+    ..super::avx2::KERNELS
+};
+
+/// The VNNI table this CPU can run (AVX-VNNI preferred: VEX-encoded, no AVX-512 state), if any.
+pub(super) fn table(cpu: &CpuFeatures) -> Option<&'static Kernels> {
+    let base = cpu.avx2 && cpu.fma && cpu.f16c;
+    if base && cpu.avxvnni {
+        Some(&KERNELS_AVXVNNI)
+    } else if base && cpu.avx512f && cpu.avx512vl && cpu.avx512vnni {
+        Some(&KERNELS_AVX512VNNI)
+    } else {
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! Both VNNI encodings against `scalar::conv_i8`, exact, on the CPUs that have them.
+
+    use super::super::avx2::tests::{check_conv_i8, check_conv_i8_extremes};
+    use super::super::{Backend, Kernels};
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Every VNNI table this CPU can run (the registered one first).
+    fn tables() -> Vec<&'static Kernels> {
+        let cpu = CpuFeatures::get();
+        let mut v = Vec::new();
+        if let Ok(k) = Backend::Avx2Vnni.kernels() {
+            assert!(std::ptr::eq(k, table(cpu).unwrap()));
+            v.push(k);
+        } else {
+            eprintln!("skipping: no VNNI on this CPU");
+        }
+        if cpu.avx2 && cpu.fma && cpu.f16c && cpu.avxvnni {
+            v.push(&KERNELS_AVXVNNI);
+        }
+        if cpu.avx2 && cpu.fma && cpu.f16c && cpu.avx512f && cpu.avx512vl && cpu.avx512vnni {
+            v.push(&KERNELS_AVX512VNNI);
+        }
+        v
+    }
+
+    #[test]
+    fn hot_and_edge_shapes() {
+        for k in tables() {
+            check_conv_i8(k, 256, 32, 120, 0, 1);
+            check_conv_i8(k, 64, 8, 480, 0, 2);
+            check_conv_i8_extremes(k);
+            for cin in 0..10 {
+                for o_n in 1..19 {
+                    for npix in 0..9 {
+                        check_conv_i8(
+                            k,
+                            cin,
+                            o_n,
+                            npix,
+                            cin % 2,
+                            (cin * 100 + o_n * 10 + npix) as u64,
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(128))]
+
+        #[test]
+        fn conv_i8_matches_scalar(cin in 0usize..300, o_n in 1usize..72, npix in 0usize..20,
+                                  pad in 0usize..5, seed in any::<u64>()) {
+            for k in tables() {
+                check_conv_i8(k, cin, o_n, npix, pad, seed);
+            }
+        }
+    }
+}
