@@ -25,6 +25,10 @@ use std::fmt;
 use std::str::FromStr;
 
 pub mod scalar;
+#[cfg(target_arch = "x86_64")]
+pub mod avx2;
+#[cfg(target_arch = "x86_64")]
+pub mod vnni;
 #[cfg(target_arch = "aarch64")]
 pub mod neon;
 #[cfg(target_arch = "aarch64")]
@@ -320,6 +324,10 @@ impl BackendChoice {
 fn table(b: Backend) -> Option<&'static Kernels> {
     match b {
         Backend::Scalar => Some(&scalar::KERNELS),
+        #[cfg(target_arch = "x86_64")]
+        Backend::Avx2 => Some(&avx2::KERNELS),
+        #[cfg(target_arch = "x86_64")]
+        Backend::Avx2Vnni => vnni::table(CpuFeatures::get()),
         #[cfg(target_arch = "aarch64")]
         Backend::Neon => Some(&neon::KERNELS),
         #[cfg(target_arch = "aarch64")]
