@@ -6,6 +6,7 @@ use dysample::{Backend, BackendChoice, CpuFeatures, DySampleConfig, ExecOptions,
 use std::process::ExitCode;
 
 mod bench;
+mod onnx;
 mod run;
 
 #[derive(Parser, Debug)]
@@ -29,6 +30,8 @@ enum Command {
     },
     /// Run a built-in random layer on a random input: shape, time and checksum, no files needed.
     Demo(run::DemoArgs),
+    /// ONNX models: info, lower, fuse and run (DySample as an ONNX Runtime custom op).
+    Onnx(onnx::OnnxArgs),
 }
 
 /// The layer's hyper-parameters (channels come from the data).
@@ -132,12 +135,22 @@ fn main() -> ExitCode {
         .with_env_filter(tracing_subscriber::EnvFilter::from_env("DYSAMPLE_LOG"))
         .with_writer(std::io::stderr)
         .init();
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) if !e.use_stderr() => e.exit(), // --help, --version
+        Err(e) => {
+            // Keep clap's message but on one line, like every other error.
+            let text = e.render().to_string();
+            eprintln!("{}", text.lines().next().unwrap_or("error: invalid arguments"));
+            return ExitCode::from(2);
+        }
+    };
     let result = match cli.command {
         Command::Run(a) => run::run(a),
         Command::Bench(a) => bench::bench(a),
         Command::Info { json } => info(json),
         Command::Demo(a) => run::demo(a),
+        Command::Onnx(a) => onnx::onnx(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
