@@ -13,6 +13,6 @@ export QEMU_CPU="${QEMU_CPU:-max}"
 # qemu-user reads QEMU_CPU itself; the runner line in the config stays CPU-agnostic.
 echo "== aarch64 tests under qemu-user, QEMU_CPU=${QEMU_CPU}" >&2
 
-cargo --config cross/aarch64-linux.toml test --locked \
+cargo --config cross/aarch64-linux.toml test \
     --target aarch64-unknown-linux-gnu \
     -p dysample -p dysample-conformance "$@"

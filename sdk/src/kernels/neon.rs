@@ -88,43 +88,40 @@ pub(super) fn check_taps(
     }
 }
 
-/// Broadcasts 4 bytes at `p` (any alignment) to all lanes.
+// The int8 conv kernels build a u32 from 4 bytes and broadcast it as lanes of bytes in memory
+// order, which holds on little-endian only (every aarch64 Linux target we ship).
+const _: () = assert!(cfg!(target_endian = "little"));
+
+/// 4 bytes at `p` (any alignment) as one u32, in memory order.
 ///
 /// # Safety
 /// `p..p+4` must be readable.
 #[inline(always)]
-unsafe fn dup4(p: *const i8) -> u32 {
+pub(super) unsafe fn dup4(p: *const i8) -> u32 {
     // SAFETY: the caller guarantees 4 readable bytes; read_unaligned has no alignment need.
     unsafe { (p as *const u32).read_unaligned() }
 }
 
-/// The last `cin % 4` bytes of a row, zero-padded to 4 (rows are not padded: never read past).
+/// The last `cin % 4` (≥ 1) bytes of a row, zero-padded to 4: rows are not padded, so never read
+/// past them. Built with shifts rather than a copy loop so no `memcpy` call ends up between the
+/// accumulators (a call would force them to the stack).
 ///
 /// # Safety
 /// `row..row+cin` must be readable.
 #[inline(always)]
 pub(super) unsafe fn ktail4(row: *const i8, cin: usize) -> u32 {
-    let mut t = [0i8; 4];
-    let k0 = cin / 4 * 4;
-    for (i, v) in t.iter_mut().enumerate().take(cin - k0) {
-        // SAFETY: k0 + i < cin, inside the row.
-        *v = unsafe { *row.add(k0 + i) };
-    }
-    u32::from_ne_bytes(t.map(|v| v as u8))
-}
-
-/// `k`-th 4-byte group of a row as a u32: from memory when whole, else the zero-padded tail.
-///
-/// # Safety
-/// `row..row+cin` must be readable and `4*g < cin`.
-#[inline(always)]
-pub(super) unsafe fn xgroup(row: *const i8, cin: usize, g: usize) -> u32 {
-    if 4 * g + 4 <= cin {
-        // SAFETY: the whole group lies inside the row.
-        unsafe { dup4(row.add(4 * g)) }
-    } else {
-        // SAFETY: forwarded caller guarantee.
-        unsafe { ktail4(row, cin) }
+    let r = cin % 4;
+    // SAFETY: bytes k0 .. k0 + r are the last ones of the row.
+    unsafe {
+        let t = row.add(cin - r);
+        let mut v = *t as u8 as u32;
+        if r > 1 {
+            v |= (*t.add(1) as u8 as u32) << 8;
+        }
+        if r > 2 {
+            v |= (*t.add(2) as u8 as u32) << 16;
+        }
+        v
     }
 }
 
@@ -431,23 +428,33 @@ unsafe fn conv_i8_block<const NP: usize, const NG: usize>(
     o0: usize,
     acc: *mut i32,
 ) {
-    // SAFETY: weight group g covers bytes (g*o_n + o0)*4 .. +16*NG <= cin4*o_n; x via xgroup.
+    // SAFETY: weight group g covers bytes (g*o_n + o0)*4 .. +16*NG <= cin4*o_n; x groups are whole
+    // 4-byte reads inside the row, the tail goes through ktail4.
     unsafe {
         let mut a = [[[vdupq_n_s32(0); 2]; NG]; NP];
-        for g in 0..cin.div_ceil(4) {
-            let wr = w.add((g * o_n + o0) * 4);
-            let mut wv = [vdupq_n_s8(0); NG];
-            for j in 0..NG {
-                wv[j] = vld1q_s8(wr.add(16 * j));
-            }
-            for p in 0..NP {
-                let xb = vreinterpretq_s8_u32(vdupq_n_u32(xgroup(x.add(p * ldx), cin, g)));
+        // One group of 4 input channels; `$xg(row)` gives the pixel's 4 bytes.
+        macro_rules! group {
+            ($g:expr, $xg:expr) => {
+                let wr = w.add(($g * o_n + o0) * 4);
+                let mut wv = [vdupq_n_s8(0); NG];
                 for j in 0..NG {
-                    a[p][j][0] =
-                        vpadalq_s16(a[p][j][0], vmull_s8(vget_low_s8(xb), vget_low_s8(wv[j])));
-                    a[p][j][1] = vpadalq_s16(a[p][j][1], vmull_high_s8(xb, wv[j]));
+                    wv[j] = vld1q_s8(wr.add(16 * j));
                 }
-            }
+                for p in 0..NP {
+                    let xb = vreinterpretq_s8_u32(vdupq_n_u32($xg(x.add(p * ldx))));
+                    for j in 0..NG {
+                        a[p][j][0] =
+                            vpadalq_s16(a[p][j][0], vmull_s8(vget_low_s8(xb), vget_low_s8(wv[j])));
+                        a[p][j][1] = vpadalq_s16(a[p][j][1], vmull_high_s8(xb, wv[j]));
+                    }
+                }
+            };
+        }
+        for g in 0..cin / 4 {
+            group!(g, |row: *const i8| dup4(row.add(4 * g)));
+        }
+        if cin % 4 != 0 {
+            group!(cin / 4, |row| ktail4(row, cin));
         }
         for p in 0..NP {
             for j in 0..NG {

@@ -9,7 +9,7 @@
 // Register-blocked loops index several small arrays in lockstep.
 #![allow(clippy::needless_range_loop)]
 
-use super::neon::{self, check_conv_i8, conv_i8_one, xgroup};
+use super::neon::{self, check_conv_i8, conv_i8_one, dup4, ktail4};
 use super::{Backend, Kernels};
 use core::arch::aarch64::*;
 
@@ -127,22 +127,32 @@ unsafe fn conv_i8_block<const NP: usize, const NG: usize>(
     o0: usize,
     acc: *mut i32,
 ) {
-    // SAFETY: weight group g covers bytes (g*o_n + o0)*4 .. +16*NG <= cin4*o_n; x via xgroup,
-    // which never reads past a row's `cin` bytes.
+    // SAFETY: weight group g covers bytes (g*o_n + o0)*4 .. +16*NG <= cin4*o_n; x groups are whole
+    // 4-byte reads inside the row; the tail goes through ktail4, never past a row's `cin` bytes.
     unsafe {
         let mut a = [[vdupq_n_s32(0); NG]; NP];
-        for g in 0..cin.div_ceil(4) {
-            let wr = w.add((g * o_n + o0) * 4);
-            let mut wv = [vdupq_n_s8(0); NG];
-            for j in 0..NG {
-                wv[j] = vld1q_s8(wr.add(16 * j));
-            }
-            for p in 0..NP {
-                let xb = vreinterpretq_s8_u32(vdupq_n_u32(xgroup(x.add(p * ldx), cin, g)));
+        // One group of 4 input channels; `$xg(row)` gives the pixel's 4 bytes.
+        macro_rules! group {
+            ($g:expr, $xg:expr) => {
+                let wr = w.add(($g * o_n + o0) * 4);
+                let mut wv = [vdupq_n_s8(0); NG];
                 for j in 0..NG {
-                    sdot!(a[p][j], wv[j], xb);
+                    wv[j] = vld1q_s8(wr.add(16 * j));
                 }
-            }
+                for p in 0..NP {
+                    let xb = vreinterpretq_s8_u32(vdupq_n_u32($xg(x.add(p * ldx))));
+                    for j in 0..NG {
+                        sdot!(a[p][j], wv[j], xb);
+                    }
+                }
+            };
+        }
+        for g in 0..cin / 4 {
+            group!(g, |row: *const i8| dup4(row.add(4 * g)));
+        }
+        // Tail group outside the hot loop, so the accumulators stay in registers.
+        if cin % 4 != 0 {
+            group!(cin / 4, |row| ktail4(row, cin));
         }
         for p in 0..NP {
             for j in 0..NG {

@@ -112,7 +112,7 @@ unsafe fn sample_f16_fp16(src: *const u16, taps: &[Tap], cpg: usize, out: *mut u
                 let rem = cpg - c;
                 let mut buf = [[0u16; 8]; 5];
                 for (b, p) in buf.iter_mut().zip([p00, p01, p10, p11]) {
-                    core::ptr::copy_nonoverlapping(p.add(c), b.as_mut_ptr(), rem);
+                    copy_lt8(p.add(c), b.as_mut_ptr(), rem);
                 }
                 let r = lerp8!(
                     vld1q_u16(buf[0].as_ptr()),
@@ -122,8 +122,33 @@ unsafe fn sample_f16_fp16(src: *const u16, taps: &[Tap], cpg: usize, out: *mut u
                     &w
                 );
                 vst1q_u16(buf[4].as_mut_ptr(), r);
-                core::ptr::copy_nonoverlapping(buf[4].as_ptr(), o.add(c), rem);
+                copy_lt8(buf[4].as_ptr(), o.add(c), rem);
             }
+        }
+    }
+}
+
+/// Copies `n < 8` elements with fixed-size moves: a variable-length copy becomes a `memcpy`
+/// call, which would push the per-tap weight vectors to the stack.
+///
+/// # Safety
+/// `src` readable and `dst` writable for `n` elements, not overlapping.
+#[inline(always)]
+unsafe fn copy_lt8(src: *const u16, dst: *mut u16, n: usize) {
+    debug_assert!(n < 8);
+    // SAFETY: each move stays below `n` elements, per the caller's guarantee.
+    unsafe {
+        let mut i = 0;
+        if n & 4 != 0 {
+            core::ptr::copy_nonoverlapping(src, dst, 4);
+            i = 4;
+        }
+        if n & 2 != 0 {
+            core::ptr::copy_nonoverlapping(src.add(i), dst.add(i), 2);
+            i += 2;
+        }
+        if n & 1 != 0 {
+            *dst.add(i) = *src.add(i);
         }
     }
 }
