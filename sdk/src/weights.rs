@@ -130,7 +130,7 @@ impl Weights {
                 return Err(Error::InvalidConfig(format!(
                     "{}: the layer at '{}' has a scope.weight tensor, so it was trained with dyscope=True; pass --dyscope",
                     path.display(),
-                    file.prefix
+                    file.prefix.trim_end_matches('.')
                 )));
             }
             None

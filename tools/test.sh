@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Runs every test: lints, the x86_64 suite (all backends this CPU has), and the aarch64 suite
+# under qemu twice (Raspberry Pi 4 = NEON only, then dotprod + fp16). Installs what is missing first.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash tools/setup.sh
+
+echo "== clippy (warnings are errors)" >&2
+cargo clippy --workspace --all-targets --all-features --release -- -D warnings
+
+echo "== x86_64 tests" >&2
+cargo test --workspace --all-features --release
+
+for cpu in cortex-a72 max; do
+    QEMU_CPU=$cpu bash cross/test-aarch64.sh --release
+done
+echo "== all test suites passed" >&2
