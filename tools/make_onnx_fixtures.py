@@ -240,7 +240,8 @@ def main():
     export(layer, (x,), OUT / "layer_f16.onnx", input_names=["input"], output_names=["output"])
     with torch.no_grad():
         y = layer.float()(x.float())
-    save_npy("layer_f16_input.npy", x.numpy())
+    # Stored as float32 (exact: the values are f16); `dysample onnx run` converts to the model type.
+    save_npy("layer_f16_input.npy", x.float().numpy())
     save_npy("layer_f16_expected.npy", y.numpy())
 
     make_bad("layer_lp_static.onnx")

@@ -140,7 +140,8 @@ fn fuse_cmd(input: &Path, output: &Path, no_verify: bool, ort_lib: Option<PathBu
     let analysis = fuse::analyze(&model);
     let mut accepted = Vec::new();
     let mut skipped: Vec<(String, String)> = analysis.skipped.iter().map(|s| (s.anchor.clone(), s.reason.clone())).collect();
-    let opts = SessionOptions { threads: 1, ort_lib, ..SessionOptions::default() };
+    let ort_error_log = std::env::var_os("DYSAMPLE_LOG").is_some();
+    let opts = SessionOptions { threads: 1, ort_lib, ort_error_log, ..SessionOptions::default() };
     for m in analysis.matches {
         if no_verify {
             accepted.push((m, None));
@@ -190,6 +191,8 @@ fn run(a: RunArgs) -> Result<()> {
         device_id: a.device_id,
         record_placement: a.placement,
         ort_lib: a.ort_lib.clone(),
+        // Errors come back as one line; ORT's own copy only with DYSAMPLE_LOG set.
+        ort_error_log: std::env::var_os("DYSAMPLE_LOG").is_some(),
     };
     let file = std::fs::File::open(&a.input).with_context(|| format!("--input: cannot open {}", a.input.display()))?;
     let x: ArrayD<f32> = ndarray_npy::ReadNpyExt::read_npy(file)

@@ -180,7 +180,7 @@ pub fn load(explicit: Option<&Path>) -> Result<&'static Runtime> {
         match ort::init_from(&abs) {
             Ok(builder) => {
                 let env = builder.with_name("dysample").build()?;
-                let version = version_string();
+                let version = version_string(&abs);
                 tracing::info!(path = %abs.display(), source = c.source, %version, "loaded ONNX Runtime");
                 let rt = Runtime { path: abs, source: c.source, version, env };
                 return Ok(RUNTIME.get_or_init(|| rt));
@@ -201,13 +201,28 @@ fn one_line(s: &str) -> String {
     s.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
-fn version_string() -> String {
-    // `ort` exposes only the build info ("ORT Build Info: git-branch=rel-1.31.1, ...").
-    let info = ort::info();
-    info.split([',', ' '])
-        .find_map(|t| t.strip_prefix("git-branch=rel-"))
-        .map(str::to_string)
-        .unwrap_or_else(|| info.trim_start_matches("ORT Build Info: ").chars().take(60).collect())
+/// `OrtGetApiBase()->GetVersionString()` of the library at `path` (already loaded by `ort`, so
+/// this dlopen only takes another reference).
+fn version_string(path: &Path) -> String {
+    #[repr(C)]
+    struct ApiBase {
+        get_api: unsafe extern "C" fn(u32) -> *const std::ffi::c_void,
+        get_version_string: unsafe extern "C" fn() -> *const std::ffi::c_char,
+    }
+    // SAFETY: the library loaded successfully as ONNX Runtime just before; OrtGetApiBase and
+    // GetVersionString are part of its stable C ABI and return static data.
+    let version = unsafe {
+        libloading::Library::new(path).ok().and_then(|lib| {
+            let get: libloading::Symbol<unsafe extern "C" fn() -> *const ApiBase> = lib.get(b"OrtGetApiBase").ok()?;
+            let base = get();
+            if base.is_null() {
+                return None;
+            }
+            let s = ((*base).get_version_string)();
+            (!s.is_null()).then(|| std::ffi::CStr::from_ptr(s).to_string_lossy().into_owned())
+        })
+    };
+    version.unwrap_or_else(|| "unknown".to_string())
 }
 
 fn available_providers() -> Result<Vec<String>> {

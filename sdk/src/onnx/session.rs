@@ -113,6 +113,9 @@ pub struct SessionOptions {
     pub record_placement: bool,
     /// ONNX Runtime library to load (search step 1); see [`runtime`].
     pub ort_lib: Option<PathBuf>,
+    /// Let ONNX Runtime log its own errors (they are returned as errors either way; a CLI that
+    /// prints one line per error turns this off).
+    pub ort_error_log: bool,
 }
 
 impl Default for SessionOptions {
@@ -125,6 +128,7 @@ impl Default for SessionOptions {
             device_id: 0,
             record_placement: false,
             ort_lib: None,
+            ort_error_log: true,
         }
     }
 }
@@ -176,6 +180,7 @@ impl SessionOptions {
 
         let mut builder = Session::builder(rt.env())?
             .with_intra_threads(threads)?
+            .with_log_level(if self.ort_error_log { ort::logging::LogLevel::Warning } else { ort::logging::LogLevel::Fatal })?
             .with_operators(op::domain()?)?;
         let profile_prefix = if self.record_placement {
             let prefix = std::env::temp_dir().join(format!("dysample-ort-profile-{}", std::process::id()));
