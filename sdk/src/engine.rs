@@ -58,6 +58,9 @@ impl IntPlan {
     }
 }
 
+/// Channels transposed per kernel call when converting between NCHW and NHWC.
+const CHANNEL_CHUNK: usize = 16;
+
 /// Per-task buffers, pooled across calls.
 #[derive(Default)]
 pub(crate) struct Scratch {
@@ -247,9 +250,15 @@ impl Engine {
                         let dst = grow(buf, img_len);
                         let px_chunk = (h * w).div_ceil(threads * 4).max(64);
                         dst.par_chunks_mut(px_chunk * c).enumerate().for_each(|(t, d)| {
-                            let p0 = t * px_chunk;
-                            // SAFETY: `d` is exclusively ours and holds exactly `cols·c` values.
-                            unsafe { T::transpose(k, &in_b[p0..], c, d.len() / c, h * w, d.as_mut_ptr(), c) }
+                            let (p0, np) = (t * px_chunk, d.len() / c);
+                            // Few planes at a time: plane strides alias in L1 sets, so reading
+                            // all channels at once thrashes the cache.
+                            for c0 in (0..c).step_by(CHANNEL_CHUNK) {
+                                let cw = CHANNEL_CHUNK.min(c - c0);
+                                // SAFETY: `d` is exclusively ours; the writes d[p·c + c0 + j]
+                                // (p < np, j < cw) stay inside it.
+                                unsafe { T::transpose(k, &in_b[c0 * h * w + p0..], cw, np, h * w, d.as_mut_ptr().add(c0), c) }
+                            }
                         });
                         &buf[..img_len]
                     }
@@ -275,11 +284,14 @@ impl Engine {
                                 row_fn(&mut sc, img, y, &mut rows[..row_out]);
                                 for i in 0..s {
                                     let src = &rows[i * s * w * c..(i + 1) * s * w * c];
-                                    // SAFETY: output row y·s+i of every channel plane belongs to
-                                    // this task alone, and lies inside `out_b` (len c·oplane).
-                                    unsafe {
-                                        T::transpose(k, src, s * w, c, c, dst.0.add((y * s + i) * s * w), oplane)
-                                    };
+                                    for c0 in (0..c).step_by(CHANNEL_CHUNK) {
+                                        let cw = CHANNEL_CHUNK.min(c - c0);
+                                        // SAFETY: output row y·s+i of every channel plane belongs
+                                        // to this task alone, and lies inside `out_b` (c·oplane).
+                                        unsafe {
+                                            T::transpose(k, &src[c0..], s * w, cw, c, dst.0.add(c0 * oplane + (y * s + i) * s * w), oplane)
+                                        };
+                                    }
                                 }
                             }
                             *T::rowbuf(&mut sc) = rows;
@@ -447,17 +459,9 @@ fn int_offsets(k: &Kernels, plan: &IntPlan, xrow: &[i8], w: usize, sc: &mut Scra
         let a = grow(&mut sc.acc_s, npix * o_n);
         (k.conv_i8)(x, ld, npix, cin, wp, o_n, a);
     }
-    let has_scope = plan.wpack_scope.is_some();
     let off = grow(&mut sc.offq, w * oc);
-    let subs = npix / w;
-    for p in 0..npix {
-        let (px, ij) = (p / subs, p % subs);
-        for o in 0..o_n {
-            let ch = qw.offset_channel(o, ij);
-            let sd = if has_scope { sc.acc_s[p * o_n + o] } else { 0 };
-            off[px * oc + ch] = qw.offset_q11(o, ch, sc.acc[p * o_n + o], sd);
-        }
-    }
+    let scope = plan.wpack_scope.as_ref().map(|_| &sc.acc_s[..npix * o_n]);
+    qw.offsets_q11(&sc.acc[..npix * o_n], scope, npix, npix / w, off);
 }
 
 fn sample_rows_i8(k: &Kernels, qw: &QuantizedWeights, shape: Shape, y: usize, sc: &mut Scratch, img: &[i8], rows: &mut [i8]) {

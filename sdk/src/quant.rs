@@ -348,6 +348,10 @@ pub struct QuantizedWeights {
     /// `init_pos` in Q11.
     pub init_q11: Vec<i32>,
     pub sigmoid_lut: Vec<i32>,
+    /// `bias_q[o] − z_x·Σw_q[o]`: folds the zero point into the bias once.
+    eff_bias: Vec<i64>,
+    /// `−z_x·Σw_scope[o]`.
+    eff_scope: Vec<i64>,
 }
 
 fn quantize_weights(w: &[f32], o_n: usize, cin: usize, scales: Option<&[f32]>) -> (Vec<i8>, Vec<f32>, Vec<i32>) {
@@ -406,7 +410,12 @@ impl QuantizedWeights {
             None => (None, Vec::new(), Vec::new()),
         };
         let init_q11 = cfg.init_pos().iter().map(|&p| round_i32(p as f64 * 2048.0)).collect();
+        let zx = params.input.zero_point as i64;
+        let eff_bias = (0..o_n).map(|o| bias_q[o] - zx * offset_sum[o] as i64).collect();
+        let eff_scope = scope_sum.iter().map(|&s| -zx * s as i64).collect();
         Ok(Self {
+            eff_bias,
+            eff_scope,
             cfg: *cfg,
             params: params.clone(),
             offset_q,
@@ -442,6 +451,37 @@ impl QuantizedWeights {
             r
         };
         r as i32 + self.init_q11[ch]
+    }
+
+    /// [`QuantizedWeights::offset_q11`] for a run of `npix` conv pixels at once (the engine's hot loop).
+    ///
+    /// `dot`/`scope_dot` hold `npix × O` dot products; conv pixel `p` is sub-position `p % subs` of
+    /// low-res pixel `p / subs`, whose `oc` offsets start at `off[(p / subs)·oc]`.
+    pub fn offsets_q11(&self, dot: &[i32], scope_dot: Option<&[i32]>, npix: usize, subs: usize, off: &mut [i32]) {
+        let o_n = self.cfg.conv_out_channels();
+        let oc = self.cfg.offset_channels();
+        let half = (SIGMOID_LUT_LEN / 2) as i64;
+        for p in 0..npix {
+            let (px, ij) = (p / subs, p % subs);
+            let d = &dot[p * o_n..(p + 1) * o_n];
+            let row = &mut off[px * oc..(px + 1) * oc];
+            for o in 0..o_n {
+                let mo = self.offset_mult[o];
+                let r = ((d[o] as i64 + self.eff_bias[o]) * mo.m + (1i64 << (mo.shift - 1))) >> mo.shift;
+                let r = r.clamp(-OFFSET_LIMIT, OFFSET_LIMIT);
+                let r = match scope_dot {
+                    Some(sd) => {
+                        let ms = self.scope_mult[o];
+                        let z = ((sd[p * o_n + o] as i64 + self.eff_scope[o]) * ms.m + (1i64 << (ms.shift - 1))) >> ms.shift;
+                        let sig = self.sigmoid_lut[(z.clamp(-half, half - 1) + half) as usize] as i64;
+                        (r * sig + (1 << 14)) >> 15
+                    }
+                    None => r,
+                };
+                let ch = if subs == 1 { o } else { o * subs + ij };
+                row[ch] = r as i32 + self.init_q11[ch];
+            }
+        }
     }
 
     /// Maps a conv output channel and sub-position to the offset-tensor channel.
