@@ -192,6 +192,25 @@ def make_bad(src):
     (OUT / "not_onnx.onnx").write_bytes(b"this is not an ONNX model\n")
 
 
+class NearMiss(DySample):
+    """DySample with a different offset factor: `fuse` must leave it alone."""
+
+    def forward(self, x):
+        return self.sample(x, self.offset(x) * 0.3 + self.init_pos)
+
+
+class WarpZeros(nn.Module):
+    """A GridSample that is not DySample (zeros padding): `fuse` must leave it alone."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(4, 2, 1)
+
+    def forward(self, x):
+        grid = torch.tanh(self.conv(x)).permute(0, 2, 3, 1)
+        return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+
+
 def main():
     OUT.mkdir(parents=True, exist_ok=True)
     manifest = {"layers": [], "tolerance_rel_f32": 1e-5, "tolerance_rel_f16": 1e-3}
@@ -243,6 +262,21 @@ def main():
     # Stored as float32 (exact: the values are f16); `dysample onnx run` converts to the model type.
     save_npy("layer_f16_input.npy", x.float().numpy())
     save_npy("layer_f16_expected.npy", y.numpy())
+
+    # Non-matches for `fuse`, each next to a real DySample layer that must still be fused.
+    gen = torch.Generator().manual_seed(8)
+    near = nn.Sequential(
+        randomize(NearMiss(8, 2, "lp", 2, False), generator=gen),
+        nn.Conv2d(8, 4, 1),
+        WarpZeros(),
+        nn.Conv2d(4, 4, 1),
+        randomize(DySample(4, 2, "lp", 1, False), generator=gen),
+    ).eval()
+    x = torch.randn(1, 8, 3, 4, generator=gen)
+    plain_export(near, x, OUT / "partial_match_plain_opset17.onnx", 17)
+    with torch.no_grad():
+        save_npy("partial_match_input.npy", x.numpy())
+        save_npy("partial_match_expected.npy", near(x).numpy())
 
     make_bad("layer_lp_static.onnx")
     (OUT / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
