@@ -133,9 +133,19 @@ impl Elem for i8 {
     }
 }
 
+/// Computes the `s` NHWC output rows of one low-res row: `(scratch, image_nhwc, y, out)`.
+type RowFn<'a, T> = dyn Fn(&mut Scratch, &[T], usize, &mut [T]) + Sync + 'a;
+
 /// A raw output pointer that parallel NCHW writers share; each writes disjoint rows.
 #[derive(Clone, Copy)]
 struct SharedOut<T>(*mut T);
+
+impl<T> SharedOut<T> {
+    // A method (not field access) so closures capture the whole Send wrapper.
+    fn ptr(self) -> *mut T {
+        self.0
+    }
+}
 // SAFETY: only used to write disjoint elements from different threads (see `Engine::run`).
 unsafe impl<T: Send> Send for SharedOut<T> {}
 // SAFETY: as above.
@@ -227,7 +237,7 @@ impl Engine {
         layout: Layout,
         out: &mut [T],
         store: &Mutex<Vec<T>>,
-        row_fn: &(dyn Fn(&mut Scratch, &[T], usize, &mut [T]) + Sync),
+        row_fn: &RowFn<'_, T>,
     ) {
         let k = self.kernels;
         let (c, h, w, s) = (shape.channels, shape.height, shape.width, scale);
@@ -276,7 +286,6 @@ impl Engine {
                     Layout::Nchw => {
                         let dst = SharedOut(out_b.as_mut_ptr());
                         (0..h.div_ceil(tile)).into_par_iter().for_each(|t| {
-                            let dst = dst;
                             let mut sc = self.take_scratch();
                             let mut rows = std::mem::take(T::rowbuf(&mut sc));
                             grow(&mut rows, row_out);
@@ -289,7 +298,7 @@ impl Engine {
                                         // SAFETY: output row y·s+i of every channel plane belongs
                                         // to this task alone, and lies inside `out_b` (c·oplane).
                                         unsafe {
-                                            T::transpose(k, &src[c0..], s * w, cw, c, dst.0.add(c0 * oplane + (y * s + i) * s * w), oplane)
+                                            T::transpose(k, &src[c0..], s * w, cw, c, dst.ptr().add(c0 * oplane + (y * s + i) * s * w), oplane)
                                         };
                                     }
                                 }
