@@ -633,6 +633,13 @@ unsafe fn sample_f32_avx2(src: *const f32, taps: &[Tap], cpg: usize, out: *mut f
             let o = out.add(n * cpg);
             if cpg >= 8 {
                 let mut c = 0;
+                // Unrolled by 4 so the independent FMA chains of a tap overlap.
+                while c + 32 <= cpg {
+                    for j in (0..32).step_by(8) {
+                        _mm256_storeu_ps(o.add(c + j), bilerp_f32(ps, c + j, &wts));
+                    }
+                    c += 32;
+                }
                 while c + 8 <= cpg {
                     _mm256_storeu_ps(o.add(c), bilerp_f32(ps, c, &wts));
                     c += 8;
@@ -705,6 +712,12 @@ unsafe fn sample_f16_avx2(src: *const u16, taps: &[Tap], cpg: usize, out: *mut u
             let o = out.add(n * cpg);
             if cpg >= 8 {
                 let mut c = 0;
+                while c + 32 <= cpg {
+                    for j in (0..32).step_by(8) {
+                        bilerp_f16(ps, c + j, fx, fy, o.add(c + j));
+                    }
+                    c += 32;
+                }
                 while c + 8 <= cpg {
                     bilerp_f16(ps, c, fx, fy, o.add(c));
                     c += 8;
@@ -781,6 +794,11 @@ unsafe fn sample_i8_avx2(src: *const i8, taps: &[TapQ11], cpg: usize, out: *mut 
             let o = out.add(n * cpg);
             if cpg >= 16 {
                 let mut c = 0;
+                while c + 32 <= cpg {
+                    bilerp_i8(ps, c, wx, vgy, vfy, o.add(c));
+                    bilerp_i8(ps, c + 16, wx, vgy, vfy, o.add(c + 16));
+                    c += 32;
+                }
                 while c + 16 <= cpg {
                     bilerp_i8(ps, c, wx, vgy, vfy, o.add(c));
                     c += 16;
@@ -944,10 +962,16 @@ unsafe fn transpose_edge<T: Copy>(
     }
 }
 
-/// Drives a `B x B` tile kernel over the full tiles and the scalar kernel over the edges.
+/// Side of the cache blocks of the transposes, in elements.
+const SUPER: usize = 32;
+
+/// Drives a `B x B` tile kernel over the full tiles and `edge` over the two leftover
+/// rectangles (right: full row bands x the last `cols % B` columns; bottom: the last
+/// `rows % B` rows). `edge(src_origin, rows, cols, dst_origin)` transposes one rectangle.
 ///
 /// # Safety
-/// As [`super::Transpose`]; `tile` must be safe to call for any full tile in range.
+/// As [`super::Transpose`]. `tile` and `edge` are only called on origins and sizes inside
+/// `rows x cols`, which is what they rely on.
 #[inline(always)]
 unsafe fn transpose_tiled<T: Copy, const B: usize>(
     src: *const T,
@@ -957,21 +981,40 @@ unsafe fn transpose_tiled<T: Copy, const B: usize>(
     dst: *mut T,
     dst_ld: usize,
     tile: impl Fn(*const T, *mut T),
+    edge: impl Fn(*const T, usize, usize, *mut T),
 ) {
     let (rb, cb) = (rows / B * B, cols / B * B);
-    for r0 in (0..rb).step_by(B) {
-        for c0 in (0..cb).step_by(B) {
-            // Tile origin; the tile reads src rows r0.. and writes dst rows c0.. (in range).
-            tile(
-                src.wrapping_add(r0 * src_ld + c0),
-                dst.wrapping_add(c0 * dst_ld + r0),
-            );
+    // Blocks of SUPER x SUPER elements, so source and destination cache lines are used whole
+    // while they are still in L1.
+    let sup = SUPER.max(B);
+    for r1 in (0..rb).step_by(sup) {
+        for c1 in (0..cb).step_by(sup) {
+            for r0 in (r1..(r1 + sup).min(rb)).step_by(B) {
+                for c0 in (c1..(c1 + sup).min(cb)).step_by(B) {
+                    tile(
+                        src.wrapping_add(r0 * src_ld + c0),
+                        dst.wrapping_add(c0 * dst_ld + r0),
+                    );
+                }
+            }
         }
-        // SAFETY: the right edge of this row band is in range.
-        unsafe { transpose_edge(src, src_ld, dst, dst_ld, r0, r0 + B, cb, cols) };
     }
-    // SAFETY: the bottom edge is in range.
-    unsafe { transpose_edge(src, src_ld, dst, dst_ld, rb, rows, 0, cols) };
+    if cb < cols && rb > 0 {
+        edge(
+            src.wrapping_add(cb),
+            rb,
+            cols - cb,
+            dst.wrapping_add(cb * dst_ld),
+        );
+    }
+    if rb < rows {
+        edge(
+            src.wrapping_add(rb * src_ld),
+            rows - rb,
+            cols,
+            dst.wrapping_add(rb),
+        );
+    }
 }
 
 /// # Safety
@@ -1008,9 +1051,16 @@ unsafe fn transpose_f32_avx2(
 ) {
     // SAFETY: forwarded contract; each tile lies inside rows x cols.
     unsafe {
-        transpose_tiled::<f32, 8>(src, rows, cols, src_ld, dst, dst_ld, |s, d| {
-            tile_8x8_f32(s, src_ld, d, dst_ld)
-        })
+        transpose_tiled::<f32, 8>(
+            src,
+            rows,
+            cols,
+            src_ld,
+            dst,
+            dst_ld,
+            |s, d| tile_8x8_f32(s, src_ld, d, dst_ld),
+            |s, r, c, d| transpose_edge(s, src_ld, d, dst_ld, 0, r, 0, c),
+        )
     }
 }
 
@@ -1088,9 +1138,16 @@ unsafe fn transpose_u16_avx2(
 ) {
     // SAFETY: forwarded contract; each tile lies inside rows x cols.
     unsafe {
-        transpose_tiled::<u16, 8>(src, rows, cols, src_ld, dst, dst_ld, |s, d| {
-            tile_8x8_u16(s, src_ld, d, dst_ld)
-        })
+        transpose_tiled::<u16, 8>(
+            src,
+            rows,
+            cols,
+            src_ld,
+            dst,
+            dst_ld,
+            |s, d| tile_8x8_u16(s, src_ld, d, dst_ld),
+            |s, r, c, d| transpose_edge(s, src_ld, d, dst_ld, 0, r, 0, c),
+        )
     }
 }
 
@@ -1156,9 +1213,29 @@ unsafe fn transpose_u8_avx2(
 ) {
     // SAFETY: forwarded contract; each tile lies inside rows x cols.
     unsafe {
-        transpose_tiled::<u8, 16>(src, rows, cols, src_ld, dst, dst_ld, |s, d| {
-            tile_16x16_u8(s, src_ld, d, dst_ld)
-        })
+        // Edges of the 16x16 tiling go through 8x8 tiles, then scalar.
+        let edge8 = |s: *const u8, r: usize, c: usize, d: *mut u8| {
+            transpose_tiled::<u8, 8>(
+                s,
+                r,
+                c,
+                src_ld,
+                d,
+                dst_ld,
+                |s, d| tile_8x8_u8(s, src_ld, d, dst_ld),
+                |s, r, c, d| transpose_edge(s, src_ld, d, dst_ld, 0, r, 0, c),
+            )
+        };
+        transpose_tiled::<u8, 16>(
+            src,
+            rows,
+            cols,
+            src_ld,
+            dst,
+            dst_ld,
+            |s, d| tile_16x16_u8(s, src_ld, d, dst_ld),
+            edge8,
+        )
     }
 }
 
@@ -1185,6 +1262,43 @@ unsafe fn tile_16x16_u8(s: *const u8, src_ld: usize, d: *mut u8, dst_ld: usize) 
         }
         for (j, &v) in r.iter().enumerate() {
             _mm_storeu_si128(d.add(j * dst_ld) as *mut __m128i, v);
+        }
+    }
+}
+
+/// 8x8 byte tile: rows as 8-byte halves; interleave bytes, words, dwords of row pairs.
+///
+/// # Safety
+/// AVX2; 8 rows of 8 bytes readable at `s + i*src_ld`, writable at `d + j*dst_ld`.
+#[inline]
+#[target_feature(enable = "avx2")]
+unsafe fn tile_8x8_u8(s: *const u8, src_ld: usize, d: *mut u8, dst_ld: usize) {
+    // SAFETY: the caller guarantees the 8x8 source and destination tiles.
+    unsafe {
+        let r: [__m128i; 8] =
+            core::array::from_fn(|i| _mm_loadl_epi64(s.add(i * src_ld) as *const __m128i));
+        // a[i]: rows 2i, 2i+1 interleaved, columns 0..7.
+        let a: [__m128i; 4] = core::array::from_fn(|i| _mm_unpacklo_epi8(r[2 * i], r[2 * i + 1]));
+        // b0/b1: rows 0-3, columns 0-3 / 4-7; b2/b3: rows 4-7.
+        let b = [
+            _mm_unpacklo_epi16(a[0], a[1]),
+            _mm_unpackhi_epi16(a[0], a[1]),
+            _mm_unpacklo_epi16(a[2], a[3]),
+            _mm_unpackhi_epi16(a[2], a[3]),
+        ];
+        // Each result holds two whole columns (8 bytes each).
+        let c = [
+            _mm_unpacklo_epi32(b[0], b[2]),
+            _mm_unpackhi_epi32(b[0], b[2]),
+            _mm_unpacklo_epi32(b[1], b[3]),
+            _mm_unpackhi_epi32(b[1], b[3]),
+        ];
+        for (j, &v) in c.iter().enumerate() {
+            _mm_storel_epi64(d.add(2 * j * dst_ld) as *mut __m128i, v);
+            _mm_storel_epi64(
+                d.add((2 * j + 1) * dst_ld) as *mut __m128i,
+                _mm_unpackhi_epi64(v, v),
+            );
         }
     }
 }
