@@ -8,7 +8,7 @@
 
 use crate::config::{DySampleConfig, Style};
 use crate::error::{Error, Result};
-use crate::kernels::{pack_conv_f32, pack_conv_i8, BackendChoice, Kernels, Tap, TapQ11};
+use crate::kernels::{pack_conv_f32, pack_conv_i8, BackendChoice, Kernels, SampleNchw, Tap, TapQ11};
 use crate::quant::{sample_coord_q11, QuantizedWeights};
 use crate::tensor::{Layout, Shape};
 use crate::weights::Weights;
@@ -101,6 +101,8 @@ pub(crate) trait Elem: Copy + Default + Send + Sync + 'static {
         dst_ld: usize,
     );
     fn rowbuf(sc: &mut Scratch) -> &mut Vec<Self>;
+    /// Whether this backend fuses sampling with the NCHW transpose for this type.
+    fn has_fused_nchw(k: &Kernels) -> bool;
 }
 
 impl Elem for f32 {
@@ -110,6 +112,9 @@ impl Elem for f32 {
     }
     fn rowbuf(sc: &mut Scratch) -> &mut Vec<f32> {
         &mut sc.row_f32
+    }
+    fn has_fused_nchw(k: &Kernels) -> bool {
+        k.sample_f32_nchw.is_some()
     }
 }
 
@@ -121,6 +126,9 @@ impl Elem for f16 {
     fn rowbuf(sc: &mut Scratch) -> &mut Vec<f16> {
         &mut sc.row_f16
     }
+    fn has_fused_nchw(k: &Kernels) -> bool {
+        k.sample_f16_nchw.is_some()
+    }
 }
 
 impl Elem for i8 {
@@ -131,14 +139,32 @@ impl Elem for i8 {
     fn rowbuf(sc: &mut Scratch) -> &mut Vec<i8> {
         &mut sc.row_i8
     }
+    fn has_fused_nchw(k: &Kernels) -> bool {
+        k.sample_i8_nchw.is_some()
+    }
 }
 
-/// Computes the `s` NHWC output rows of one low-res row: `(scratch, image_nhwc, y, out)`.
-type RowFn<'a, T> = dyn Fn(&mut Scratch, &[T], usize, &mut [T]) + Sync + 'a;
+/// Where a row's samples go.
+pub(crate) enum Sink<'a, T> {
+    /// The `s` output rows in NHWC (`s·sW·C` values).
+    Rows(&'a mut [T]),
+    /// Straight into the NCHW output of one image (planes of `plane` values), through the
+    /// backend's fused `sample_*_nchw` kernel.
+    Planes(SharedOut<T>, usize),
+}
+
+/// Computes the `s` output rows of one low-res row: `(scratch, image_nhwc, y, sink)`.
+type RowFn<'a, T> = dyn Fn(&mut Scratch, &[T], usize, Sink<'_, T>) + Sync + 'a;
 
 /// A raw output pointer that parallel NCHW writers share; each writes disjoint rows.
-#[derive(Clone, Copy)]
-struct SharedOut<T>(*mut T);
+pub(crate) struct SharedOut<T>(*mut T);
+
+impl<T> Clone for SharedOut<T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<T> Copy for SharedOut<T> {}
 
 impl<T> SharedOut<T> {
     // A method (not field access) so closures capture the whole Send wrapper.
@@ -278,7 +304,18 @@ impl Engine {
                         out_b.par_chunks_mut(tile * row_out).enumerate().for_each(|(t, chunk)| {
                             let mut sc = self.take_scratch();
                             for (dy, rows) in chunk.chunks_mut(row_out).enumerate() {
-                                row_fn(&mut sc, img, t * tile + dy, rows);
+                                row_fn(&mut sc, img, t * tile + dy, Sink::Rows(rows));
+                            }
+                            self.put_scratch(sc);
+                        });
+                    }
+                    Layout::Nchw if T::has_fused_nchw(k) => {
+                        let dst = SharedOut(out_b.as_mut_ptr());
+                        (0..h.div_ceil(tile)).into_par_iter().for_each(|t| {
+                            let mut sc = self.take_scratch();
+                            for y in t * tile..((t + 1) * tile).min(h) {
+                                // Rows y·s .. y·s+s of every plane belong to this task alone.
+                                row_fn(&mut sc, img, y, Sink::Planes(dst, oplane));
                             }
                             self.put_scratch(sc);
                         });
@@ -290,7 +327,7 @@ impl Engine {
                             let mut rows = std::mem::take(T::rowbuf(&mut sc));
                             grow(&mut rows, row_out);
                             for y in t * tile..((t + 1) * tile).min(h) {
-                                row_fn(&mut sc, img, y, &mut rows[..row_out]);
+                                row_fn(&mut sc, img, y, Sink::Rows(&mut rows[..row_out]));
                                 for i in 0..s {
                                     let src = &rows[i * s * w * c..(i + 1) * s * w * c];
                                     for c0 in (0..c).step_by(CHANNEL_CHUNK) {
@@ -319,11 +356,11 @@ impl Engine {
     /// f32 layer on f32 data.
     pub(crate) fn forward_f32(&self, plan: &FloatPlan, input: &[f32], shape: Shape, layout: Layout, out: &mut [f32]) {
         let k = self.kernels;
-        let row = |sc: &mut Scratch, img: &[f32], y: usize, rows: &mut [f32]| {
+        let row = |sc: &mut Scratch, img: &[f32], y: usize, sink: Sink<'_, f32>| {
             let (w, c) = (shape.width, shape.channels);
             let xrow = &img[y * w * c..(y + 1) * w * c];
             float_offsets(k, plan, xrow, w, sc);
-            sample_rows_f32(k, &plan.cfg, shape, y, sc, |taps, cpg, out| (k.sample_f32)(img, taps, cpg, out), rows);
+            sample_rows_f32(&plan.cfg, shape, y, sc, img, k.sample_f32, k.sample_f32_nchw, sink);
         };
         self.run(input, shape, plan.cfg.scale, layout, out, &self.img_f32, &row);
     }
@@ -331,13 +368,13 @@ impl Engine {
     /// f32 layer on f16 storage.
     pub(crate) fn forward_f16(&self, plan: &FloatPlan, input: &[f16], shape: Shape, layout: Layout, out: &mut [f16]) {
         let k = self.kernels;
-        let row = |sc: &mut Scratch, img: &[f16], y: usize, rows: &mut [f16]| {
+        let row = |sc: &mut Scratch, img: &[f16], y: usize, sink: Sink<'_, f16>| {
             let (w, c) = (shape.width, shape.channels);
             let mut xf = std::mem::take(&mut sc.xf);
             (k.cvt_f16_f32)(&img[y * w * c..(y + 1) * w * c], grow(&mut xf, w * c));
             float_offsets(k, plan, &xf[..w * c], w, sc);
             sc.xf = xf;
-            sample_rows_f32(k, &plan.cfg, shape, y, sc, |taps, cpg, out| (k.sample_f16)(img, taps, cpg, out), rows);
+            sample_rows_f32(&plan.cfg, shape, y, sc, img, k.sample_f16, k.sample_f16_nchw, sink);
         };
         self.run(input, shape, plan.cfg.scale, layout, out, &self.img_f16, &row);
     }
@@ -345,10 +382,10 @@ impl Engine {
     /// Integer-only layer on int8 data.
     pub(crate) fn forward_i8(&self, plan: &IntPlan, input: &[i8], shape: Shape, layout: Layout, out: &mut [i8]) {
         let k = self.kernels;
-        let row = |sc: &mut Scratch, img: &[i8], y: usize, rows: &mut [i8]| {
+        let row = |sc: &mut Scratch, img: &[i8], y: usize, sink: Sink<'_, i8>| {
             let (w, c) = (shape.width, shape.channels);
             int_offsets(k, plan, &img[y * w * c..(y + 1) * w * c], w, sc);
-            sample_rows_i8(k, &plan.qw, shape, y, sc, img, rows);
+            sample_rows_i8(k, &plan.qw, shape, y, sc, img, sink);
         };
         self.run(input, shape, plan.qw.cfg.scale, layout, out, &self.img_i8, &row);
     }
@@ -401,15 +438,37 @@ fn float_offsets(k: &Kernels, plan: &FloatPlan, xrow: &[f32], w: usize, sc: &mut
     }
 }
 
+/// Hands the taps of output row `i` (of low-res row `y`) to the right sampling kernel.
+fn emit<T, P>(
+    img: &[T],
+    taps: &[P],
+    nhwc: fn(&[T], &[P], usize, &mut [T]),
+    nchw: Option<SampleNchw<T, P>>,
+    (g, cpg, row_len, row_at): (usize, usize, usize, usize),
+    i: usize,
+    sink: &mut Sink<'_, T>,
+) {
+    match sink {
+        Sink::Rows(rows) => nhwc(img, taps, cpg, &mut rows[i * row_len..(i + 1) * row_len]),
+        Sink::Planes(dst, plane) => {
+            let kernel = nchw.expect("Planes sinks are only made for backends with a fused kernel");
+            // SAFETY: the engine gives each task exclusive output rows; `row_at` is the first
+            // element of row y·s+i in plane 0, and every write stays in the image's planes.
+            unsafe { kernel(img, taps, g, cpg, dst.ptr().add(row_at), *plane) }
+        }
+    }
+}
+
 /// Builds the sample points of the `s` output rows of low-res row `y` and samples them.
 fn sample_rows_f32<T>(
-    _k: &Kernels,
     cfg: &DySampleConfig,
     shape: Shape,
     y: usize,
     sc: &mut Scratch,
-    sample: impl Fn(&[Tap], usize, &mut [T]),
-    rows: &mut [T],
+    img: &[T],
+    nhwc: fn(&[T], &[Tap], usize, &mut [T]),
+    nchw: Option<SampleNchw<T, Tap>>,
+    mut sink: Sink<'_, T>,
 ) {
     let (s, g, s2) = (cfg.scale, cfg.groups, cfg.s2());
     let (h, w, c) = (shape.height, shape.width, shape.channels);
@@ -437,7 +496,7 @@ fn sample_rows_f32<T>(
                 }
             }
         }
-        sample(taps, cpg, &mut rows[i * s * w * c..(i + 1) * s * w * c]);
+        emit(img, taps, nhwc, nchw, (g, cpg, s * w * c, (y * s + i) * s * w), i, &mut sink);
     }
 }
 
@@ -473,7 +532,7 @@ fn int_offsets(k: &Kernels, plan: &IntPlan, xrow: &[i8], w: usize, sc: &mut Scra
     qw.offsets_q11(&sc.acc[..npix * o_n], scope, npix, npix / w, off);
 }
 
-fn sample_rows_i8(k: &Kernels, qw: &QuantizedWeights, shape: Shape, y: usize, sc: &mut Scratch, img: &[i8], rows: &mut [i8]) {
+fn sample_rows_i8(k: &Kernels, qw: &QuantizedWeights, shape: Shape, y: usize, sc: &mut Scratch, img: &[i8], mut sink: Sink<'_, i8>) {
     let cfg = &qw.cfg;
     let (s, g, s2) = (cfg.scale, cfg.groups, cfg.s2());
     let (h, w, c) = (shape.height, shape.width, shape.channels);
@@ -498,6 +557,6 @@ fn sample_rows_i8(k: &Kernels, qw: &QuantizedWeights, shape: Shape, y: usize, sc
                 }
             }
         }
-        (k.sample_i8)(img, taps, cpg, &mut rows[i * s * w * c..(i + 1) * s * w * c]);
+        emit(img, taps, k.sample_i8, k.sample_i8_nchw, (g, cpg, s * w * c, (y * s + i) * s * w), i, &mut sink);
     }
 }

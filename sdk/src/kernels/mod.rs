@@ -10,6 +10,7 @@
 //! | `sample_f32`  | bilinear sampling of NHWC taps, f32 |
 //! | `sample_f16`  | the same on f16 storage |
 //! | `sample_i8`   | the same in int8 with Q11 weights and one rounding |
+//! | `sample_*_nchw` | sampling fused with the transpose to NCHW output (optional) |
 //! | `cvt_*`       | f16 ↔ f32 conversion |
 //! | `transpose_*` | NCHW ↔ NHWC tiles |
 //!
@@ -114,6 +115,14 @@ pub type SampleF16 = fn(src: &[f16], taps: &[Tap], cpg: usize, out: &mut [f16]);
 /// `w10 = (2048−fx)fy`, `w11 = fx·fy`; exact, so every backend returns the same bytes.
 pub type SampleI8 = fn(src: &[i8], taps: &[TapQ11], cpg: usize, out: &mut [i8]);
 
+/// Signature of `sample_*_nchw`: sampling fused with the NCHW transpose. Tap `n = X·g + q`
+/// (for `X < taps.len() / g`) writes `dst[(q·cpg + c)·plane + X]` for `c < cpg`, with the same
+/// values as the NHWC kernel of its precision.
+///
+/// # Safety
+/// `dst` must be valid for those writes and no other thread may access them during the call.
+pub type SampleNchw<T, P> = unsafe fn(src: &[T], taps: &[P], g: usize, cpg: usize, dst: *mut T, plane: usize);
+
 /// Signature of the f16 → f32 conversion (lengths must match).
 pub type CvtF16F32 = fn(src: &[f16], dst: &mut [f32]);
 /// Signature of the f32 → f16 conversion, round-to-nearest-even (lengths must match).
@@ -137,6 +146,10 @@ pub struct Kernels {
     pub sample_f32: SampleF32,
     pub sample_f16: SampleF16,
     pub sample_i8: SampleI8,
+    /// Fused NCHW-output sampling; `None` makes the engine sample NHWC rows and transpose them.
+    pub sample_f32_nchw: Option<SampleNchw<f32, Tap>>,
+    pub sample_f16_nchw: Option<SampleNchw<f16, Tap>>,
+    pub sample_i8_nchw: Option<SampleNchw<i8, TapQ11>>,
     pub cvt_f16_f32: CvtF16F32,
     pub cvt_f32_f16: CvtF32F16,
     pub transpose_f32: Transpose<f32>,

@@ -13,6 +13,9 @@ pub static KERNELS: Kernels = Kernels {
     sample_f32,
     sample_f16,
     sample_i8,
+    sample_f32_nchw: Some(sample_f32_nchw),
+    sample_f16_nchw: Some(sample_f16_nchw),
+    sample_i8_nchw: Some(sample_i8_nchw),
     cvt_f16_f32,
     cvt_f32_f16,
     transpose_f32: transpose::<f32>,
@@ -81,15 +84,29 @@ fn taps_of<'a, T>(src: &'a [T], t: &Tap, cpg: usize) -> [&'a [T]; 4] {
     ]
 }
 
+/// The float bilinear formula every float kernel reproduces (up to FMA contraction).
+#[inline]
+fn lerp2(v00: f32, v01: f32, v10: f32, v11: f32, fx: f32, fy: f32) -> f32 {
+    let top = v00 + fx * (v01 - v00);
+    let bot = v10 + fx * (v11 - v10);
+    top + fy * (bot - top)
+}
+
+/// The exact int8 bilinear formula: Q22 weights, one rounding.
+#[inline]
+fn bilerp_q11(v00: i8, v01: i8, v10: i8, v11: i8, fx: u16, fy: u16) -> i8 {
+    let (fx, fy) = (fx as i32, fy as i32);
+    let (gx, gy) = (super::Q11_ONE - fx, super::Q11_ONE - fy);
+    let acc = gx * gy * v00 as i32 + fx * gy * v01 as i32 + gx * fy * v10 as i32 + fx * fy * v11 as i32;
+    ((acc + (1 << 21)) >> 22) as i8
+}
+
 pub fn sample_f32(src: &[f32], taps: &[Tap], cpg: usize, out: &mut [f32]) {
     assert!(out.len() >= taps.len() * cpg);
     for (t, o) in taps.iter().zip(out.chunks_exact_mut(cpg)) {
         let [v00, v01, v10, v11] = taps_of(src, t, cpg);
-        let (fx, fy) = (t.fx, t.fy);
         for c in 0..cpg {
-            let top = v00[c] + fx * (v01[c] - v00[c]);
-            let bot = v10[c] + fx * (v11[c] - v10[c]);
-            o[c] = top + fy * (bot - top);
+            o[c] = lerp2(v00[c], v01[c], v10[c], v11[c], t.fx, t.fy);
         }
     }
 }
@@ -98,12 +115,9 @@ pub fn sample_f16(src: &[f16], taps: &[Tap], cpg: usize, out: &mut [f16]) {
     assert!(out.len() >= taps.len() * cpg);
     for (t, o) in taps.iter().zip(out.chunks_exact_mut(cpg)) {
         let [v00, v01, v10, v11] = taps_of(src, t, cpg);
-        let (fx, fy) = (t.fx, t.fy);
         for c in 0..cpg {
-            let (a, b, cc, d) = (v00[c].to_f32(), v01[c].to_f32(), v10[c].to_f32(), v11[c].to_f32());
-            let top = a + fx * (b - a);
-            let bot = cc + fx * (d - cc);
-            o[c] = f16::from_f32(top + fy * (bot - top));
+            let v = lerp2(v00[c].to_f32(), v01[c].to_f32(), v10[c].to_f32(), v11[c].to_f32(), t.fx, t.fy);
+            o[c] = f16::from_f32(v);
         }
     }
 }
@@ -112,15 +126,47 @@ pub fn sample_i8(src: &[i8], taps: &[TapQ11], cpg: usize, out: &mut [i8]) {
     assert!(out.len() >= taps.len() * cpg);
     for (t, o) in taps.iter().zip(out.chunks_exact_mut(cpg)) {
         let (b, dx, dy) = (t.base as usize, t.dx as usize, t.dy as usize);
-        let (fx, fy) = (t.fx as i32, t.fy as i32);
-        let (gx, gy) = (super::Q11_ONE - fx, super::Q11_ONE - fy);
-        let (w00, w01, w10, w11) = (gx * gy, fx * gy, gx * fy, fx * fy);
         for c in 0..cpg {
-            let acc = w00 * src[b + c] as i32
-                + w01 * src[b + dx + c] as i32
-                + w10 * src[b + dy + c] as i32
-                + w11 * src[b + dx + dy + c] as i32;
-            o[c] = ((acc + (1 << 21)) >> 22) as i8;
+            o[c] = bilerp_q11(src[b + c], src[b + dx + c], src[b + dy + c], src[b + dx + dy + c], t.fx, t.fy);
+        }
+    }
+}
+
+/// # Safety
+/// See [`super::SampleNchw`].
+pub unsafe fn sample_f32_nchw(src: &[f32], taps: &[Tap], g: usize, cpg: usize, dst: *mut f32, plane: usize) {
+    for (n, t) in taps.iter().enumerate() {
+        let [v00, v01, v10, v11] = taps_of(src, t, cpg);
+        for c in 0..cpg {
+            let v = lerp2(v00[c], v01[c], v10[c], v11[c], t.fx, t.fy);
+            // SAFETY: the caller guarantees dst is writable at every (channel, X) of these taps.
+            unsafe { *dst.add(((n % g) * cpg + c) * plane + n / g) = v };
+        }
+    }
+}
+
+/// # Safety
+/// See [`super::SampleNchw`].
+pub unsafe fn sample_f16_nchw(src: &[f16], taps: &[Tap], g: usize, cpg: usize, dst: *mut f16, plane: usize) {
+    for (n, t) in taps.iter().enumerate() {
+        let [v00, v01, v10, v11] = taps_of(src, t, cpg);
+        for c in 0..cpg {
+            let v = lerp2(v00[c].to_f32(), v01[c].to_f32(), v10[c].to_f32(), v11[c].to_f32(), t.fx, t.fy);
+            // SAFETY: as in sample_f32_nchw.
+            unsafe { *dst.add(((n % g) * cpg + c) * plane + n / g) = f16::from_f32(v) };
+        }
+    }
+}
+
+/// # Safety
+/// See [`super::SampleNchw`].
+pub unsafe fn sample_i8_nchw(src: &[i8], taps: &[TapQ11], g: usize, cpg: usize, dst: *mut i8, plane: usize) {
+    for (n, t) in taps.iter().enumerate() {
+        let (b, dx, dy) = (t.base as usize, t.dx as usize, t.dy as usize);
+        for c in 0..cpg {
+            let v = bilerp_q11(src[b + c], src[b + dx + c], src[b + dy + c], src[b + dx + dy + c], t.fx, t.fy);
+            // SAFETY: as in sample_f32_nchw.
+            unsafe { *dst.add(((n % g) * cpg + c) * plane + n / g) = v };
         }
     }
 }
