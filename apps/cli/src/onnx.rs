@@ -88,7 +88,12 @@ pub fn onnx(args: OnnxArgs) -> Result<()> {
     match args.command {
         OnnxCommand::Info { model, json } => info(&model, json),
         OnnxCommand::Lower { input, output } => lower(&input, &output),
-        OnnxCommand::Fuse { input, output, no_verify, ort_lib } => fuse_cmd(&input, &output, no_verify, ort_lib),
+        OnnxCommand::Fuse {
+            input,
+            output,
+            no_verify,
+            ort_lib,
+        } => fuse_cmd(&input, &output, no_verify, ort_lib),
         OnnxCommand::Run(a) => run(a),
     }
 }
@@ -128,8 +133,16 @@ fn lower(input: &Path, output: &Path) -> Result<()> {
     eprintln!(
         "lowered {} DySample node(s){}{} -> {}",
         report.lowered.len(),
-        if report.lowered.is_empty() { String::new() } else { format!(" ({})", report.lowered.join(", ")) },
-        if report.opset.0 != report.opset.1 { format!("; opset {} -> {}", report.opset.0, report.opset.1) } else { String::new() },
+        if report.lowered.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", report.lowered.join(", "))
+        },
+        if report.opset.0 != report.opset.1 {
+            format!("; opset {} -> {}", report.opset.0, report.opset.1)
+        } else {
+            String::new()
+        },
         output.display()
     );
     Ok(())
@@ -139,9 +152,18 @@ fn fuse_cmd(input: &Path, output: &Path, no_verify: bool, ort_lib: Option<PathBu
     let mut model = graph::load_model(input)?;
     let analysis = fuse::analyze(&model);
     let mut accepted = Vec::new();
-    let mut skipped: Vec<(String, String)> = analysis.skipped.iter().map(|s| (s.anchor.clone(), s.reason.clone())).collect();
+    let mut skipped: Vec<(String, String)> = analysis
+        .skipped
+        .iter()
+        .map(|s| (s.anchor.clone(), s.reason.clone()))
+        .collect();
     let ort_error_log = std::env::var_os("DYSAMPLE_LOG").is_some();
-    let opts = SessionOptions { threads: 1, ort_lib, ort_error_log, ..SessionOptions::default() };
+    let opts = SessionOptions {
+        threads: 1,
+        ort_lib,
+        ort_error_log,
+        ..SessionOptions::default()
+    };
     for m in analysis.matches {
         if no_verify {
             accepted.push((m, None));
@@ -150,7 +172,8 @@ fn fuse_cmd(input: &Path, output: &Path, no_verify: bool, ort_lib: Option<PathBu
         match dysample::onnx::verify::verify_match(&model, &m, &opts) {
             Ok(rel) => accepted.push((m, Some(rel))),
             Err(e @ dysample::onnx::OnnxError::Library(_)) => {
-                return Err(e).context("verifying fused subgraphs needs ONNX Runtime (or pass --no-verify)")
+                return Err(e)
+                    .context("verifying fused subgraphs needs ONNX Runtime (or pass --no-verify)")
             }
             Err(e) => skipped.push((m.anchor.clone(), format!("numerical check failed: {e}"))),
         }
@@ -159,18 +182,29 @@ fn fuse_cmd(input: &Path, output: &Path, no_verify: bool, ort_lib: Option<PathBu
     let names = fuse::apply(&mut model, &matches);
     graph::save_model(&model, output)?;
     for ((m, rel), name) in accepted.iter().zip(&names) {
-        let check = rel.map_or("not verified".to_string(), |r| format!("verified, max rel diff {r:.1e}"));
+        let check = rel.map_or("not verified".to_string(), |r| {
+            format!("verified, max rel diff {r:.1e}")
+        });
         eprintln!("fused     {name}: {} ({check})", m.layer.config);
     }
     for (anchor, reason) in &skipped {
         eprintln!("left alone GridSample {anchor}: {reason}");
     }
-    eprintln!("fused {} DySample subgraph(s), left {} alone -> {}", names.len(), skipped.len(), output.display());
+    eprintln!(
+        "fused {} DySample subgraph(s), left {} alone -> {}",
+        names.len(),
+        skipped.len(),
+        output.display()
+    );
     Ok(())
 }
 
 fn run(a: RunArgs) -> Result<()> {
-    let providers = a.ep.iter().map(|p| Provider::parse(p.trim())).collect::<Result<Vec<_>, _>>().context("--ep")?;
+    let providers =
+        a.ep.iter()
+            .map(|p| Provider::parse(p.trim()))
+            .collect::<Result<Vec<_>, _>>()
+            .context("--ep")?;
     if a.threads == Some(0) {
         bail!("--threads must be >= 1");
     }
@@ -194,20 +228,29 @@ fn run(a: RunArgs) -> Result<()> {
         // Errors come back as one line; ORT's own copy only with DYSAMPLE_LOG set.
         ort_error_log: std::env::var_os("DYSAMPLE_LOG").is_some(),
     };
-    let file = std::fs::File::open(&a.input).with_context(|| format!("--input: cannot open {}", a.input.display()))?;
-    let x: ArrayD<f32> = ndarray_npy::ReadNpyExt::read_npy(file)
-        .map_err(|e| anyhow::anyhow!("--input {}: not a float32 .npy array ({e})", a.input.display()))?;
+    let file = std::fs::File::open(&a.input)
+        .with_context(|| format!("--input: cannot open {}", a.input.display()))?;
+    let x: ArrayD<f32> = ndarray_npy::ReadNpyExt::read_npy(file).map_err(|e| {
+        anyhow::anyhow!(
+            "--input {}: not a float32 .npy array ({e})",
+            a.input.display()
+        )
+    })?;
     let x = x.as_standard_layout().into_owned();
     let dims = x.shape().to_vec();
     let data = x.as_slice().context("input array is not contiguous")?;
 
     let mut session = opts.build(&a.model)?;
     let t0 = std::time::Instant::now();
-    let (odims, y) = session.run_f32(data, &dims).with_context(|| format!("running {}", a.model.display()))?;
+    let (odims, y) = session
+        .run_f32(data, &dims)
+        .with_context(|| format!("running {}", a.model.display()))?;
     let ms = t0.elapsed().as_secs_f64() * 1e3;
     let y = ArrayD::from_shape_vec(odims.clone(), y).context("output shape")?;
-    let out = std::fs::File::create(&a.output).with_context(|| format!("--output: cannot create {}", a.output.display()))?;
-    ndarray_npy::WriteNpyExt::write_npy(&y, std::io::BufWriter::new(out)).with_context(|| format!("--output: cannot write {}", a.output.display()))?;
+    let out = std::fs::File::create(&a.output)
+        .with_context(|| format!("--output: cannot create {}", a.output.display()))?;
+    ndarray_npy::WriteNpyExt::write_npy(&y, std::io::BufWriter::new(out))
+        .with_context(|| format!("--output: cannot write {}", a.output.display()))?;
     if a.placement {
         for (node, (op, provider)) in session.placement() {
             println!("{provider:<28} {op:<16} {node}");

@@ -86,7 +86,9 @@ impl NodeAttrs {
                 0
             }
             Some(s) if !(2..=16).contains(&s) => {
-                problems.push(format!("attribute 'scale' must be an integer in 2..=16, got {s}"));
+                problems.push(format!(
+                    "attribute 'scale' must be an integer in 2..=16, got {s}"
+                ));
                 0
             }
             Some(s) => s as usize,
@@ -99,7 +101,9 @@ impl NodeAttrs {
             Some("lp") => Style::Lp,
             Some("pl") => Style::Pl,
             Some(other) => {
-                problems.push(format!("attribute 'style' must be \"lp\" or \"pl\", got \"{other}\""));
+                problems.push(format!(
+                    "attribute 'style' must be \"lp\" or \"pl\", got \"{other}\""
+                ));
                 Style::Lp
             }
         };
@@ -108,7 +112,7 @@ impl NodeAttrs {
                 problems.push("attribute 'groups' is missing".to_string());
                 0
             }
-            Some(g) if g < 1 || g > 1 << 20 => {
+            Some(g) if !(1..=1 << 20).contains(&g) => {
                 problems.push(format!("attribute 'groups' must be ≥ 1, got {g}"));
                 0
             }
@@ -177,7 +181,13 @@ mod tests {
     #[test]
     fn attrs_report_every_problem() {
         let e = NodeAttrs::parse(Some(1), Some("xy"), Some(0), Some(2)).unwrap_err();
-        assert!(e.contains("'scale'") && e.contains("'style'") && e.contains("'groups'") && e.contains("'dyscope'"), "{e}");
+        assert!(
+            e.contains("'scale'")
+                && e.contains("'style'")
+                && e.contains("'groups'")
+                && e.contains("'dyscope'"),
+            "{e}"
+        );
         let e = NodeAttrs::parse(None, Some("lp"), Some(1), None).unwrap_err();
         assert!(e.contains("'scale' is missing"), "{e}");
     }
@@ -189,7 +199,10 @@ mod tests {
         assert_eq!((cfg.channels, cfg.dyscope), (16, true));
         assert!(a.config(8, 4).unwrap_err().contains("needs 4"));
         let a = NodeAttrs::parse(Some(2), Some("lp"), Some(3), None).unwrap();
-        assert!(a.config(24, 16).unwrap_err().contains("divisible by groups"));
+        assert!(a
+            .config(24, 16)
+            .unwrap_err()
+            .contains("divisible by groups"));
         assert_eq!(conv_weight_dims(&[4, 3, 1, 1]).unwrap(), (4, 3));
         assert!(conv_weight_dims(&[4, 3, 3, 3]).is_err());
     }

@@ -7,16 +7,25 @@
 
 use super::{conv_weight_dims, NodeAttrs, DOMAIN, OP_TYPE};
 use crate::{DySample, Layout, Weights};
-use ort::operator::{ComputeContext, Kernel, KernelContext, Operator, OperatorDomain, OperatorInput, OperatorOutput};
+use ort::operator::{
+    ComputeContext, Kernel, KernelContext, Operator, OperatorDomain, OperatorInput, OperatorOutput,
+};
 use ort::value::{DynValueTypeMarker, PrimitiveTensorElementType, TensorElementType};
 use std::marker::PhantomData;
 use std::sync::Mutex;
 
 /// Element types the operator is registered for.
-pub trait Element: PrimitiveTensorElementType + Copy + Send + Sync + std::fmt::Debug + 'static {
+pub trait Element:
+    PrimitiveTensorElementType + Copy + Send + Sync + std::fmt::Debug + 'static
+{
     const TYPE: TensorElementType;
     fn to_f32(self) -> f32;
-    fn forward(layer: &DySample, x: &[Self], dims: [usize; 4], out: &mut [Self]) -> crate::Result<()>;
+    fn forward(
+        layer: &DySample,
+        x: &[Self],
+        dims: [usize; 4],
+        out: &mut [Self],
+    ) -> crate::Result<()>;
 }
 
 impl Element for f32 {
@@ -24,7 +33,12 @@ impl Element for f32 {
     fn to_f32(self) -> f32 {
         self
     }
-    fn forward(layer: &DySample, x: &[f32], dims: [usize; 4], out: &mut [f32]) -> crate::Result<()> {
+    fn forward(
+        layer: &DySample,
+        x: &[f32],
+        dims: [usize; 4],
+        out: &mut [f32],
+    ) -> crate::Result<()> {
         layer.forward_slice(x, dims, Layout::Nchw, out)
     }
 }
@@ -34,7 +48,12 @@ impl Element for half::f16 {
     fn to_f32(self) -> f32 {
         half::f16::to_f32(self)
     }
-    fn forward(layer: &DySample, x: &[Self], dims: [usize; 4], out: &mut [Self]) -> crate::Result<()> {
+    fn forward(
+        layer: &DySample,
+        x: &[Self],
+        dims: [usize; 4],
+        out: &mut [Self],
+    ) -> crate::Result<()> {
         layer.forward_slice_f16(x, dims, Layout::Nchw, out)
     }
 }
@@ -62,7 +81,12 @@ fn err(node: &str, detail: impl std::fmt::Display) -> ort::Error {
     ort::Error::new(format!("DySample node '{node}': {detail}"))
 }
 
-fn read_weight<T: Element>(kctx: &KernelContext<'_>, node: &str, idx: usize, name: &str) -> ort::Result<(Vec<i64>, Vec<f32>)> {
+fn read_weight<T: Element>(
+    kctx: &KernelContext<'_>,
+    node: &str,
+    idx: usize,
+    name: &str,
+) -> ort::Result<(Vec<i64>, Vec<f32>)> {
     let value = kctx
         .constant_input::<DynValueTypeMarker>(idx)
         .map_err(|_| err(node, format_args!("input {idx} ({name}) must be an initializer (a constant), not a computed value or graph input")))?;
@@ -75,7 +99,11 @@ fn read_weight<T: Element>(kctx: &KernelContext<'_>, node: &str, idx: usize, nam
 /// Builds the layer from the node, validating everything ORT lets us see before the first run.
 fn build_layer<T: Element>(kctx: &KernelContext<'_>) -> ort::Result<(String, DySample)> {
     let node = kctx.node_name().unwrap_or_default();
-    let node = if node.is_empty() { "<unnamed>".to_string() } else { node };
+    let node = if node.is_empty() {
+        "<unnamed>".to_string()
+    } else {
+        node
+    };
     let attrs = NodeAttrs::parse(
         kctx.get::<i64>("scale"),
         kctx.get::<String>("style").as_deref(),
@@ -86,19 +114,30 @@ fn build_layer<T: Element>(kctx: &KernelContext<'_>) -> ort::Result<(String, DyS
     let n_inputs = kctx.inputs()?.len();
     let has_scope = n_inputs >= 4;
     if n_inputs < 3 {
-        return Err(err(&node, format_args!("needs inputs X, offset_weight, offset_bias, got {n_inputs}")));
+        return Err(err(
+            &node,
+            format_args!("needs inputs X, offset_weight, offset_bias, got {n_inputs}"),
+        ));
     }
     if attrs.dyscope != has_scope {
         return Err(err(
             &node,
-            if attrs.dyscope { "dyscope=1 but input 3 (scope_weight) is missing" } else { "dyscope=0 but a scope_weight input is given" },
+            if attrs.dyscope {
+                "dyscope=1 but input 3 (scope_weight) is missing"
+            } else {
+                "dyscope=0 but a scope_weight input is given"
+            },
         ));
     }
     let (w_dims, w) = read_weight::<T>(kctx, &node, 1, "offset_weight")?;
     let (b_dims, b) = read_weight::<T>(kctx, &node, 2, "offset_bias")?;
-    let (o, cin) = conv_weight_dims(&w_dims).map_err(|e| err(&node, format_args!("offset_weight: {e}")))?;
+    let (o, cin) =
+        conv_weight_dims(&w_dims).map_err(|e| err(&node, format_args!("offset_weight: {e}")))?;
     if b_dims != [o as i64] {
-        return Err(err(&node, format_args!("offset_bias has shape {b_dims:?}, expected [{o}]")));
+        return Err(err(
+            &node,
+            format_args!("offset_bias has shape {b_dims:?}, expected [{o}]"),
+        ));
     }
     let scope = if has_scope {
         let (s_dims, s) = read_weight::<T>(kctx, &node, 3, "scope_weight")?;
@@ -136,9 +175,16 @@ impl<T: Element> Operator for DySampleOp<T> {
         [OperatorOutput::required(T::TYPE)]
     }
 
-    fn create_kernel<'attr>(&self, kctx: &KernelContext<'attr>) -> ort::Result<Self::Kernel<'attr>> {
+    fn create_kernel<'attr>(
+        &self,
+        kctx: &KernelContext<'attr>,
+    ) -> ort::Result<Self::Kernel<'attr>> {
         let (node, layer) = build_layer::<T>(kctx)?;
-        Ok(DySampleKernel { node, layer, _t: PhantomData })
+        Ok(DySampleKernel {
+            node,
+            layer,
+            _t: PhantomData,
+        })
     }
 }
 
@@ -162,13 +208,33 @@ impl<T> OutPtr<T> {
 impl<T: Element> Kernel for DySampleKernel<T> {
     fn compute(&mut self, ctx: &ComputeContext) -> ort::Result<()> {
         let node = &self.node;
-        let x = ctx.input(0)?.ok_or_else(|| err(node, "input X is missing"))?;
-        let (shape, xs) = x.try_extract_tensor::<T>().map_err(|e| err(node, format_args!("input X: {e}")))?;
-        let dims: [usize; 4] = match shape.iter().map(|&d| usize::try_from(d).ok()).collect::<Option<Vec<_>>>().as_deref() {
+        let x = ctx
+            .input(0)?
+            .ok_or_else(|| err(node, "input X is missing"))?;
+        let (shape, xs) = x
+            .try_extract_tensor::<T>()
+            .map_err(|e| err(node, format_args!("input X: {e}")))?;
+        let dims: [usize; 4] = match shape
+            .iter()
+            .map(|&d| usize::try_from(d).ok())
+            .collect::<Option<Vec<_>>>()
+            .as_deref()
+        {
             Some(&[b, c, h, w]) => [b, c, h, w],
-            _ => return Err(err(node, format_args!("input X must be 4-D [B, C, H, W], got shape {:?}", shape.to_vec()))),
+            _ => {
+                return Err(err(
+                    node,
+                    format_args!(
+                        "input X must be 4-D [B, C, H, W], got shape {:?}",
+                        shape.to_vec()
+                    ),
+                ))
+            }
         };
-        let odims = self.layer.output_dims(dims, Layout::Nchw).map_err(|e| err(node, e))?;
+        let odims = self
+            .layer
+            .output_dims(dims, Layout::Nchw)
+            .map_err(|e| err(node, e))?;
         let mut y = ctx
             .output(0, odims.iter().map(|&d| d as i64).collect::<Vec<_>>())?
             .ok_or_else(|| err(node, "output Y is not requested"))?;

@@ -68,14 +68,19 @@ fn lib_names() -> &'static [&'static str] {
 
 /// `libonnxruntime*` files in `dir` (wheels ship only `libonnxruntime.so.1.N.M`).
 fn libs_in(dir: &Path) -> Vec<PathBuf> {
-    let mut out: Vec<PathBuf> = lib_names().iter().map(|n| dir.join(n)).filter(|p| p.is_file()).collect();
+    let mut out: Vec<PathBuf> = lib_names()
+        .iter()
+        .map(|n| dir.join(n))
+        .filter(|p| p.is_file())
+        .collect();
     if let Ok(entries) = std::fs::read_dir(dir) {
         let mut versioned: Vec<PathBuf> = entries
             .filter_map(|e| e.ok().map(|e| e.path()))
             .filter(|p| {
-                p.file_name()
-                    .and_then(|n| n.to_str())
-                    .is_some_and(|n| n.starts_with("libonnxruntime.so.") || n.starts_with("libonnxruntime.") && n.ends_with(".dylib"))
+                p.file_name().and_then(|n| n.to_str()).is_some_and(|n| {
+                    n.starts_with("libonnxruntime.so.")
+                        || n.starts_with("libonnxruntime.") && n.ends_with(".dylib")
+                })
             })
             .filter(|p| !out.contains(p))
             .collect();
@@ -115,27 +120,43 @@ pub fn candidates(
     let mut notes = Vec::new();
     if let Some(p) = explicit {
         return (
-            vec![Candidate { path: p.to_path_buf(), source: "path given by the caller", pinned: true }],
+            vec![Candidate {
+                path: p.to_path_buf(),
+                source: "path given by the caller",
+                pinned: true,
+            }],
             notes,
         );
     }
     if let Some(p) = env_path.filter(|p| !p.is_empty()) {
         return (
-            vec![Candidate { path: PathBuf::from(p), source: "ORT_DYLIB_PATH", pinned: true }],
+            vec![Candidate {
+                path: PathBuf::from(p),
+                source: "ORT_DYLIB_PATH",
+                pinned: true,
+            }],
             notes,
         );
     }
     let mut out = Vec::new();
     if let Some(dir) = exe_dir {
         for path in libs_in(&dir.join("lib")) {
-            out.push(Candidate { path, source: "lib/ next to the executable", pinned: false });
+            out.push(Candidate {
+                path,
+                source: "lib/ next to the executable",
+                pinned: false,
+            });
         }
     }
     if let Some(py) = python {
         match python_package_dir(py) {
             Ok(pkg) => {
                 for path in libs_in(&pkg.join("capi")) {
-                    out.push(Candidate { path, source: "Python onnxruntime package", pinned: false });
+                    out.push(Candidate {
+                        path,
+                        source: "Python onnxruntime package",
+                        pinned: false,
+                    });
                 }
             }
             Err(e) => notes.push(format!("Python onnxruntime package: {e}")),
@@ -143,7 +164,11 @@ pub fn candidates(
     }
     for name in lib_names() {
         // A bare name makes dlopen search LD_LIBRARY_PATH and the ld.so cache.
-        out.push(Candidate { path: PathBuf::from(name), source: "system library paths", pinned: false });
+        out.push(Candidate {
+            path: PathBuf::from(name),
+            source: "system library paths",
+            pinned: false,
+        });
     }
     (out, notes)
 }
@@ -167,25 +192,46 @@ pub fn load(explicit: Option<&Path>) -> Result<&'static Runtime> {
         return Ok(rt);
     }
     let env_path = std::env::var("ORT_DYLIB_PATH").ok();
-    let exe_dir = std::env::current_exe().ok().and_then(|p| p.parent().map(Path::to_path_buf));
+    let exe_dir = std::env::current_exe()
+        .ok()
+        .and_then(|p| p.parent().map(Path::to_path_buf));
     let python = std::env::var("DYSAMPLE_PYTHON").unwrap_or_else(|_| "python3".to_string());
-    let (cands, mut tried) = candidates(explicit, env_path.as_deref(), exe_dir.as_deref(), Some(&python));
+    let (cands, mut tried) = candidates(
+        explicit,
+        env_path.as_deref(),
+        exe_dir.as_deref(),
+        Some(&python),
+    );
     for c in &cands {
         let is_bare = c.path.components().count() == 1 && !c.path.is_file();
         if !is_bare && !c.path.exists() {
             tried.push(format!("{} ({}): no such file", c.path.display(), c.source));
             continue;
         }
-        let abs = if is_bare { c.path.clone() } else { std::fs::canonicalize(&c.path).unwrap_or(c.path.clone()) };
+        let abs = if is_bare {
+            c.path.clone()
+        } else {
+            std::fs::canonicalize(&c.path).unwrap_or(c.path.clone())
+        };
         match ort::init_from(&abs) {
             Ok(builder) => {
                 let env = builder.with_name("dysample").build()?;
                 let version = version_string(&abs);
                 tracing::info!(path = %abs.display(), source = c.source, %version, "loaded ONNX Runtime");
-                let rt = Runtime { path: abs, source: c.source, version, env };
+                let rt = Runtime {
+                    path: abs,
+                    source: c.source,
+                    version,
+                    env,
+                };
                 return Ok(RUNTIME.get_or_init(|| rt));
             }
-            Err(e) => tried.push(format!("{} ({}): {}", c.path.display(), c.source, one_line(&e.to_string()))),
+            Err(e) => tried.push(format!(
+                "{} ({}): {}",
+                c.path.display(),
+                c.source,
+                one_line(&e.to_string())
+            )),
         }
         if c.pinned {
             break;
@@ -213,7 +259,8 @@ fn version_string(path: &Path) -> String {
     // GetVersionString are part of its stable C ABI and return static data.
     let version = unsafe {
         libloading::Library::new(path).ok().and_then(|lib| {
-            let get: libloading::Symbol<unsafe extern "C" fn() -> *const ApiBase> = lib.get(b"OrtGetApiBase").ok()?;
+            let get: libloading::Symbol<unsafe extern "C" fn() -> *const ApiBase> =
+                lib.get(b"OrtGetApiBase").ok()?;
             let base = get();
             if base.is_null() {
                 return None;
@@ -228,7 +275,10 @@ fn version_string(path: &Path) -> String {
 fn available_providers() -> Result<Vec<String>> {
     let mut names = Vec::new();
     for (short, _) in super::session::PROVIDERS {
-        if super::session::Provider::parse(short).and_then(|p| p.is_available()).unwrap_or(false) {
+        if super::session::Provider::parse(short)
+            .and_then(|p| p.is_available())
+            .unwrap_or(false)
+        {
             names.push((*short).to_string());
         }
     }
@@ -241,7 +291,12 @@ mod tests {
 
     #[test]
     fn explicit_and_env_paths_are_pinned_and_first() {
-        let (c, _) = candidates(Some(Path::new("/x/libonnxruntime.so")), Some("/y/lib.so"), None, None);
+        let (c, _) = candidates(
+            Some(Path::new("/x/libonnxruntime.so")),
+            Some("/y/lib.so"),
+            None,
+            None,
+        );
         assert_eq!(c.len(), 1);
         assert!(c[0].pinned && c[0].path == Path::new("/x/libonnxruntime.so"));
         let (c, _) = candidates(None, Some("/y/lib.so"), None, None);
@@ -258,7 +313,12 @@ mod tests {
         assert_eq!(sources.first(), Some(&"lib/ next to the executable"));
         assert!(c[0].path.ends_with("lib/libonnxruntime.so.1.99.0"));
         assert_eq!(sources.last(), Some(&"system library paths"));
-        assert!(notes.iter().any(|n| n.contains("cannot run /nonexistent/python3")), "{notes:?}");
+        assert!(
+            notes
+                .iter()
+                .any(|n| n.contains("cannot run /nonexistent/python3")),
+            "{notes:?}"
+        );
         assert!(c.iter().all(|c| !c.pinned));
         std::fs::remove_dir_all(&dir).unwrap();
     }

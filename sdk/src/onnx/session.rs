@@ -76,7 +76,10 @@ impl Provider {
 
 impl std::fmt::Display for Provider {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let short = PROVIDERS.iter().find(|(_, n)| *n == self.ort_name()).map_or("?", |(s, _)| *s);
+        let short = PROVIDERS
+            .iter()
+            .find(|(_, n)| *n == self.ort_name())
+            .map_or("?", |(s, _)| *s);
         f.write_str(short)
     }
 }
@@ -135,7 +138,10 @@ impl Default for SessionOptions {
 
 impl SessionOptions {
     pub fn new() -> Self {
-        Self { providers: Vec::new(), ..Self::default() }
+        Self {
+            providers: Vec::new(),
+            ..Self::default()
+        }
     }
     pub fn provider(mut self, p: Provider) -> Self {
         self.providers.push(p);
@@ -148,31 +154,49 @@ impl SessionOptions {
 
     /// Loads ONNX Runtime if needed, registers the providers and the DySample op, loads the model.
     pub fn build(&self, model: &Path) -> Result<DySampleSession> {
-        let bytes = std::fs::read(model).map_err(|e| OnnxError::Model { path: model.display().to_string(), detail: format!("cannot read: {e}") })?;
+        let bytes = std::fs::read(model).map_err(|e| OnnxError::Model {
+            path: model.display().to_string(),
+            detail: format!("cannot read: {e}"),
+        })?;
         self.build_from_bytes(&bytes, model)
     }
 
     /// Like [`SessionOptions::build`] for a model in memory; `model` names it in messages.
     pub fn build_from_bytes(&self, bytes: &[u8], model: &Path) -> Result<DySampleSession> {
         let rt = runtime::load(self.ort_lib.as_deref())?;
-        let threads = if self.threads == 0 { std::thread::available_parallelism().map_or(1, |n| n.get()) } else { self.threads };
+        let threads = if self.threads == 0 {
+            std::thread::available_parallelism().map_or(1, |n| n.get())
+        } else {
+            self.threads
+        };
 
         let mut eps = Vec::new();
         let mut used = Vec::new();
-        let requested = if self.providers.is_empty() { vec![Provider::Cpu] } else { self.providers.clone() };
+        let requested = if self.providers.is_empty() {
+            vec![Provider::Cpu]
+        } else {
+            self.providers.clone()
+        };
         for p in requested {
             if !p.is_available()? {
                 let detail = format!(
                     "the ONNX Runtime at {} (version {}) was built without it{}",
                     rt.path.display(),
                     rt.version,
-                    if matches!(p, Provider::TensorRt | Provider::Cuda) { "; install onnxruntime-gpu (on Jetson: the JetPack wheel) and point --ort-lib at it" } else { "" }
+                    if matches!(p, Provider::TensorRt | Provider::Cuda) {
+                        "; install onnxruntime-gpu (on Jetson: the JetPack wheel) and point --ort-lib at it"
+                    } else {
+                        ""
+                    }
                 );
                 if self.allow_cpu_fallback {
                     tracing::warn!(provider = %p, "{detail}; continuing without it");
                     continue;
                 }
-                return Err(OnnxError::Provider { provider: p.to_string(), detail });
+                return Err(OnnxError::Provider {
+                    provider: p.to_string(),
+                    detail,
+                });
             }
             eps.push(self.dispatch(p, threads).error_on_failure());
             used.push(p);
@@ -180,25 +204,46 @@ impl SessionOptions {
 
         let mut builder = Session::builder(rt.env())?
             .with_intra_threads(threads)?
-            .with_log_level(if self.ort_error_log { ort::logging::LogLevel::Warning } else { ort::logging::LogLevel::Fatal })?
+            .with_log_level(if self.ort_error_log {
+                ort::logging::LogLevel::Warning
+            } else {
+                ort::logging::LogLevel::Fatal
+            })?
             .with_operators(op::domain()?)?;
         let profile_prefix = if self.record_placement {
-            let prefix = std::env::temp_dir().join(format!("dysample-ort-profile-{}", std::process::id()));
+            let prefix =
+                std::env::temp_dir().join(format!("dysample-ort-profile-{}", std::process::id()));
             builder = builder.with_profiling(&prefix)?;
             Some(prefix)
         } else {
             None
         };
         builder = builder.with_execution_providers(eps).map_err(|e| {
-            let name = used.iter().map(|p| p.to_string()).collect::<Vec<_>>().join(",");
-            OnnxError::Provider { provider: name, detail: e.to_string().replace('\n', " ") }
+            let name = used
+                .iter()
+                .map(|p| p.to_string())
+                .collect::<Vec<_>>()
+                .join(",");
+            OnnxError::Provider {
+                provider: name,
+                detail: e.to_string().replace('\n', " "),
+            }
         })?;
-        let session = builder.commit_from_memory(bytes).map_err(|e| OnnxError::Model {
-            path: model.display().to_string(),
-            detail: e.to_string().replace('\n', " "),
-        })?;
+        let session = builder
+            .commit_from_memory(bytes)
+            .map_err(|e| OnnxError::Model {
+                path: model.display().to_string(),
+                detail: e.to_string().replace('\n', " "),
+            })?;
         tracing::info!(model = %model.display(), threads, providers = ?used, "ONNX Runtime session ready");
-        Ok(DySampleSession { session, model: model.to_path_buf(), providers: used, threads, profiling: profile_prefix.is_some(), placement: BTreeMap::new() })
+        Ok(DySampleSession {
+            session,
+            model: model.to_path_buf(),
+            providers: used,
+            threads,
+            profiling: profile_prefix.is_some(),
+            placement: BTreeMap::new(),
+        })
     }
 
     fn dispatch(&self, p: Provider, threads: usize) -> ep::ExecutionProviderDispatch {
@@ -206,17 +251,26 @@ impl SessionOptions {
             Provider::Cpu => ep::CPU::default().build(),
             Provider::Cuda => ep::CUDA::default().with_device_id(self.device_id).build(),
             Provider::Xnnpack => ep::XNNPACK::default()
-                .with_intra_op_num_threads(std::num::NonZeroUsize::new(threads).unwrap_or(std::num::NonZeroUsize::MIN))
+                .with_intra_op_num_threads(
+                    std::num::NonZeroUsize::new(threads).unwrap_or(std::num::NonZeroUsize::MIN),
+                )
                 .build(),
             Provider::Acl => ep::ACL::default().build(),
             Provider::TensorRt => {
                 let o = &self.tensorrt;
-                let mut t = ep::TensorRT::default().with_device_id(self.device_id).with_fp16(o.fp16).with_int8(o.int8);
+                let mut t = ep::TensorRT::default()
+                    .with_device_id(self.device_id)
+                    .with_fp16(o.fp16)
+                    .with_int8(o.int8);
                 if let Some(table) = &o.int8_calibration_table {
                     t = t.with_int8_calibration_table_name(table.display());
                 }
                 if let Some(dir) = &o.engine_cache_dir {
-                    t = t.with_engine_cache(true).with_engine_cache_path(dir.display()).with_timing_cache(true).with_timing_cache_path(dir.display());
+                    t = t
+                        .with_engine_cache(true)
+                        .with_engine_cache_path(dir.display())
+                        .with_timing_cache(true)
+                        .with_timing_cache_path(dir.display());
                 }
                 if let Some(ws) = o.workspace_size {
                     t = t.with_max_workspace_size(ws);
@@ -251,7 +305,11 @@ impl DySampleSession {
     }
     /// Names of the model's inputs.
     pub fn input_names(&self) -> Vec<String> {
-        self.session.inputs().iter().map(|o| o.name().to_string()).collect()
+        self.session
+            .inputs()
+            .iter()
+            .map(|o| o.name().to_string())
+            .collect()
     }
 
     /// Runs a single-input model on f32 data (converted to f16 if the model's input is f16) and
@@ -261,18 +319,29 @@ impl DySampleSession {
         if inputs.len() != 1 {
             return Err(OnnxError::Data {
                 what: self.model.display().to_string(),
-                detail: format!("has {} inputs ({}); only single-input models can be run", inputs.len(), self.input_names().join(", ")),
+                detail: format!(
+                    "has {} inputs ({}); only single-input models can be run",
+                    inputs.len(),
+                    self.input_names().join(", ")
+                ),
             });
         }
         let name = inputs[0].name().to_string();
         let ty = inputs[0].dtype().tensor_type();
         if let Some(shape) = inputs[0].dtype().tensor_shape() {
             let want: Vec<i64> = shape.to_vec();
-            let ok = want.len() == dims.len() && want.iter().zip(dims).all(|(&w, &d)| w < 0 || w as usize == d);
+            let ok = want.len() == dims.len()
+                && want
+                    .iter()
+                    .zip(dims)
+                    .all(|(&w, &d)| w < 0 || w as usize == d);
             if !ok {
                 return Err(OnnxError::Data {
                     what: format!("input '{name}'"),
-                    detail: format!("the model expects shape {:?} (-1 = any), got {dims:?}", want),
+                    detail: format!(
+                        "the model expects shape {:?} (-1 = any), got {dims:?}",
+                        want
+                    ),
                 });
             }
         }
@@ -288,16 +357,27 @@ impl DySampleSession {
                 self.session.run(ort::inputs![name.as_str() => t])?
             }
             other => {
-                return Err(OnnxError::Data { what: format!("input '{name}'"), detail: format!("has element type {other:?}; only float32 and float16 are supported") })
+                return Err(OnnxError::Data {
+                    what: format!("input '{name}'"),
+                    detail: format!(
+                        "has element type {other:?}; only float32 and float16 are supported"
+                    ),
+                })
             }
         };
         let first = &outputs[0];
         let result = if let Ok((s, v)) = first.try_extract_tensor::<f32>() {
             (s.iter().map(|&d| d as usize).collect(), v.to_vec())
         } else if let Ok((s, v)) = first.try_extract_tensor::<half::f16>() {
-            (s.iter().map(|&d| d as usize).collect(), v.iter().map(|x| x.to_f32()).collect())
+            (
+                s.iter().map(|&d| d as usize).collect(),
+                v.iter().map(|x| x.to_f32()).collect(),
+            )
         } else {
-            return Err(OnnxError::Data { what: "output 0".into(), detail: "is not a float32/float16 tensor".into() });
+            return Err(OnnxError::Data {
+                what: "output 0".into(),
+                detail: "is not a float32/float16 tensor".into(),
+            });
         };
         drop(outputs);
         if self.profiling {
@@ -309,17 +389,29 @@ impl DySampleSession {
     fn collect_placement(&mut self) -> Result<()> {
         let file = self.session.end_profiling()?;
         self.profiling = false;
-        let text = std::fs::read_to_string(&file).map_err(|e| OnnxError::Runtime(format!("cannot read profile {file}: {e}")))?;
+        let text = std::fs::read_to_string(&file)
+            .map_err(|e| OnnxError::Runtime(format!("cannot read profile {file}: {e}")))?;
         let _ = std::fs::remove_file(&file);
-        let events: serde_json::Value = serde_json::from_str(&text).map_err(|e| OnnxError::Runtime(format!("profile {file}: {e}")))?;
+        let events: serde_json::Value = serde_json::from_str(&text)
+            .map_err(|e| OnnxError::Runtime(format!("profile {file}: {e}")))?;
         for ev in events.as_array().into_iter().flatten() {
             if ev["cat"] != "Node" {
                 continue;
             }
             let args = &ev["args"];
-            let (Some(op), Some(provider)) = (args["op_name"].as_str(), args["provider"].as_str()) else { continue };
-            let name = ev["name"].as_str().unwrap_or("").trim_end_matches("_kernel_time").trim_end_matches("_fence_before").trim_end_matches("_fence_after");
-            self.placement.entry(name.to_string()).or_insert_with(|| (op.to_string(), provider.to_string()));
+            let (Some(op), Some(provider)) = (args["op_name"].as_str(), args["provider"].as_str())
+            else {
+                continue;
+            };
+            let name = ev["name"]
+                .as_str()
+                .unwrap_or("")
+                .trim_end_matches("_kernel_time")
+                .trim_end_matches("_fence_before")
+                .trim_end_matches("_fence_after");
+            self.placement
+                .entry(name.to_string())
+                .or_insert_with(|| (op.to_string(), provider.to_string()));
         }
         Ok(())
     }

@@ -18,22 +18,49 @@ pub const TOLERANCE: f32 = 1e-4;
 /// error when it exceeds [`TOLERANCE`] or cannot be computed.
 pub fn verify_match(model: &ModelProto, m: &FuseMatch, opts: &SessionOptions) -> Result<f32> {
     let sub = extract(model, m);
-    let bytes = sub.write_to_bytes().map_err(|e| OnnxError::Runtime(format!("cannot serialize subgraph: {e}")))?;
+    let bytes = sub
+        .write_to_bytes()
+        .map_err(|e| OnnxError::Runtime(format!("cannot serialize subgraph: {e}")))?;
     let label = format!("subgraph of {}", m.anchor);
     let mut session = opts.build_from_bytes(&bytes, Path::new(&label))?;
     let dims = m.sample_dims;
     let mut rng = rand::rngs::StdRng::seed_from_u64(0x00d5_a3b1);
-    let x: Vec<f32> = (0..dims.iter().product::<usize>()).map(|_| rng.gen_range(-2.0f32..2.0)).collect();
+    let x: Vec<f32> = (0..dims.iter().product::<usize>())
+        .map(|_| rng.gen_range(-2.0f32..2.0))
+        .collect();
     let (odims, got) = session.run_f32(&x, &dims)?;
-    let layer = DySample::new(m.layer.config, m.layer.weights.clone()).map_err(|e| OnnxError::Node { node: m.name.clone(), detail: e.to_string() })?;
-    let want_dims = layer.output_dims(dims, Layout::Nchw).map_err(|e| OnnxError::Node { node: m.name.clone(), detail: e.to_string() })?;
+    let layer =
+        DySample::new(m.layer.config, m.layer.weights.clone()).map_err(|e| OnnxError::Node {
+            node: m.name.clone(),
+            detail: e.to_string(),
+        })?;
+    let want_dims = layer
+        .output_dims(dims, Layout::Nchw)
+        .map_err(|e| OnnxError::Node {
+            node: m.name.clone(),
+            detail: e.to_string(),
+        })?;
     if odims != want_dims {
-        return Err(OnnxError::Node { node: m.name.clone(), detail: format!("subgraph output has shape {odims:?}, the layer gives {want_dims:?}") });
+        return Err(OnnxError::Node {
+            node: m.name.clone(),
+            detail: format!("subgraph output has shape {odims:?}, the layer gives {want_dims:?}"),
+        });
     }
     let mut want = vec![0.0f32; got.len()];
-    layer.forward_slice(&x, dims, Layout::Nchw, &mut want).map_err(|e| OnnxError::Node { node: m.name.clone(), detail: e.to_string() })?;
-    let scale = want.iter().fold(0.0f32, |a, v| a.max(v.abs())).max(f32::MIN_POSITIVE);
-    let diff = got.iter().zip(&want).fold(0.0f32, |a, (g, w)| a.max((g - w).abs()));
+    layer
+        .forward_slice(&x, dims, Layout::Nchw, &mut want)
+        .map_err(|e| OnnxError::Node {
+            node: m.name.clone(),
+            detail: e.to_string(),
+        })?;
+    let scale = want
+        .iter()
+        .fold(0.0f32, |a, v| a.max(v.abs()))
+        .max(f32::MIN_POSITIVE);
+    let diff = got
+        .iter()
+        .zip(&want)
+        .fold(0.0f32, |a, (g, w)| a.max((g - w).abs()));
     let rel = diff / scale;
     if rel.is_nan() || rel > TOLERANCE {
         return Err(OnnxError::Node {

@@ -15,7 +15,10 @@
 //! Anything that does not match exactly is left alone and reported. [`crate::onnx::verify`]
 //! additionally runs each matched subgraph in ONNX Runtime against the SDK kernel.
 
-use super::{attr_i, attr_ints, attr_s, attr_int, attr_str, graph, make_node, node_label, set_opset, tensor_f32, tensor_i64, Constants, Namer, NodeLayer};
+use super::{
+    attr_i, attr_int, attr_ints, attr_s, attr_str, graph, make_node, node_label, set_opset,
+    tensor_f32, tensor_i64, Constants, Namer, NodeLayer,
+};
 use crate::config::{DySampleConfig, Style};
 use crate::onnx::{NodeAttrs, DOMAIN, OP_TYPE};
 use crate::weights::Weights;
@@ -82,7 +85,12 @@ impl<'g> Index<'g> {
             g,
             producer,
             consumers,
-            graph_inputs: g.input.iter().map(|v| v.name.as_str()).filter(|n| !inits.contains(n)).collect(),
+            graph_inputs: g
+                .input
+                .iter()
+                .map(|v| v.name.as_str())
+                .filter(|n| !inits.contains(n))
+                .collect(),
             graph_outputs: g.output.iter().map(|v| v.name.as_str()).collect(),
             consts: Constants::new(g),
         }
@@ -116,7 +124,10 @@ pub fn analyze(model: &ModelProto) -> Analysis {
         }
         let anchor = node_label(n, i);
         match match_at(&ix, i) {
-            Ok(m) if m.nodes.iter().any(|k| taken.contains(k)) => out.skipped.push(Skipped { anchor, reason: "overlaps another match".into() }),
+            Ok(m) if m.nodes.iter().any(|k| taken.contains(k)) => out.skipped.push(Skipped {
+                anchor,
+                reason: "overlaps another match".into(),
+            }),
             Ok(mut m) => {
                 taken.extend(m.nodes.iter().copied());
                 m.anchor = anchor;
@@ -140,16 +151,27 @@ fn match_at(ix: &Index<'_>, gs: usize) -> std::result::Result<FuseMatch, String>
     if gsn.input.len() != 2 {
         return Err("GridSample does not have 2 inputs".into());
     }
-    let rx = *ix.producer.get(gsn.input[0].as_str()).ok_or("GridSample input is not computed by a Reshape")?;
+    let rx = *ix
+        .producer
+        .get(gsn.input[0].as_str())
+        .ok_or("GridSample input is not computed by a Reshape")?;
     let rxn = ix.node(rx);
     if rxn.op_type != "Reshape" {
-        return Err(format!("GridSample input comes from {}, not a Reshape of the layer input", rxn.op_type));
+        return Err(format!(
+            "GridSample input comes from {}, not a Reshape of the layer input",
+            rxn.op_type
+        ));
     }
     let x = rxn.input[0].clone();
-    let ry = ix.single_consumer(&gsn.output[0]).ok_or("GridSample output is not used by exactly one node")?;
+    let ry = ix
+        .single_consumer(&gsn.output[0])
+        .ok_or("GridSample output is not used by exactly one node")?;
     let ryn = ix.node(ry);
     if ryn.op_type != "Reshape" {
-        return Err(format!("GridSample output goes to {}, not a Reshape", ryn.op_type));
+        return Err(format!(
+            "GridSample output goes to {}, not a Reshape",
+            ryn.op_type
+        ));
     }
     let y = ryn.output[0].clone();
 
@@ -161,7 +183,9 @@ fn match_at(ix: &Index<'_>, gs: usize) -> std::result::Result<FuseMatch, String>
             continue;
         }
         if nodes.len() > 400 {
-            return Err("the subgraph before GridSample is too large to be a DySample layer".into());
+            return Err(
+                "the subgraph before GridSample is too large to be a DySample layer".into(),
+            );
         }
         for inp in ix.node(k).input.iter().filter(|s| !s.is_empty()) {
             if *inp == x || ix.consts.initializer(inp).is_some() {
@@ -186,7 +210,10 @@ fn match_at(ix: &Index<'_>, gs: usize) -> std::result::Result<FuseMatch, String>
             }
             if let Some(users) = ix.consumers.get(o.as_str()) {
                 if let Some(u) = users.iter().find(|u| !nodes.contains(u)) {
-                    return Err(format!("intermediate value '{o}' is also used by node {}", node_label(ix.node(*u), *u)));
+                    return Err(format!(
+                        "intermediate value '{o}' is also used by node {}",
+                        node_label(ix.node(*u), *u)
+                    ));
                 }
             }
         }
@@ -194,75 +221,155 @@ fn match_at(ix: &Index<'_>, gs: usize) -> std::result::Result<FuseMatch, String>
 
     // 3. The parts.
     let in_set = |k: usize| nodes.contains(&k);
-    let ops = |op: &'static str| nodes.iter().copied().filter(move |&k| ix.node(k).op_type == op && ix.node(k).domain.is_empty());
-    let d2s_of_x: Vec<usize> = ops("DepthToSpace").filter(|&k| ix.node(k).input[0] == x).collect();
-    let conv_inputs: HashSet<String> = std::iter::once(x.clone()).chain(d2s_of_x.iter().map(|&k| ix.node(k).output[0].clone())).collect();
+    let ops = |op: &'static str| {
+        nodes
+            .iter()
+            .copied()
+            .filter(move |&k| ix.node(k).op_type == op && ix.node(k).domain.is_empty())
+    };
+    let d2s_of_x: Vec<usize> = ops("DepthToSpace")
+        .filter(|&k| ix.node(k).input[0] == x)
+        .collect();
+    let conv_inputs: HashSet<String> = std::iter::once(x.clone())
+        .chain(d2s_of_x.iter().map(|&k| ix.node(k).output[0].clone()))
+        .collect();
     let convs: Vec<usize> = ops("Conv").collect();
-    if convs.iter().any(|&k| !conv_inputs.contains(&ix.node(k).input[0])) {
+    if convs
+        .iter()
+        .any(|&k| !conv_inputs.contains(&ix.node(k).input[0]))
+    {
         return Err("a Conv in the subgraph does not read the layer input".into());
     }
-    let offset: Vec<usize> = convs.iter().copied().filter(|&k| ix.node(k).input.len() >= 3 && !ix.node(k).input[2].is_empty()).collect();
-    let scope: Vec<usize> = convs.iter().copied().filter(|k| !offset.contains(k)).collect();
-    let [oc] = offset[..] else { return Err(format!("expected one offset Conv with bias, found {}", offset.len())) };
+    let offset: Vec<usize> = convs
+        .iter()
+        .copied()
+        .filter(|&k| ix.node(k).input.len() >= 3 && !ix.node(k).input[2].is_empty())
+        .collect();
+    let scope: Vec<usize> = convs
+        .iter()
+        .copied()
+        .filter(|k| !offset.contains(k))
+        .collect();
+    let [oc] = offset[..] else {
+        return Err(format!(
+            "expected one offset Conv with bias, found {}",
+            offset.len()
+        ));
+    };
     if scope.len() > 1 {
-        return Err(format!("expected at most one scope Conv, found {}", scope.len()));
+        return Err(format!(
+            "expected at most one scope Conv, found {}",
+            scope.len()
+        ));
     }
     let sc = scope.first().copied();
     for &k in offset.iter().chain(&scope) {
         check_1x1(ix, k)?;
     }
     let ocn = ix.node(oc);
-    let style = if ocn.input[0] == x { Style::Lp } else { Style::Pl };
+    let style = if ocn.input[0] == x {
+        Style::Lp
+    } else {
+        Style::Pl
+    };
     if let Some(k) = sc {
         if ix.node(k).input[0] != ocn.input[0] {
             return Err("the scope Conv reads a different tensor than the offset Conv".into());
         }
-        let sig = ix.consumers.get(ix.node(k).output[0].as_str()).map(Vec::as_slice).unwrap_or(&[]);
+        let sig = ix
+            .consumers
+            .get(ix.node(k).output[0].as_str())
+            .map(Vec::as_slice)
+            .unwrap_or(&[]);
         if !matches!(sig, [u] if in_set(*u) && ix.node(*u).op_type == "Sigmoid") {
             return Err("the scope Conv is not followed by a Sigmoid".into());
         }
     }
-    let shuffles: Vec<usize> = ops("DepthToSpace").filter(|k| !d2s_of_x.contains(k)).collect();
-    let [sh] = shuffles[..] else { return Err(format!("expected one pixel-shuffle DepthToSpace on the grid, found {}", shuffles.len())) };
+    let shuffles: Vec<usize> = ops("DepthToSpace")
+        .filter(|k| !d2s_of_x.contains(k))
+        .collect();
+    let [sh] = shuffles[..] else {
+        return Err(format!(
+            "expected one pixel-shuffle DepthToSpace on the grid, found {}",
+            shuffles.len()
+        ));
+    };
     let mut blocks = vec![sh];
     blocks.extend(&d2s_of_x);
     for &k in &blocks {
         let m = attr_s(ix.node(k), "mode").unwrap_or_else(|| "DCR".into());
         if m != "CRD" {
-            return Err(format!("DepthToSpace mode {m}; pixel_shuffle exports as CRD"));
+            return Err(format!(
+                "DepthToSpace mode {m}; pixel_shuffle exports as CRD"
+            ));
         }
     }
     let scale = attr_i(ix.node(sh), "blocksize").unwrap_or(0);
-    if d2s_of_x.iter().any(|&k| attr_i(ix.node(k), "blocksize") != Some(scale)) {
-        return Err("the pl pixel shuffle and the grid's pixel shuffle have different scales".into());
+    if d2s_of_x
+        .iter()
+        .any(|&k| attr_i(ix.node(k), "blocksize") != Some(scale))
+    {
+        return Err(
+            "the pl pixel shuffle and the grid's pixel shuffle have different scales".into(),
+        );
     }
 
     let w_name = ocn.input[1].clone();
     let b_name = ocn.input[2].clone();
-    let w = ix.consts.initializer(&w_name).ok_or_else(|| format!("offset Conv weight '{w_name}' is not an initializer"))?;
-    let b = ix.consts.initializer(&b_name).ok_or_else(|| format!("offset Conv bias '{b_name}' is not an initializer"))?;
+    let w = ix
+        .consts
+        .initializer(&w_name)
+        .ok_or_else(|| format!("offset Conv weight '{w_name}' is not an initializer"))?;
+    let b = ix
+        .consts
+        .initializer(&b_name)
+        .ok_or_else(|| format!("offset Conv bias '{b_name}' is not an initializer"))?;
     let (o, cin) = crate::onnx::conv_weight_dims(&w.dims)?;
     let s2 = (scale * scale).max(1) as usize;
     let groups = match style {
         Style::Lp if o % (2 * s2) == 0 => o / (2 * s2),
         Style::Pl if o % 2 == 0 => o / 2,
-        _ => return Err(format!("offset Conv has {o} output channels, not 2·groups{} for scale {scale}", if style == Style::Lp { "·scale²" } else { "" })),
+        _ => {
+            return Err(format!(
+                "offset Conv has {o} output channels, not 2·groups{} for scale {scale}",
+                if style == Style::Lp { "·scale²" } else { "" }
+            ))
+        }
     };
-    let attrs = NodeAttrs::parse(Some(scale), Some(if style == Style::Lp { "lp" } else { "pl" }), Some(groups as i64), Some(sc.is_some() as i64))?;
+    let attrs = NodeAttrs::parse(
+        Some(scale),
+        Some(if style == Style::Lp { "lp" } else { "pl" }),
+        Some(groups as i64),
+        Some(sc.is_some() as i64),
+    )?;
     let cfg: DySampleConfig = attrs.config(o, cin)?;
 
     // The constants that pin the config down.
     let factor = cfg.offset_factor();
-    let has_factor = ops("Mul").any(|k| ix.node(k).input.iter().any(|i| ix.const_f32(i).is_some_and(|v| v.len() == 1 && v[0] == factor)));
+    let has_factor = ops("Mul").any(|k| {
+        ix.node(k).input.iter().any(|i| {
+            ix.const_f32(i)
+                .is_some_and(|v| v.len() == 1 && v[0] == factor)
+        })
+    });
     if !has_factor {
-        return Err(format!("no multiplication by {factor} (the {} offset factor)", if cfg.dyscope { "dyscope" } else { "static" }));
+        return Err(format!(
+            "no multiplication by {factor} (the {} offset factor)",
+            if cfg.dyscope { "dyscope" } else { "static" }
+        ));
     }
     let want = cfg.init_pos();
     let init_pos_ok = ops("Add").any(|k| {
-        ix.node(k).input.iter().any(|i| ix.const_f32(i).is_some_and(|v| v.len() == want.len() && v.iter().zip(&want).all(|(a, b)| (a - b).abs() <= 1e-6)))
+        ix.node(k).input.iter().any(|i| {
+            ix.const_f32(i).is_some_and(|v| {
+                v.len() == want.len() && v.iter().zip(&want).all(|(a, b)| (a - b).abs() <= 1e-6)
+            })
+        })
     });
     if !init_pos_ok {
-        return Err(format!("no init_pos constant matching scale={scale}, groups={groups}"));
+        return Err(format!(
+            "no init_pos constant matching scale={scale}, groups={groups}"
+        ));
     }
 
     let wv = tensor_f32(w)?;
@@ -270,7 +377,10 @@ fn match_at(ix: &Index<'_>, gs: usize) -> std::result::Result<FuseMatch, String>
     let (sv, s_name) = match sc {
         Some(k) => {
             let n = ix.node(k).input[1].clone();
-            let t = ix.consts.initializer(&n).ok_or_else(|| format!("scope Conv weight '{n}' is not an initializer"))?;
+            let t = ix
+                .consts
+                .initializer(&n)
+                .ok_or_else(|| format!("scope Conv weight '{n}' is not an initializer"))?;
             if crate::onnx::conv_weight_dims(&t.dims)? != (o, cin) {
                 return Err("scope Conv weight shape differs from the offset Conv's".into());
             }
@@ -282,16 +392,34 @@ fn match_at(ix: &Index<'_>, gs: usize) -> std::result::Result<FuseMatch, String>
     let elem = super::data_type(w).unwrap_or(DataType::FLOAT);
 
     // A shape the subgraph takes: the exporter bakes [B·g, C/g, H, W] into the Reshape of X.
-    let rshape = ix.consts.get(&rxn.input[1]).and_then(|t| tensor_i64(t).ok()).unwrap_or_default();
-    let pick = |i: usize, dflt: usize| rshape.get(i).copied().filter(|&v| v > 0).map_or(dflt, |v| v as usize);
+    let rshape = ix
+        .consts
+        .get(&rxn.input[1])
+        .and_then(|t| tensor_i64(t).ok())
+        .unwrap_or_default();
+    let pick = |i: usize, dflt: usize| {
+        rshape
+            .get(i)
+            .copied()
+            .filter(|&v| v > 0)
+            .map_or(dflt, |v| v as usize)
+    };
     let batch = pick(0, groups) / groups;
     let sample_dims = [batch.max(1), cfg.channels, pick(2, 5), pick(3, 7)];
 
-    let base = w_name.strip_suffix("offset.weight").map(|p| p.trim_end_matches('.')).filter(|p| !p.is_empty()).unwrap_or("dysample");
+    let base = w_name
+        .strip_suffix("offset.weight")
+        .map(|p| p.trim_end_matches('.'))
+        .filter(|p| !p.is_empty())
+        .unwrap_or("dysample");
     Ok(FuseMatch {
         name: base.to_string(),
         anchor: String::new(),
-        layer: NodeLayer { config: cfg, weights, elem },
+        layer: NodeLayer {
+            config: cfg,
+            weights,
+            elem,
+        },
         input: x,
         output: y,
         weight_names: (w_name, b_name, s_name),
@@ -306,10 +434,19 @@ fn check_1x1(ix: &Index<'_>, k: usize) -> std::result::Result<(), String> {
     let zeros = attr_ints(n, "pads").is_none_or(|v| v.iter().all(|&x| x == 0));
     let ks = attr_ints(n, "kernel_shape").is_none_or(|v| v == [1, 1]);
     let auto_pad = attr_s(n, "auto_pad").is_none_or(|p| p == "NOTSET" || p == "VALID");
-    if ks && ones("strides") && ones("dilations") && zeros && auto_pad && attr_i(n, "group").unwrap_or(1) == 1 {
+    if ks
+        && ones("strides")
+        && ones("dilations")
+        && zeros
+        && auto_pad
+        && attr_i(n, "group").unwrap_or(1) == 1
+    {
         Ok(())
     } else {
-        Err(format!("Conv {} is not a plain 1x1 convolution", node_label(n, k)))
+        Err(format!(
+            "Conv {} is not a plain 1x1 convolution",
+            node_label(n, k)
+        ))
     }
 }
 
@@ -320,7 +457,10 @@ pub fn apply(model: &mut ModelProto, matches: &[FuseMatch]) -> Vec<String> {
     }
     let g = graph(model);
     let mut namer = Namer::new(g);
-    let remove: HashSet<usize> = matches.iter().flat_map(|m| m.nodes.iter().copied()).collect();
+    let remove: HashSet<usize> = matches
+        .iter()
+        .flat_map(|m| m.nodes.iter().copied())
+        .collect();
     // The new node takes the place of the subgraph's last node (its Reshape to Y).
     let mut at: HashMap<usize, NodeProto> = HashMap::new();
     let mut names = Vec::new();
@@ -350,7 +490,10 @@ pub fn apply(model: &mut ModelProto, matches: &[FuseMatch]) -> Vec<String> {
         names.push(name);
     }
     let old = std::mem::take(&mut model.graph.mut_or_insert_default().node);
-    let removed_inputs: HashSet<String> = remove.iter().flat_map(|&k| old[k].input.iter().cloned()).collect();
+    let removed_inputs: HashSet<String> = remove
+        .iter()
+        .flat_map(|&k| old[k].input.iter().cloned())
+        .collect();
     let mut nodes = Vec::with_capacity(old.len());
     for (i, n) in old.into_iter().enumerate() {
         if let Some(new) = at.remove(&i) {
@@ -368,8 +511,18 @@ pub fn apply(model: &mut ModelProto, matches: &[FuseMatch]) -> Vec<String> {
 
 /// Drops initializers among `candidates` that no node uses any more.
 pub(crate) fn prune_initializers(g: &mut GraphProto, candidates: &HashSet<String>) {
-    let used: HashSet<&str> = g.node.iter().flat_map(|n| n.input.iter().map(String::as_str)).chain(g.output.iter().map(|o| o.name.as_str())).collect();
-    let drop: HashSet<String> = g.initializer.iter().map(|t| t.name.clone()).filter(|n| candidates.contains(n) && !used.contains(n.as_str())).collect();
+    let used: HashSet<&str> = g
+        .node
+        .iter()
+        .flat_map(|n| n.input.iter().map(String::as_str))
+        .chain(g.output.iter().map(|o| o.name.as_str()))
+        .collect();
+    let drop: HashSet<String> = g
+        .initializer
+        .iter()
+        .map(|t| t.name.clone())
+        .filter(|n| candidates.contains(n) && !used.contains(n.as_str()))
+        .collect();
     g.initializer.retain(|t| !drop.contains(&t.name));
     g.input.retain(|v| !drop.contains(&v.name));
 }
@@ -380,10 +533,24 @@ pub fn extract(model: &ModelProto, m: &FuseMatch) -> ModelProto {
     let mut sub = GraphProto::new();
     sub.name = format!("{}_subgraph", m.name);
     sub.node = m.nodes.iter().map(|&k| g.node[k].clone()).collect();
-    let used: HashSet<&str> = sub.node.iter().flat_map(|n| n.input.iter().map(String::as_str)).collect();
-    sub.initializer = g.initializer.iter().filter(|t| used.contains(t.name.as_str())).cloned().collect();
-    let elem = if m.layer.elem == DataType::FLOAT16 { DataType::FLOAT16 } else { DataType::FLOAT };
-    sub.input.push(value_info(&m.input, elem, Some(&m.sample_dims)));
+    let used: HashSet<&str> = sub
+        .node
+        .iter()
+        .flat_map(|n| n.input.iter().map(String::as_str))
+        .collect();
+    sub.initializer = g
+        .initializer
+        .iter()
+        .filter(|t| used.contains(t.name.as_str()))
+        .cloned()
+        .collect();
+    let elem = if m.layer.elem == DataType::FLOAT16 {
+        DataType::FLOAT16
+    } else {
+        DataType::FLOAT
+    };
+    sub.input
+        .push(value_info(&m.input, elem, Some(&m.sample_dims)));
     sub.output.push(value_info(&m.output, elem, None));
     let mut out = ModelProto::new();
     out.ir_version = model.ir_version;
@@ -393,7 +560,11 @@ pub fn extract(model: &ModelProto, m: &FuseMatch) -> ModelProto {
     out
 }
 
-fn value_info(name: &str, elem: DataType, dims: Option<&[usize; 4]>) -> onnx_protobuf::ValueInfoProto {
+fn value_info(
+    name: &str,
+    elem: DataType,
+    dims: Option<&[usize; 4]>,
+) -> onnx_protobuf::ValueInfoProto {
     use onnx_protobuf::tensor_shape_proto::{dimension::Value as Dim, Dimension};
     use onnx_protobuf::type_proto::{Tensor, Value};
     let mut t = Tensor::new();

@@ -6,7 +6,10 @@
 //! so dynamic batch/height/width keep working. f16 nodes compute in f32 between two Casts, like
 //! the SDK kernels. This is the form for TensorRT and for runtimes without the custom op.
 
-use super::{attr_int, attr_ints_new, attr_str, f32_tensor, graph, i64_tensor, is_dysample, make_node, node_label, opset, read_dysample, set_opset, Namer, NodeLayer, Result};
+use super::{
+    attr_int, attr_ints_new, attr_str, f32_tensor, graph, i64_tensor, is_dysample, make_node,
+    node_label, opset, read_dysample, set_opset, Namer, NodeLayer, Result,
+};
 use crate::config::Style;
 use crate::onnx::DOMAIN;
 use onnx_protobuf::tensor_proto::DataType;
@@ -37,10 +40,17 @@ pub fn lower(model: &mut ModelProto) -> Result<LowerReport> {
     let before = opset(model, "").unwrap_or(0);
     let after = before.max(MIN_OPSET);
     if after != before {
-        tracing::warn!(from = before, to = after, "raising the model's opset for GridSample");
+        tracing::warn!(
+            from = before,
+            to = after,
+            "raising the model's opset for GridSample"
+        );
     }
     let mut namer = Namer::new(g);
-    let mut report = LowerReport { lowered: Vec::new(), opset: (before, after) };
+    let mut report = LowerReport {
+        lowered: Vec::new(),
+        opset: (before, after),
+    };
     let old_nodes = g.node.clone();
     let g = graph(model);
     let mut nodes = Vec::with_capacity(old_nodes.len() + layers.len() * 50);
@@ -51,7 +61,13 @@ pub fn lower(model: &mut ModelProto) -> Result<LowerReport> {
             Some((j, _)) if *j == i => {
                 let (_, layer) = next.next().unwrap_or_else(|| unreachable!());
                 let label = node_label(&n, i);
-                let mut b = Builder { prefix: label.replace(['/', ' ', '#'], "_"), namer: &mut namer, nodes: Vec::new(), inits: Vec::new(), opset: after };
+                let mut b = Builder {
+                    prefix: label.replace(['/', ' ', '#'], "_"),
+                    namer: &mut namer,
+                    nodes: Vec::new(),
+                    inits: Vec::new(),
+                    opset: after,
+                };
                 b.lower_node(&n, &layer);
                 tracing::debug!(node = %label, ops = b.nodes.len(), "lowered DySample node");
                 nodes.extend(b.nodes);
@@ -61,7 +77,12 @@ pub fn lower(model: &mut ModelProto) -> Result<LowerReport> {
             _ => nodes.push(n),
         }
     }
-    let replaced: std::collections::HashSet<String> = g.node.iter().filter(|n| is_dysample(n)).flat_map(|n| n.input.iter().skip(1).cloned()).collect();
+    let replaced: std::collections::HashSet<String> = g
+        .node
+        .iter()
+        .filter(|n| is_dysample(n))
+        .flat_map(|n| n.input.iter().skip(1).cloned())
+        .collect();
     let g = model.graph.mut_or_insert_default();
     g.node = nodes;
     g.initializer.extend(inits);
@@ -84,7 +105,12 @@ impl Builder<'_> {
         self.namer.fresh(&format!("{}/{what}", self.prefix))
     }
 
-    fn op(&mut self, op: &str, inputs: &[&str], attrs: Vec<onnx_protobuf::AttributeProto>) -> String {
+    fn op(
+        &mut self,
+        op: &str,
+        inputs: &[&str],
+        attrs: Vec<onnx_protobuf::AttributeProto>,
+    ) -> String {
         let out = self.name(&format!("{op}_out"));
         let name = self.name(op);
         self.nodes.push(make_node(op, name, inputs, &[&out], attrs));
@@ -99,7 +125,8 @@ impl Builder<'_> {
 
     fn i64c(&mut self, what: &str, data: &[i64]) -> String {
         let name = self.name(what);
-        self.inits.push(i64_tensor(&name, &[data.len() as i64], data));
+        self.inits
+            .push(i64_tensor(&name, &[data.len() as i64], data));
         name
     }
 
@@ -110,23 +137,45 @@ impl Builder<'_> {
     fn lower_node(&mut self, node: &NodeProto, layer: &NodeLayer) {
         let cfg = &layer.config;
         let (s, g, c) = (cfg.scale as i64, cfg.groups as i64, cfg.channels as i64);
-        let (o, cin) = (cfg.conv_out_channels() as i64, cfg.conv_in_channels() as i64);
+        let (o, cin) = (
+            cfg.conv_out_channels() as i64,
+            cfg.conv_in_channels() as i64,
+        );
         let f16 = layer.elem == DataType::FLOAT16;
         let x_in = node.input[0].clone();
         let y_out = node.output[0].clone();
 
-        let x = if f16 { self.op("Cast", &[&x_in], vec![attr_int("to", DataType::FLOAT as i64)]) } else { x_in };
+        let x = if f16 {
+            self.op(
+                "Cast",
+                &[&x_in],
+                vec![attr_int("to", DataType::FLOAT as i64)],
+            )
+        } else {
+            x_in
+        };
         let w = &layer.weights;
         let wo = self.f32c("offset_weight", &[o, cin, 1, 1], &w.offset_weight);
         let bo = self.f32c("offset_bias", &[o], &w.offset_bias);
-        let ws = w.scope_weight.as_ref().map(|sw| self.f32c("scope_weight", &[o, cin, 1, 1], sw));
+        let ws = w
+            .scope_weight
+            .as_ref()
+            .map(|sw| self.f32c("scope_weight", &[o, cin, 1, 1], sw));
         let factor = self.f32c("factor", &[], &[cfg.offset_factor()]);
-        let init_pos = self.f32c("init_pos", &[1, cfg.offset_channels() as i64, 1, 1], &cfg.init_pos());
+        let init_pos = self.f32c(
+            "init_pos",
+            &[1, cfg.offset_channels() as i64, 1, 1],
+            &cfg.init_pos(),
+        );
         let conv_attrs = || vec![attr_ints_new("kernel_shape", &[1, 1])];
 
         // Runtime dims of X: B, H, W as [1]-shaped int64.
         let shape = self.op("Shape", &[&x], vec![]);
-        let idx = [self.i64c("i0", &[0]), self.i64c("i2", &[2]), self.i64c("i3", &[3])];
+        let idx = [
+            self.i64c("i0", &[0]),
+            self.i64c("i2", &[2]),
+            self.i64c("i3", &[3]),
+        ];
         let bb = self.op("Gather", &[&shape, &idx[0]], vec![attr_int("axis", 0)]);
         let hh = self.op("Gather", &[&shape, &idx[1]], vec![attr_int("axis", 0)]);
         let ww = self.op("Gather", &[&shape, &idx[2]], vec![attr_int("axis", 0)]);
@@ -146,7 +195,11 @@ impl Builder<'_> {
                 self.op("Mul", &[&t, &factor], vec![])
             }
             Style::Pl => {
-                let xs = self.op("DepthToSpace", &[&x], vec![attr_int("blocksize", s), attr_str("mode", "CRD")]);
+                let xs = self.op(
+                    "DepthToSpace",
+                    &[&x],
+                    vec![attr_int("blocksize", s), attr_str("mode", "CRD")],
+                );
                 let mut t = self.op("Conv", &[&xs, &wo, &bo], conv_attrs());
                 if let Some(ws) = &ws {
                     let sc = self.op("Conv", &[&xs, ws], conv_attrs());
@@ -157,7 +210,11 @@ impl Builder<'_> {
                 let k_2g = self.i64c("two_g", &[2 * g]);
                 let s6 = self.concat(&[&bb, &k_2g, &hh, &k_s, &ww, &k_s]);
                 let t6 = self.op("Reshape", &[&t, &s6], vec![]);
-                let tt = self.op("Transpose", &[&t6], vec![attr_ints_new("perm", &[0, 1, 3, 5, 2, 4])]);
+                let tt = self.op(
+                    "Transpose",
+                    &[&t6],
+                    vec![attr_ints_new("perm", &[0, 1, 3, 5, 2, 4])],
+                );
                 let s4 = self.concat(&[&bb, &k_m1, &hh, &ww]);
                 let u = self.op("Reshape", &[&tt, &s4], vec![]);
                 self.op("Mul", &[&u, &factor], vec![])
@@ -204,13 +261,21 @@ impl Builder<'_> {
         let coords = self.op("Sub", &[&div, &one], vec![]);
         let s4 = self.concat(&[&bb, &k_m1, &hh, &ww]);
         let c4 = self.op("Reshape", &[&coords, &s4], vec![]);
-        let shuffled = self.op("DepthToSpace", &[&c4], vec![attr_int("blocksize", s), attr_str("mode", "CRD")]);
+        let shuffled = self.op(
+            "DepthToSpace",
+            &[&c4],
+            vec![attr_int("blocksize", s), attr_str("mode", "CRD")],
+        );
         let sh = self.op("Mul", &[&hh, &k_s], vec![]);
         let sw = self.op("Mul", &[&ww, &k_s], vec![]);
         let k_g = self.i64c("g", &[g]);
         let s5b = self.concat(&[&bb, &k_2, &k_g, &sh, &sw]);
         let c5 = self.op("Reshape", &[&shuffled, &s5b], vec![]);
-        let ct = self.op("Transpose", &[&c5], vec![attr_ints_new("perm", &[0, 2, 3, 4, 1])]);
+        let ct = self.op(
+            "Transpose",
+            &[&c5],
+            vec![attr_ints_new("perm", &[0, 2, 3, 4, 1])],
+        );
         let grid_shape = self.concat(&[&k_m1, &sh, &sw, &k_2]);
         let grid = self.op("Reshape", &[&ct, &grid_shape], vec![]);
 
@@ -218,21 +283,41 @@ impl Builder<'_> {
         let k_cg = self.i64c("c_per_group", &[c / g]);
         let xg_shape = self.concat(&[&k_m1, &k_cg, &hh, &ww]);
         let xg = self.op("Reshape", &[&x, &xg_shape], vec![]);
-        let mode = if self.opset >= 20 { "linear" } else { "bilinear" };
+        let mode = if self.opset >= 20 {
+            "linear"
+        } else {
+            "bilinear"
+        };
         let sampled = self.op(
             "GridSample",
             &[&xg, &grid],
-            vec![attr_int("align_corners", 0), attr_str("mode", mode), attr_str("padding_mode", "border")],
+            vec![
+                attr_int("align_corners", 0),
+                attr_str("mode", mode),
+                attr_str("padding_mode", "border"),
+            ],
         );
         let k_c = self.i64c("c", &[c]);
         let y_shape = self.concat(&[&bb, &k_c, &sh, &sw]);
         if f16 {
             let yf = self.op("Reshape", &[&sampled, &y_shape], vec![]);
             let name = self.name("Cast");
-            self.nodes.push(make_node("Cast", name, &[&yf], &[&y_out], vec![attr_int("to", DataType::FLOAT16 as i64)]));
+            self.nodes.push(make_node(
+                "Cast",
+                name,
+                &[&yf],
+                &[&y_out],
+                vec![attr_int("to", DataType::FLOAT16 as i64)],
+            ));
         } else {
             let name = self.name("Reshape");
-            self.nodes.push(make_node("Reshape", name, &[&sampled, &y_shape], &[&y_out], vec![]));
+            self.nodes.push(make_node(
+                "Reshape",
+                name,
+                &[&sampled, &y_shape],
+                &[&y_out],
+                vec![],
+            ));
         }
     }
 }

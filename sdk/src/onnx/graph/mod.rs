@@ -12,7 +12,9 @@ use super::{conv_weight_dims, NodeAttrs, OnnxError, Result, DOMAIN, OP_TYPE};
 use crate::config::DySampleConfig;
 use crate::weights::Weights;
 use onnx_protobuf::tensor_proto::DataType;
-use onnx_protobuf::{AttributeProto, GraphProto, ModelProto, NodeProto, TensorProto, ValueInfoProto};
+use onnx_protobuf::{
+    AttributeProto, GraphProto, ModelProto, NodeProto, TensorProto, ValueInfoProto,
+};
 use protobuf::Message;
 use std::fmt;
 use std::path::Path;
@@ -21,29 +23,50 @@ pub use onnx_protobuf as proto;
 
 /// Reads and parses an ONNX file.
 pub fn load_model(path: &Path) -> Result<ModelProto> {
-    let bytes = std::fs::read(path).map_err(|e| OnnxError::Model { path: path.display().to_string(), detail: format!("cannot read: {e}") })?;
+    let bytes = std::fs::read(path).map_err(|e| OnnxError::Model {
+        path: path.display().to_string(),
+        detail: format!("cannot read: {e}"),
+    })?;
     parse_model(&bytes, path)
 }
 
 /// Parses ONNX bytes; `path` is only used in messages.
 pub fn parse_model(bytes: &[u8], path: &Path) -> Result<ModelProto> {
-    let bad = |detail: String| OnnxError::Model { path: path.display().to_string(), detail };
-    let model = ModelProto::parse_from_bytes(bytes).map_err(|e| bad(format!("not a valid ONNX model (truncated or not ONNX?): {e}")))?;
+    let bad = |detail: String| OnnxError::Model {
+        path: path.display().to_string(),
+        detail,
+    };
+    let model = ModelProto::parse_from_bytes(bytes).map_err(|e| {
+        bad(format!(
+            "not a valid ONNX model (truncated or not ONNX?): {e}"
+        ))
+    })?;
     if model.graph.is_none() || model.ir_version <= 0 || model.opset_import.is_empty() {
-        return Err(bad("not a valid ONNX model: no graph, IR version or opset".into()));
+        return Err(bad(
+            "not a valid ONNX model: no graph, IR version or opset".into()
+        ));
     }
     Ok(model)
 }
 
 /// Writes a model.
 pub fn save_model(model: &ModelProto, path: &Path) -> Result<()> {
-    let bytes = model.write_to_bytes().map_err(|e| OnnxError::Model { path: path.display().to_string(), detail: format!("cannot serialize: {e}") })?;
-    std::fs::write(path, bytes).map_err(|e| OnnxError::Model { path: path.display().to_string(), detail: format!("cannot write: {e}") })
+    let bytes = model.write_to_bytes().map_err(|e| OnnxError::Model {
+        path: path.display().to_string(),
+        detail: format!("cannot serialize: {e}"),
+    })?;
+    std::fs::write(path, bytes).map_err(|e| OnnxError::Model {
+        path: path.display().to_string(),
+        detail: format!("cannot write: {e}"),
+    })
 }
 
 /// The graph of a model that [`parse_model`] accepted.
 pub(crate) fn graph(model: &ModelProto) -> &GraphProto {
-    model.graph.as_ref().unwrap_or_else(|| GraphProto::default_instance())
+    model
+        .graph
+        .as_ref()
+        .unwrap_or_else(|| GraphProto::default_instance())
 }
 
 /// Opset version of `domain` ("" = the default ONNX domain).
@@ -62,7 +85,10 @@ pub fn is_dysample(node: &NodeProto) -> bool {
 
 pub(crate) fn node_label(node: &NodeProto, index: usize) -> String {
     if node.name.is_empty() {
-        format!("#{index} (unnamed, output '{}')", node.output.first().map_or("", |s| s.as_str()))
+        format!(
+            "#{index} (unnamed, output '{}')",
+            node.output.first().map_or("", |s| s.as_str())
+        )
     } else {
         node.name.clone()
     }
@@ -92,22 +118,49 @@ pub(crate) fn data_type(t: &TensorProto) -> Option<DataType> {
 /// Tensor values as f32 (from f32, f16 or f64 storage, raw or typed fields).
 pub fn tensor_f32(t: &TensorProto) -> std::result::Result<Vec<f32>, String> {
     if !t.external_data.is_empty() {
-        return Err(format!("tensor '{}' uses external data, which is not supported", t.name));
+        return Err(format!(
+            "tensor '{}' uses external data, which is not supported",
+            t.name
+        ));
     }
     let n: i64 = t.dims.iter().product();
     let out: Vec<f32> = match data_type(t) {
-        Some(DataType::FLOAT) if !t.raw_data.is_empty() => t.raw_data.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect(),
+        Some(DataType::FLOAT) if !t.raw_data.is_empty() => t
+            .raw_data
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect(),
         Some(DataType::FLOAT) => t.float_data.clone(),
-        Some(DataType::FLOAT16) if !t.raw_data.is_empty() => {
-            t.raw_data.chunks_exact(2).map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32()).collect()
-        }
-        Some(DataType::FLOAT16) => t.int32_data.iter().map(|&v| half::f16::from_bits(v as u16).to_f32()).collect(),
-        Some(DataType::DOUBLE) if !t.raw_data.is_empty() => t.raw_data.chunks_exact(8).map(|c| f64::from_le_bytes(c.try_into().unwrap_or([0; 8])) as f32).collect(),
+        Some(DataType::FLOAT16) if !t.raw_data.is_empty() => t
+            .raw_data
+            .chunks_exact(2)
+            .map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32())
+            .collect(),
+        Some(DataType::FLOAT16) => t
+            .int32_data
+            .iter()
+            .map(|&v| half::f16::from_bits(v as u16).to_f32())
+            .collect(),
+        Some(DataType::DOUBLE) if !t.raw_data.is_empty() => t
+            .raw_data
+            .chunks_exact(8)
+            .map(|c| f64::from_le_bytes(c.try_into().unwrap_or([0; 8])) as f32)
+            .collect(),
         Some(DataType::DOUBLE) => t.double_data.iter().map(|&v| v as f32).collect(),
-        other => return Err(format!("tensor '{}' has element type {other:?}, expected a float type", t.name)),
+        other => {
+            return Err(format!(
+                "tensor '{}' has element type {other:?}, expected a float type",
+                t.name
+            ))
+        }
     };
     if out.len() as i64 != n {
-        return Err(format!("tensor '{}' holds {} values but its dims {:?} need {n}", t.name, out.len(), t.dims));
+        return Err(format!(
+            "tensor '{}' holds {} values but its dims {:?} need {n}",
+            t.name,
+            out.len(),
+            t.dims
+        ));
     }
     Ok(out)
 }
@@ -115,11 +168,22 @@ pub fn tensor_f32(t: &TensorProto) -> std::result::Result<Vec<f32>, String> {
 /// Tensor values as i64 (int64 or int32 storage).
 pub fn tensor_i64(t: &TensorProto) -> std::result::Result<Vec<i64>, String> {
     match data_type(t) {
-        Some(DataType::INT64) if !t.raw_data.is_empty() => Ok(t.raw_data.chunks_exact(8).map(|c| i64::from_le_bytes(c.try_into().unwrap_or([0; 8]))).collect()),
+        Some(DataType::INT64) if !t.raw_data.is_empty() => Ok(t
+            .raw_data
+            .chunks_exact(8)
+            .map(|c| i64::from_le_bytes(c.try_into().unwrap_or([0; 8])))
+            .collect()),
         Some(DataType::INT64) => Ok(t.int64_data.clone()),
-        Some(DataType::INT32) if !t.raw_data.is_empty() => Ok(t.raw_data.chunks_exact(4).map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]]) as i64).collect()),
+        Some(DataType::INT32) if !t.raw_data.is_empty() => Ok(t
+            .raw_data
+            .chunks_exact(4)
+            .map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]]) as i64)
+            .collect()),
         Some(DataType::INT32) => Ok(t.int32_data.iter().map(|&v| v as i64).collect()),
-        other => Err(format!("tensor '{}' has element type {other:?}, expected an integer type", t.name)),
+        other => Err(format!(
+            "tensor '{}' has element type {other:?}, expected an integer type",
+            t.name
+        )),
     }
 }
 
@@ -161,7 +225,10 @@ impl<'g> Constants<'g> {
                 }
             }
         }
-        Self { graph, constant_nodes }
+        Self {
+            graph,
+            constant_nodes,
+        }
     }
 
     pub(crate) fn initializer(&self, name: &str) -> Option<&'g TensorProto> {
@@ -169,7 +236,8 @@ impl<'g> Constants<'g> {
     }
 
     pub(crate) fn get(&self, name: &str) -> Option<&'g TensorProto> {
-        self.initializer(name).or_else(|| self.constant_nodes.get(name).copied())
+        self.initializer(name)
+            .or_else(|| self.constant_nodes.get(name).copied())
     }
 }
 
@@ -185,15 +253,30 @@ pub struct NodeLayer {
 /// Reads and validates a DySample node (`index` is its position, for messages).
 pub fn read_dysample(graph: &GraphProto, node: &NodeProto, index: usize) -> Result<NodeLayer> {
     let label = node_label(node, index);
-    let bad = |detail: String| OnnxError::Node { node: label.clone(), detail };
-    let attrs = NodeAttrs::parse(attr_i(node, "scale"), attr_s(node, "style").as_deref(), attr_i(node, "groups"), attr_i(node, "dyscope")).map_err(bad)?;
+    let bad = |detail: String| OnnxError::Node {
+        node: label.clone(),
+        detail,
+    };
+    let attrs = NodeAttrs::parse(
+        attr_i(node, "scale"),
+        attr_s(node, "style").as_deref(),
+        attr_i(node, "groups"),
+        attr_i(node, "dyscope"),
+    )
+    .map_err(bad)?;
     let inputs: Vec<&str> = node.input.iter().map(String::as_str).collect();
     let has_scope = inputs.len() >= 4 && !inputs[3].is_empty();
     if inputs.len() < 3 || inputs[..3].iter().any(|s| s.is_empty()) {
-        return Err(bad(format!("needs inputs X, offset_weight, offset_bias; got {inputs:?}")));
+        return Err(bad(format!(
+            "needs inputs X, offset_weight, offset_bias; got {inputs:?}"
+        )));
     }
     if attrs.dyscope != has_scope {
-        return Err(bad(if attrs.dyscope { "dyscope=1 but input 3 (scope_weight) is missing".into() } else { "dyscope=0 but a scope_weight input is given".into() }));
+        return Err(bad(if attrs.dyscope {
+            "dyscope=1 but input 3 (scope_weight) is missing".into()
+        } else {
+            "dyscope=0 but a scope_weight input is given".into()
+        }));
     }
     let consts = Constants::new(graph);
     let init = |idx: usize, what: &str| -> Result<&TensorProto> {
@@ -204,7 +287,10 @@ pub fn read_dysample(graph: &GraphProto, node: &NodeProto, index: usize) -> Resu
     let elem = data_type(w).unwrap_or(DataType::UNDEFINED);
     let (o, cin) = conv_weight_dims(&w.dims).map_err(|e| bad(format!("offset_weight: {e}")))?;
     if b.dims != [o as i64] {
-        return Err(bad(format!("offset_bias has shape {:?}, expected [{o}]", b.dims)));
+        return Err(bad(format!(
+            "offset_bias has shape {:?}, expected [{o}]",
+            b.dims
+        )));
     }
     let cfg = attrs.config(o, cin).map_err(bad)?;
     let wv = tensor_f32(w).map_err(bad)?;
@@ -212,14 +298,21 @@ pub fn read_dysample(graph: &GraphProto, node: &NodeProto, index: usize) -> Resu
     let sv = if has_scope {
         let s = init(3, "scope_weight")?;
         if conv_weight_dims(&s.dims).ok() != Some((o, cin)) {
-            return Err(bad(format!("scope_weight has shape {:?}, expected [{o}, {cin}, 1, 1]", s.dims)));
+            return Err(bad(format!(
+                "scope_weight has shape {:?}, expected [{o}, {cin}, 1, 1]",
+                s.dims
+            )));
         }
         Some(tensor_f32(s).map_err(bad)?)
     } else {
         None
     };
     let weights = Weights::new(&cfg, wv, bv, sv).map_err(|e| bad(e.to_string()))?;
-    Ok(NodeLayer { config: cfg, weights, elem })
+    Ok(NodeLayer {
+        config: cfg,
+        weights,
+        elem,
+    })
 }
 
 /// A graph input or output.
@@ -239,11 +332,14 @@ impl fmt::Display for ValueDesc {
 }
 
 fn describe(v: &ValueInfoProto) -> ValueDesc {
-    use onnx_protobuf::type_proto::Value;
     use onnx_protobuf::tensor_shape_proto::dimension::Value as Dim;
+    use onnx_protobuf::type_proto::Value;
     let (elem, dims) = match v.type_.as_ref().and_then(|t| t.value.as_ref()) {
         Some(Value::TensorType(t)) => {
-            let elem = protobuf::Enum::from_i32(t.elem_type).map_or_else(|| format!("type{}", t.elem_type), |d: DataType| format!("{d:?}"));
+            let elem = protobuf::Enum::from_i32(t.elem_type).map_or_else(
+                || format!("type{}", t.elem_type),
+                |d: DataType| format!("{d:?}"),
+            );
             let dims = t
                 .shape
                 .as_ref()
@@ -262,7 +358,11 @@ fn describe(v: &ValueInfoProto) -> ValueDesc {
         }
         _ => ("?".to_string(), Vec::new()),
     };
-    ValueDesc { name: v.name.clone(), elem, dims }
+    ValueDesc {
+        name: v.name.clone(),
+        elem,
+        dims,
+    }
 }
 
 /// One DySample node as `info` reports it.
@@ -290,7 +390,8 @@ pub struct ModelInfo {
 /// Summarizes a model.
 pub fn info(model: &ModelProto) -> ModelInfo {
     let g = graph(model);
-    let init: std::collections::HashSet<&str> = g.initializer.iter().map(|t| t.name.as_str()).collect();
+    let init: std::collections::HashSet<&str> =
+        g.initializer.iter().map(|t| t.name.as_str()).collect();
     let dysample = g
         .node
         .iter()
@@ -309,9 +410,27 @@ pub fn info(model: &ModelProto) -> ModelInfo {
         .collect();
     ModelInfo {
         ir_version: model.ir_version,
-        opsets: model.opset_import.iter().map(|o| (if o.domain.is_empty() { "ai.onnx".to_string() } else { o.domain.clone() }, o.version)).collect(),
+        opsets: model
+            .opset_import
+            .iter()
+            .map(|o| {
+                (
+                    if o.domain.is_empty() {
+                        "ai.onnx".to_string()
+                    } else {
+                        o.domain.clone()
+                    },
+                    o.version,
+                )
+            })
+            .collect(),
         // Older exporters list initializers as inputs too; those are not real inputs.
-        inputs: g.input.iter().filter(|v| !init.contains(v.name.as_str())).map(describe).collect(),
+        inputs: g
+            .input
+            .iter()
+            .filter(|v| !init.contains(v.name.as_str()))
+            .map(describe)
+            .collect(),
         outputs: g.output.iter().map(describe).collect(),
         nodes: g.node.len(),
         dysample,
@@ -320,7 +439,11 @@ pub fn info(model: &ModelProto) -> ModelInfo {
 
 impl fmt::Display for ModelInfo {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let opsets: Vec<String> = self.opsets.iter().map(|(d, v)| format!("{d} {v}")).collect();
+        let opsets: Vec<String> = self
+            .opsets
+            .iter()
+            .map(|(d, v)| format!("{d} {v}"))
+            .collect();
         writeln!(f, "ir_version  {}", self.ir_version)?;
         writeln!(f, "opsets      {}", opsets.join(", "))?;
         writeln!(f, "nodes       {}", self.nodes)?;
@@ -333,7 +456,11 @@ impl fmt::Display for ModelInfo {
         writeln!(f, "dysample    {} node(s)", self.dysample.len())?;
         for n in &self.dysample {
             match &n.config {
-                Ok(c) => writeln!(f, "  {}: {c} dtype={} ({} -> {})", n.name, n.elem, n.input, n.output)?,
+                Ok(c) => writeln!(
+                    f,
+                    "  {}: {c} dtype={} ({} -> {})",
+                    n.name, n.elem, n.input, n.output
+                )?,
                 Err(e) => writeln!(f, "  {}: INVALID: {e}", n.name)?,
             }
         }
@@ -342,7 +469,13 @@ impl fmt::Display for ModelInfo {
 }
 
 /// A fresh node.
-pub(crate) fn make_node(op: &str, name: String, inputs: &[&str], outputs: &[&str], attrs: Vec<AttributeProto>) -> NodeProto {
+pub(crate) fn make_node(
+    op: &str,
+    name: String,
+    inputs: &[&str],
+    outputs: &[&str],
+    attrs: Vec<AttributeProto>,
+) -> NodeProto {
     let mut n = NodeProto::new();
     n.op_type = op.to_string();
     n.name = name;
@@ -378,7 +511,11 @@ pub(crate) fn attr_ints_new(name: &str, v: &[i64]) -> AttributeProto {
 
 /// Sets (or adds) the version of an opset domain.
 pub(crate) fn set_opset(model: &mut ModelProto, domain: &str, version: i64) {
-    if let Some(o) = model.opset_import.iter_mut().find(|o| o.domain == domain || (domain.is_empty() && o.domain == "ai.onnx")) {
+    if let Some(o) = model
+        .opset_import
+        .iter_mut()
+        .find(|o| o.domain == domain || (domain.is_empty() && o.domain == "ai.onnx"))
+    {
         o.version = version;
     } else {
         let mut o = onnx_protobuf::OperatorSetIdProto::new();
@@ -425,9 +562,13 @@ mod tests {
 
     #[test]
     fn garbage_is_a_clear_error() {
-        let e = parse_model(b"this is not an ONNX model", Path::new("x.onnx")).unwrap_err().to_string();
+        let e = parse_model(b"this is not an ONNX model", Path::new("x.onnx"))
+            .unwrap_err()
+            .to_string();
         assert!(e.starts_with("x.onnx: not a valid ONNX model"), "{e}");
-        let e = parse_model(b"", Path::new("empty.onnx")).unwrap_err().to_string();
+        let e = parse_model(b"", Path::new("empty.onnx"))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("empty.onnx"), "{e}");
     }
 
@@ -443,3 +584,6 @@ mod tests {
         assert!(tensor_f32(&bad).is_err());
     }
 }
+
+#[cfg(test)]
+mod fixture_tests;
