@@ -128,6 +128,67 @@ proptest! {
     }
 
     #[test]
+    fn fused_nchw_sampling_matches_nhwc(h in 1usize..6, w in 1usize..9, g in 1usize..5, cpg in 1usize..80, npx in 0usize..20, seed in any::<u64>()) {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let c = g * cpg;
+        let len = h * w * c;
+        let n = npx * g;
+        let src: Vec<f32> = (0..len).map(|_| rng.gen_range(-3.0..3.0)).collect();
+        let src16: Vec<f16> = src.iter().map(|&v| f16::from_f32(v)).collect();
+        let srcq: Vec<i8> = (0..len).map(|_| rng.gen()).collect();
+        let (taps, tapsq) = random_taps(&mut rng, n, len, cpg, c, w);
+        let mut want = vec![0.0; n * cpg];
+        scalar::sample_f32(&src, &taps, cpg, &mut want);
+        let mut want16 = vec![f16::ZERO; n * cpg];
+        scalar::sample_f16(&src16, &taps, cpg, &mut want16);
+        let mut wantq = vec![0i8; n * cpg];
+        scalar::sample_i8(&srcq, &tapsq, cpg, &mut wantq);
+        // Planes wider than the row, so writes past X < npx would be caught.
+        let plane = npx + 3;
+        let at = |x: usize, q: usize, cc: usize| ((q * cpg + cc) * plane + x, (x * g + q) * cpg + cc);
+        let mut all: Vec<&Kernels> = simd_backends();
+        all.push(&scalar::KERNELS);
+        for k in all {
+            if let Some(f) = k.sample_f32_nchw {
+                let mut got = vec![f32::NAN; c * plane];
+                // SAFETY: `got` holds c·plane values, enough for every (channel, X < npx).
+                unsafe { f(&src, &taps, g, cpg, got.as_mut_ptr(), plane) };
+                let m = want.iter().fold(1e-6f32, |m, v| m.max(v.abs()));
+                for x in 0..plane { for q in 0..g { for cc in 0..cpg {
+                    let (d, r) = at(x, q, cc);
+                    if x < npx {
+                        prop_assert!((got[d] - want[r]).abs() <= 1e-5 * m, "{} sample_f32_nchw", k.backend);
+                    } else {
+                        prop_assert!(got[d].is_nan(), "{} sample_f32_nchw wrote outside its row", k.backend);
+                    }
+                }}}
+            }
+            if let Some(f) = k.sample_f16_nchw {
+                let mut got = vec![f16::NAN; c * plane];
+                // SAFETY: as above.
+                unsafe { f(&src16, &taps, g, cpg, got.as_mut_ptr(), plane) };
+                for x in 0..npx { for q in 0..g { for cc in 0..cpg {
+                    let (d, r) = at(x, q, cc);
+                    prop_assert!((got[d].to_f32() - want16[r].to_f32()).abs() <= 1e-2, "{} sample_f16_nchw", k.backend);
+                }}}
+            }
+            if let Some(f) = k.sample_i8_nchw {
+                let mut got = vec![0x55i8; c * plane];
+                // SAFETY: as above.
+                unsafe { f(&srcq, &tapsq, g, cpg, got.as_mut_ptr(), plane) };
+                for x in 0..plane { for q in 0..g { for cc in 0..cpg {
+                    let (d, r) = at(x, q, cc);
+                    if x < npx {
+                        prop_assert_eq!(got[d], wantq[r], "{} sample_i8_nchw", k.backend);
+                    } else {
+                        prop_assert_eq!(got[d], 0x55, "{} sample_i8_nchw wrote outside its row", k.backend);
+                    }
+                }}}
+            }
+        }
+    }
+
+    #[test]
     fn conversions_and_transposes_are_exact(rows in 1usize..40, cols in 1usize..40, seed in any::<u64>()) {
         let mut rng = StdRng::seed_from_u64(seed);
         let n = rows * cols;
