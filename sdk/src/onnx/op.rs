@@ -2,8 +2,9 @@
 //!
 //! Weights must be initializers: they are read once, when ORT creates the kernel, together with
 //! the attributes, so a malformed node fails at session creation with an error naming it.
-//! Batches are spread over ORT's own intra-op thread pool (`KernelContext_ParallelFor`) rather
-//! than a second pool, so the `--threads` a session is given is the total.
+//! Threads: each kernel runs on a private pool sized to the session's intra-op thread count.
+//! ORT executes one node at a time (sequential executor), so while a DySample node runs its
+//! pool replaces ORT's rather than adding to it; `--threads N` stays the total.
 
 use super::{conv_weight_dims, NodeAttrs, DOMAIN, OP_TYPE};
 use crate::{DySample, Layout, Weights};
@@ -12,7 +13,6 @@ use ort::operator::{
 };
 use ort::value::{DynValueTypeMarker, PrimitiveTensorElementType, TensorElementType};
 use std::marker::PhantomData;
-use std::sync::Mutex;
 
 /// Element types the operator is registered for.
 pub trait Element:
@@ -59,14 +59,28 @@ impl Element for half::f16 {
 }
 
 /// The operator for one element type; register both with [`domain`].
-#[derive(Debug, Default)]
-pub struct DySampleOp<T>(PhantomData<fn() -> T>);
+#[derive(Debug)]
+pub struct DySampleOp<T> {
+    /// Worker threads per kernel: the session's intra-op thread count.
+    threads: usize,
+    _t: PhantomData<fn() -> T>,
+}
 
-/// The `ai.dysample` operator domain with DySample for f32 and f16.
-pub fn domain() -> super::Result<OperatorDomain> {
+impl<T> DySampleOp<T> {
+    pub fn new(threads: usize) -> Self {
+        Self {
+            threads: threads.max(1),
+            _t: PhantomData,
+        }
+    }
+}
+
+/// The `ai.dysample` operator domain with DySample for f32 and f16; `threads` should equal the
+/// session's intra-op threads (`SessionBuilder::with_intra_threads`).
+pub fn domain(threads: usize) -> super::Result<OperatorDomain> {
     Ok(OperatorDomain::new(DOMAIN)?
-        .add(DySampleOp::<f32>::default())?
-        .add(DySampleOp::<half::f16>::default())?)
+        .add(DySampleOp::<f32>::new(threads))?
+        .add(DySampleOp::<half::f16>::new(threads))?)
 }
 
 /// One node's kernel: the layer built from the node's attributes and initializers.
@@ -97,7 +111,10 @@ fn read_weight<T: Element>(
 }
 
 /// Builds the layer from the node, validating everything ORT lets us see before the first run.
-fn build_layer<T: Element>(kctx: &KernelContext<'_>) -> ort::Result<(String, DySample)> {
+fn build_layer<T: Element>(
+    kctx: &KernelContext<'_>,
+    threads: usize,
+) -> ort::Result<(String, DySample)> {
     let node = kctx.node_name().unwrap_or_default();
     let node = if node.is_empty() {
         "<unnamed>".to_string()
@@ -150,8 +167,11 @@ fn build_layer<T: Element>(kctx: &KernelContext<'_>) -> ort::Result<(String, DyS
     };
     let cfg = attrs.config(o, cin).map_err(|e| err(&node, e))?;
     let weights = Weights::new(&cfg, w, b, scope).map_err(|e| err(&node, e))?;
-    let layer = DySample::new(cfg, weights).map_err(|e| err(&node, e))?;
-    tracing::debug!(node = %node, config = %cfg, "created DySample kernel");
+    // A private pool of the session's size, never rayon's global one (all cores).
+    let layer = DySample::new(cfg, weights)
+        .and_then(|l| l.with_threads(threads.max(1)))
+        .map_err(|e| err(&node, e))?;
+    tracing::debug!(node = %node, config = %cfg, threads, backend = ?layer.backend(), "created DySample kernel");
     Ok((node, layer))
 }
 
@@ -179,29 +199,12 @@ impl<T: Element> Operator for DySampleOp<T> {
         &self,
         kctx: &KernelContext<'attr>,
     ) -> ort::Result<Self::Kernel<'attr>> {
-        let (node, layer) = build_layer::<T>(kctx)?;
+        let (node, layer) = build_layer::<T>(kctx, self.threads)?;
         Ok(DySampleKernel {
             node,
             layer,
             _t: PhantomData,
         })
-    }
-}
-
-/// Raw output pointer shared by the batch workers; each writes a disjoint chunk.
-struct OutPtr<T>(*mut T);
-// SAFETY: workers only touch disjoint chunks (see `compute`).
-unsafe impl<T: Send> Send for OutPtr<T> {}
-unsafe impl<T: Send> Sync for OutPtr<T> {}
-
-impl<T> OutPtr<T> {
-    /// Chunk `b` of length `len`.
-    ///
-    /// # Safety
-    /// Each `b` must be used by one worker at a time and the buffer must outlive the slice.
-    unsafe fn chunk<'a>(&self, b: usize, len: usize) -> &'a mut [T] {
-        // SAFETY: guaranteed by the caller.
-        unsafe { std::slice::from_raw_parts_mut(self.0.add(b * len), len) }
     }
 }
 
@@ -240,28 +243,6 @@ impl<T: Element> Kernel for DySampleKernel<T> {
             .ok_or_else(|| err(node, "output Y is not requested"))?;
         let (_, ys) = y.try_extract_tensor_mut::<T>()?;
 
-        let batch = dims[0];
-        if batch <= 1 {
-            return T::forward(&self.layer, xs, dims, ys).map_err(|e| err(node, e));
-        }
-        // One task per image on ORT's pool; the layer is batch-independent.
-        let in_len = xs.len() / batch;
-        let out_len = ys.len() / batch;
-        let one = [1, dims[1], dims[2], dims[3]];
-        let out = OutPtr(ys.as_mut_ptr());
-        let failure: Mutex<Option<crate::Error>> = Mutex::new(None);
-        let layer = &self.layer;
-        ctx.par_for(batch, batch, |b| {
-            let xb = &xs[b * in_len..(b + 1) * in_len];
-            // SAFETY: chunk b of the output belongs to task b alone, and `ys` outlives par_for.
-            let yb = unsafe { out.chunk(b, out_len) };
-            if let Err(e) = T::forward(layer, xb, one, yb) {
-                *failure.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
-            }
-        })?;
-        match failure.into_inner().unwrap_or_else(|p| p.into_inner()) {
-            Some(e) => Err(err(node, e)),
-            None => Ok(()),
-        }
+        T::forward(&self.layer, xs, dims, ys).map_err(|e| err(node, e))
     }
 }

@@ -209,7 +209,7 @@ impl SessionOptions {
             } else {
                 ort::logging::LogLevel::Fatal
             })?
-            .with_operators(op::domain()?)?;
+            .with_operators(op::domain(threads)?)?;
         let profile_prefix = if self.record_placement {
             let prefix =
                 std::env::temp_dir().join(format!("dysample-ort-profile-{}", std::process::id()));
