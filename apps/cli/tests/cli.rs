@@ -138,7 +138,8 @@ fn bad_inputs_are_one_line_errors() {
             .collect();
         // Defaults for the stage2 layer, unless the case overrides them.
         for (flag, val) in [("--scale", Some("2")), ("--groups", Some("4")), ("--dyscope", None)] {
-            if !extra.contains(&flag) && !(flag == "--dyscope" && extra.contains(&"--style")) {
+            let overridden = extra.contains(&flag) || (flag == "--dyscope" && extra.contains(&"--style"));
+            if !overridden {
                 v.push(flag.to_string());
                 v.extend(val.map(str::to_string));
             }
