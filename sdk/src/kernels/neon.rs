@@ -24,9 +24,9 @@ pub static KERNELS: Kernels = Kernels {
     sample_f32,
     sample_f16,
     sample_i8,
-    sample_f32_nchw: None,
-    sample_f16_nchw: None,
-    sample_i8_nchw: None,
+    sample_f32_nchw: Some(sample_f32_nchw),
+    sample_f16_nchw: Some(sample_f16_nchw),
+    sample_i8_nchw: Some(sample_i8_nchw),
     cvt_f16_f32,
     cvt_f32_f16,
     transpose_f32,
@@ -659,6 +659,404 @@ unsafe fn sample_i8_neon(src: *const i8, taps: &[TapQ11], cpg: usize, out: *mut 
 }
 
 // ---------------------------------------------------------------------------------------------
+// Fused NCHW sampling: the engine hands over one output row; tap `n = X·g + q` goes to
+// `dst[(q·cpg + c)·plane + X]`. Per group `q`, tiles of pixels × channels are sampled as NHWC
+// vectors (one per pixel, channels contiguous in the source), transposed in registers and stored
+// as runs of consecutive pixels into the channel planes. Tiles: f32 4 px × 4 ch, f16 4 px × 8 ch,
+// i8 8 px × 8 ch. A short pixel tile repeats its last tap (valid reads) and stores only its real
+// pixels; a short channel tile computes full vectors and stores only its real channel rows.
+// Each lane is computed exactly as in the NHWC kernel of the same precision, so the two layouts
+// return the same values.
+
+/// Asserts what the fused leaves rely on; returns false when there is nothing to write.
+fn check_nchw(
+    src_len: usize,
+    taps: impl ExactSizeIterator<Item = (u32, u32, u32)>,
+    g: usize,
+    cpg: usize,
+) -> bool {
+    if taps.len() == 0 || cpg == 0 {
+        return false;
+    }
+    assert!(g > 0, "sample_*_nchw with g = 0");
+    check_taps(src_len, taps, cpg);
+    true
+}
+
+/// The four corner pointers of a tap at channel `c`, ready for `W`-lane loads. When such a load
+/// would run past the source's `len` elements (a channel tail of a tap at the end of the image),
+/// the `rem` real channels are copied into `buf` and the pointers point there instead; the other
+/// lanes of `buf` hold stale but initialised values, whose results are never stored.
+///
+/// # Safety
+/// `src..src+len` readable and `base + dx + dy + c + rem <= len`, `rem <= W`.
+#[inline(always)]
+pub(super) unsafe fn corners<T: Copy, const W: usize>(
+    src: *const T,
+    len: usize,
+    (base, dx, dy): (u32, u32, u32),
+    c: usize,
+    rem: usize,
+    buf: &mut [[T; W]; 4],
+) -> [*const T; 4] {
+    let b = base as usize + c;
+    let (dx, dy) = (dx as usize, dy as usize);
+    let offs = [b, b + dx, b + dy, b + dx + dy];
+    // SAFETY: the last corner is the farthest (dx, dy are unsigned); the fast path reads
+    // W ≤ len − (b + dx + dy) elements from each, the slow path `rem` (caller's bound).
+    unsafe {
+        if b + dx + dy + W <= len {
+            offs.map(|o| src.add(o))
+        } else {
+            for (bk, &o) in buf.iter_mut().zip(&offs) {
+                for i in 0..rem {
+                    bk[i] = *src.add(o + i);
+                }
+            }
+            [
+                buf[0].as_ptr(),
+                buf[1].as_ptr(),
+                buf[2].as_ptr(),
+                buf[3].as_ptr(),
+            ]
+        }
+    }
+}
+
+/// Stores the first `np` elements of `v` (all when `np == N`) at `d`.
+///
+/// # Safety
+/// `d..d+np` writable; `v` holds `N` elements.
+#[inline(always)]
+unsafe fn store_first<T: Copy, const N: usize>(d: *mut T, v: &[T; N], np: usize) {
+    // SAFETY: np ≤ N elements, inside the caller's bound.
+    unsafe { core::ptr::copy_nonoverlapping(v.as_ptr(), d, np.min(N)) }
+}
+
+/// 4 pixels × 8 u16 channels (`r[k]` = pixel k) → 8 channel rows of 4 pixels, stored at
+/// `d + j·plane` for channel rows `j < nch`, first `np` pixels each.
+///
+/// # Safety
+/// Those `nch × np` elements of `d` writable; `neon` available.
+#[target_feature(enable = "neon")]
+#[inline]
+pub(super) unsafe fn store_4x8_u16(
+    r: [uint16x8_t; 4],
+    d: *mut u16,
+    plane: usize,
+    np: usize,
+    nch: usize,
+) {
+    let a0 = vreinterpretq_u32_u16(vtrn1q_u16(r[0], r[1])); // ch 0,2,4,6 of px 0,1
+    let a1 = vreinterpretq_u32_u16(vtrn2q_u16(r[0], r[1])); // ch 1,3,5,7 of px 0,1
+    let a2 = vreinterpretq_u32_u16(vtrn1q_u16(r[2], r[3]));
+    let a3 = vreinterpretq_u32_u16(vtrn2q_u16(r[2], r[3]));
+    // Each b holds two channel rows: (0 | 4), (2 | 6), (1 | 5), (3 | 7).
+    let b0 = vreinterpretq_u16_u32(vtrn1q_u32(a0, a2));
+    let b1 = vreinterpretq_u16_u32(vtrn2q_u32(a0, a2));
+    let b2 = vreinterpretq_u16_u32(vtrn1q_u32(a1, a3));
+    let b3 = vreinterpretq_u16_u32(vtrn2q_u32(a1, a3));
+    let rows = [
+        vget_low_u16(b0),
+        vget_low_u16(b2),
+        vget_low_u16(b1),
+        vget_low_u16(b3),
+        vget_high_u16(b0),
+        vget_high_u16(b2),
+        vget_high_u16(b1),
+        vget_high_u16(b3),
+    ];
+    // SAFETY: row j < nch, pixels < np: the caller's bound.
+    unsafe {
+        for (j, &row) in rows.iter().enumerate().take(nch) {
+            let dj = d.add(j * plane);
+            if np == 4 {
+                vst1_u16(dj, row);
+            } else {
+                let mut t = [0u16; 4];
+                vst1_u16(t.as_mut_ptr(), row);
+                store_first(dj, &t, np);
+            }
+        }
+    }
+}
+
+/// # Safety
+/// See [`super::SampleNchw`]: `dst` must be writable at `(q·cpg + c)·plane + X` for `q < g`,
+/// `c < cpg`, `X < taps.len() / g`, and no other thread may access those elements during the
+/// call. Nothing else is written (trailing taps beyond a multiple of `g` are ignored).
+pub unsafe fn sample_f32_nchw(
+    src: &[f32],
+    taps: &[Tap],
+    g: usize,
+    cpg: usize,
+    dst: *mut f32,
+    plane: usize,
+) {
+    if check_nchw(src.len(), taps.iter().map(|t| (t.base, t.dx, t.dy)), g, cpg) {
+        // SAFETY: tap reads checked above, dst writes are the caller's contract; `neon` detected.
+        unsafe { sample_f32_nchw_neon(src.as_ptr(), src.len(), taps, g, cpg, dst, plane) }
+    }
+}
+
+#[target_feature(enable = "neon")]
+unsafe fn sample_f32_nchw_neon(
+    src: *const f32,
+    len: usize,
+    taps: &[Tap],
+    g: usize,
+    cpg: usize,
+    dst: *mut f32,
+    plane: usize,
+) {
+    // Same operations and order as scalar: a + f*(b - a), unfused.
+    let lerp = |a: float32x4_t, b: float32x4_t, f: float32x4_t| {
+        vaddq_f32(a, vmulq_f32(f, vsubq_f32(b, a)))
+    };
+    let npx = taps.len() / g;
+    let mut buf = [[[0f32; 4]; 4]; 4];
+    // SAFETY: corner reads per `corners` (taps checked by the wrapper, rem ≤ cpg − c); stores go
+    // to channel rows c + j < cpg and pixels x + k < npx only.
+    unsafe {
+        for q in 0..g {
+            let mut x = 0;
+            while x < npx {
+                let np = (npx - x).min(4);
+                let t: [&Tap; 4] = core::array::from_fn(|k| &taps[(x + k.min(np - 1)) * g + q]);
+                let fx = t.map(|t| vdupq_n_f32(t.fx));
+                let fy = t.map(|t| vdupq_n_f32(t.fy));
+                let mut c = 0;
+                while c < cpg {
+                    let rem = (cpg - c).min(4);
+                    let mut v = [vdupq_n_f32(0.0); 4];
+                    for k in 0..4 {
+                        let p =
+                            corners(src, len, (t[k].base, t[k].dx, t[k].dy), c, rem, &mut buf[k]);
+                        let top = lerp(vld1q_f32(p[0]), vld1q_f32(p[1]), fx[k]);
+                        let bot = lerp(vld1q_f32(p[2]), vld1q_f32(p[3]), fx[k]);
+                        v[k] = lerp(top, bot, fy[k]);
+                    }
+                    // 4×4 transpose: row j = channel c + j of pixels x..x+4.
+                    let t0 = vreinterpretq_f64_f32(vtrn1q_f32(v[0], v[1]));
+                    let t1 = vreinterpretq_f64_f32(vtrn2q_f32(v[0], v[1]));
+                    let t2 = vreinterpretq_f64_f32(vtrn1q_f32(v[2], v[3]));
+                    let t3 = vreinterpretq_f64_f32(vtrn2q_f32(v[2], v[3]));
+                    let rows = [
+                        vreinterpretq_f32_f64(vtrn1q_f64(t0, t2)),
+                        vreinterpretq_f32_f64(vtrn1q_f64(t1, t3)),
+                        vreinterpretq_f32_f64(vtrn2q_f64(t0, t2)),
+                        vreinterpretq_f32_f64(vtrn2q_f64(t1, t3)),
+                    ];
+                    let d = dst.add((q * cpg + c) * plane + x);
+                    for (j, &row) in rows.iter().enumerate().take(rem) {
+                        if np == 4 {
+                            vst1q_f32(d.add(j * plane), row);
+                        } else {
+                            let mut tmp = [0f32; 4];
+                            vst1q_f32(tmp.as_mut_ptr(), row);
+                            store_first(d.add(j * plane), &tmp, np);
+                        }
+                    }
+                    c += 4;
+                }
+                x += 4;
+            }
+        }
+    }
+}
+
+/// # Safety
+/// As [`sample_f32_nchw`].
+pub unsafe fn sample_f16_nchw(
+    src: &[f16],
+    taps: &[Tap],
+    g: usize,
+    cpg: usize,
+    dst: *mut f16,
+    plane: usize,
+) {
+    if check_nchw(src.len(), taps.iter().map(|t| (t.base, t.dx, t.dy)), g, cpg) {
+        // SAFETY: as sample_f32_nchw; f16 is a transparent u16.
+        unsafe {
+            sample_f16_nchw_neon(
+                src.as_ptr() as *const u16,
+                src.len(),
+                taps,
+                g,
+                cpg,
+                dst as *mut u16,
+                plane,
+            )
+        }
+    }
+}
+
+/// f16 storage, f32 arithmetic in the scalar order, then `fcvtn`: the bits of `sample_f16`.
+#[target_feature(enable = "neon")]
+unsafe fn sample_f16_nchw_neon(
+    src: *const u16,
+    len: usize,
+    taps: &[Tap],
+    g: usize,
+    cpg: usize,
+    dst: *mut u16,
+    plane: usize,
+) {
+    let lerp = |a: float32x4_t, b: float32x4_t, f: float32x4_t| {
+        vaddq_f32(a, vmulq_f32(f, vsubq_f32(b, a)))
+    };
+    let npx = taps.len() / g;
+    let mut buf = [[[0u16; 8]; 4]; 4];
+    // SAFETY: as sample_f32_nchw_neon; the asm only converts registers.
+    unsafe {
+        for q in 0..g {
+            let mut x = 0;
+            while x < npx {
+                let np = (npx - x).min(4);
+                let t: [&Tap; 4] = core::array::from_fn(|k| &taps[(x + k.min(np - 1)) * g + q]);
+                let fx = t.map(|t| vdupq_n_f32(t.fx));
+                let fy = t.map(|t| vdupq_n_f32(t.fy));
+                let mut c = 0;
+                while c < cpg {
+                    let rem = (cpg - c).min(8);
+                    let mut v = [vdupq_n_u16(0); 4];
+                    for k in 0..4 {
+                        let p =
+                            corners(src, len, (t[k].base, t[k].dx, t[k].dy), c, rem, &mut buf[k]);
+                        let (a, b) = (vld1q_u16(p[0]), vld1q_u16(p[1]));
+                        let (cc, dd) = (vld1q_u16(p[2]), vld1q_u16(p[3]));
+                        let top = lerp(fcvtl!(vget_low_u16(a)), fcvtl!(vget_low_u16(b)), fx[k]);
+                        let bot = lerp(fcvtl!(vget_low_u16(cc)), fcvtl!(vget_low_u16(dd)), fx[k]);
+                        let lo = lerp(top, bot, fy[k]);
+                        let top = lerp(fcvtl2!(a), fcvtl2!(b), fx[k]);
+                        let bot = lerp(fcvtl2!(cc), fcvtl2!(dd), fx[k]);
+                        let hi = lerp(top, bot, fy[k]);
+                        v[k] = fcvtn2!(lo, hi);
+                    }
+                    store_4x8_u16(v, dst.add((q * cpg + c) * plane + x), plane, np, rem);
+                    c += 8;
+                }
+                x += 4;
+            }
+        }
+    }
+}
+
+/// # Safety
+/// As [`sample_f32_nchw`].
+pub unsafe fn sample_i8_nchw(
+    src: &[i8],
+    taps: &[TapQ11],
+    g: usize,
+    cpg: usize,
+    dst: *mut i8,
+    plane: usize,
+) {
+    if check_nchw(src.len(), taps.iter().map(|t| (t.base, t.dx, t.dy)), g, cpg) {
+        // SAFETY: as sample_f32_nchw.
+        unsafe { sample_i8_nchw_neon(src.as_ptr(), src.len(), taps, g, cpg, dst, plane) }
+    }
+}
+
+/// The exact separable formula of `sample_i8_neon` on 8 lanes with one tap's Q11 weights
+/// `(gx, fx, gy, fy)`; |inner sums| ≤ 2^18, |outer| ≤ 2^29, `srshr #22` rounds as the contract.
+#[target_feature(enable = "neon")]
+#[inline]
+unsafe fn bilerp8_q11(q: [int8x8_t; 4], gx: i16, fx: i16, gy: i32, fy: i32) -> int8x8_t {
+    let (a, b, c, d) = (
+        vmovl_s8(q[0]),
+        vmovl_s8(q[1]),
+        vmovl_s8(q[2]),
+        vmovl_s8(q[3]),
+    );
+    let top_lo = vmlal_n_s16(vmull_n_s16(vget_low_s16(a), gx), vget_low_s16(b), fx);
+    let top_hi = vmlal_high_n_s16(vmull_high_n_s16(a, gx), b, fx);
+    let bot_lo = vmlal_n_s16(vmull_n_s16(vget_low_s16(c), gx), vget_low_s16(d), fx);
+    let bot_hi = vmlal_high_n_s16(vmull_high_n_s16(c, gx), d, fx);
+    let lo = vrshrq_n_s32::<22>(vmlaq_n_s32(vmulq_n_s32(top_lo, gy), bot_lo, fy));
+    let hi = vrshrq_n_s32::<22>(vmlaq_n_s32(vmulq_n_s32(top_hi, gy), bot_hi, fy));
+    // Results are in [-128, 127]: plain narrowing is exact.
+    vmovn_s16(vcombine_s16(vmovn_s32(lo), vmovn_s32(hi)))
+}
+
+#[target_feature(enable = "neon")]
+unsafe fn sample_i8_nchw_neon(
+    src: *const i8,
+    len: usize,
+    taps: &[TapQ11],
+    g: usize,
+    cpg: usize,
+    dst: *mut i8,
+    plane: usize,
+) {
+    let npx = taps.len() / g;
+    let mut buf = [[[0i8; 8]; 4]; 8];
+    // SAFETY: as sample_f32_nchw_neon.
+    unsafe {
+        for q in 0..g {
+            let mut x = 0;
+            while x < npx {
+                let np = (npx - x).min(8);
+                let t: [&TapQ11; 8] = core::array::from_fn(|k| &taps[(x + k.min(np - 1)) * g + q]);
+                // Q11 weights are in [0, 2048]: they fit i16 for the widening multiplies.
+                let w = t.map(|t| {
+                    let (fx, fy) = (t.fx as i32, t.fy as i32);
+                    (
+                        (super::Q11_ONE - fx) as i16,
+                        fx as i16,
+                        super::Q11_ONE - fy,
+                        fy,
+                    )
+                });
+                let mut c = 0;
+                while c < cpg {
+                    let rem = (cpg - c).min(8);
+                    let mut v = [vdup_n_u8(0); 8];
+                    for k in 0..8 {
+                        let p =
+                            corners(src, len, (t[k].base, t[k].dx, t[k].dy), c, rem, &mut buf[k]);
+                        let (gx, fx, gy, fy) = w[k];
+                        let r = bilerp8_q11(p.map(|p| vld1_s8(p)), gx, fx, gy, fy);
+                        v[k] = vreinterpret_u8_s8(r);
+                    }
+                    // 8×8 byte transpose (8-, 16-, then 32-bit pairs), as transpose_u8_neon.
+                    let mut a = [vdup_n_u16(0); 8];
+                    for i in 0..4 {
+                        a[2 * i] = vreinterpret_u16_u8(vtrn1_u8(v[2 * i], v[2 * i + 1]));
+                        a[2 * i + 1] = vreinterpret_u16_u8(vtrn2_u8(v[2 * i], v[2 * i + 1]));
+                    }
+                    let mut b = [vdup_n_u32(0); 8];
+                    for h in 0..2 {
+                        let o = 4 * h;
+                        b[o] = vreinterpret_u32_u16(vtrn1_u16(a[o], a[o + 2]));
+                        b[o + 2] = vreinterpret_u32_u16(vtrn2_u16(a[o], a[o + 2]));
+                        b[o + 1] = vreinterpret_u32_u16(vtrn1_u16(a[o + 1], a[o + 3]));
+                        b[o + 3] = vreinterpret_u32_u16(vtrn2_u16(a[o + 1], a[o + 3]));
+                    }
+                    let mut rows = [vdup_n_s8(0); 8];
+                    for j in 0..4 {
+                        rows[j] = vreinterpret_s8_u32(vtrn1_u32(b[j], b[j + 4]));
+                        rows[j + 4] = vreinterpret_s8_u32(vtrn2_u32(b[j], b[j + 4]));
+                    }
+                    let d = dst.add((q * cpg + c) * plane + x);
+                    for (j, &row) in rows.iter().enumerate().take(rem) {
+                        if np == 8 {
+                            vst1_s8(d.add(j * plane), row);
+                        } else {
+                            let mut tmp = [0i8; 8];
+                            vst1_s8(tmp.as_mut_ptr(), row);
+                            store_first(d.add(j * plane), &tmp, np);
+                        }
+                    }
+                    c += 8;
+                }
+                x += 8;
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
 // Conversions.
 
 pub fn cvt_f16_f32(src: &[f16], dst: &mut [f32]) {
@@ -1217,6 +1615,99 @@ pub(super) mod tests {
         one!(transpose_u8, u8);
     }
 
+    /// Fused NCHW kernels of `k` against the scalar fused kernels: `npx` pixels of `g` groups,
+    /// planes 3 wider than the row with sentinels (NaN / 0x55) that must survive. `at_end` moves
+    /// every tap to the last pixel of the source, so channel tails cannot over-read.
+    pub fn check_nchw(
+        k: &Kernels,
+        g: usize,
+        cpg: usize,
+        npx: usize,
+        seed: u64,
+        at_end: bool,
+        f16_exact: bool,
+    ) {
+        let (len, mut ft, mut qt) = taps(npx * g, 3, 4, cpg, seed);
+        if at_end {
+            for (f, q) in ft.iter_mut().zip(&mut qt) {
+                (f.base, f.dx, f.dy) = ((len - cpg) as u32, 0, 0);
+                (q.base, q.dx, q.dy) = ((len - cpg) as u32, 0, 0);
+            }
+        }
+        let plane = npx + 3;
+        let n = g * cpg * plane + 5;
+        let what = format!("g={g} cpg={cpg} npx={npx} at_end={at_end}");
+        if let Some(f) = k.sample_f32_nchw {
+            let src = rand_f32(len, seed);
+            let (mut got, mut want) = (vec![f32::NAN; n], vec![f32::NAN; n]);
+            // SAFETY: both buffers hold every (channel, X < npx) of `plane`-long planes.
+            unsafe {
+                f(&src, &ft, g, cpg, got.as_mut_ptr(), plane);
+                scalar::sample_f32_nchw(&src, &ft, g, cpg, want.as_mut_ptr(), plane);
+            }
+            for (i, (a, b)) in got.iter().zip(&want).enumerate() {
+                if b.is_nan() {
+                    assert!(
+                        a.is_nan(),
+                        "sample_f32_nchw wrote [{i}] outside its row, {what}"
+                    );
+                } else {
+                    assert!(
+                        (a - b).abs() <= 1e-5 * b.abs().max(1e-3),
+                        "sample_f32_nchw [{i}] {a} vs {b}, {what}"
+                    );
+                }
+            }
+        }
+        if let (true, Some(f)) = (f16_exact, k.sample_f16_nchw) {
+            let src = f16_src(len, seed);
+            let (mut got, mut want) = (vec![f16::NAN; n], vec![f16::NAN; n]);
+            // SAFETY: as above.
+            unsafe {
+                f(&src, &ft, g, cpg, got.as_mut_ptr(), plane);
+                scalar::sample_f16_nchw(&src, &ft, g, cpg, want.as_mut_ptr(), plane);
+            }
+            let bits = |v: &[f16]| v.iter().map(|h| h.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&got), bits(&want), "sample_f16_nchw {what}");
+        }
+        if let Some(f) = k.sample_i8_nchw {
+            let mut src = rand_i8(len, seed);
+            if seed % 5 == 0 {
+                src.iter_mut()
+                    .enumerate()
+                    .for_each(|(i, v)| *v = if i % 2 == 0 { -128 } else { 127 });
+            }
+            if seed % 4 == 0 {
+                for (i, t) in qt.iter_mut().enumerate() {
+                    t.fx = [0, 2048, 1024, 1][i % 4];
+                    t.fy = [2048, 0, 1, 2047][i % 4];
+                }
+            }
+            let (mut got, mut want) = (vec![0x55i8; n], vec![0x55i8; n]);
+            // SAFETY: as above.
+            unsafe {
+                f(&src, &qt, g, cpg, got.as_mut_ptr(), plane);
+                scalar::sample_i8_nchw(&src, &qt, g, cpg, want.as_mut_ptr(), plane);
+            }
+            assert_eq!(got, want, "sample_i8_nchw {what}");
+        }
+    }
+
+    /// Edge sizes of the fused kernels: pixel tails of every tile width, channel tails, g ≥ 1.
+    pub fn nchw_fixed_cases(k: &Kernels, f16_exact: bool) {
+        for g in [1, 2, 3, 4] {
+            for cpg in (1..=9).chain([15, 16, 17, 24, 31]) {
+                for npx in [0, 1, 3, 4, 5, 7, 8, 9, 17] {
+                    let seed = (g * 1000 + cpg * 20 + npx) as u64;
+                    check_nchw(k, g, cpg, npx, seed, false, f16_exact);
+                    check_nchw(k, g, cpg, npx, seed + 1, true, f16_exact);
+                }
+            }
+        }
+        check_nchw(k, 4, 16, 240, 5, false, f16_exact);
+        check_nchw(k, 1, 64, 120, 6, false, f16_exact);
+    }
+
     /// Fixed cases every NEON table must pass: the hot shapes and the edge sizes.
     pub fn fixed_cases(k: &Kernels) {
         // The paper's reference: cin 256, o_n 32, 120 pixels; pl: cin 64, o_n 8, npix 480.
@@ -1283,6 +1774,8 @@ pub(super) mod tests {
             }
         }
         check_transposes(k, 256, 120, 0, 7);
+        // f16 exactness is the f32-math tables' property; the fp16 table checks its own.
+        nchw_fixed_cases(k, k.backend != super::super::Backend::NeonDotprodFp16);
     }
 
     use super::KERNELS;
@@ -1320,6 +1813,10 @@ pub(super) mod tests {
             check_sample_f32(&KERNELS, ntaps, cpg, seed);
             check_sample_f16_exact(&KERNELS, ntaps, cpg, seed);
             check_sample_i8(&KERNELS, ntaps, cpg, seed);
+        }
+        #[test]
+        fn neon_sample_nchw_random(g in 1usize..6, cpg in 1usize..40, npx in 0usize..30, at_end: bool, seed: u64) {
+            check_nchw(&KERNELS, g, cpg, npx, seed, at_end, true);
         }
         #[test]
         fn neon_cvt_transpose_random(n in 0usize..200, rows in 0usize..40, cols in 0usize..40, pad in 0usize..6, seed: u64) {

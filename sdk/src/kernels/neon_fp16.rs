@@ -13,7 +13,7 @@
 //! taps of −40000 and +40000), while the convex form never exceeds max(|a|, |b|) in magnitude,
 //! and it is exact at f = 0 and f = 1.
 
-use super::neon::check_taps;
+use super::neon::{check_taps, corners, store_4x8_u16};
 use super::{neon_dotprod, Backend, Kernels, Tap};
 use core::arch::aarch64::*;
 use half::f16;
@@ -21,6 +21,7 @@ use half::f16;
 pub static KERNELS: Kernels = Kernels {
     backend: Backend::NeonDotprodFp16,
     sample_f16,
+    sample_f16_nchw: Some(sample_f16_nchw),
     ..neon_dotprod::KERNELS
 };
 
@@ -123,6 +124,89 @@ unsafe fn sample_f16_fp16(src: *const u16, taps: &[Tap], cpg: usize, out: *mut u
                 );
                 vst1q_u16(buf[4].as_mut_ptr(), r);
                 copy_lt8(buf[4].as_ptr(), o.add(c), rem);
+            }
+        }
+    }
+}
+
+/// Fused NCHW sampling in fp16: tiles of 4 pixels × 8 channels, each pixel's 8 lanes computed by
+/// `lerp8!` with the same per-tap weights as [`sample_f16`] (so the two layouts return the same
+/// bits), then a 4×8 register transpose into the channel planes (see `neon::sample_f32_nchw`).
+///
+/// # Safety
+/// See [`super::SampleNchw`]: `dst` must be writable at `(q·cpg + c)·plane + X` for `q < g`,
+/// `c < cpg`, `X < taps.len() / g`, and no other thread may access those elements during the
+/// call. Nothing else is written (trailing taps beyond a multiple of `g` are ignored).
+pub unsafe fn sample_f16_nchw(
+    src: &[f16],
+    taps: &[Tap],
+    g: usize,
+    cpg: usize,
+    dst: *mut f16,
+    plane: usize,
+) {
+    if taps.is_empty() || cpg == 0 {
+        return;
+    }
+    assert!(g > 0, "sample_f16_nchw with g = 0");
+    check_taps(src.len(), taps.iter().map(|t| (t.base, t.dx, t.dy)), cpg);
+    // SAFETY: tap reads checked above, dst writes are the caller's contract; f16 is a transparent
+    // u16; `fp16` was detected before this table was handed out.
+    unsafe {
+        sample_f16_nchw_fp16(
+            src.as_ptr() as *const u16,
+            src.len(),
+            taps,
+            g,
+            cpg,
+            dst as *mut u16,
+            plane,
+        )
+    }
+}
+
+#[target_feature(enable = "neon,fp16")]
+unsafe fn sample_f16_nchw_fp16(
+    src: *const u16,
+    len: usize,
+    taps: &[Tap],
+    g: usize,
+    cpg: usize,
+    dst: *mut u16,
+    plane: usize,
+) {
+    let npx = taps.len() / g;
+    let mut buf = [[[0u16; 8]; 4]; 4];
+    // SAFETY: corner reads per `neon::corners` (taps checked by the wrapper, rem ≤ cpg − c, a
+    // short tile repeats its last tap); stores only to channels < cpg and pixels < npx.
+    unsafe {
+        for q in 0..g {
+            let mut x = 0;
+            while x < npx {
+                let np = (npx - x).min(4);
+                let t: [&Tap; 4] = core::array::from_fn(|k| &taps[(x + k.min(np - 1)) * g + q]);
+                // The weights exactly as sample_f16_fp16 builds them.
+                let h = |v: f32| vdupq_n_u16(f16::from_f32(v).to_bits());
+                let w = t.map(|t| [h(1.0 - t.fx), h(t.fx), h(1.0 - t.fy), h(t.fy)]);
+                let mut c = 0;
+                while c < cpg {
+                    let rem = (cpg - c).min(8);
+                    let mut v = [vdupq_n_u16(0); 4];
+                    for k in 0..4 {
+                        let p =
+                            corners(src, len, (t[k].base, t[k].dx, t[k].dy), c, rem, &mut buf[k]);
+                        v[k] = lerp8!(
+                            vld1q_u16(p[0]),
+                            vld1q_u16(p[1]),
+                            vld1q_u16(p[2]),
+                            vld1q_u16(p[3]),
+                            &w[k]
+                        );
+                    }
+                    store_4x8_u16(v, dst.add((q * cpg + c) * plane + x), plane, np, rem);
+                    c += 8;
+                }
+                x += 4;
             }
         }
     }
@@ -278,6 +362,54 @@ mod tests {
         assert_eq!(got[18].to_f32(), 40000.0, "f = 1 picks the far tap exactly");
     }
 
+    /// The fused fp16 kernel against this table's own NHWC `sample_f16`, bit for bit, with NaN
+    /// sentinels past the row and around the planes.
+    fn check_nchw_vs_nhwc(k: &Kernels, g: usize, cpg: usize, npx: usize, seed: u64, at_end: bool) {
+        let (len, mut ft, _) = taps(npx * g, 3, 4, cpg, seed);
+        if at_end {
+            for f in &mut ft {
+                (f.base, f.dx, f.dy) = ((len - cpg) as u32, 0, 0);
+            }
+        }
+        let src = f16_src(len, seed);
+        let plane = npx + 3;
+        let mut rows = vec![f16::ZERO; ft.len() * cpg];
+        (k.sample_f16)(&src, &ft, cpg, &mut rows);
+        let mut want = vec![f16::NAN; g * cpg * plane + 5];
+        for x in 0..npx {
+            for q in 0..g {
+                for c in 0..cpg {
+                    want[(q * cpg + c) * plane + x] = rows[(x * g + q) * cpg + c];
+                }
+            }
+        }
+        let mut got = vec![f16::NAN; want.len()];
+        let f = k.sample_f16_nchw.expect("fused fp16 kernel");
+        // SAFETY: `got` holds every (channel, X < npx) of `plane`-long planes.
+        unsafe { f(&src, &ft, g, cpg, got.as_mut_ptr(), plane) };
+        let bits = |v: &[f16]| v.iter().map(|h| h.to_bits()).collect::<Vec<_>>();
+        assert_eq!(
+            bits(&got),
+            bits(&want),
+            "sample_f16_nchw (fp16) g={g} cpg={cpg} npx={npx} at_end={at_end}"
+        );
+    }
+
+    #[test]
+    fn neon_fp16_nchw_matches_own_nhwc() {
+        let Some(k) = table() else { return };
+        for g in [1, 2, 3, 4] {
+            for cpg in (1..=9).chain([15, 16, 17, 24, 31]) {
+                for npx in [0, 1, 3, 4, 5, 8, 9] {
+                    let seed = (g * 1000 + cpg * 20 + npx) as u64;
+                    check_nchw_vs_nhwc(k, g, cpg, npx, seed, false);
+                    check_nchw_vs_nhwc(k, g, cpg, npx, seed + 1, true);
+                }
+            }
+        }
+        check_nchw_vs_nhwc(k, 4, 16, 240, 3, false);
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(64))]
         #[test]
@@ -290,6 +422,12 @@ mod tests {
                 if ntaps * cpg >= 64 {
                     check_l2(e, &format!("cpg={cpg} ntaps={ntaps}"));
                 }
+            }
+        }
+        #[test]
+        fn neon_fp16_nchw_random(g in 1usize..6, cpg in 1usize..40, npx in 0usize..30, at_end: bool, seed: u64) {
+            if let Some(k) = table() {
+                check_nchw_vs_nhwc(k, g, cpg, npx, seed, at_end);
             }
         }
     }
