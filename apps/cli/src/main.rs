@@ -131,8 +131,10 @@ fn info(json: bool) -> Result<()> {
 }
 
 fn main() -> ExitCode {
+    // DYSAMPLE_LOG=dysample=debug prints each layer call with its duration when its span closes.
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::from_env("DYSAMPLE_LOG"))
+        .with_span_events(tracing_subscriber::fmt::format::FmtSpan::CLOSE)
         .with_writer(std::io::stderr)
         .init();
     let cli = match Cli::try_parse() {
