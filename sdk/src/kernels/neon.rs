@@ -456,7 +456,7 @@ unsafe fn conv_i8_block<const NP: usize, const NG: usize>(
         for g in 0..cin / 4 {
             group!(g, |row: *const i8| dup4(row.add(4 * g)));
         }
-        if cin % 4 != 0 {
+        if !cin.is_multiple_of(4) {
             group!(cin / 4, |row| ktail4(row, cin));
         }
         for p in 0..NP {
@@ -1388,7 +1388,7 @@ pub(super) mod tests {
         // Unpadded rows: the slice ends exactly after the last pixel's `cin` bytes.
         let x = rand_i8(npix.saturating_sub(1) * ldx + cin, seed);
         let mut w = rand_i8(o_n * cin, seed + 1);
-        if seed % 3 == 0 {
+        if seed.is_multiple_of(3) {
             // Worst case for i16 intermediates: every product is (-128)·(-128).
             w.fill(-128);
             let x = vec![-128i8; x.len()];
@@ -1478,7 +1478,7 @@ pub(super) mod tests {
 
     pub fn check_sample_i8(k: &Kernels, ntaps: usize, cpg: usize, seed: u64) {
         let (n, _, mut qt) = taps(ntaps, 3, 4, cpg, seed);
-        if seed % 4 == 0 {
+        if seed.is_multiple_of(4) {
             // Exact corner weights (0 and 2048) exercise the largest products.
             for (i, t) in qt.iter_mut().enumerate() {
                 t.fx = [0, 2048, 1024, 1][i % 4];
@@ -1486,7 +1486,7 @@ pub(super) mod tests {
             }
         }
         let mut src = rand_i8(n, seed);
-        if seed % 5 == 0 {
+        if seed.is_multiple_of(5) {
             src.iter_mut()
                 .enumerate()
                 .for_each(|(i, v)| *v = if i % 2 == 0 { -128 } else { 127 });
@@ -1672,12 +1672,12 @@ pub(super) mod tests {
         }
         if let Some(f) = k.sample_i8_nchw {
             let mut src = rand_i8(len, seed);
-            if seed % 5 == 0 {
+            if seed.is_multiple_of(5) {
                 src.iter_mut()
                     .enumerate()
                     .for_each(|(i, v)| *v = if i % 2 == 0 { -128 } else { 127 });
             }
-            if seed % 4 == 0 {
+            if seed.is_multiple_of(4) {
                 for (i, t) in qt.iter_mut().enumerate() {
                     t.fx = [0, 2048, 1024, 1][i % 4];
                     t.fy = [2048, 0, 1, 2047][i % 4];

@@ -151,7 +151,7 @@ unsafe fn conv_i8_block<const NP: usize, const NG: usize>(
             group!(g, |row: *const i8| dup4(row.add(4 * g)));
         }
         // Tail group outside the hot loop, so the accumulators stay in registers.
-        if cin % 4 != 0 {
+        if !cin.is_multiple_of(4) {
             group!(cin / 4, |row| ktail4(row, cin));
         }
         for p in 0..NP {
