@@ -251,20 +251,25 @@ pub fn affine_from_range(lo: f32, hi: f32, symmetry: Symmetry) -> Affine {
     }
 }
 
-/// A real multiplier as `M · 2^−shift` with `M ∈ [2^30, 2^31)`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Multiplier {
-    pub m: i64,
+/// Rescales a conv's i32 accumulators by per-channel real factors with integers only:
+/// `r = (v · m[o] + 2^(shift−1)) >> shift`. One shift for all channels keeps the hot loop
+/// vectorizable; the largest factor gets 31 significant bits, smaller ones proportionally fewer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Requant {
+    pub m: Vec<i64>,
     pub shift: u32,
 }
 
-impl Multiplier {
-    fn new(real: f64, what: &str) -> Result<Self> {
-        if !(real.is_finite() && real > 0.0) {
-            return Err(Error::Quant(format!("{what}: multiplier {real} is not finite and > 0")));
+impl Requant {
+    fn new(reals: &[f64], what: &str) -> Result<Self> {
+        for (o, &r) in reals.iter().enumerate() {
+            if !(r.is_finite() && r > 0.0) {
+                return Err(Error::Quant(format!("{what} channel {o}: rescale factor {r} is not finite and > 0")));
+            }
         }
-        // Normalise by exact doublings (deterministic on every platform).
-        let (mut m, mut shift) = (real, 0i32);
+        let max = reals.iter().fold(0.0f64, |m, &r| m.max(r));
+        // Normalise the largest factor into [2^30, 2^31) by exact doublings (deterministic everywhere).
+        let (mut m, mut shift) = (max, 0i32);
         while m < (1u64 << 30) as f64 {
             m *= 2.0;
             shift += 1;
@@ -275,24 +280,18 @@ impl Multiplier {
         }
         if !(1..=62).contains(&shift) {
             return Err(Error::Quant(format!(
-                "{what}: multiplier {real:e} is out of the supported range (check the scales)"
+                "{what}: rescale factor {max:e} is out of the supported range (check the scales)"
             )));
         }
-        let mut mi = m.round() as i64;
-        if mi == 1 << 31 {
-            mi >>= 1;
-            shift -= 1;
-        }
-        Ok(Self {
-            m: mi,
-            shift: shift as u32,
-        })
+        let scale = (1u64 << shift) as f64;
+        let m = reals.iter().map(|&r| ((r * scale).round() as i64).min((1i64 << 31) - 1)).collect();
+        Ok(Self { m, shift: shift as u32 })
     }
 
-    /// `round(v · M / 2^shift)`, rounding half up.
-    #[inline]
-    pub fn apply(self, v: i64) -> i64 {
-        (v * self.m + (1i64 << (self.shift - 1))) >> self.shift
+    /// `round(v · m[o] / 2^shift)`, rounding half up.
+    #[inline(always)]
+    pub fn apply(&self, o: usize, v: i64) -> i64 {
+        (v * self.m[o] + (1i64 << (self.shift - 1))) >> self.shift
     }
 }
 
@@ -342,9 +341,9 @@ pub struct QuantizedWeights {
     /// Bias in the accumulator scale `s_x · s_w[o]`.
     pub bias_q: Vec<i64>,
     /// Accumulator → Q11 offset (factor 0.25, or 0.5 with dyscope, folded in).
-    pub offset_mult: Vec<Multiplier>,
+    pub offset_mult: Requant,
     /// Scope accumulator → sigmoid LUT index.
-    pub scope_mult: Vec<Multiplier>,
+    pub scope_mult: Requant,
     /// `init_pos` in Q11.
     pub init_q11: Vec<i32>,
     pub sigmoid_lut: Vec<i32>,
@@ -358,16 +357,21 @@ fn quantize_weights(w: &[f32], o_n: usize, cin: usize, scales: Option<&[f32]>) -
     let mut q = vec![0i8; o_n * cin];
     let mut sc = Vec::with_capacity(o_n);
     let mut sums = Vec::with_capacity(o_n);
+    let absmax = |o: usize| w[o * cin..(o + 1) * cin].iter().fold(0.0f32, |m, v| m.max(v.abs()));
+    // An all-zero row gets the largest scale of the others, so its rescale factor doesn't
+    // dominate the conv's shared shift (see `Requant`).
+    let fallback = (0..o_n).map(absmax).fold(0.0f32, f32::max) / 127.0;
+    let fallback = if fallback > 0.0 { fallback } else { 1.0 / 127.0 };
     for o in 0..o_n {
         let row = &w[o * cin..(o + 1) * cin];
         let s = match scales {
             Some(s) => s[o],
             None => {
-                let m = row.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+                let m = absmax(o);
                 if m > 0.0 {
                     m / 127.0
                 } else {
-                    1.0
+                    fallback
                 }
             }
         };
@@ -393,21 +397,20 @@ impl QuantizedWeights {
             quantize_weights(&w.offset_weight, o_n, cin, params.offset_weight_scales.as_deref());
         let factor = cfg.offset_factor() as f64;
         let mut bias_q = Vec::with_capacity(o_n);
-        let mut offset_mult = Vec::with_capacity(o_n);
+        let mut offset_reals = Vec::with_capacity(o_n);
         for o in 0..o_n {
             let acc_scale = sx * ow_scales[o] as f64;
             bias_q.push((w.offset_bias[o] as f64 / acc_scale).round().clamp(-BIAS_LIMIT, BIAS_LIMIT) as i64);
-            offset_mult.push(Multiplier::new(factor * acc_scale * 2048.0, &format!("offset channel {o}"))?);
+            offset_reals.push(factor * acc_scale * 2048.0);
         }
+        let offset_mult = Requant::new(&offset_reals, "offset conv")?;
         let (scope_q, scope_sum, scope_mult) = match &w.scope_weight {
             Some(sw) => {
                 let (q, sc, sums) = quantize_weights(sw, o_n, cin, params.scope_weight_scales.as_deref());
-                let mults = (0..o_n)
-                    .map(|o| Multiplier::new(sx * sc[o] as f64 * SIGMOID_STEPS, &format!("scope channel {o}")))
-                    .collect::<Result<Vec<_>>>()?;
-                (Some(q), sums, mults)
+                let reals: Vec<f64> = sc.iter().map(|&s| sx * s as f64 * SIGMOID_STEPS).collect();
+                (Some(q), sums, Requant::new(&reals, "scope conv")?)
             }
-            None => (None, Vec::new(), Vec::new()),
+            None => (None, Vec::new(), Requant { m: Vec::new(), shift: 1 }),
         };
         let init_q11 = cfg.init_pos().iter().map(|&p| round_i32(p as f64 * 2048.0)).collect();
         let zx = params.input.zero_point as i64;
@@ -440,11 +443,11 @@ impl QuantizedWeights {
     #[inline]
     pub fn offset_q11(&self, o: usize, ch: usize, dot: i32, scope_dot: i32) -> i32 {
         let acc = dot as i64 - self.zx() * self.offset_sum[o] as i64 + self.bias_q[o];
-        let r = self.offset_mult[o].apply(acc).clamp(-OFFSET_LIMIT, OFFSET_LIMIT);
+        let r = self.offset_mult.apply(o, acc).clamp(-OFFSET_LIMIT, OFFSET_LIMIT);
         let r = if self.scope_q.is_some() {
             let sacc = scope_dot as i64 - self.zx() * self.scope_sum[o] as i64;
             let half = (SIGMOID_LUT_LEN / 2) as i64;
-            let idx = self.scope_mult[o].apply(sacc).clamp(-half, half - 1) + half;
+            let idx = self.scope_mult.apply(o, sacc).clamp(-half, half - 1) + half;
             let sig = self.sigmoid_lut[idx as usize] as i64;
             (r * sig + (1 << 14)) >> 15
         } else {
@@ -458,28 +461,57 @@ impl QuantizedWeights {
     /// `dot`/`scope_dot` hold `npix × O` dot products; conv pixel `p` is sub-position `p % subs` of
     /// low-res pixel `p / subs`, whose `oc` offsets start at `off[(p / subs)·oc]`.
     pub fn offsets_q11(&self, dot: &[i32], scope_dot: Option<&[i32]>, npix: usize, subs: usize, off: &mut [i32]) {
+        #[cfg(target_arch = "x86_64")]
+        if crate::cpu::CpuFeatures::get().avx2 {
+            // SAFETY: AVX2 was detected at run time.
+            return unsafe { self.offsets_q11_avx2(dot, scope_dot, npix, subs, off) };
+        }
+        self.offsets_q11_body(dot, scope_dot, npix, subs, off)
+    }
+
+    /// The same integer code compiled with AVX2 enabled, so LLVM vectorizes the i64 arithmetic;
+    /// integer results are identical by construction.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2")]
+    unsafe fn offsets_q11_avx2(&self, dot: &[i32], scope_dot: Option<&[i32]>, npix: usize, subs: usize, off: &mut [i32]) {
+        self.offsets_q11_body(dot, scope_dot, npix, subs, off)
+    }
+
+    #[inline(always)]
+    fn offsets_q11_body(&self, dot: &[i32], scope_dot: Option<&[i32]>, npix: usize, subs: usize, off: &mut [i32]) {
         let o_n = self.cfg.conv_out_channels();
         let oc = self.cfg.offset_channels();
         let half = (SIGMOID_LUT_LEN / 2) as i64;
+        let (m, sh) = (&self.offset_mult.m[..o_n], self.offset_mult.shift);
+        let eb = &self.eff_bias[..o_n];
+        let rnd = 1i64 << (sh - 1);
         for p in 0..npix {
             let (px, ij) = (p / subs, p % subs);
             let d = &dot[p * o_n..(p + 1) * o_n];
             let row = &mut off[px * oc..(px + 1) * oc];
-            for o in 0..o_n {
-                let mo = self.offset_mult[o];
-                let r = ((d[o] as i64 + self.eff_bias[o]) * mo.m + (1i64 << (mo.shift - 1))) >> mo.shift;
-                let r = r.clamp(-OFFSET_LIMIT, OFFSET_LIMIT);
-                let r = match scope_dot {
-                    Some(sd) => {
-                        let ms = self.scope_mult[o];
-                        let z = ((sd[p * o_n + o] as i64 + self.eff_scope[o]) * ms.m + (1i64 << (ms.shift - 1))) >> ms.shift;
-                        let sig = self.sigmoid_lut[(z.clamp(-half, half - 1) + half) as usize] as i64;
-                        (r * sig + (1 << 14)) >> 15
+            match scope_dot {
+                None if subs == 1 => {
+                    // lp without scope: contiguous, branch-free, vectorizable.
+                    for o in 0..o_n {
+                        let r = ((d[o] as i64 + eb[o]) * m[o] + rnd) >> sh;
+                        row[o] = r.clamp(-OFFSET_LIMIT, OFFSET_LIMIT) as i32 + self.init_q11[o];
                     }
-                    None => r,
-                };
-                let ch = if subs == 1 { o } else { o * subs + ij };
-                row[ch] = r as i32 + self.init_q11[ch];
+                }
+                _ => {
+                    for o in 0..o_n {
+                        let r = (((d[o] as i64 + eb[o]) * m[o] + rnd) >> sh).clamp(-OFFSET_LIMIT, OFFSET_LIMIT);
+                        let r = match scope_dot {
+                            Some(sd) => {
+                                let z = self.scope_mult.apply(o, sd[p * o_n + o] as i64 + self.eff_scope[o]);
+                                let sig = self.sigmoid_lut[(z.clamp(-half, half - 1) + half) as usize] as i64;
+                                (r * sig + (1 << 14)) >> 15
+                            }
+                            None => r,
+                        };
+                        let ch = if subs == 1 { o } else { o * subs + ij };
+                        row[ch] = r as i32 + self.init_q11[ch];
+                    }
+                }
             }
         }
     }
