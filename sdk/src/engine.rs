@@ -287,13 +287,18 @@ impl Engine {
                         let px_chunk = (h * w).div_ceil(threads * 4).max(64);
                         dst.par_chunks_mut(px_chunk * c).enumerate().for_each(|(t, d)| {
                             let (p0, np) = (t * px_chunk, d.len() / c);
-                            // Few planes at a time: plane strides alias in L1 sets, so reading
-                            // all channels at once thrashes the cache.
-                            for c0 in (0..c).step_by(CHANNEL_CHUNK) {
-                                let cw = CHANNEL_CHUNK.min(c - c0);
-                                // SAFETY: `d` is exclusively ours; the writes d[p·c + c0 + j]
-                                // (p < np, j < cw) stay inside it.
-                                unsafe { T::transpose(k, &in_b[c0 * h * w + p0..], cw, np, h * w, d.as_mut_ptr().add(c0), c) }
+                            // Blocks of 64 pixels × 32 planes: few enough planes that their
+                            // strides don't thrash L1 sets, and each destination run is 128 bytes.
+                            for pb in (0..np).step_by(64) {
+                                let nb = 64.min(np - pb);
+                                for c0 in (0..c).step_by(32) {
+                                    let cw = 32.min(c - c0);
+                                    // SAFETY: `d` is exclusively ours; the writes d[p·c + c0 + j]
+                                    // (pb ≤ p < pb + nb ≤ np, j < cw) stay inside it.
+                                    unsafe {
+                                        T::transpose(k, &in_b[c0 * h * w + p0 + pb..], cw, nb, h * w, d.as_mut_ptr().add(pb * c + c0), c)
+                                    }
+                                }
                             }
                         });
                         &buf[..img_len]
