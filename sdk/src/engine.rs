@@ -479,6 +479,9 @@ fn sample_rows_f32<T>(
     let (h, w, c) = (shape.height, shape.width, shape.channels);
     let (oc, cpg) = (cfg.offset_channels(), cfg.channels_per_group());
     let (xmax, ymax) = ((w - 1) as f32, (h - 1) as f32);
+    // u32 is enough: the layer checks that one image holds < 2^32 values.
+    let (cu, cpgu, wc) = (c as u32, cpg as u32, (w * c) as u32);
+    let (wl, hl) = ((w - 1) as u32, (h - 1) as u32);
     for i in 0..s {
         let taps = grow(&mut sc.taps, s * w * g);
         for x in 0..w {
@@ -489,12 +492,13 @@ fn sample_rows_f32<T>(
                     // max/min (not clamp) so a NaN offset lands on the border instead of propagating.
                     let px = (x as f32 + off[ch]).max(0.0).min(xmax);
                     let py = (y as f32 + off[g * s2 + ch]).max(0.0).min(ymax);
-                    let (x0, y0) = ((px as usize).min(w - 1), (py as usize).min(h - 1));
-                    let (x1, y1) = ((x0 + 1).min(w - 1), (y0 + 1).min(h - 1));
+                    // px ∈ [0, w−1], so truncation is floor and stays in range; the far tap
+                    // steps one pixel unless the near one is on the last column/row.
+                    let (x0, y0) = (px as u32, py as u32);
                     taps[(x * s + j) * g + q] = Tap {
-                        base: ((y0 * w + x0) * c + q * cpg) as u32,
-                        dx: ((x1 - x0) * c) as u32,
-                        dy: ((y1 - y0) * w * c) as u32,
+                        base: (y0 * wc + x0 * cu + q as u32 * cpgu),
+                        dx: if x0 < wl { cu } else { 0 },
+                        dy: if y0 < hl { wc } else { 0 },
                         fx: px - x0 as f32,
                         fy: py - y0 as f32,
                     };
@@ -542,6 +546,20 @@ fn sample_rows_i8(k: &Kernels, qw: &QuantizedWeights, shape: Shape, y: usize, sc
     let (s, g, s2) = (cfg.scale, cfg.groups, cfg.s2());
     let (h, w, c) = (shape.height, shape.width, shape.channels);
     let (oc, cpg) = (cfg.offset_channels(), cfg.channels_per_group());
+    let (cu, cpgu, wc) = (c as u32, cpg as u32, (w * c) as u32);
+    let (wl, hl) = ((w - 1) as u32, (h - 1) as u32);
+    // Offsets are clamped to ±2^24 + init_pos, so for maps under 2^19 pixels a side the
+    // position x·2048 + off fits i32 and equals `sample_coord_q11` (which works in i64).
+    let small = w < (1 << 19) && h < (1 << 19);
+    let (xq, yq) = (((w - 1) as i32) << 11, ((h - 1) as i32) << 11);
+    let coord = |pos: usize, off: i32, max: i32, len: usize| -> (usize, u16) {
+        if small {
+            let p = ((pos as i32) << 11).saturating_add(off).clamp(0, max);
+            ((p >> 11) as usize, (p & 2047) as u16)
+        } else {
+            sample_coord_q11(pos, off, len)
+        }
+    };
     for i in 0..s {
         let taps = grow(&mut sc.tapsq, s * w * g);
         for x in 0..w {
@@ -549,13 +567,13 @@ fn sample_rows_i8(k: &Kernels, qw: &QuantizedWeights, shape: Shape, y: usize, sc
             for j in 0..s {
                 for q in 0..g {
                     let ch = q * s2 + i * s + j;
-                    let (x0, fx) = sample_coord_q11(x, off[ch], w);
-                    let (y0, fy) = sample_coord_q11(y, off[g * s2 + ch], h);
-                    let (x1, y1) = ((x0 + 1).min(w - 1), (y0 + 1).min(h - 1));
+                    let (x0, fx) = coord(x, off[ch], xq, w);
+                    let (y0, fy) = coord(y, off[g * s2 + ch], yq, h);
+                    let (x0, y0) = (x0 as u32, y0 as u32);
                     taps[(x * s + j) * g + q] = TapQ11 {
-                        base: ((y0 * w + x0) * c + q * cpg) as u32,
-                        dx: ((x1 - x0) * c) as u32,
-                        dy: ((y1 - y0) * w * c) as u32,
+                        base: (y0 * wc + x0 * cu + q as u32 * cpgu),
+                        dx: if x0 < wl { cu } else { 0 },
+                        dy: if y0 < hl { wc } else { 0 },
                         fx,
                         fy,
                     };
