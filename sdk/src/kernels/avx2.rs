@@ -192,6 +192,8 @@ unsafe fn conv_f32_avx2(
         o0 += 16;
     }
     if o0 + 8 <= o_n {
+        // SAFETY: as for the block above: this tile's pixels and output columns lie inside the
+        // caller-checked x, w and out extents, and the CPU features were detected.
         unsafe {
             conv_f32_cols::<8, 1, false>(
                 x,
@@ -209,6 +211,8 @@ unsafe fn conv_f32_avx2(
     }
     if o0 < o_n {
         let mask = lane_mask(o_n - o0);
+        // SAFETY: as for the block above: this tile's pixels and output columns lie inside the
+        // caller-checked x, w and out extents, and the CPU features were detected.
         unsafe {
             conv_f32_cols::<8, 1, true>(
                 x,
@@ -261,6 +265,8 @@ unsafe fn conv_f32_cols<const MP: usize, const NV: usize, const MASKED: bool>(
         p += MP;
     }
     while p + 4 <= npix {
+        // SAFETY: as for the block above: this tile's pixels and output columns lie inside the
+        // caller-checked x, w and out extents, and the CPU features were detected.
         unsafe {
             conv_f32_tile::<4, NV, MASKED>(
                 x.add(p * ldx),
@@ -276,6 +282,8 @@ unsafe fn conv_f32_cols<const MP: usize, const NV: usize, const MASKED: bool>(
         p += 4;
     }
     if p + 2 <= npix {
+        // SAFETY: as for the block above: this tile's pixels and output columns lie inside the
+        // caller-checked x, w and out extents, and the CPU features were detected.
         unsafe {
             conv_f32_tile::<2, NV, MASKED>(
                 x.add(p * ldx),
@@ -291,6 +299,8 @@ unsafe fn conv_f32_cols<const MP: usize, const NV: usize, const MASKED: bool>(
         p += 2;
     }
     if p < npix {
+        // SAFETY: as for the block above: this tile's pixels and output columns lie inside the
+        // caller-checked x, w and out extents, and the CPU features were detected.
         unsafe {
             conv_f32_tile::<1, NV, MASKED>(
                 x.add(p * ldx),
@@ -437,6 +447,8 @@ unsafe fn conv_i8_avx2(
         o0 += 16;
     }
     if o0 + 8 <= o_n {
+        // SAFETY: as for the block above: this tile's pixels and output columns lie inside the
+        // caller-checked x, w and out extents, and the CPU features were detected.
         unsafe {
             conv_i8_cols::<6, 1, false>(x, ldx, npix, cin, w.add(4 * o0), o_n, out.add(o0), full)
         };
@@ -444,6 +456,8 @@ unsafe fn conv_i8_avx2(
     }
     if o0 < o_n {
         let mask = lane_mask(o_n - o0);
+        // SAFETY: as for the block above: this tile's pixels and output columns lie inside the
+        // caller-checked x, w and out extents, and the CPU features were detected.
         unsafe {
             conv_i8_cols::<6, 1, true>(x, ldx, npix, cin, w.add(4 * o0), o_n, out.add(o0), mask)
         };
@@ -474,12 +488,16 @@ unsafe fn conv_i8_cols<const MP: usize, const NV: usize, const MASKED: bool>(
         p += MP;
     }
     while p + 2 <= npix {
+        // SAFETY: as for the block above: this tile's pixels and output columns lie inside the
+        // caller-checked x, w and out extents, and the CPU features were detected.
         unsafe {
             conv_i8_tile::<2, NV, MASKED>(x.add(p * ldx), ldx, cin, w, o_n, out.add(p * o_n), mask)
         };
         p += 2;
     }
     if p < npix {
+        // SAFETY: as for the block above: this tile's pixels and output columns lie inside the
+        // caller-checked x, w and out extents, and the CPU features were detected.
         unsafe {
             conv_i8_tile::<1, NV, MASKED>(x.add(p * ldx), ldx, cin, w, o_n, out.add(p * o_n), mask)
         };

@@ -115,6 +115,8 @@ macro_rules! vnni_conv_i8 {
                     o0 += 16;
                 }
                 if o0 + 8 <= o_n {
+                    // SAFETY: as for the block above: this tile's pixels and output columns lie inside the
+                    // caller-checked x, w and out extents, and the CPU features were detected.
                     unsafe {
                         cols::<8, 1, false>(
                             x,
@@ -131,6 +133,8 @@ macro_rules! vnni_conv_i8 {
                 }
                 if o0 < o_n {
                     let mask = lane_mask(o_n - o0);
+                    // SAFETY: as for the block above: this tile's pixels and output columns lie inside the
+                    // caller-checked x, w and out extents, and the CPU features were detected.
                     unsafe {
                         cols::<8, 1, true>(x, ldx, npix, cin, w.add(4 * o0), o_n, out.add(o0), mask)
                     };
@@ -184,6 +188,8 @@ macro_rules! vnni_conv_i8 {
                     p += MP;
                 }
                 while p + 2 <= npix {
+                    // SAFETY: as for the block above: this tile's pixels and output columns lie inside the
+                    // caller-checked x, w and out extents, and the CPU features were detected.
                     unsafe {
                         tile::<2, NV, MASKED>(
                             x.add(p * ldx),
@@ -199,6 +205,8 @@ macro_rules! vnni_conv_i8 {
                     p += 2;
                 }
                 if p < npix {
+                    // SAFETY: as for the block above: this tile's pixels and output columns lie inside the
+                    // caller-checked x, w and out extents, and the CPU features were detected.
                     unsafe {
                         tile::<1, NV, MASKED>(
                             x.add(p * ldx),
