@@ -181,6 +181,8 @@ unsafe impl<T: Send> Sync for SharedOut<T> {}
 pub(crate) struct Engine {
     kernels: &'static Kernels,
     pool: Option<Arc<rayon::ThreadPool>>,
+    /// One thread: run tasks in the caller's thread, with no pool hand-off (and no allocation).
+    sequential: bool,
     scratch: Mutex<Vec<Scratch>>,
     img_f32: Mutex<Vec<f32>>,
     img_f16: Mutex<Vec<f16>>,
@@ -206,6 +208,7 @@ impl Engine {
     fn with_kernels(kernels: &'static Kernels, pool: Option<Arc<rayon::ThreadPool>>) -> Self {
         Self {
             kernels,
+            sequential: pool.as_ref().is_some_and(|p| p.current_num_threads() == 1),
             pool,
             scratch: Mutex::new(Vec::new()),
             img_f32: Mutex::new(Vec::new()),
@@ -241,6 +244,24 @@ impl Engine {
             .map_or_else(rayon::current_num_threads, |p| p.current_num_threads())
     }
 
+    /// `f(index, chunk)` over `chunk`-sized pieces of `data`, in parallel unless sequential.
+    fn chunks<T: Send>(&self, data: &mut [T], chunk: usize, f: impl Fn(usize, &mut [T]) + Sync + Send) {
+        if self.sequential {
+            data.chunks_mut(chunk).enumerate().for_each(|(i, c)| f(i, c));
+        } else {
+            data.par_chunks_mut(chunk).enumerate().for_each(|(i, c)| f(i, c));
+        }
+    }
+
+    /// `f(i)` for `i < n`, in parallel unless sequential.
+    fn range(&self, n: usize, f: impl Fn(usize) + Sync + Send) {
+        if self.sequential {
+            (0..n).for_each(f);
+        } else {
+            (0..n).into_par_iter().for_each(f);
+        }
+    }
+
     fn take_scratch(&self) -> Scratch {
         self.scratch.lock().map(|mut v| v.pop()).ok().flatten().unwrap_or_default()
     }
@@ -273,7 +294,7 @@ impl Engine {
         let mut guard = store.try_lock().ok();
         let buf: &mut Vec<T> = guard.as_deref_mut().unwrap_or(&mut local);
         let mut body = || {
-            let threads = rayon::current_num_threads();
+            let threads = if self.sequential { 1 } else { rayon::current_num_threads() };
             // ~4 tasks per thread balances load without making tasks too small.
             let tile = h.div_ceil(threads * 4).max(1);
             for b in 0..shape.batch {
@@ -285,7 +306,7 @@ impl Engine {
                         let _t = tracing::trace_span!("nchw_to_nhwc").entered();
                         let dst = grow(buf, img_len);
                         let px_chunk = (h * w).div_ceil(threads * 4).max(64);
-                        dst.par_chunks_mut(px_chunk * c).enumerate().for_each(|(t, d)| {
+                        self.chunks(dst, px_chunk * c, |t, d| {
                             let (p0, np) = (t * px_chunk, d.len() / c);
                             // Blocks of 64 pixels × 32 planes: few enough planes that their
                             // strides don't thrash L1 sets, and each destination run is 128 bytes.
@@ -306,7 +327,7 @@ impl Engine {
                 };
                 match layout {
                     Layout::Nhwc => {
-                        out_b.par_chunks_mut(tile * row_out).enumerate().for_each(|(t, chunk)| {
+                        self.chunks(out_b, tile * row_out, |t, chunk| {
                             let mut sc = self.take_scratch();
                             for (dy, rows) in chunk.chunks_mut(row_out).enumerate() {
                                 row_fn(&mut sc, img, t * tile + dy, Sink::Rows(rows));
@@ -316,7 +337,7 @@ impl Engine {
                     }
                     Layout::Nchw if T::has_fused_nchw(k) => {
                         let dst = SharedOut(out_b.as_mut_ptr());
-                        (0..h.div_ceil(tile)).into_par_iter().for_each(|t| {
+                        self.range(h.div_ceil(tile), |t| {
                             let mut sc = self.take_scratch();
                             for y in t * tile..((t + 1) * tile).min(h) {
                                 // Rows y·s .. y·s+s of every plane belong to this task alone.
@@ -327,7 +348,7 @@ impl Engine {
                     }
                     Layout::Nchw => {
                         let dst = SharedOut(out_b.as_mut_ptr());
-                        (0..h.div_ceil(tile)).into_par_iter().for_each(|t| {
+                        self.range(h.div_ceil(tile), |t| {
                             let mut sc = self.take_scratch();
                             let mut rows = std::mem::take(T::rowbuf(&mut sc));
                             grow(&mut rows, row_out);
@@ -353,6 +374,7 @@ impl Engine {
             }
         };
         match &self.pool {
+            _ if self.sequential => body(),
             Some(p) => p.install(body),
             None => body(),
         }
