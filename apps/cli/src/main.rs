@@ -71,7 +71,7 @@ pub struct ExecArgs {
     /// Numeric precision of the computation.
     #[arg(long, value_enum, default_value = "f32")]
     pub precision: Precision,
-    /// Kernel backend: auto (fastest usable, or $DYSAMPLE_BACKEND), scalar, avx2, avx2-vnni, neon, neon-dotprod, neon-dotprod-fp16.
+    /// Kernel backend: auto (fastest usable, or $DYSAMPLE_BACKEND), scalar, avx2, avx2-vnni, avx512, neon, neon-dotprod, neon-dotprod-fp16.
     #[arg(long, default_value = "auto")]
     pub backend: String,
     /// Worker threads (default: all cores).

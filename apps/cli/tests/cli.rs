@@ -238,7 +238,7 @@ fn info_bench_and_demo() {
     let out = run_ok(&["info", "--json"]);
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let backends = v["backends"].as_array().unwrap();
-    assert_eq!(backends.len(), 6);
+    assert_eq!(backends.len(), dysample::kernels::Backend::ALL.len());
     assert!(backends.iter().any(|b| b["name"] == "scalar" && b["usable"] == true));
     assert!(backends.iter().any(|b| b["usable"] == false && b["reason"].as_str().unwrap().contains("lacks")));
     let text = String::from_utf8(run_ok(&["info"]).stdout).unwrap();

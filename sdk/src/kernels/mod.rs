@@ -30,6 +30,8 @@ pub mod scalar;
 pub mod avx2;
 #[cfg(target_arch = "x86_64")]
 pub mod vnni;
+#[cfg(target_arch = "x86_64")]
+pub mod avx512;
 #[cfg(target_arch = "aarch64")]
 pub mod neon;
 #[cfg(target_arch = "aarch64")]
@@ -172,6 +174,9 @@ pub enum Backend {
     Avx2,
     /// AVX2 plus VNNI (AVX-VNNI, or AVX-512 VNNI with VL) for the int8 convolution.
     Avx2Vnni,
+    /// AVX-512 F + BW + VL + VNNI (plus AVX2/FMA/F16C): the AVX2-VNNI table with 512-bit
+    /// `sample_i8` and `conv_f32`.
+    Avx512,
     /// AArch64 Advanced SIMD (ARMv8.0: Raspberry Pi 4, Cortex-A72).
     Neon,
     /// NEON + `sdot` (ARMv8.2 dotprod: Raspberry Pi 5, Jetson Orin) for the int8 convolution.
@@ -182,7 +187,8 @@ pub enum Backend {
 
 impl Backend {
     /// Every backend, best first within each architecture.
-    pub const ALL: [Backend; 6] = [
+    pub const ALL: [Backend; 7] = [
+        Backend::Avx512,
         Backend::Avx2Vnni,
         Backend::Avx2,
         Backend::NeonDotprodFp16,
@@ -196,6 +202,7 @@ impl Backend {
             Backend::Scalar => "scalar",
             Backend::Avx2 => "avx2",
             Backend::Avx2Vnni => "avx2-vnni",
+            Backend::Avx512 => "avx512",
             Backend::Neon => "neon",
             Backend::NeonDotprod => "neon-dotprod",
             Backend::NeonDotprodFp16 => "neon-dotprod-fp16",
@@ -221,6 +228,16 @@ impl Backend {
                     "avxvnni or avx512vnni+avx512vl",
                     cpu.avxvnni || (cpu.avx512vnni && cpu.avx512vl),
                 ),
+            ],
+            Backend::Avx512 => &[
+                ("x86_64", cpu.arch == "x86_64"),
+                ("avx2", cpu.avx2),
+                ("fma", cpu.fma),
+                ("f16c", cpu.f16c),
+                ("avx512f", cpu.avx512f),
+                ("avx512bw", cpu.avx512bw),
+                ("avx512vl", cpu.avx512vl),
+                ("avx512vnni", cpu.avx512vnni),
             ],
             Backend::Neon => &[("aarch64", cpu.arch == "aarch64"), ("neon", cpu.neon)],
             Backend::NeonDotprod => &[
@@ -341,6 +358,8 @@ fn table(b: Backend) -> Option<&'static Kernels> {
         Backend::Avx2 => Some(&avx2::KERNELS),
         #[cfg(target_arch = "x86_64")]
         Backend::Avx2Vnni => vnni::table(CpuFeatures::get()),
+        #[cfg(target_arch = "x86_64")]
+        Backend::Avx512 => Some(&avx512::KERNELS),
         #[cfg(target_arch = "aarch64")]
         Backend::Neon => Some(&neon::KERNELS),
         #[cfg(target_arch = "aarch64")]

@@ -1,0 +1,582 @@
+//! x86_64 AVX-512 (F + BW + VL + VNNI) kernels, on top of the AVX2 + VNNI table.
+//!
+//! Only the hottest families get 512-bit versions: `sample_i8` (32 channels per step, masked
+//! tails) and `conv_f32` (MP pixels x 32 outputs in zmm accumulators, masked column tails).
+//! Everything else, including the EVEX `vpdpbusd` int8 convolution, comes from
+//! [`super::vnni::KERNELS_AVX512VNNI`].
+//!
+//! Soundness: every intrinsic sits in a `#[target_feature]` function reachable only through
+//! [`KERNELS`], which is `pub(super)` and handed out by [`super::Backend::kernels`] after
+//! AVX2/FMA/F16C and AVX-512 F/BW/VL/VNNI were detected. The safe wrappers `assert!` every slice
+//! extent the kernel touches before entering `unsafe` code; masked loads and stores never touch
+//! masked-out elements (they cannot fault there).
+
+use super::{Backend, Kernels, TapQ11};
+use core::arch::x86_64::*;
+use core::ptr;
+
+pub(super) static KERNELS: Kernels = Kernels {
+    backend: Backend::Avx512,
+    conv_f32,
+    sample_i8,
+    ..super::vnni::KERNELS_AVX512VNNI
+};
+
+/// `(n - 1) * ld + len`, panicking on overflow.
+fn extent(n: usize, ld: usize, len: usize) -> usize {
+    if n == 0 {
+        return 0;
+    }
+    (n - 1)
+        .checked_mul(ld)
+        .and_then(|v| v.checked_add(len))
+        .expect("kernel extent overflows usize")
+}
+
+// ---------------------------------------------------------------------------------------------
+// sample_i8: per 32 channels, sign-extend each corner to 32 i16, interleave (q_left, q_right)
+// per 128-bit lane, vpmaddwd with (2048−fx, fx) → |top|, |bot| ≤ 2^18 in i32; the vertical pass
+// top·(2048−fy) + bot·fy is the exact Σ w_ij q_ij (|·| ≤ 2^29); + 2^21, arithmetic shift by 22.
+// unpacklo/hi give channels {0-3, 8-11, 16-19, 24-27} / {4-7, ...}; packs_epi32 (per lane)
+// restores channel order and vpmovwb narrows the in-range i16 to bytes.
+
+fn sample_i8(src: &[i8], taps: &[TapQ11], cpg: usize, out: &mut [i8]) {
+    if cpg == 0 || taps.is_empty() {
+        return;
+    }
+    let m = taps
+        .iter()
+        .map(|t| t.base as usize + t.dx as usize + t.dy as usize)
+        .max()
+        .unwrap_or(0);
+    assert!(m + cpg <= src.len(), "sample_i8: tap reads past src");
+    let olen = taps
+        .len()
+        .checked_mul(cpg)
+        .expect("sample_i8: output overflows");
+    assert!(out.len() >= olen, "sample_i8: out too short");
+    // SAFETY: AVX-512 F/BW/VL detected (KERNELS); every tap's four runs of cpg bytes lie in
+    // src (base + dx + dy + cpg ≤ len, all offsets non-negative) and out holds taps·cpg bytes.
+    unsafe { sample_i8_avx512(src.as_ptr(), taps, cpg, out.as_mut_ptr()) }
+}
+
+/// # Safety
+/// AVX-512 F/BW/VL; for every tap `t`, `src + t.base + {0, dx, dy, dx+dy} .. + cpg` readable;
+/// `out .. + taps.len()·cpg` writable.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2")]
+unsafe fn sample_i8_avx512(src: *const i8, taps: &[TapQ11], cpg: usize, out: *mut i8) {
+    let full = cpg / 32;
+    let rem = cpg % 32;
+    let tail: __mmask32 = if rem == 0 { 0 } else { (1u32 << rem) - 1 };
+    for (n, t) in taps.iter().enumerate() {
+        let (fx, fy) = (t.fx as i32, t.fy as i32);
+        let (gx, gy) = (super::Q11_ONE - fx, super::Q11_ONE - fy);
+        let wx = _mm512_set1_epi32((gx & 0xffff) | (fx << 16));
+        let (vgy, vfy) = (_mm512_set1_epi32(gy), _mm512_set1_epi32(fy));
+        // SAFETY: the four tap origins and the output run are in bounds (caller).
+        unsafe {
+            let p00 = src.add(t.base as usize);
+            let p01 = p00.add(t.dx as usize);
+            let p10 = p00.add(t.dy as usize);
+            let p11 = p10.add(t.dx as usize);
+            let ps = [p00, p01, p10, p11];
+            let o = out.add(n * cpg);
+            for i in 0..full {
+                bilerp32::<false>(ps, 32 * i, wx, vgy, vfy, o.add(32 * i), !0);
+            }
+            if rem != 0 {
+                bilerp32::<true>(ps, 32 * full, wx, vgy, vfy, o.add(32 * full), tail);
+            }
+        }
+    }
+}
+
+/// 32 channels (the masked-in ones when `MASKED`) of the exact Q11 bilinear blend.
+///
+/// # Safety
+/// `ps[i] + c + j` readable and `o + j` writable for every channel `j < 32` selected by `mask`
+/// (all 32 when not `MASKED`).
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2")]
+unsafe fn bilerp32<const MASKED: bool>(
+    ps: [*const i8; 4],
+    c: usize,
+    wx: __m512i,
+    gy: __m512i,
+    fy: __m512i,
+    o: *mut i8,
+    mask: __mmask32,
+) {
+    // SAFETY: the caller guarantees the selected bytes at each ps[i] + c are readable and the
+    // selected bytes at o writable; masked-out bytes are neither read nor written.
+    unsafe {
+        let ld = |p: *const i8| {
+            let v = if MASKED {
+                _mm256_maskz_loadu_epi8(mask, p.add(c))
+            } else {
+                _mm256_loadu_si256(p.add(c) as *const __m256i)
+            };
+            _mm512_cvtepi8_epi16(v)
+        };
+        let (a, b, cc, d) = (ld(ps[0]), ld(ps[1]), ld(ps[2]), ld(ps[3]));
+        let top_lo = _mm512_madd_epi16(_mm512_unpacklo_epi16(a, b), wx);
+        let top_hi = _mm512_madd_epi16(_mm512_unpackhi_epi16(a, b), wx);
+        let bot_lo = _mm512_madd_epi16(_mm512_unpacklo_epi16(cc, d), wx);
+        let bot_hi = _mm512_madd_epi16(_mm512_unpackhi_epi16(cc, d), wx);
+        let round = _mm512_set1_epi32(1 << 21);
+        let v = |top: __m512i, bot: __m512i| {
+            let s = _mm512_add_epi32(_mm512_mullo_epi32(top, gy), _mm512_mullo_epi32(bot, fy));
+            _mm512_srai_epi32::<22>(_mm512_add_epi32(s, round))
+        };
+        // Results lie in [-128, 127]: neither the saturating pack nor vpmovwb changes them.
+        let r16 = _mm512_packs_epi32(v(top_lo, bot_lo), v(top_hi, bot_hi));
+        let r8 = _mm512_cvtepi16_epi8(r16);
+        if MASKED {
+            _mm256_mask_storeu_epi8(o, mask, r8);
+        } else {
+            _mm256_storeu_si256(o as *mut __m256i, r8);
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// conv_f32: MP pixels x NV·16 outputs in zmm accumulators, broadcast x (embedded {1to16}),
+// FMA with packed weight rows; the last 16-column block is masked when o_n % 16 ≠ 0.
+
+#[allow(clippy::too_many_arguments)]
+fn conv_f32(
+    x: &[f32],
+    ldx: usize,
+    npix: usize,
+    cin: usize,
+    wt: &[f32],
+    bias: Option<&[f32]>,
+    o_n: usize,
+    out: &mut [f32],
+) {
+    if npix == 0 || o_n == 0 {
+        return;
+    }
+    assert!(x.len() >= extent(npix, ldx, cin), "conv_f32: x too short");
+    let wlen = cin.checked_mul(o_n).expect("conv_f32: weights overflow");
+    assert!(wt.len() >= wlen, "conv_f32: wt too short");
+    let olen = npix.checked_mul(o_n).expect("conv_f32: output overflows");
+    assert!(out.len() >= olen, "conv_f32: out too short");
+    let bias = match bias {
+        Some(b) => {
+            assert!(b.len() >= o_n, "conv_f32: bias too short");
+            b.as_ptr()
+        }
+        None => ptr::null(),
+    };
+    // SAFETY: AVX-512F + FMA detected before KERNELS was handed out; the asserts above cover
+    // every x row, the cin·o_n weights, the o_n biases and the npix·o_n outputs touched.
+    unsafe {
+        conv_f32_avx512(
+            x.as_ptr(),
+            ldx,
+            npix,
+            cin,
+            wt.as_ptr(),
+            bias,
+            o_n,
+            out.as_mut_ptr(),
+        )
+    }
+}
+
+/// # Safety
+/// AVX-512F + FMA; pointers valid for the extents checked in [`conv_f32`]; `bias` may be null.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn conv_f32_avx512(
+    x: *const f32,
+    ldx: usize,
+    npix: usize,
+    cin: usize,
+    wt: *const f32,
+    bias: *const f32,
+    o_n: usize,
+    out: *mut f32,
+) {
+    let bias_at = |o: usize| {
+        if bias.is_null() {
+            bias
+        } else {
+            bias.wrapping_add(o)
+        }
+    };
+    let mut o0 = 0;
+    // SAFETY (all calls below): each column block [o0, o0 + width) lies inside o_n (the masked
+    // block selects only columns < o_n), so its weight, bias and output addresses are inside
+    // the extents the caller checked.
+    while o0 + 32 <= o_n {
+        unsafe {
+            conv_f32_cols::<8, 2, false>(
+                x,
+                ldx,
+                npix,
+                cin,
+                wt.add(o0),
+                bias_at(o0),
+                o_n,
+                out.add(o0),
+                !0,
+            )
+        };
+        o0 += 32;
+    }
+    if o0 + 16 <= o_n {
+        // SAFETY: as above: columns o0 .. o0 + 16 ≤ o_n.
+        unsafe {
+            conv_f32_cols::<8, 1, false>(
+                x,
+                ldx,
+                npix,
+                cin,
+                wt.add(o0),
+                bias_at(o0),
+                o_n,
+                out.add(o0),
+                !0,
+            )
+        };
+        o0 += 16;
+    }
+    if o0 < o_n {
+        let mask: __mmask16 = ((1u32 << (o_n - o0)) - 1) as __mmask16;
+        // SAFETY: as above: the mask selects columns o0 .. o_n only.
+        unsafe {
+            conv_f32_cols::<8, 1, true>(
+                x,
+                ldx,
+                npix,
+                cin,
+                wt.add(o0),
+                bias_at(o0),
+                o_n,
+                out.add(o0),
+                mask,
+            )
+        };
+    }
+}
+
+/// One column block over all pixels: MP-pixel tiles, then tiles of 4, 2, 1.
+///
+/// # Safety
+/// See [`conv_f32_tile`], for every pixel `p < npix`.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn conv_f32_cols<const MP: usize, const NV: usize, const MASKED: bool>(
+    x: *const f32,
+    ldx: usize,
+    npix: usize,
+    cin: usize,
+    w: *const f32,
+    bias: *const f32,
+    o_n: usize,
+    out: *mut f32,
+    mask: __mmask16,
+) {
+    let mut p = 0;
+    // SAFETY (all calls): pixels p .. p + tile are < npix, inside the caller's extents.
+    while p + MP <= npix {
+        unsafe {
+            conv_f32_tile::<MP, NV, MASKED>(
+                x.add(p * ldx),
+                ldx,
+                cin,
+                w,
+                bias,
+                o_n,
+                out.add(p * o_n),
+                mask,
+            )
+        };
+        p += MP;
+    }
+    if p + 4 <= npix {
+        // SAFETY: as above, pixels p .. p + 4 < npix.
+        unsafe {
+            conv_f32_tile::<4, NV, MASKED>(
+                x.add(p * ldx),
+                ldx,
+                cin,
+                w,
+                bias,
+                o_n,
+                out.add(p * o_n),
+                mask,
+            )
+        };
+        p += 4;
+    }
+    if p + 2 <= npix {
+        // SAFETY: as above, pixels p .. p + 2 < npix.
+        unsafe {
+            conv_f32_tile::<2, NV, MASKED>(
+                x.add(p * ldx),
+                ldx,
+                cin,
+                w,
+                bias,
+                o_n,
+                out.add(p * o_n),
+                mask,
+            )
+        };
+        p += 2;
+    }
+    if p < npix {
+        // SAFETY: as above, pixel p < npix.
+        unsafe {
+            conv_f32_tile::<1, NV, MASKED>(
+                x.add(p * ldx),
+                ldx,
+                cin,
+                w,
+                bias,
+                o_n,
+                out.add(p * o_n),
+                mask,
+            )
+        };
+    }
+}
+
+/// Loads NV vectors of 16 f32; the last one masked (zero elsewhere) when `MASKED`.
+///
+/// # Safety
+/// `p .. p + 16·NV` readable (only the masked-in lanes of the last vector when `MASKED`).
+#[inline]
+#[target_feature(enable = "avx512f")]
+unsafe fn load_row<const NV: usize, const MASKED: bool>(
+    p: *const f32,
+    mask: __mmask16,
+) -> [__m512; NV] {
+    let mut r = [_mm512_setzero_ps(); NV];
+    for (v, rv) in r.iter_mut().enumerate() {
+        // SAFETY: inside the range the caller guarantees; masked-out lanes are not accessed.
+        *rv = unsafe {
+            if MASKED && v + 1 == NV {
+                _mm512_maskz_loadu_ps(mask, p.add(16 * v))
+            } else {
+                _mm512_loadu_ps(p.add(16 * v))
+            }
+        };
+    }
+    r
+}
+
+/// MP pixels x NV·16 outputs; MP·NV accumulators stay in registers (≤ 16 of 32 zmm).
+///
+/// # Safety
+/// AVX-512F + FMA; `x + p·ldx + k` readable for p < MP, k < cin; `w + k·o_n .. + 16·NV`
+/// readable for k < cin (masked-in lanes of the last vector only when `MASKED`); likewise
+/// `bias` (or null) readable and `out + p·o_n` writable.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn conv_f32_tile<const MP: usize, const NV: usize, const MASKED: bool>(
+    x: *const f32,
+    ldx: usize,
+    cin: usize,
+    w: *const f32,
+    bias: *const f32,
+    o_n: usize,
+    out: *mut f32,
+    mask: __mmask16,
+) {
+    let init = if bias.is_null() {
+        [_mm512_setzero_ps(); NV]
+    } else {
+        // SAFETY: bias is valid for this column block (caller).
+        unsafe { load_row::<NV, MASKED>(bias, mask) }
+    };
+    let mut acc = [init; MP];
+    for k in 0..cin {
+        // SAFETY: row k of the packed weights, within this column block (caller).
+        let wv = unsafe { load_row::<NV, MASKED>(w.add(k * o_n), mask) };
+        for (p, accp) in acc.iter_mut().enumerate() {
+            // SAFETY: x[p·ldx + k] with p < MP, k < cin is readable (caller).
+            let xb = _mm512_set1_ps(unsafe { *x.add(p * ldx + k) });
+            for (a, &wvv) in accp.iter_mut().zip(wv.iter()) {
+                *a = _mm512_fmadd_ps(xb, wvv, *a);
+            }
+        }
+    }
+    for (p, accp) in acc.iter().enumerate() {
+        for (v, &a) in accp.iter().enumerate() {
+            // SAFETY: out + p·o_n is writable for this column block (caller); masked-out lanes
+            // are untouched.
+            unsafe {
+                let dst = out.add(p * o_n + 16 * v);
+                if MASKED && v + 1 == NV {
+                    _mm512_mask_storeu_ps(dst, mask, a);
+                } else {
+                    _mm512_storeu_ps(dst, a);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The AVX-512 kernels against `scalar`, on CPUs that can run the table.
+
+    use super::super::{scalar, Backend, Kernels, TapQ11};
+    use proptest::prelude::*;
+    use rand::{rngs::StdRng, Rng, SeedableRng};
+
+    fn table() -> Option<&'static Kernels> {
+        match Backend::Avx512.kernels() {
+            Ok(k) => Some(k),
+            Err(e) => {
+                eprintln!("skipping: {e}");
+                None
+            }
+        }
+    }
+
+    /// Random taps inside a `src_len` buffer of `c`-channel pixels, `w` per row; every fifth
+    /// tap sits at the very end of the buffer (last pixel, clamped: dx = dy = 0).
+    fn taps(
+        rng: &mut StdRng,
+        n: usize,
+        pixels: usize,
+        c: usize,
+        w: usize,
+        cpg: usize,
+    ) -> Vec<TapQ11> {
+        let g = c / cpg;
+        (0..n)
+            .map(|i| {
+                let q = rng.gen_range(0..g);
+                if i % 5 == 4 {
+                    return TapQ11 {
+                        base: ((pixels - 1) * c + (g - 1) * cpg) as u32,
+                        dx: 0,
+                        dy: 0,
+                        fx: rng.gen_range(0..=2048),
+                        fy: rng.gen_range(0..=2048),
+                    };
+                }
+                let p = rng.gen_range(0..pixels);
+                let (px, py) = (p % w, p / w);
+                let h = pixels / w;
+                let dx = if px + 1 < w { c } else { 0 };
+                let dy = if py + 1 < h { w * c } else { 0 };
+                TapQ11 {
+                    base: (p * c + q * cpg) as u32,
+                    dx: dx as u32,
+                    dy: dy as u32,
+                    fx: [0, 2048, rng.gen_range(0..=2048)][rng.gen_range(0..3)],
+                    fy: [0, 2048, rng.gen_range(0..=2048)][rng.gen_range(0..3)],
+                }
+            })
+            .collect()
+    }
+
+    fn check_sample_i8(k: &Kernels, g: usize, cpg: usize, w: usize, h: usize, n: usize, seed: u64) {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let c = g * cpg;
+        let src: Vec<i8> = (0..w * h * c)
+            .map(|i| match i % 7 {
+                0 => -128,
+                1 => 127,
+                _ => rng.gen(),
+            })
+            .collect();
+        let t = taps(&mut rng, n, w * h, c, w, cpg);
+        let mut want = vec![0x55i8; n * cpg + 3];
+        let mut got = want.clone();
+        scalar::sample_i8(&src, &t, cpg, &mut want);
+        (k.sample_i8)(&src, &t, cpg, &mut got);
+        assert_eq!(got, want, "sample_i8 g={g} cpg={cpg} n={n}");
+    }
+
+    fn check_conv_f32(
+        k: &Kernels,
+        cin: usize,
+        o_n: usize,
+        npix: usize,
+        pad: usize,
+        bias: bool,
+        seed: u64,
+    ) {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let ldx = cin + pad;
+        // Exact length: the last pixel's row ends the slice.
+        let x: Vec<f32> = (0..super::extent(npix, ldx, cin))
+            .map(|_| rng.gen_range(-1.0..1.0))
+            .collect();
+        let w: Vec<f32> = (0..cin * o_n).map(|_| rng.gen_range(-1.0..1.0)).collect();
+        let b: Vec<f32> = (0..o_n).map(|_| rng.gen_range(-1.0..1.0)).collect();
+        let wt = super::super::pack_conv_f32(&w, o_n, cin);
+        let bias = bias.then_some(&b[..]);
+        let mut want = vec![f32::NAN; npix * o_n + 5];
+        let mut got = want.clone();
+        scalar::conv_f32(&x, ldx, npix, cin, &wt, bias, o_n, &mut want);
+        (k.conv_f32)(&x, ldx, npix, cin, &wt, bias, o_n, &mut got);
+        let m = want[..npix * o_n]
+            .iter()
+            .fold(1e-6f32, |m, v| m.max(v.abs()));
+        for i in 0..npix * o_n {
+            assert!(
+                (got[i] - want[i]).abs() <= 1e-5 * m,
+                "conv_f32 cin={cin} o_n={o_n} npix={npix} i={i}: {} vs {}",
+                got[i],
+                want[i]
+            );
+        }
+        assert!(
+            got[npix * o_n..].iter().all(|v| v.is_nan()),
+            "conv_f32 wrote past its output"
+        );
+    }
+
+    #[test]
+    fn hot_and_edge_shapes() {
+        let Some(k) = table() else { return };
+        assert_eq!(k.backend, Backend::Avx512);
+        check_sample_i8(k, 4, 64, 12, 5, 300, 1);
+        check_conv_f32(k, 256, 32, 120, 0, true, 2);
+        for cpg in [1, 15, 16, 17, 31, 32, 33, 63, 64, 65, 70] {
+            check_sample_i8(k, 3, cpg, 3, 2, 40, cpg as u64);
+        }
+        for o_n in 1..40 {
+            for npix in 0..9 {
+                check_conv_f32(
+                    k,
+                    5 + o_n % 3,
+                    o_n,
+                    npix,
+                    o_n % 2,
+                    npix % 2 == 0,
+                    (o_n * 10 + npix) as u64,
+                );
+            }
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 128, failure_persistence: None, ..ProptestConfig::default() })]
+
+        #[test]
+        fn sample_i8_is_bit_exact(g in 1usize..5, cpg in 1usize..70, w in 1usize..6, h in 1usize..4, n in 0usize..40, seed in any::<u64>()) {
+            if let Some(k) = table() {
+                check_sample_i8(k, g, cpg, w, h, n, seed);
+            }
+        }
+
+        #[test]
+        fn conv_f32_matches_scalar(cin in 0usize..70, o_n in 1usize..40, npix in 0usize..9, pad in 0usize..3, bias in any::<bool>(), seed in any::<u64>()) {
+            if let Some(k) = table() {
+                check_conv_f32(k, cin, o_n, npix, pad, bias, seed);
+            }
+        }
+    }
+}
