@@ -212,7 +212,7 @@ unsafe fn conv_f32_avx512(
     // the extents the caller checked.
     while o0 + 32 <= o_n {
         unsafe {
-            conv_f32_cols::<8, 2, false>(
+            conv_f32_cols::<12, 2, false>(
                 x,
                 ldx,
                 npix,
@@ -297,7 +297,7 @@ unsafe fn conv_f32_cols<const MP: usize, const NV: usize, const MASKED: bool>(
         };
         p += MP;
     }
-    if p + 4 <= npix {
+    while p + 4 <= npix {
         // SAFETY: as above, pixels p .. p + 4 < npix.
         unsafe {
             conv_f32_tile::<4, NV, MASKED>(
@@ -576,6 +576,55 @@ mod tests {
         fn conv_f32_matches_scalar(cin in 0usize..70, o_n in 1usize..40, npix in 0usize..9, pad in 0usize..3, bias in any::<bool>(), seed in any::<u64>()) {
             if let Some(k) = table() {
                 check_conv_f32(k, cin, o_n, npix, pad, bias, seed);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod microbench {
+    use super::super::{pack_conv_f32, Backend, TapQ11};
+    use std::time::Instant;
+
+    /// `cargo test --release -p dysample --lib microbench -- --ignored --nocapture`
+    #[test]
+    #[ignore]
+    fn conv_f32_and_sample_i8() {
+        let (Ok(a), Ok(b)) = (Backend::Avx2Vnni.kernels(), Backend::Avx512.kernels()) else {
+            return;
+        };
+        let (cin, o_n, npix) = (256, 32, 120);
+        let x: Vec<f32> = (0..cin * npix).map(|i| (i % 13) as f32 * 0.1).collect();
+        let wt = pack_conv_f32(&vec![0.01; cin * o_n], o_n, cin);
+        let bias = vec![0.5; o_n];
+        let mut out = vec![0.0; npix * o_n];
+        let src: Vec<i8> = (0..256 * 240).map(|i| (i % 251) as i8).collect();
+        let taps: Vec<TapQ11> = (0..4 * 240)
+            .map(|i| TapQ11 {
+                base: ((i % 239) * 256 + (i % 4) * 64) as u32,
+                dx: 256,
+                dy: 0,
+                fx: 700,
+                fy: 1300,
+            })
+            .collect();
+        let mut outq = vec![0i8; taps.len() * 64];
+        for round in 0..3 {
+            for k in [a, b] {
+                let t = Instant::now();
+                for _ in 0..2000 {
+                    (k.conv_f32)(&x, cin, npix, cin, &wt, Some(&bias), o_n, &mut out);
+                }
+                let c = t.elapsed().as_secs_f64() / 2000.0 * 1e6;
+                let t = Instant::now();
+                for _ in 0..2000 {
+                    (k.sample_i8)(&src, &taps, 64, &mut outq);
+                }
+                let s = t.elapsed().as_secs_f64() / 2000.0 * 1e6;
+                eprintln!(
+                    "round {round} {}: conv_f32 {c:.2} us, sample_i8 {s:.2} us",
+                    k.backend
+                );
             }
         }
     }
