@@ -573,7 +573,7 @@ mod tests {
         }
 
         #[test]
-        fn conv_f32_matches_scalar(cin in 0usize..70, o_n in 1usize..40, npix in 0usize..9, pad in 0usize..3, bias in any::<bool>(), seed in any::<u64>()) {
+        fn conv_f32_matches_scalar(cin in 0usize..70, o_n in 1usize..40, npix in 0usize..30, pad in 0usize..3, bias in any::<bool>(), seed in any::<u64>()) {
             if let Some(k) = table() {
                 check_conv_f32(k, cin, o_n, npix, pad, bias, seed);
             }
