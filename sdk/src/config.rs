@@ -89,9 +89,7 @@ impl DySampleConfig {
         if g == 0 {
             problems.push("groups must be ≥ 1".to_string());
         } else if c % g != 0 {
-            problems.push(format!(
-                "channels ({c}) must be divisible by groups ({g})"
-            ));
+            problems.push(format!("channels ({c}) must be divisible by groups ({g})"));
         }
         if self.style == Style::Pl && s >= 2 {
             let s2 = s * s;
@@ -188,7 +186,9 @@ mod tests {
 
     #[test]
     fn reports_every_violation() {
-        let err = DySampleConfig::new(6, 2, Style::Pl, 4, false).unwrap_err().to_string();
+        let err = DySampleConfig::new(6, 2, Style::Pl, 4, false)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("divisible by groups"), "{err}");
         assert!(err.contains("multiple of scale²"), "{err}");
         assert!(DySampleConfig::new(8, 1, Style::Lp, 1, false).is_err());

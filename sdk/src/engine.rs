@@ -8,7 +8,9 @@
 
 use crate::config::{DySampleConfig, Style};
 use crate::error::{Error, Result};
-use crate::kernels::{pack_conv_f32, pack_conv_i8, BackendChoice, Kernels, SampleNchw, Tap, TapQ11};
+use crate::kernels::{
+    pack_conv_f32, pack_conv_i8, BackendChoice, Kernels, SampleNchw, Tap, TapQ11,
+};
 use crate::quant::{sample_coord_q11, QuantizedWeights};
 use crate::tensor::{Layout, Shape};
 use crate::weights::Weights;
@@ -106,7 +108,15 @@ pub(crate) trait Elem: Copy + Default + Send + Sync + 'static {
 }
 
 impl Elem for f32 {
-    unsafe fn transpose(k: &Kernels, src: &[f32], rows: usize, cols: usize, src_ld: usize, dst: *mut f32, dst_ld: usize) {
+    unsafe fn transpose(
+        k: &Kernels,
+        src: &[f32],
+        rows: usize,
+        cols: usize,
+        src_ld: usize,
+        dst: *mut f32,
+        dst_ld: usize,
+    ) {
         // SAFETY: forwarded contract.
         unsafe { (k.transpose_f32)(src, rows, cols, src_ld, dst, dst_ld) }
     }
@@ -119,9 +129,26 @@ impl Elem for f32 {
 }
 
 impl Elem for f16 {
-    unsafe fn transpose(k: &Kernels, src: &[f16], rows: usize, cols: usize, src_ld: usize, dst: *mut f16, dst_ld: usize) {
+    unsafe fn transpose(
+        k: &Kernels,
+        src: &[f16],
+        rows: usize,
+        cols: usize,
+        src_ld: usize,
+        dst: *mut f16,
+        dst_ld: usize,
+    ) {
         // SAFETY: f16 and u16 have the same size and alignment; the contract is forwarded.
-        unsafe { (k.transpose_u16)(bytemuck::cast_slice(src), rows, cols, src_ld, dst.cast(), dst_ld) }
+        unsafe {
+            (k.transpose_u16)(
+                bytemuck::cast_slice(src),
+                rows,
+                cols,
+                src_ld,
+                dst.cast(),
+                dst_ld,
+            )
+        }
     }
     fn rowbuf(sc: &mut Scratch) -> &mut Vec<f16> {
         &mut sc.row_f16
@@ -132,9 +159,26 @@ impl Elem for f16 {
 }
 
 impl Elem for i8 {
-    unsafe fn transpose(k: &Kernels, src: &[i8], rows: usize, cols: usize, src_ld: usize, dst: *mut i8, dst_ld: usize) {
+    unsafe fn transpose(
+        k: &Kernels,
+        src: &[i8],
+        rows: usize,
+        cols: usize,
+        src_ld: usize,
+        dst: *mut i8,
+        dst_ld: usize,
+    ) {
         // SAFETY: i8 and u8 have the same size and alignment; the contract is forwarded.
-        unsafe { (k.transpose_u8)(bytemuck::cast_slice(src), rows, cols, src_ld, dst.cast(), dst_ld) }
+        unsafe {
+            (k.transpose_u8)(
+                bytemuck::cast_slice(src),
+                rows,
+                cols,
+                src_ld,
+                dst.cast(),
+                dst_ld,
+            )
+        }
     }
     fn rowbuf(sc: &mut Scratch) -> &mut Vec<i8> {
         &mut sc.row_i8
@@ -245,11 +289,20 @@ impl Engine {
     }
 
     /// `f(index, chunk)` over `chunk`-sized pieces of `data`, in parallel unless sequential.
-    fn chunks<T: Send>(&self, data: &mut [T], chunk: usize, f: impl Fn(usize, &mut [T]) + Sync + Send) {
+    fn chunks<T: Send>(
+        &self,
+        data: &mut [T],
+        chunk: usize,
+        f: impl Fn(usize, &mut [T]) + Sync + Send,
+    ) {
         if self.sequential {
-            data.chunks_mut(chunk).enumerate().for_each(|(i, c)| f(i, c));
+            data.chunks_mut(chunk)
+                .enumerate()
+                .for_each(|(i, c)| f(i, c));
         } else {
-            data.par_chunks_mut(chunk).enumerate().for_each(|(i, c)| f(i, c));
+            data.par_chunks_mut(chunk)
+                .enumerate()
+                .for_each(|(i, c)| f(i, c));
         }
     }
 
@@ -263,7 +316,12 @@ impl Engine {
     }
 
     fn take_scratch(&self) -> Scratch {
-        self.scratch.lock().map(|mut v| v.pop()).ok().flatten().unwrap_or_default()
+        self.scratch
+            .lock()
+            .map(|mut v| v.pop())
+            .ok()
+            .flatten()
+            .unwrap_or_default()
     }
 
     fn put_scratch(&self, sc: Scratch) {
@@ -294,7 +352,11 @@ impl Engine {
         let mut guard = store.try_lock().ok();
         let buf: &mut Vec<T> = guard.as_deref_mut().unwrap_or(&mut local);
         let mut body = || {
-            let threads = if self.sequential { 1 } else { rayon::current_num_threads() };
+            let threads = if self.sequential {
+                1
+            } else {
+                rayon::current_num_threads()
+            };
             // ~4 tasks per thread balances load without making tasks too small.
             let tile = h.div_ceil(threads * 4).max(1);
             for b in 0..shape.batch {
@@ -317,7 +379,15 @@ impl Engine {
                                     // SAFETY: `d` is exclusively ours; the writes d[p·c + c0 + j]
                                     // (pb ≤ p < pb + nb ≤ np, j < cw) stay inside it.
                                     unsafe {
-                                        T::transpose(k, &in_b[c0 * h * w + p0 + pb..], cw, nb, h * w, d.as_mut_ptr().add(pb * c + c0), c)
+                                        T::transpose(
+                                            k,
+                                            &in_b[c0 * h * w + p0 + pb..],
+                                            cw,
+                                            nb,
+                                            h * w,
+                                            d.as_mut_ptr().add(pb * c + c0),
+                                            c,
+                                        )
                                     }
                                 }
                             }
@@ -361,7 +431,15 @@ impl Engine {
                                         // SAFETY: output row y·s+i of every channel plane belongs
                                         // to this task alone, and lies inside `out_b` (c·oplane).
                                         unsafe {
-                                            T::transpose(k, &src[c0..], s * w, cw, c, dst.ptr().add(c0 * oplane + (y * s + i) * s * w), oplane)
+                                            T::transpose(
+                                                k,
+                                                &src[c0..],
+                                                s * w,
+                                                cw,
+                                                c,
+                                                dst.ptr().add(c0 * oplane + (y * s + i) * s * w),
+                                                oplane,
+                                            )
                                         };
                                     }
                                 }
@@ -381,19 +459,50 @@ impl Engine {
     }
 
     /// f32 layer on f32 data.
-    pub(crate) fn forward_f32(&self, plan: &FloatPlan, input: &[f32], shape: Shape, layout: Layout, out: &mut [f32]) {
+    pub(crate) fn forward_f32(
+        &self,
+        plan: &FloatPlan,
+        input: &[f32],
+        shape: Shape,
+        layout: Layout,
+        out: &mut [f32],
+    ) {
         let k = self.kernels;
         let row = |sc: &mut Scratch, img: &[f32], y: usize, sink: Sink<'_, f32>| {
             let (w, c) = (shape.width, shape.channels);
             let xrow = &img[y * w * c..(y + 1) * w * c];
             float_offsets(k, plan, xrow, w, sc);
-            sample_rows_f32(&plan.cfg, shape, y, sc, img, k.sample_f32, k.sample_f32_nchw, sink);
+            sample_rows_f32(
+                &plan.cfg,
+                shape,
+                y,
+                sc,
+                img,
+                k.sample_f32,
+                k.sample_f32_nchw,
+                sink,
+            );
         };
-        self.run(input, shape, plan.cfg.scale, layout, out, &self.img_f32, &row);
+        self.run(
+            input,
+            shape,
+            plan.cfg.scale,
+            layout,
+            out,
+            &self.img_f32,
+            &row,
+        );
     }
 
     /// f32 layer on f16 storage.
-    pub(crate) fn forward_f16(&self, plan: &FloatPlan, input: &[f16], shape: Shape, layout: Layout, out: &mut [f16]) {
+    pub(crate) fn forward_f16(
+        &self,
+        plan: &FloatPlan,
+        input: &[f16],
+        shape: Shape,
+        layout: Layout,
+        out: &mut [f16],
+    ) {
         let k = self.kernels;
         let row = |sc: &mut Scratch, img: &[f16], y: usize, sink: Sink<'_, f16>| {
             let (w, c) = (shape.width, shape.channels);
@@ -401,20 +510,52 @@ impl Engine {
             (k.cvt_f16_f32)(&img[y * w * c..(y + 1) * w * c], grow(&mut xf, w * c));
             float_offsets(k, plan, &xf[..w * c], w, sc);
             sc.xf = xf;
-            sample_rows_f32(&plan.cfg, shape, y, sc, img, k.sample_f16, k.sample_f16_nchw, sink);
+            sample_rows_f32(
+                &plan.cfg,
+                shape,
+                y,
+                sc,
+                img,
+                k.sample_f16,
+                k.sample_f16_nchw,
+                sink,
+            );
         };
-        self.run(input, shape, plan.cfg.scale, layout, out, &self.img_f16, &row);
+        self.run(
+            input,
+            shape,
+            plan.cfg.scale,
+            layout,
+            out,
+            &self.img_f16,
+            &row,
+        );
     }
 
     /// Integer-only layer on int8 data.
-    pub(crate) fn forward_i8(&self, plan: &IntPlan, input: &[i8], shape: Shape, layout: Layout, out: &mut [i8]) {
+    pub(crate) fn forward_i8(
+        &self,
+        plan: &IntPlan,
+        input: &[i8],
+        shape: Shape,
+        layout: Layout,
+        out: &mut [i8],
+    ) {
         let k = self.kernels;
         let row = |sc: &mut Scratch, img: &[i8], y: usize, sink: Sink<'_, i8>| {
             let (w, c) = (shape.width, shape.channels);
             int_offsets(k, plan, &img[y * w * c..(y + 1) * w * c], w, sc);
             sample_rows_i8(k, &plan.qw, shape, y, sc, img, sink);
         };
-        self.run(input, shape, plan.qw.cfg.scale, layout, out, &self.img_i8, &row);
+        self.run(
+            input,
+            shape,
+            plan.qw.cfg.scale,
+            layout,
+            out,
+            &self.img_i8,
+            &row,
+        );
     }
 }
 
@@ -455,7 +596,11 @@ fn float_offsets(k: &Kernels, plan: &FloatPlan, xrow: &[f32], w: usize, sc: &mut
     for p in 0..npix {
         let (px, ij) = (p / subs, p % subs);
         for o in 0..o_n {
-            let ch = if cfg.style == Style::Lp { o } else { o * s2 + ij };
+            let ch = if cfg.style == Style::Lp {
+                o
+            } else {
+                o * s2 + ij
+            };
             let mut v = sc.r[p * o_n + o];
             if scope.is_some() {
                 v *= sigmoid(sc.sc[p * o_n + o]);
@@ -527,7 +672,15 @@ fn sample_rows_f32<T>(
                 }
             }
         }
-        emit(img, taps, nhwc, nchw, (g, cpg, s * w * c, (y * s + i) * s * w), i, &mut sink);
+        emit(
+            img,
+            taps,
+            nhwc,
+            nchw,
+            (g, cpg, s * w * c, (y * s + i) * s * w),
+            i,
+            &mut sink,
+        );
     }
 }
 
@@ -563,7 +716,15 @@ fn int_offsets(k: &Kernels, plan: &IntPlan, xrow: &[i8], w: usize, sc: &mut Scra
     qw.offsets_q11(&sc.acc[..npix * o_n], scope, npix, npix / w, off);
 }
 
-fn sample_rows_i8(k: &Kernels, qw: &QuantizedWeights, shape: Shape, y: usize, sc: &mut Scratch, img: &[i8], mut sink: Sink<'_, i8>) {
+fn sample_rows_i8(
+    k: &Kernels,
+    qw: &QuantizedWeights,
+    shape: Shape,
+    y: usize,
+    sc: &mut Scratch,
+    img: &[i8],
+    mut sink: Sink<'_, i8>,
+) {
     let cfg = &qw.cfg;
     let (s, g, s2) = (cfg.scale, cfg.groups, cfg.s2());
     let (h, w, c) = (shape.height, shape.width, shape.channels);
@@ -602,6 +763,14 @@ fn sample_rows_i8(k: &Kernels, qw: &QuantizedWeights, shape: Shape, y: usize, sc
                 }
             }
         }
-        emit(img, taps, k.sample_i8, k.sample_i8_nchw, (g, cpg, s * w * c, (y * s + i) * s * w), i, &mut sink);
+        emit(
+            img,
+            taps,
+            k.sample_i8,
+            k.sample_i8_nchw,
+            (g, cpg, s * w * c, (y * s + i) * s * w),
+            i,
+            &mut sink,
+        );
     }
 }

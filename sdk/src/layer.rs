@@ -37,7 +37,12 @@ impl DySample {
     /// Builds a layer from a config and matching weights, with the best backend for this CPU.
     pub fn new(cfg: DySampleConfig, weights: Weights) -> Result<Self> {
         // Re-check: `Weights` fields are public and may have been edited.
-        let weights = Weights::new(&cfg, weights.offset_weight, weights.offset_bias, weights.scope_weight)?;
+        let weights = Weights::new(
+            &cfg,
+            weights.offset_weight,
+            weights.offset_bias,
+            weights.scope_weight,
+        )?;
         let exec = ExecOptions::default();
         Ok(Self {
             plan: Arc::new(FloatPlan::new(&cfg, &weights)),
@@ -67,13 +72,19 @@ impl DySample {
 
     /// Chooses the kernel backend (`Auto` honours `DYSAMPLE_BACKEND`).
     pub fn with_backend(self, backend: BackendChoice) -> Result<Self> {
-        let exec = ExecOptions { backend, ..self.exec };
+        let exec = ExecOptions {
+            backend,
+            ..self.exec
+        };
         self.with_exec(exec)
     }
 
     /// Runs on a private pool of `threads` workers instead of the global one.
     pub fn with_threads(self, threads: usize) -> Result<Self> {
-        let exec = ExecOptions { threads: Some(threads), ..self.exec };
+        let exec = ExecOptions {
+            threads: Some(threads),
+            ..self.exec
+        };
         self.with_exec(exec)
     }
 
@@ -101,26 +112,43 @@ impl DySample {
 
     /// The output dimensions (in `layout` order) for input dimensions `dims`.
     pub fn output_dims(&self, dims: [usize; 4], layout: Layout) -> Result<[usize; 4]> {
-        Ok(self.input_shape(dims, layout)?.upsampled(self.cfg.scale).dims(layout))
+        Ok(self
+            .input_shape(dims, layout)?
+            .upsampled(self.cfg.scale)
+            .dims(layout))
     }
 
     /// Runs the layer on a flat f32 buffer with dimensions `dims` in `layout` order,
     /// writing the upsampled result (same layout) into `out`.
-    pub fn forward_slice(&self, input: &[f32], dims: [usize; 4], layout: Layout, out: &mut [f32]) -> Result<()> {
+    pub fn forward_slice(
+        &self,
+        input: &[f32],
+        dims: [usize; 4],
+        layout: Layout,
+        out: &mut [f32],
+    ) -> Result<()> {
         let shape = self.input_shape(dims, layout)?;
         check_lengths(&self.cfg, shape, input.len(), out.len())?;
         let _span = tracing::debug_span!("dysample.forward", precision = "f32", %shape, %layout, backend = %self.backend()).entered();
-        self.engine.forward_f32(&self.plan, input, shape, layout, out);
+        self.engine
+            .forward_f32(&self.plan, input, shape, layout, out);
         Ok(())
     }
 
     /// Runs the layer on a flat f16 buffer (same contract as [`DySample::forward_slice`]).
     /// Offsets and interpolation are computed in f32; storage is half precision.
-    pub fn forward_slice_f16(&self, input: &[f16], dims: [usize; 4], layout: Layout, out: &mut [f16]) -> Result<()> {
+    pub fn forward_slice_f16(
+        &self,
+        input: &[f16],
+        dims: [usize; 4],
+        layout: Layout,
+        out: &mut [f16],
+    ) -> Result<()> {
         let shape = self.input_shape(dims, layout)?;
         check_lengths(&self.cfg, shape, input.len(), out.len())?;
         let _span = tracing::debug_span!("dysample.forward", precision = "f16", %shape, %layout, backend = %self.backend()).entered();
-        self.engine.forward_f16(&self.plan, input, shape, layout, out);
+        self.engine
+            .forward_f16(&self.plan, input, shape, layout, out);
         Ok(())
     }
 
@@ -134,11 +162,19 @@ impl DySample {
     }
 
     /// Runs the layer into a caller-provided array (which must have the output's shape).
-    pub fn forward_into(&self, input: ArrayView4<'_, f32>, layout: Layout, mut out: ArrayViewMut4<'_, f32>) -> Result<()> {
+    pub fn forward_into(
+        &self,
+        input: ArrayView4<'_, f32>,
+        layout: Layout,
+        mut out: ArrayViewMut4<'_, f32>,
+    ) -> Result<()> {
         let dims = dims_of(input.shape());
         let odims = self.output_dims(dims, layout)?;
         if out.shape() != odims {
-            return Err(Error::shape("output", format!("expected dims {odims:?}, got {:?}", out.shape())));
+            return Err(Error::shape(
+                "output",
+                format!("expected dims {odims:?}, got {:?}", out.shape()),
+            ));
         }
         let input = input.as_standard_layout();
         let x = input.as_slice().expect("standard layout is contiguous");
@@ -200,17 +236,30 @@ impl QuantizedDySample {
     }
 
     /// Runs the int8 layer; input and output share [`QuantizedDySample::io_quant`].
-    pub fn forward_slice(&self, input: &[i8], dims: [usize; 4], layout: Layout, out: &mut [i8]) -> Result<()> {
+    pub fn forward_slice(
+        &self,
+        input: &[i8],
+        dims: [usize; 4],
+        layout: Layout,
+        out: &mut [i8],
+    ) -> Result<()> {
         let cfg = self.config();
         let shape = check_input_shape(cfg, dims, layout)?;
         check_lengths(cfg, shape, input.len(), out.len())?;
         let _span = tracing::debug_span!("dysample.forward", precision = "int8", %shape, %layout, backend = %self.backend()).entered();
-        self.engine.forward_i8(&self.plan, input, shape, layout, out);
+        self.engine
+            .forward_i8(&self.plan, input, shape, layout, out);
         Ok(())
     }
 
     /// Quantizes an f32 input, runs in int8 and dequantizes: a convenience for float pipelines.
-    pub fn forward_f32(&self, input: &[f32], dims: [usize; 4], layout: Layout, out: &mut [f32]) -> Result<()> {
+    pub fn forward_f32(
+        &self,
+        input: &[f32],
+        dims: [usize; 4],
+        layout: Layout,
+        out: &mut [f32],
+    ) -> Result<()> {
         let q = self.io_quant();
         let mut xq = vec![0i8; input.len()];
         q.quantize_slice(input, &mut xq);
@@ -226,28 +275,56 @@ fn check_input_shape(cfg: &DySampleConfig, dims: [usize; 4], layout: Layout) -> 
     if shape.channels != cfg.channels {
         return Err(Error::shape(
             "input",
-            format!("dims {dims:?} ({layout}) have {} channels, but the layer has {}", shape.channels, cfg.channels),
+            format!(
+                "dims {dims:?} ({layout}) have {} channels, but the layer has {}",
+                shape.channels, cfg.channels
+            ),
         ));
     }
     if shape.batch == 0 || shape.height == 0 || shape.width == 0 {
-        return Err(Error::shape("input", format!("dims {dims:?} ({layout}) must all be ≥ 1")));
+        return Err(Error::shape(
+            "input",
+            format!("dims {dims:?} ({layout}) must all be ≥ 1"),
+        ));
     }
     // Sample-point offsets are u32 element indices into one image.
-    let img_ok = shape.height.checked_mul(shape.width).and_then(|v| v.checked_mul(shape.channels)).is_some_and(|v| v < u32::MAX as usize);
-    let out_ok = shape.upsampled(cfg.scale).checked_len().is_some_and(|n| n <= isize::MAX as usize / 4);
+    let img_ok = shape
+        .height
+        .checked_mul(shape.width)
+        .and_then(|v| v.checked_mul(shape.channels))
+        .is_some_and(|v| v < u32::MAX as usize);
+    let out_ok = shape
+        .upsampled(cfg.scale)
+        .checked_len()
+        .is_some_and(|n| n <= isize::MAX as usize / 4);
     if !img_ok || !out_ok {
-        return Err(Error::shape("input", format!("dims {dims:?} are too large (one image must hold < 2^32 values)")));
+        return Err(Error::shape(
+            "input",
+            format!("dims {dims:?} are too large (one image must hold < 2^32 values)"),
+        ));
     }
     Ok(shape)
 }
 
 fn check_lengths(cfg: &DySampleConfig, shape: Shape, in_len: usize, out_len: usize) -> Result<()> {
     if in_len != shape.len() {
-        return Err(Error::shape("input", format!("{shape} needs {} values, the buffer has {in_len}", shape.len())));
+        return Err(Error::shape(
+            "input",
+            format!(
+                "{shape} needs {} values, the buffer has {in_len}",
+                shape.len()
+            ),
+        ));
     }
     let oshape = shape.upsampled(cfg.scale);
     if out_len != oshape.len() {
-        return Err(Error::shape("output", format!("{oshape} needs {} values, the buffer has {out_len}", oshape.len())));
+        return Err(Error::shape(
+            "output",
+            format!(
+                "{oshape} needs {} values, the buffer has {out_len}",
+                oshape.len()
+            ),
+        ));
     }
     Ok(())
 }

@@ -203,7 +203,11 @@ impl QuantParams {
                         v.len()
                     )));
                 }
-                if let Some((i, s)) = v.iter().enumerate().find(|(_, s)| !s.is_finite() || **s <= 0.0) {
+                if let Some((i, s)) = v
+                    .iter()
+                    .enumerate()
+                    .find(|(_, s)| !s.is_finite() || **s <= 0.0)
+                {
                     return Err(Error::Quant(format!(
                         "{name}[{i}] must be finite and > 0, got {s}"
                     )));
@@ -264,7 +268,9 @@ impl Requant {
     fn new(reals: &[f64], what: &str) -> Result<Self> {
         for (o, &r) in reals.iter().enumerate() {
             if !(r.is_finite() && r > 0.0) {
-                return Err(Error::Quant(format!("{what} channel {o}: rescale factor {r} is not finite and > 0")));
+                return Err(Error::Quant(format!(
+                    "{what} channel {o}: rescale factor {r} is not finite and > 0"
+                )));
             }
         }
         let max = reals.iter().fold(0.0f64, |m, &r| m.max(r));
@@ -284,8 +290,14 @@ impl Requant {
             )));
         }
         let scale = (1u64 << shift) as f64;
-        let m = reals.iter().map(|&r| ((r * scale).round() as i64).min((1i64 << 31) - 1)).collect();
-        Ok(Self { m, shift: shift as u32 })
+        let m = reals
+            .iter()
+            .map(|&r| ((r * scale).round() as i64).min((1i64 << 31) - 1))
+            .collect();
+        Ok(Self {
+            m,
+            shift: shift as u32,
+        })
     }
 
     /// `round(v · m[o] / 2^shift)`, rounding half up.
@@ -306,7 +318,9 @@ const SIGMOID_STEPS: f64 = 256.0;
 /// `exp` from IEEE basic operations only, so the LUT is bit-identical everywhere.
 fn det_exp(t: f64) -> f64 {
     let u = t / 1024.0;
-    let mut e = 1.0 + u * (1.0 + u / 2.0 * (1.0 + u / 3.0 * (1.0 + u / 4.0 * (1.0 + u / 5.0 * (1.0 + u / 6.0)))));
+    let mut e = 1.0
+        + u * (1.0
+            + u / 2.0 * (1.0 + u / 3.0 * (1.0 + u / 4.0 * (1.0 + u / 5.0 * (1.0 + u / 6.0)))));
     for _ in 0..10 {
         e *= e;
     }
@@ -353,15 +367,28 @@ pub struct QuantizedWeights {
     eff_scope: Vec<i64>,
 }
 
-fn quantize_weights(w: &[f32], o_n: usize, cin: usize, scales: Option<&[f32]>) -> (Vec<i8>, Vec<f32>, Vec<i32>) {
+fn quantize_weights(
+    w: &[f32],
+    o_n: usize,
+    cin: usize,
+    scales: Option<&[f32]>,
+) -> (Vec<i8>, Vec<f32>, Vec<i32>) {
     let mut q = vec![0i8; o_n * cin];
     let mut sc = Vec::with_capacity(o_n);
     let mut sums = Vec::with_capacity(o_n);
-    let absmax = |o: usize| w[o * cin..(o + 1) * cin].iter().fold(0.0f32, |m, v| m.max(v.abs()));
+    let absmax = |o: usize| {
+        w[o * cin..(o + 1) * cin]
+            .iter()
+            .fold(0.0f32, |m, v| m.max(v.abs()))
+    };
     // An all-zero row gets the largest scale of the others, so its rescale factor doesn't
     // dominate the conv's shared shift (see `Requant`).
     let fallback = (0..o_n).map(absmax).fold(0.0f32, f32::max) / 127.0;
-    let fallback = if fallback > 0.0 { fallback } else { 1.0 / 127.0 };
+    let fallback = if fallback > 0.0 {
+        fallback
+    } else {
+        1.0 / 127.0
+    };
     for o in 0..o_n {
         let row = &w[o * cin..(o + 1) * cin];
         let s = match scales {
@@ -393,28 +420,50 @@ impl QuantizedWeights {
         params.validate(cfg)?;
         let (o_n, cin) = (cfg.conv_out_channels(), cfg.conv_in_channels());
         let sx = params.input.scale as f64;
-        let (offset_q, ow_scales, offset_sum) =
-            quantize_weights(&w.offset_weight, o_n, cin, params.offset_weight_scales.as_deref());
+        let (offset_q, ow_scales, offset_sum) = quantize_weights(
+            &w.offset_weight,
+            o_n,
+            cin,
+            params.offset_weight_scales.as_deref(),
+        );
         let factor = cfg.offset_factor() as f64;
         let mut bias_q = Vec::with_capacity(o_n);
         let mut offset_reals = Vec::with_capacity(o_n);
         for o in 0..o_n {
             let acc_scale = sx * ow_scales[o] as f64;
-            bias_q.push((w.offset_bias[o] as f64 / acc_scale).round().clamp(-BIAS_LIMIT, BIAS_LIMIT) as i64);
+            bias_q.push(
+                (w.offset_bias[o] as f64 / acc_scale)
+                    .round()
+                    .clamp(-BIAS_LIMIT, BIAS_LIMIT) as i64,
+            );
             offset_reals.push(factor * acc_scale * 2048.0);
         }
         let offset_mult = Requant::new(&offset_reals, "offset conv")?;
         let (scope_q, scope_sum, scope_mult) = match &w.scope_weight {
             Some(sw) => {
-                let (q, sc, sums) = quantize_weights(sw, o_n, cin, params.scope_weight_scales.as_deref());
+                let (q, sc, sums) =
+                    quantize_weights(sw, o_n, cin, params.scope_weight_scales.as_deref());
                 let reals: Vec<f64> = sc.iter().map(|&s| sx * s as f64 * SIGMOID_STEPS).collect();
                 (Some(q), sums, Requant::new(&reals, "scope conv")?)
             }
-            None => (None, Vec::new(), Requant { m: Vec::new(), shift: 1 }),
+            None => (
+                None,
+                Vec::new(),
+                Requant {
+                    m: Vec::new(),
+                    shift: 1,
+                },
+            ),
         };
-        let init_q11 = cfg.init_pos().iter().map(|&p| round_i32(p as f64 * 2048.0)).collect();
+        let init_q11 = cfg
+            .init_pos()
+            .iter()
+            .map(|&p| round_i32(p as f64 * 2048.0))
+            .collect();
         let zx = params.input.zero_point as i64;
-        let eff_bias = (0..o_n).map(|o| bias_q[o] - zx * offset_sum[o] as i64).collect();
+        let eff_bias = (0..o_n)
+            .map(|o| bias_q[o] - zx * offset_sum[o] as i64)
+            .collect();
         let eff_scope = scope_sum.iter().map(|&s| -zx * s as i64).collect();
         Ok(Self {
             eff_bias,
@@ -443,7 +492,10 @@ impl QuantizedWeights {
     #[inline]
     pub fn offset_q11(&self, o: usize, ch: usize, dot: i32, scope_dot: i32) -> i32 {
         let acc = dot as i64 - self.zx() * self.offset_sum[o] as i64 + self.bias_q[o];
-        let r = self.offset_mult.apply(o, acc).clamp(-OFFSET_LIMIT, OFFSET_LIMIT);
+        let r = self
+            .offset_mult
+            .apply(o, acc)
+            .clamp(-OFFSET_LIMIT, OFFSET_LIMIT);
         let r = if self.scope_q.is_some() {
             let sacc = scope_dot as i64 - self.zx() * self.scope_sum[o] as i64;
             let half = (SIGMOID_LUT_LEN / 2) as i64;
@@ -460,7 +512,14 @@ impl QuantizedWeights {
     ///
     /// `dot`/`scope_dot` hold `npix × O` dot products; conv pixel `p` is sub-position `p % subs` of
     /// low-res pixel `p / subs`, whose `oc` offsets start at `off[(p / subs)·oc]`.
-    pub fn offsets_q11(&self, dot: &[i32], scope_dot: Option<&[i32]>, npix: usize, subs: usize, off: &mut [i32]) {
+    pub fn offsets_q11(
+        &self,
+        dot: &[i32],
+        scope_dot: Option<&[i32]>,
+        npix: usize,
+        subs: usize,
+        off: &mut [i32],
+    ) {
         #[cfg(target_arch = "x86_64")]
         if crate::cpu::CpuFeatures::get().avx2 {
             // SAFETY: AVX2 was detected at run time.
@@ -473,12 +532,26 @@ impl QuantizedWeights {
     /// integer results are identical by construction.
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2")]
-    unsafe fn offsets_q11_avx2(&self, dot: &[i32], scope_dot: Option<&[i32]>, npix: usize, subs: usize, off: &mut [i32]) {
+    unsafe fn offsets_q11_avx2(
+        &self,
+        dot: &[i32],
+        scope_dot: Option<&[i32]>,
+        npix: usize,
+        subs: usize,
+        off: &mut [i32],
+    ) {
         self.offsets_q11_body(dot, scope_dot, npix, subs, off)
     }
 
     #[inline(always)]
-    fn offsets_q11_body(&self, dot: &[i32], scope_dot: Option<&[i32]>, npix: usize, subs: usize, off: &mut [i32]) {
+    fn offsets_q11_body(
+        &self,
+        dot: &[i32],
+        scope_dot: Option<&[i32]>,
+        npix: usize,
+        subs: usize,
+        off: &mut [i32],
+    ) {
         let o_n = self.cfg.conv_out_channels();
         let oc = self.cfg.offset_channels();
         let half = (SIGMOID_LUT_LEN / 2) as i64;
@@ -499,11 +572,16 @@ impl QuantizedWeights {
                 }
                 _ => {
                     for o in 0..o_n {
-                        let r = (((d[o] as i64 + eb[o]) * m[o] + rnd) >> sh).clamp(-OFFSET_LIMIT, OFFSET_LIMIT);
+                        let r = (((d[o] as i64 + eb[o]) * m[o] + rnd) >> sh)
+                            .clamp(-OFFSET_LIMIT, OFFSET_LIMIT);
                         let r = match scope_dot {
                             Some(sd) => {
-                                let z = self.scope_mult.apply(o, sd[p * o_n + o] as i64 + self.eff_scope[o]);
-                                let sig = self.sigmoid_lut[(z.clamp(-half, half - 1) + half) as usize] as i64;
+                                let z = self
+                                    .scope_mult
+                                    .apply(o, sd[p * o_n + o] as i64 + self.eff_scope[o]);
+                                let sig = self.sigmoid_lut
+                                    [(z.clamp(-half, half - 1) + half) as usize]
+                                    as i64;
                                 (r * sig + (1 << 14)) >> 15
                             }
                             None => r,

@@ -202,7 +202,9 @@ pub fn forward_int8(
     assert_eq!(out.len(), oshape.len(), "output length");
     let (h, wd) = (shape.height, shape.width);
     let dot = |w: &[i8], o: usize, read: &dyn Fn(usize) -> i8| -> i32 {
-        (0..cin).map(|k| w[o * cin + k] as i32 * read(k) as i32).sum()
+        (0..cin)
+            .map(|k| w[o * cin + k] as i32 * read(k) as i32)
+            .sum()
     };
     let mut off = vec![0i32; cfg.offset_channels()];
     for b in 0..shape.batch {
@@ -211,7 +213,13 @@ pub fn forward_int8(
                 let px = |c: usize| input[shape.index(layout, b, c, y, x)];
                 let subs = if cfg.style == Style::Lp { 1 } else { s2 };
                 for ij in 0..subs {
-                    let read = |k: usize| if cfg.style == Style::Lp { px(k) } else { px(k * s2 + ij) };
+                    let read = |k: usize| {
+                        if cfg.style == Style::Lp {
+                            px(k)
+                        } else {
+                            px(k * s2 + ij)
+                        }
+                    };
                     for o in 0..cfg.conv_out_channels() {
                         let d = dot(&qw.offset_q, o, &read);
                         let sd = qw.scope_q.as_ref().map_or(0, |sw| dot(sw, o, &read));

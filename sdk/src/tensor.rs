@@ -93,7 +93,12 @@ impl Shape {
 
     /// The shape after upsampling by `scale`.
     pub fn upsampled(&self, scale: usize) -> Self {
-        Self::new(self.batch, self.channels, self.height * scale, self.width * scale)
+        Self::new(
+            self.batch,
+            self.channels,
+            self.height * scale,
+            self.width * scale,
+        )
     }
 
     /// Strides (in elements) of batch, channel, row and column for `layout`.

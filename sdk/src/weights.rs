@@ -91,7 +91,11 @@ impl Weights {
     ///
     /// Every tensor's shape is checked against `cfg`, and the stored `init_pos` must equal the one
     /// implied by `cfg` (a mismatch usually means a wrong `scale` or `groups`).
-    pub fn from_safetensors(path: impl AsRef<Path>, prefix: &str, cfg: &DySampleConfig) -> Result<Self> {
+    pub fn from_safetensors(
+        path: impl AsRef<Path>,
+        prefix: &str,
+        cfg: &DySampleConfig,
+    ) -> Result<Self> {
         let path = path.as_ref();
         let bytes = std::fs::read(path).map_err(|source| Error::Io {
             path: path.to_path_buf(),
@@ -226,7 +230,13 @@ impl StateDict<'_> {
         } else {
             let shown: Vec<String> = layers
                 .iter()
-                .map(|l| if l.is_empty() { "'' (top level)".to_string() } else { format!("'{l}'") })
+                .map(|l| {
+                    if l.is_empty() {
+                        "'' (top level)".to_string()
+                    } else {
+                        format!("'{l}'")
+                    }
+                })
                 .collect();
             format!("DySample layers in this file: {}", shown.join(", "))
         }

@@ -3,7 +3,9 @@
 //! Integer kernels, conversions and transposes must match bit for bit; float kernels within
 //! 1e-5 of the largest reference magnitude (FMA and reassociation are allowed).
 
-use dysample::kernels::{self, cin4, pack_conv_f32, pack_conv_i8, scalar, Backend, Kernels, Tap, TapQ11};
+use dysample::kernels::{
+    self, cin4, pack_conv_f32, pack_conv_i8, scalar, Backend, Kernels, Tap, TapQ11,
+};
 use half::f16;
 use proptest::prelude::*;
 use rand::{rngs::StdRng, Rng, SeedableRng};
@@ -23,16 +25,30 @@ fn simd_backends() -> Vec<&'static Kernels> {
 fn close(a: &[f32], b: &[f32], what: &str) -> Result<(), TestCaseError> {
     let m = b.iter().fold(1e-6f32, |m, v| m.max(v.abs()));
     for (i, (x, y)) in a.iter().zip(b).enumerate() {
-        prop_assert!((x - y).abs() <= 1e-5 * m, "{what}: index {i}: {x} vs {y} (max |ref| {m})");
+        prop_assert!(
+            (x - y).abs() <= 1e-5 * m,
+            "{what}: index {i}: {x} vs {y} (max |ref| {m})"
+        );
     }
     Ok(())
 }
 
 fn cfg() -> ProptestConfig {
-    ProptestConfig { cases: 48, failure_persistence: None, ..ProptestConfig::default() }
+    ProptestConfig {
+        cases: 48,
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    }
 }
 
-fn random_taps(rng: &mut StdRng, n: usize, src_len: usize, cpg: usize, c: usize, w: usize) -> (Vec<Tap>, Vec<TapQ11>) {
+fn random_taps(
+    rng: &mut StdRng,
+    n: usize,
+    src_len: usize,
+    cpg: usize,
+    c: usize,
+    w: usize,
+) -> (Vec<Tap>, Vec<TapQ11>) {
     let mut t = Vec::new();
     let mut tq = Vec::new();
     let pixels = src_len / c;
@@ -51,8 +67,20 @@ fn random_taps(rng: &mut StdRng, n: usize, src_len: usize, cpg: usize, c: usize,
         let (fx, fy) = (pick(rng), pick(rng));
         let base = ((y0 * w + x0) * c + q * cpg) as u32;
         let (dx, dy) = (((x1 - x0) * c) as u32, ((y1 - y0) * w * c) as u32);
-        t.push(Tap { base, dx, dy, fx: fx as f32 / 2048.0, fy: fy as f32 / 2048.0 });
-        tq.push(TapQ11 { base, dx, dy, fx, fy });
+        t.push(Tap {
+            base,
+            dx,
+            dy,
+            fx: fx as f32 / 2048.0,
+            fy: fy as f32 / 2048.0,
+        });
+        tq.push(TapQ11 {
+            base,
+            dx,
+            dy,
+            fx,
+            fy,
+        });
     }
     (t, tq)
 }
@@ -246,7 +274,10 @@ fn unusable_backends_explain_what_is_missing() {
             Err(e) => {
                 let msg = e.to_string();
                 assert!(msg.contains(b.name()), "{msg}");
-                assert!(msg.contains("lacks") || msg.contains("not compiled"), "{msg}");
+                assert!(
+                    msg.contains("lacks") || msg.contains("not compiled"),
+                    "{msg}"
+                );
             }
         }
     }

@@ -3,15 +3,18 @@
 //! f64 evaluation, int8 bit-exact.
 
 use dysample::{
-    reference, Affine, Backend, BackendChoice, DySample, DySampleConfig, ExecOptions, Layout, QuantParams, Shape, Style,
-    Weights,
+    reference, Affine, Backend, BackendChoice, DySample, DySampleConfig, ExecOptions, Layout,
+    QuantParams, Shape, Style, Weights,
 };
 use half::f16;
 use proptest::prelude::*;
 use rand::{rngs::StdRng, Rng, SeedableRng};
 
 fn usable_backends() -> Vec<Backend> {
-    Backend::ALL.into_iter().filter(|b| b.kernels().is_ok()).collect()
+    Backend::ALL
+        .into_iter()
+        .filter(|b| b.kernels().is_ok())
+        .collect()
 }
 
 #[derive(Debug, Clone)]
@@ -44,13 +47,27 @@ fn case() -> impl Strategy<Value = Case> {
         1usize..3,
         any::<u64>(),
     )
-        .prop_map(|(pl, dyscope, s, g, cpg, m, (h, w, b), nhwc, std, push, threads, seed)| {
-            let (style, c) = if pl { (Style::Pl, s * s * g * m) } else { (Style::Lp, g * cpg) };
-            let cfg = DySampleConfig::new(c, s, style, g, dyscope).unwrap();
-            let layout = if nhwc { Layout::Nhwc } else { Layout::Nchw };
-            let dims = Shape::new(b, c, h, w).dims(layout);
-            Case { cfg, dims, layout, std, push, threads, seed }
-        })
+        .prop_map(
+            |(pl, dyscope, s, g, cpg, m, (h, w, b), nhwc, std, push, threads, seed)| {
+                let (style, c) = if pl {
+                    (Style::Pl, s * s * g * m)
+                } else {
+                    (Style::Lp, g * cpg)
+                };
+                let cfg = DySampleConfig::new(c, s, style, g, dyscope).unwrap();
+                let layout = if nhwc { Layout::Nhwc } else { Layout::Nchw };
+                let dims = Shape::new(b, c, h, w).dims(layout);
+                Case {
+                    cfg,
+                    dims,
+                    layout,
+                    std,
+                    push,
+                    threads,
+                    seed,
+                }
+            },
+        )
 }
 
 fn setup(c: &Case) -> (Weights, Vec<f32>) {
@@ -66,7 +83,10 @@ fn setup(c: &Case) -> (Weights, Vec<f32>) {
 fn layer(c: &Case, w: &Weights, b: Backend) -> DySample {
     DySample::new(c.cfg, w.clone())
         .unwrap()
-        .with_exec(ExecOptions { backend: BackendChoice::Exact(b), threads: Some(c.threads) })
+        .with_exec(ExecOptions {
+            backend: BackendChoice::Exact(b),
+            threads: Some(c.threads),
+        })
         .unwrap()
 }
 
@@ -132,24 +152,50 @@ fn repeated_calls_and_layouts_agree() {
     let cfg = DySampleConfig::new(24, 2, Style::Lp, 4, true).unwrap();
     let w = Weights::random(&cfg, 0.3, 7).unwrap();
     for b in usable_backends() {
-        let l = DySample::new(cfg, w.clone()).unwrap().with_backend(BackendChoice::Exact(b)).unwrap();
+        let l = DySample::new(cfg, w.clone())
+            .unwrap()
+            .with_backend(BackendChoice::Exact(b))
+            .unwrap();
         for (h, wd) in [(5, 7), (1, 1), (9, 3), (5, 7)] {
             let shape = Shape::new(2, 24, h, wd);
-            let x: Vec<f32> = (0..shape.len()).map(|i| ((i * 37) % 101) as f32 / 50.0 - 1.0).collect();
+            let x: Vec<f32> = (0..shape.len())
+                .map(|i| ((i * 37) % 101) as f32 / 50.0 - 1.0)
+                .collect();
             let mut a = vec![0.0; shape.upsampled(2).len()];
-            l.forward_slice(&x, shape.dims(Layout::Nchw), Layout::Nchw, &mut a).unwrap();
+            l.forward_slice(&x, shape.dims(Layout::Nchw), Layout::Nchw, &mut a)
+                .unwrap();
             // Same data in NHWC must give the same values.
             let mut xh = vec![0.0; x.len()];
-            for bb in 0..2 { for c in 0..24 { for y in 0..h { for xx in 0..wd {
-                xh[shape.index(Layout::Nhwc, bb, c, y, xx)] = x[shape.index(Layout::Nchw, bb, c, y, xx)];
-            }}}}
+            for bb in 0..2 {
+                for c in 0..24 {
+                    for y in 0..h {
+                        for xx in 0..wd {
+                            xh[shape.index(Layout::Nhwc, bb, c, y, xx)] =
+                                x[shape.index(Layout::Nchw, bb, c, y, xx)];
+                        }
+                    }
+                }
+            }
             let mut bh = vec![0.0; a.len()];
-            l.forward_slice(&xh, shape.dims(Layout::Nhwc), Layout::Nhwc, &mut bh).unwrap();
+            l.forward_slice(&xh, shape.dims(Layout::Nhwc), Layout::Nhwc, &mut bh)
+                .unwrap();
             let o = shape.upsampled(2);
-            for bb in 0..2 { for c in 0..24 { for y in 0..o.height { for xx in 0..o.width {
-                let (p, q) = (a[o.index(Layout::Nchw, bb, c, y, xx)], bh[o.index(Layout::Nhwc, bb, c, y, xx)]);
-                assert!((p - q).abs() <= 1e-6 * p.abs().max(1.0), "{b} {h}x{wd}: {p} vs {q}");
-            }}}}
+            for bb in 0..2 {
+                for c in 0..24 {
+                    for y in 0..o.height {
+                        for xx in 0..o.width {
+                            let (p, q) = (
+                                a[o.index(Layout::Nchw, bb, c, y, xx)],
+                                bh[o.index(Layout::Nhwc, bb, c, y, xx)],
+                            );
+                            assert!(
+                                (p - q).abs() <= 1e-6 * p.abs().max(1.0),
+                                "{b} {h}x{wd}: {p} vs {q}"
+                            );
+                        }
+                    }
+                }
+            }
         }
     }
 }

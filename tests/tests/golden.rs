@@ -9,18 +9,29 @@ const REL: f32 = 1e-5;
 #[test]
 fn every_golden_case_matches_pytorch() {
     let cases = golden_cases();
-    assert!(cases.len() >= 48, "fixture matrix shrank to {}", cases.len());
+    assert!(
+        cases.len() >= 48,
+        "fixture matrix shrank to {}",
+        cases.len()
+    );
     let mut failures = Vec::new();
     for g in &cases {
         let layer = DySample::load(&g.path, &g.prefix, g.cfg).unwrap();
         let odims = layer.output_dims(g.dims, g.layout).unwrap();
         let mut out = vec![f32::NAN; odims.iter().product()];
-        layer.forward_slice(&g.input, g.dims, g.layout, &mut out).unwrap();
+        layer
+            .forward_slice(&g.input, g.dims, g.layout, &mut out)
+            .unwrap();
         if let Err(e) = check_close(&out, &g.output, REL) {
             failures.push(format!("{}: {e}", g.name));
         }
     }
-    assert!(failures.is_empty(), "{} cases failed:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} cases failed:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }
 
 #[test]
@@ -45,8 +56,14 @@ fn matrix_covers_the_required_configs() {
     assert!(cases.iter().any(|c| c.layout == dysample::Layout::Nhwc));
     assert!(cases.iter().any(|c| c.layout == dysample::Layout::Nchw));
     let hw = |c: &Golden| dysample::Shape::from_dims(c.dims, c.layout);
-    assert!(cases.iter().any(|c| hw(c).height == 1 && hw(c).width == 1), "1x1 map");
-    assert!(cases.iter().any(|c| hw(c).height == 1 && hw(c).width > 1), "1xW map");
+    assert!(
+        cases.iter().any(|c| hw(c).height == 1 && hw(c).width == 1),
+        "1x1 map"
+    );
+    assert!(
+        cases.iter().any(|c| hw(c).height == 1 && hw(c).width > 1),
+        "1xW map"
+    );
 }
 
 #[test]
@@ -68,23 +85,35 @@ fn fixture_offsets_reach_past_the_border() {
                     let px = x as f64 + off[k];
                     let py = y as f64 + off[n + k];
                     total += 1;
-                    if px < 0.0 || py < 0.0 || px > (shape.width - 1) as f64 || py > (shape.height - 1) as f64 {
+                    if px < 0.0
+                        || py < 0.0
+                        || px > (shape.width - 1) as f64
+                        || py > (shape.height - 1) as f64
+                    {
                         outside += 1;
                     }
                 }
             }
         }
     }
-    assert!(outside * 5 > total, "only {outside}/{total} sample points fall outside the map");
+    assert!(
+        outside * 5 > total,
+        "only {outside}/{total} sample points fall outside the map"
+    );
 }
 
 #[test]
 fn a_deliberately_wrong_fixture_fails() {
-    let g = golden_cases().into_iter().find(|c| c.cfg.dyscope && c.dims[0] > 1).unwrap();
+    let g = golden_cases()
+        .into_iter()
+        .find(|c| c.cfg.dyscope && c.dims[0] > 1)
+        .unwrap();
     let layer = DySample::load(&g.path, &g.prefix, g.cfg).unwrap();
     let odims = layer.output_dims(g.dims, g.layout).unwrap();
     let mut out = vec![0.0; odims.iter().product()];
-    layer.forward_slice(&g.input, g.dims, g.layout, &mut out).unwrap();
+    layer
+        .forward_slice(&g.input, g.dims, g.layout, &mut out)
+        .unwrap();
     check_close(&out, &g.output, REL).unwrap();
 
     // One output value off by 1e-4 of the range must be caught.
@@ -101,7 +130,8 @@ fn a_deliberately_wrong_fixture_fails() {
         for c in 0..shape.channels {
             for y in 0..shape.height {
                 for x in 0..shape.width {
-                    swapped[shape.index(g.layout, 0, c, y, x)] = out[shape.index(g.layout, 0, c, x, y)];
+                    swapped[shape.index(g.layout, 0, c, y, x)] =
+                        out[shape.index(g.layout, 0, c, x, y)];
                 }
             }
         }

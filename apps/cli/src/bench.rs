@@ -74,7 +74,10 @@ pub fn bench(a: BenchArgs) -> Result<()> {
             Box::new(move || Ok(layer.forward_slice_f16(&xh, dims, layout, &mut y)?))
         }
         Precision::Int8 => {
-            let q = Affine { scale: 2.0 / 127.0, zero_point: 0 };
+            let q = Affine {
+                scale: 2.0 / 127.0,
+                zero_point: 0,
+            };
             let ql = layer.quantize(&QuantParams::new(cfg, q))?;
             let mut xq = vec![0i8; n_in];
             q.quantize_slice(&x, &mut xq);

@@ -54,7 +54,13 @@ pub struct LayerArgs {
 impl LayerArgs {
     pub fn config(&self, channels: usize) -> Result<DySampleConfig> {
         let style: Style = self.style.parse().context("--style")?;
-        Ok(DySampleConfig::new(channels, self.scale, style, self.groups, self.dyscope)?)
+        Ok(DySampleConfig::new(
+            channels,
+            self.scale,
+            style,
+            self.groups,
+            self.dyscope,
+        )?)
     }
 }
 
@@ -87,7 +93,10 @@ impl ExecArgs {
         }
         // Resolve now so an unusable backend fails before any work.
         backend.resolve().context("--backend")?;
-        Ok(ExecOptions { backend, threads: self.threads })
+        Ok(ExecOptions {
+            backend,
+            threads: self.threads,
+        })
     }
 }
 
@@ -97,7 +106,9 @@ fn info(json: bool) -> Result<()> {
         .into_iter()
         .map(|b| (b, b.kernels().map(|_| ()).map_err(|e| e.to_string())))
         .collect();
-    let auto = BackendChoice::Auto.resolve().map(|k| k.backend.name().to_string());
+    let auto = BackendChoice::Auto
+        .resolve()
+        .map(|k| k.backend.name().to_string());
     if json {
         let v = serde_json::json!({
             "version": env!("CARGO_PKG_VERSION"),
@@ -143,7 +154,10 @@ fn main() -> ExitCode {
         Err(e) => {
             // Keep clap's message but on one line, like every other error.
             let text = e.render().to_string();
-            eprintln!("{}", text.lines().next().unwrap_or("error: invalid arguments"));
+            eprintln!(
+                "{}",
+                text.lines().next().unwrap_or("error: invalid arguments")
+            );
             return ExitCode::from(2);
         }
     };

@@ -56,7 +56,8 @@ pub struct DemoArgs {
 }
 
 fn read_npy4(path: &Path) -> Result<Array4<f32>> {
-    let file = std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+    let file =
+        std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
     ndarray_npy::ReadNpyExt::read_npy(file)
         .map_err(|e| anyhow::anyhow!("{}: not a 4-D float32 .npy array ({e})", path.display()))
 }
@@ -90,7 +91,11 @@ pub fn forward_at(
                 None => QuantParams::calibrate_minmax(
                     *layer.config(),
                     [x],
-                    if symmetric { Symmetry::Symmetric } else { Symmetry::Asymmetric },
+                    if symmetric {
+                        Symmetry::Symmetric
+                    } else {
+                        Symmetry::Asymmetric
+                    },
                 )?,
             };
             let q = layer.quantize(&params)?;
@@ -118,7 +123,9 @@ pub fn run(args: RunArgs) -> Result<()> {
     let layer = DySample::load(&args.weights, &args.prefix, cfg)?.with_exec(exec)?;
     let x = x.as_standard_layout();
     let xs = x.as_slice().expect("standard layout");
-    let odims = layer.output_dims(dims, layout).with_context(|| format!("input {}", args.input.display()))?;
+    let odims = layer
+        .output_dims(dims, layout)
+        .with_context(|| format!("input {}", args.input.display()))?;
     let mut y = Array4::<f32>::zeros(odims);
     let t0 = Instant::now();
     let used = forward_at(
@@ -134,9 +141,11 @@ pub fn run(args: RunArgs) -> Result<()> {
     .with_context(|| format!("input {}", args.input.display()))?;
     let elapsed = t0.elapsed();
     if let (Some(path), Some(p)) = (&args.dump_quant, &used) {
-        std::fs::write(path, p.to_json() + "\n").with_context(|| format!("cannot write {}", path.display()))?;
+        std::fs::write(path, p.to_json() + "\n")
+            .with_context(|| format!("cannot write {}", path.display()))?;
     }
-    let file = std::fs::File::create(&args.output).with_context(|| format!("cannot create {}", args.output.display()))?;
+    let file = std::fs::File::create(&args.output)
+        .with_context(|| format!("cannot create {}", args.output.display()))?;
     ndarray_npy::WriteNpyExt::write_npy(&y, std::io::BufWriter::new(file))
         .with_context(|| format!("cannot write {}", args.output.display()))?;
     eprintln!(
@@ -172,7 +181,16 @@ pub fn demo(args: DemoArgs) -> Result<()> {
     let mut times = Vec::new();
     for _ in 0..6 {
         let t0 = Instant::now();
-        forward_at(&layer, args.exec.precision, x.as_slice().unwrap(), dims, Layout::Nchw, &mut out, None, false)?;
+        forward_at(
+            &layer,
+            args.exec.precision,
+            x.as_slice().unwrap(),
+            dims,
+            Layout::Nchw,
+            &mut out,
+            None,
+            false,
+        )?;
         times.push(t0.elapsed().as_secs_f64() * 1e3);
     }
     let first = times.remove(0);

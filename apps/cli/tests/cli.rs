@@ -22,7 +22,11 @@ fn module() -> PathBuf {
 
 fn run_ok(args: &[&str]) -> Output {
     let out = bin().args(args).output().unwrap();
-    assert!(out.status.success(), "dysample {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "dysample {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     out
 }
 
@@ -30,10 +34,17 @@ fn run_ok(args: &[&str]) -> Output {
 fn run_err(args: &[&str], needles: &[&str]) -> String {
     let out = bin().args(args).output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr).to_string();
-    assert!(!out.status.success(), "dysample {args:?} unexpectedly succeeded");
+    assert!(
+        !out.status.success(),
+        "dysample {args:?} unexpectedly succeeded"
+    );
     assert!(!err.contains("panicked"), "panic for {args:?}: {err}");
     assert!(err.starts_with("error: "), "{args:?}: {err}");
-    assert_eq!(err.trim_end().lines().count(), 1, "{args:?}: more than one line: {err}");
+    assert_eq!(
+        err.trim_end().lines().count(),
+        1,
+        "{args:?}: more than one line: {err}"
+    );
     for n in needles {
         assert!(err.contains(n), "{args:?}: expected '{n}' in: {err}");
     }
@@ -47,7 +58,11 @@ fn args(v: &[String]) -> Vec<&str> {
 fn max_rel_diff(a: &ArrayD<f32>, b: &ArrayD<f32>) -> f32 {
     assert_eq!(a.shape(), b.shape());
     let m = b.iter().fold(0.0f32, |m, v| m.max(v.abs()));
-    a.iter().zip(b.iter()).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max) / m
+    a.iter()
+        .zip(b.iter())
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
+        / m
 }
 
 fn read(p: &Path) -> ArrayD<f32> {
@@ -64,12 +79,40 @@ fn runs_layers_of_a_real_nested_torch_module() {
     let w = module().join("net.safetensors");
     let x = module().join("input.npy");
     for (prefix, args, expected) in [
-        ("decoder.stage2.up", vec!["--scale", "2", "--style", "lp", "--groups", "4", "--dyscope"], "stage2_up_output.npy"),
-        ("decoder.stage3.up.", vec!["--scale", "2", "--style", "pl", "--groups", "2"], "stage3_up_output.npy"),
+        (
+            "decoder.stage2.up",
+            vec![
+                "--scale",
+                "2",
+                "--style",
+                "lp",
+                "--groups",
+                "4",
+                "--dyscope",
+            ],
+            "stage2_up_output.npy",
+        ),
+        (
+            "decoder.stage3.up.",
+            vec!["--scale", "2", "--style", "pl", "--groups", "2"],
+            "stage3_up_output.npy",
+        ),
     ] {
         for backend in ["scalar", "auto"] {
             let y = dir.path().join(format!("{backend}.npy"));
-            let mut a = vec!["run", "--weights", s(&w), "--prefix", prefix, "--input", s(&x), "--output", s(&y), "--backend", backend];
+            let mut a = vec![
+                "run",
+                "--weights",
+                s(&w),
+                "--prefix",
+                prefix,
+                "--input",
+                s(&x),
+                "--output",
+                s(&y),
+                "--backend",
+                backend,
+            ];
             a.extend(args.iter());
             run_ok(&a);
             let d = max_rel_diff(&read(&y), &read(&module().join(expected)));
@@ -79,7 +122,22 @@ fn runs_layers_of_a_real_nested_torch_module() {
     // Half-precision checkpoints are converted on load.
     for f in ["net_f16.safetensors", "net_bf16.safetensors"] {
         let y = dir.path().join("h.npy");
-        run_ok(&["run", "--weights", s(&module().join(f)), "--prefix", "decoder.stage2.up", "--scale", "2", "--groups", "4", "--dyscope", "--input", s(&x), "--output", s(&y)]);
+        run_ok(&[
+            "run",
+            "--weights",
+            s(&module().join(f)),
+            "--prefix",
+            "decoder.stage2.up",
+            "--scale",
+            "2",
+            "--groups",
+            "4",
+            "--dyscope",
+            "--input",
+            s(&x),
+            "--output",
+            s(&y),
+        ]);
         let d = max_rel_diff(&read(&y), &read(&module().join("stage2_up_output.npy")));
         assert!(d < 0.05, "{f}: relative error {d}");
     }
@@ -90,23 +148,73 @@ fn every_precision_runs_and_int8_params_round_trip() {
     let dir = tempfile::tempdir().unwrap();
     let w = module().join("net.safetensors");
     let x = module().join("input.npy");
-    let base = ["run", "--weights", s(&w), "--prefix", "decoder.stage2.up", "--scale", "2", "--groups", "4", "--dyscope", "--input", s(&x)];
+    let base = [
+        "run",
+        "--weights",
+        s(&w),
+        "--prefix",
+        "decoder.stage2.up",
+        "--scale",
+        "2",
+        "--groups",
+        "4",
+        "--dyscope",
+        "--input",
+        s(&x),
+    ];
     let want = read(&module().join("stage2_up_output.npy"));
     let y16 = dir.path().join("f16.npy");
     run_ok(&[&base[..], &["--output", s(&y16), "--precision", "f16"]].concat());
     assert!(max_rel_diff(&read(&y16), &want) < 5e-3);
     let (y8, q) = (dir.path().join("i8.npy"), dir.path().join("q.json"));
-    run_ok(&[&base[..], &["--output", s(&y8), "--precision", "int8", "--dump-quant", s(&q)]].concat());
+    run_ok(
+        &[
+            &base[..],
+            &[
+                "--output",
+                s(&y8),
+                "--precision",
+                "int8",
+                "--dump-quant",
+                s(&q),
+            ],
+        ]
+        .concat(),
+    );
     assert!(max_rel_diff(&read(&y8), &want) < 0.1);
-    let json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&q).unwrap()).unwrap();
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&q).unwrap()).unwrap();
     assert_eq!(json["version"], 1);
     let y8b = dir.path().join("i8b.npy");
-    run_ok(&[&base[..], &["--output", s(&y8b), "--precision", "int8", "--quant", s(&q), "--backend", "scalar"]].concat());
-    assert_eq!(read(&y8), read(&y8b), "same parameters must give identical int8 results");
+    run_ok(
+        &[
+            &base[..],
+            &[
+                "--output",
+                s(&y8b),
+                "--precision",
+                "int8",
+                "--quant",
+                s(&q),
+                "--backend",
+                "scalar",
+            ],
+        ]
+        .concat(),
+    );
+    assert_eq!(
+        read(&y8),
+        read(&y8b),
+        "same parameters must give identical int8 results"
+    );
 }
 
 /// Writes a copy of the nested-module checkpoint with `edit` applied to its tensors.
-fn edited_checkpoint(dir: &Path, name: &str, edit: impl Fn(&mut Vec<(String, Dtype, Vec<usize>, Vec<u8>)>)) -> PathBuf {
+fn edited_checkpoint(
+    dir: &Path,
+    name: &str,
+    edit: impl Fn(&mut Vec<(String, Dtype, Vec<usize>, Vec<u8>)>),
+) -> PathBuf {
     let bytes = std::fs::read(module().join("net.safetensors")).unwrap();
     let st = SafeTensors::deserialize(&bytes).unwrap();
     let mut tensors: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> = st
@@ -132,13 +240,28 @@ fn bad_inputs_are_one_line_errors() {
     let x = module().join("input.npy");
     let y = d.join("y.npy");
     let run = |weights: &Path, prefix: &str, extra: &[&str]| -> Vec<String> {
-        let mut v: Vec<String> = ["run", "--weights", s(weights), "--prefix", prefix, "--input", s(&x), "--output", s(&y)]
-            .iter()
-            .map(|a| a.to_string())
-            .collect();
+        let mut v: Vec<String> = [
+            "run",
+            "--weights",
+            s(weights),
+            "--prefix",
+            prefix,
+            "--input",
+            s(&x),
+            "--output",
+            s(&y),
+        ]
+        .iter()
+        .map(|a| a.to_string())
+        .collect();
         // Defaults for the stage2 layer, unless the case overrides them.
-        for (flag, val) in [("--scale", Some("2")), ("--groups", Some("4")), ("--dyscope", None)] {
-            let overridden = extra.contains(&flag) || (flag == "--dyscope" && extra.contains(&"--style"));
+        for (flag, val) in [
+            ("--scale", Some("2")),
+            ("--groups", Some("4")),
+            ("--dyscope", None),
+        ] {
+            let overridden =
+                extra.contains(&flag) || (flag == "--dyscope" && extra.contains(&"--style"));
             if !overridden {
                 v.push(flag.to_string());
                 v.extend(val.map(str::to_string));
@@ -149,51 +272,112 @@ fn bad_inputs_are_one_line_errors() {
     };
 
     // Unknown prefix: the message lists the layers the file does hold.
-    run_err(&args(&run(&w, "decoder.nope", &[])), &["decoder.nope", "decoder.stage2.up", "decoder.stage3.up"]);
+    run_err(
+        &args(&run(&w, "decoder.nope", &[])),
+        &["decoder.nope", "decoder.stage2.up", "decoder.stage3.up"],
+    );
     // Missing tensor.
-    let no_bias = edited_checkpoint(d, "nobias.safetensors", |t| t.retain(|(n, ..)| n != "decoder.stage2.up.offset.bias"));
-    run_err(&args(&run(&no_bias, "decoder.stage2.up", &[])), &["missing tensor", "decoder.stage2.up.offset.bias", "nobias.safetensors"]);
+    let no_bias = edited_checkpoint(d, "nobias.safetensors", |t| {
+        t.retain(|(n, ..)| n != "decoder.stage2.up.offset.bias")
+    });
+    run_err(
+        &args(&run(&no_bias, "decoder.stage2.up", &[])),
+        &[
+            "missing tensor",
+            "decoder.stage2.up.offset.bias",
+            "nobias.safetensors",
+        ],
+    );
     // dyscope given but the layer has no scope conv.
-    run_err(&args(&run(&w, "decoder.stage3.up", &["--style", "pl", "--groups", "2", "--dyscope"])), &["decoder.stage3.up.scope.weight"]);
+    run_err(
+        &args(&run(
+            &w,
+            "decoder.stage3.up",
+            &["--style", "pl", "--groups", "2", "--dyscope"],
+        )),
+        &["decoder.stage3.up.scope.weight"],
+    );
     // A layer trained with dyscope, loaded without it.
-    run_err(&args(&run(&w, "decoder.stage2.up", &["--style", "lp"])), &["dyscope"]);
+    run_err(
+        &args(&run(&w, "decoder.stage2.up", &["--style", "lp"])),
+        &["dyscope"],
+    );
     // Wrong shape (wrong --groups).
-    run_err(&args(&run(&w, "decoder.stage2.up", &["--groups", "2"])), &["decoder.stage2.up.offset.weight", "shape"]);
+    run_err(
+        &args(&run(&w, "decoder.stage2.up", &["--groups", "2"])),
+        &["decoder.stage2.up.offset.weight", "shape"],
+    );
     // Wrong dtype.
     let int_w = edited_checkpoint(d, "int.safetensors", |t| {
-        for e in t.iter_mut().filter(|e| e.0 == "decoder.stage2.up.offset.bias") {
+        for e in t
+            .iter_mut()
+            .filter(|e| e.0 == "decoder.stage2.up.offset.bias")
+        {
             e.1 = Dtype::I32;
         }
     });
-    run_err(&args(&run(&int_w, "decoder.stage2.up", &[])), &["dtype", "decoder.stage2.up.offset.bias"]);
+    run_err(
+        &args(&run(&int_w, "decoder.stage2.up", &[])),
+        &["dtype", "decoder.stage2.up.offset.bias"],
+    );
     // init_pos that does not match the config.
     let bad_init = edited_checkpoint(d, "init.safetensors", |t| {
         for e in t.iter_mut().filter(|e| e.0 == "decoder.stage2.up.init_pos") {
             e.3[0..4].copy_from_slice(&0.4f32.to_le_bytes());
         }
     });
-    run_err(&args(&run(&bad_init, "decoder.stage2.up", &[])), &["init_pos", "init.safetensors", "index 0"]);
+    run_err(
+        &args(&run(&bad_init, "decoder.stage2.up", &[])),
+        &["init_pos", "init.safetensors", "index 0"],
+    );
     // NaN in weights.
     let nan_w = edited_checkpoint(d, "nan.safetensors", |t| {
-        for e in t.iter_mut().filter(|e| e.0 == "decoder.stage2.up.offset.weight") {
+        for e in t
+            .iter_mut()
+            .filter(|e| e.0 == "decoder.stage2.up.offset.weight")
+        {
             e.3[8..12].copy_from_slice(&f32::NAN.to_le_bytes());
         }
     });
-    run_err(&args(&run(&nan_w, "decoder.stage2.up", &[])), &["non-finite", "decoder.stage2.up.offset.weight"]);
+    run_err(
+        &args(&run(&nan_w, "decoder.stage2.up", &[])),
+        &["non-finite", "decoder.stage2.up.offset.weight"],
+    );
     // Truncated and corrupt files.
     let bytes = std::fs::read(&w).unwrap();
     let trunc = d.join("trunc.safetensors");
     std::fs::write(&trunc, &bytes[..bytes.len() / 2]).unwrap();
-    run_err(&args(&run(&trunc, "decoder.stage2.up", &[])), &["trunc.safetensors", "not a valid safetensors"]);
+    run_err(
+        &args(&run(&trunc, "decoder.stage2.up", &[])),
+        &["trunc.safetensors", "not a valid safetensors"],
+    );
     let junk = d.join("junk.safetensors");
     std::fs::write(&junk, b"\xff\xff\xff\xff\xff\xff\xff\x7fgarbage").unwrap();
-    run_err(&args(&run(&junk, "decoder.stage2.up", &[])), &["junk.safetensors"]);
-    run_err(&args(&run(&d.join("absent.safetensors"), "x", &[])), &["absent.safetensors"]);
+    run_err(
+        &args(&run(&junk, "decoder.stage2.up", &[])),
+        &["junk.safetensors"],
+    );
+    run_err(
+        &args(&run(&d.join("absent.safetensors"), "x", &[])),
+        &["absent.safetensors"],
+    );
     // Bad config values.
-    run_err(&args(&run(&w, "decoder.stage2.up", &["--scale", "1"])), &["scale"]);
-    run_err(&args(&run(&w, "decoder.stage2.up", &["--style", "xy"])), &["--style", "xy"]);
-    run_err(&args(&run(&w, "decoder.stage2.up", &["--groups", "3"])), &["divisible by groups"]);
-    run_err(&args(&run(&w, "decoder.stage2.up", &["--layout", "chw"])), &["--layout"]);
+    run_err(
+        &args(&run(&w, "decoder.stage2.up", &["--scale", "1"])),
+        &["scale"],
+    );
+    run_err(
+        &args(&run(&w, "decoder.stage2.up", &["--style", "xy"])),
+        &["--style", "xy"],
+    );
+    run_err(
+        &args(&run(&w, "decoder.stage2.up", &["--groups", "3"])),
+        &["divisible by groups"],
+    );
+    run_err(
+        &args(&run(&w, "decoder.stage2.up", &["--layout", "chw"])),
+        &["--layout"],
+    );
     // Input files: not .npy, wrong rank, wrong dtype, wrong channel count.
     let txt = d.join("x.txt");
     std::fs::write(&txt, "hello").unwrap();
@@ -213,24 +397,75 @@ fn bad_inputs_are_one_line_errors() {
     a[6] = s(&x8).to_string();
     run_err(&args(&a), &["offset.weight"]);
     // Backends and threads.
-    run_err(&args(&run(&w, "decoder.stage2.up", &["--backend", "bogus"])), &["--backend", "bogus", "unknown"]);
-    let other = if cfg!(target_arch = "x86_64") { "neon" } else { "avx2" };
-    run_err(&args(&run(&w, "decoder.stage2.up", &["--backend", other])), &["--backend", other, "lacks"]);
-    run_err(&args(&run(&w, "decoder.stage2.up", &["--threads", "0"])), &["--threads"]);
-    let out = bin().env("DYSAMPLE_BACKEND", "bogus").args(args(&run(&w, "decoder.stage2.up", &[]))).output().unwrap();
+    run_err(
+        &args(&run(&w, "decoder.stage2.up", &["--backend", "bogus"])),
+        &["--backend", "bogus", "unknown"],
+    );
+    let other = if cfg!(target_arch = "x86_64") {
+        "neon"
+    } else {
+        "avx2"
+    };
+    run_err(
+        &args(&run(&w, "decoder.stage2.up", &["--backend", other])),
+        &["--backend", other, "lacks"],
+    );
+    run_err(
+        &args(&run(&w, "decoder.stage2.up", &["--threads", "0"])),
+        &["--threads"],
+    );
+    let out = bin()
+        .env("DYSAMPLE_BACKEND", "bogus")
+        .args(args(&run(&w, "decoder.stage2.up", &[])))
+        .output()
+        .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success() && err.contains("DYSAMPLE_BACKEND"), "{err}");
+    assert!(
+        !out.status.success() && err.contains("DYSAMPLE_BACKEND"),
+        "{err}"
+    );
     // Quant parameters.
     let q = d.join("q.json");
     std::fs::write(&q, r#"{"version":1,"layer":{"channels":16,"scale":2,"style":"lp","groups":4,"dyscope":true},"input":{"scale":0.0,"zero_point":0}}"#).unwrap();
-    run_err(&args(&run(&w, "decoder.stage2.up", &["--precision", "int8", "--quant", s(&q)])), &["input.scale"]);
+    run_err(
+        &args(&run(
+            &w,
+            "decoder.stage2.up",
+            &["--precision", "int8", "--quant", s(&q)],
+        )),
+        &["input.scale"],
+    );
     std::fs::write(&q, r#"{"version":1,"layer":{"channels":16,"scale":2,"style":"lp","groups":4,"dyscope":true},"input":{"scale":0.1,"zero_point":300}}"#).unwrap();
-    run_err(&args(&run(&w, "decoder.stage2.up", &["--precision", "int8", "--quant", s(&q)])), &["zero_point"]);
+    run_err(
+        &args(&run(
+            &w,
+            "decoder.stage2.up",
+            &["--precision", "int8", "--quant", s(&q)],
+        )),
+        &["zero_point"],
+    );
     std::fs::write(&q, r#"{"version":1,"layer":{"channels":16,"scale":2,"style":"lp","groups":2,"dyscope":true},"input":{"scale":0.1,"zero_point":0}}"#).unwrap();
-    run_err(&args(&run(&w, "decoder.stage2.up", &["--precision", "int8", "--quant", s(&q)])), &["made for layer"]);
+    run_err(
+        &args(&run(
+            &w,
+            "decoder.stage2.up",
+            &["--precision", "int8", "--quant", s(&q)],
+        )),
+        &["made for layer"],
+    );
     std::fs::write(&q, "{not json").unwrap();
-    run_err(&args(&run(&w, "decoder.stage2.up", &["--precision", "int8", "--quant", s(&q)])), &["q.json", "bad JSON"]);
-    run_err(&args(&run(&w, "decoder.stage2.up", &["--quant", s(&q)])), &["--precision int8"]);
+    run_err(
+        &args(&run(
+            &w,
+            "decoder.stage2.up",
+            &["--precision", "int8", "--quant", s(&q)],
+        )),
+        &["q.json", "bad JSON"],
+    );
+    run_err(
+        &args(&run(&w, "decoder.stage2.up", &["--quant", s(&q)])),
+        &["--precision int8"],
+    );
 }
 
 #[test]
@@ -239,18 +474,50 @@ fn info_bench_and_demo() {
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let backends = v["backends"].as_array().unwrap();
     assert_eq!(backends.len(), dysample::kernels::Backend::ALL.len());
-    assert!(backends.iter().any(|b| b["name"] == "scalar" && b["usable"] == true));
-    assert!(backends.iter().any(|b| b["usable"] == false && b["reason"].as_str().unwrap().contains("lacks")));
+    assert!(backends
+        .iter()
+        .any(|b| b["name"] == "scalar" && b["usable"] == true));
+    assert!(backends
+        .iter()
+        .any(|b| b["usable"] == false && b["reason"].as_str().unwrap().contains("lacks")));
     let text = String::from_utf8(run_ok(&["info"]).stdout).unwrap();
     assert!(text.contains("cpu features") && text.contains("scalar"));
 
     for p in ["f32", "f16", "int8"] {
-        let out = run_ok(&["bench", "--channels", "16", "--height", "9", "--width", "7", "--groups", "2", "--dyscope", "--precision", p, "--layout", "nhwc", "--iters", "3", "--warmup", "1", "--threads", "2", "--json"]);
+        let out = run_ok(&[
+            "bench",
+            "--channels",
+            "16",
+            "--height",
+            "9",
+            "--width",
+            "7",
+            "--groups",
+            "2",
+            "--dyscope",
+            "--precision",
+            p,
+            "--layout",
+            "nhwc",
+            "--iters",
+            "3",
+            "--warmup",
+            "1",
+            "--threads",
+            "2",
+            "--json",
+        ]);
         let stdout = String::from_utf8(out.stdout).unwrap();
         let last: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
         assert!(last["median_ms"].as_f64().unwrap() > 0.0, "{stdout}");
         assert!(last["peak_rss_mib"].as_f64().unwrap() > 0.0);
     }
-    let demo = String::from_utf8(run_ok(&["demo", "--channels", "16", "--height", "8", "--width", "8"]).stdout).unwrap();
-    assert!(demo.contains("checksum") && demo.contains("[1, 16, 16, 16]"), "{demo}");
+    let demo = String::from_utf8(
+        run_ok(&["demo", "--channels", "16", "--height", "8", "--width", "8"]).stdout,
+    )
+    .unwrap();
+    assert!(
+        demo.contains("checksum") && demo.contains("[1, 16, 16, 16]"),
+        "{demo}"
+    );
 }

@@ -2230,15 +2230,31 @@ pub(super) mod tests {
         }
     }
 
-
     /// Fused NCHW kernels (streaming forced on and off) against the scalar fused kernels, with
     /// the output rows at every alignment, a padded plane, and sentinels around each row.
-    fn check_nchw(g: usize, cpg: usize, npx: usize, skew: usize, plane_pad: usize, stream: bool, seed: u64) {
+    fn check_nchw(
+        g: usize,
+        cpg: usize,
+        npx: usize,
+        skew: usize,
+        plane_pad: usize,
+        stream: bool,
+        seed: u64,
+    ) {
         let mut rng = StdRng::seed_from_u64(seed);
         let len = g * cpg * 3 + cpg;
         let t = gen_taps(&mut rng, len, cpg, npx * g);
         let taps = float_taps(&t);
-        let tq: Vec<TapQ11> = t.iter().map(|&(base, dx, dy, fx, fy)| TapQ11 { base, dx, dy, fx, fy }).collect();
+        let tq: Vec<TapQ11> = t
+            .iter()
+            .map(|&(base, dx, dy, fx, fy)| TapQ11 {
+                base,
+                dx,
+                dy,
+                fx,
+                fy,
+            })
+            .collect();
         // Planes 16-element multiples (+ pad) apart, so streaming is possible when pad == 0.
         let plane = (npx + skew).div_ceil(16) * 16 + 64 + plane_pad;
         let total = g * cpg * plane + 64;
@@ -2251,16 +2267,33 @@ pub(super) mod tests {
             super::sample_f32_nchw_with(&src, &taps, g, cpg, got.as_mut_ptr().add(skew), plane, sm);
         }
         assert_close(&got, &want, 1e-5, "sample_f32_nchw");
-        assert!(got.iter().zip(&want).all(|(a, b)| (*a == 7.5) == (*b == 7.5)), "f32 nchw wrote elsewhere");
+        assert!(
+            got.iter()
+                .zip(&want)
+                .all(|(a, b)| (*a == 7.5) == (*b == 7.5)),
+            "f32 nchw wrote elsewhere"
+        );
         let srch: Vec<f16> = src.iter().map(|&v| f16::from_f32(v)).collect();
         let (mut want, mut got) = (vec![f16::ONE; total], vec![f16::ONE; total]);
         // SAFETY: as above.
         unsafe {
             scalar::sample_f16_nchw(&srch, &taps, g, cpg, want.as_mut_ptr().add(skew), plane);
-            super::sample_f16_nchw_with(&srch, &taps, g, cpg, got.as_mut_ptr().add(skew), plane, sm);
+            super::sample_f16_nchw_with(
+                &srch,
+                &taps,
+                g,
+                cpg,
+                got.as_mut_ptr().add(skew),
+                plane,
+                sm,
+            );
         }
         let bits = |v: &[f16]| v.iter().map(|h| h.to_bits()).collect::<Vec<_>>();
-        assert_eq!(bits(&got), bits(&want), "sample_f16_nchw g={g} cpg={cpg} npx={npx}");
+        assert_eq!(
+            bits(&got),
+            bits(&want),
+            "sample_f16_nchw g={g} cpg={cpg} npx={npx}"
+        );
         let srcq: Vec<i8> = (0..len).map(|_| rng.gen()).collect();
         let (mut want, mut got) = (vec![0x55i8; total], vec![0x55i8; total]);
         // SAFETY: as above.

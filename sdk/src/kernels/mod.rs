@@ -25,11 +25,8 @@ use half::f16;
 use std::fmt;
 use std::str::FromStr;
 
-pub mod scalar;
 #[cfg(target_arch = "x86_64")]
 pub mod avx2;
-#[cfg(target_arch = "x86_64")]
-pub mod vnni;
 #[cfg(target_arch = "x86_64")]
 pub mod avx512;
 #[cfg(target_arch = "aarch64")]
@@ -38,6 +35,9 @@ pub mod neon;
 pub mod neon_dotprod;
 #[cfg(target_arch = "aarch64")]
 pub mod neon_fp16;
+pub mod scalar;
+#[cfg(target_arch = "x86_64")]
+pub mod vnni;
 
 /// One bilinear sample point shared by all channels of a group, for the float kernels.
 ///
@@ -100,8 +100,16 @@ pub fn pack_conv_i8(w: &[i8], o_n: usize, cin: usize) -> Vec<i8> {
 
 /// Signature of `conv_f32`: for `p < npix`, `out[p*o_n + o] = bias[o] + Σ_k x[p*ldx + k] · wt[k*o_n + o]`
 /// (bias 0 when `None`). `wt` comes from [`pack_conv_f32`].
-pub type ConvF32 =
-    fn(x: &[f32], ldx: usize, npix: usize, cin: usize, wt: &[f32], bias: Option<&[f32]>, o_n: usize, out: &mut [f32]);
+pub type ConvF32 = fn(
+    x: &[f32],
+    ldx: usize,
+    npix: usize,
+    cin: usize,
+    wt: &[f32],
+    bias: Option<&[f32]>,
+    o_n: usize,
+    out: &mut [f32],
+);
 
 /// Signature of `conv_i8`: `acc[p*o_n + o] = Σ_k x[p*ldx + k] · w[o][k]`, exactly, in i32.
 /// `wpack` comes from [`pack_conv_i8`].
@@ -123,7 +131,8 @@ pub type SampleI8 = fn(src: &[i8], taps: &[TapQ11], cpg: usize, out: &mut [i8]);
 ///
 /// # Safety
 /// `dst` must be valid for those writes and no other thread may access them during the call.
-pub type SampleNchw<T, P> = unsafe fn(src: &[T], taps: &[P], g: usize, cpg: usize, dst: *mut T, plane: usize);
+pub type SampleNchw<T, P> =
+    unsafe fn(src: &[T], taps: &[P], g: usize, cpg: usize, dst: *mut T, plane: usize);
 
 /// Signature of the f16 → f32 conversion (lengths must match).
 pub type CvtF16F32 = fn(src: &[f16], dst: &mut [f32]);
@@ -161,7 +170,9 @@ pub struct Kernels {
 
 impl fmt::Debug for Kernels {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Kernels").field("backend", &self.backend).finish()
+        f.debug_struct("Kernels")
+            .field("backend", &self.backend)
+            .finish()
     }
 }
 

@@ -97,7 +97,8 @@ fn lerp2(v00: f32, v01: f32, v10: f32, v11: f32, fx: f32, fy: f32) -> f32 {
 fn bilerp_q11(v00: i8, v01: i8, v10: i8, v11: i8, fx: u16, fy: u16) -> i8 {
     let (fx, fy) = (fx as i32, fy as i32);
     let (gx, gy) = (super::Q11_ONE - fx, super::Q11_ONE - fy);
-    let acc = gx * gy * v00 as i32 + fx * gy * v01 as i32 + gx * fy * v10 as i32 + fx * fy * v11 as i32;
+    let acc =
+        gx * gy * v00 as i32 + fx * gy * v01 as i32 + gx * fy * v10 as i32 + fx * fy * v11 as i32;
     ((acc + (1 << 21)) >> 22) as i8
 }
 
@@ -116,7 +117,14 @@ pub fn sample_f16(src: &[f16], taps: &[Tap], cpg: usize, out: &mut [f16]) {
     for (t, o) in taps.iter().zip(out.chunks_exact_mut(cpg)) {
         let [v00, v01, v10, v11] = taps_of(src, t, cpg);
         for c in 0..cpg {
-            let v = lerp2(v00[c].to_f32(), v01[c].to_f32(), v10[c].to_f32(), v11[c].to_f32(), t.fx, t.fy);
+            let v = lerp2(
+                v00[c].to_f32(),
+                v01[c].to_f32(),
+                v10[c].to_f32(),
+                v11[c].to_f32(),
+                t.fx,
+                t.fy,
+            );
             o[c] = f16::from_f32(v);
         }
     }
@@ -127,14 +135,28 @@ pub fn sample_i8(src: &[i8], taps: &[TapQ11], cpg: usize, out: &mut [i8]) {
     for (t, o) in taps.iter().zip(out.chunks_exact_mut(cpg)) {
         let (b, dx, dy) = (t.base as usize, t.dx as usize, t.dy as usize);
         for c in 0..cpg {
-            o[c] = bilerp_q11(src[b + c], src[b + dx + c], src[b + dy + c], src[b + dx + dy + c], t.fx, t.fy);
+            o[c] = bilerp_q11(
+                src[b + c],
+                src[b + dx + c],
+                src[b + dy + c],
+                src[b + dx + dy + c],
+                t.fx,
+                t.fy,
+            );
         }
     }
 }
 
 /// # Safety
 /// See [`super::SampleNchw`].
-pub unsafe fn sample_f32_nchw(src: &[f32], taps: &[Tap], g: usize, cpg: usize, dst: *mut f32, plane: usize) {
+pub unsafe fn sample_f32_nchw(
+    src: &[f32],
+    taps: &[Tap],
+    g: usize,
+    cpg: usize,
+    dst: *mut f32,
+    plane: usize,
+) {
     for (n, t) in taps.iter().enumerate() {
         let [v00, v01, v10, v11] = taps_of(src, t, cpg);
         for c in 0..cpg {
@@ -147,11 +169,25 @@ pub unsafe fn sample_f32_nchw(src: &[f32], taps: &[Tap], g: usize, cpg: usize, d
 
 /// # Safety
 /// See [`super::SampleNchw`].
-pub unsafe fn sample_f16_nchw(src: &[f16], taps: &[Tap], g: usize, cpg: usize, dst: *mut f16, plane: usize) {
+pub unsafe fn sample_f16_nchw(
+    src: &[f16],
+    taps: &[Tap],
+    g: usize,
+    cpg: usize,
+    dst: *mut f16,
+    plane: usize,
+) {
     for (n, t) in taps.iter().enumerate() {
         let [v00, v01, v10, v11] = taps_of(src, t, cpg);
         for c in 0..cpg {
-            let v = lerp2(v00[c].to_f32(), v01[c].to_f32(), v10[c].to_f32(), v11[c].to_f32(), t.fx, t.fy);
+            let v = lerp2(
+                v00[c].to_f32(),
+                v01[c].to_f32(),
+                v10[c].to_f32(),
+                v11[c].to_f32(),
+                t.fx,
+                t.fy,
+            );
             // SAFETY: as in sample_f32_nchw.
             unsafe { *dst.add(((n % g) * cpg + c) * plane + n / g) = f16::from_f32(v) };
         }
@@ -160,11 +196,25 @@ pub unsafe fn sample_f16_nchw(src: &[f16], taps: &[Tap], g: usize, cpg: usize, d
 
 /// # Safety
 /// See [`super::SampleNchw`].
-pub unsafe fn sample_i8_nchw(src: &[i8], taps: &[TapQ11], g: usize, cpg: usize, dst: *mut i8, plane: usize) {
+pub unsafe fn sample_i8_nchw(
+    src: &[i8],
+    taps: &[TapQ11],
+    g: usize,
+    cpg: usize,
+    dst: *mut i8,
+    plane: usize,
+) {
     for (n, t) in taps.iter().enumerate() {
         let (b, dx, dy) = (t.base as usize, t.dx as usize, t.dy as usize);
         for c in 0..cpg {
-            let v = bilerp_q11(src[b + c], src[b + dx + c], src[b + dy + c], src[b + dx + dy + c], t.fx, t.fy);
+            let v = bilerp_q11(
+                src[b + c],
+                src[b + dx + c],
+                src[b + dy + c],
+                src[b + dx + dy + c],
+                t.fx,
+                t.fy,
+            );
             // SAFETY: as in sample_f32_nchw.
             unsafe { *dst.add(((n % g) * cpg + c) * plane + n / g) = v };
         }

@@ -23,7 +23,9 @@ pub struct Golden {
 }
 
 fn f32s(st: &SafeTensors<'_>, name: &str) -> (Vec<usize>, Vec<f32>) {
-    let t = st.tensor(name).unwrap_or_else(|_| panic!("fixture lacks '{name}'"));
+    let t = st
+        .tensor(name)
+        .unwrap_or_else(|_| panic!("fixture lacks '{name}'"));
     let v = t
         .data()
         .chunks_exact(4)
@@ -77,7 +79,10 @@ pub fn check_close(actual: &[f32], expected: &[f32], rel: f32) -> Result<(), Str
     if actual.len() != expected.len() {
         return Err(format!("length {} vs {}", actual.len(), expected.len()));
     }
-    let scale = expected.iter().fold(0.0f32, |m, v| m.max(v.abs())).max(f32::MIN_POSITIVE);
+    let scale = expected
+        .iter()
+        .fold(0.0f32, |m, v| m.max(v.abs()))
+        .max(f32::MIN_POSITIVE);
     let (mut worst, mut at) = (0.0f32, 0);
     for (i, (a, e)) in actual.iter().zip(expected).enumerate() {
         let d = (a - e).abs();
