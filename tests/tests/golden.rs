@@ -2,7 +2,7 @@
 
 mod common;
 use common::*;
-use dysample::{DySample, Weights};
+use dysample::{Backend, BackendChoice, DySample, Weights};
 
 const REL: f32 = 1e-5;
 
@@ -15,17 +15,56 @@ fn every_golden_case_matches_pytorch() {
         cases.len()
     );
     let mut failures = Vec::new();
+    let mut worst = 0.0f32;
+    let backends: Vec<Backend> = Backend::ALL
+        .into_iter()
+        .filter(|b| b.kernels().is_ok())
+        .collect();
     for g in &cases {
         let layer = DySample::load(&g.path, &g.prefix, g.cfg).unwrap();
         let odims = layer.output_dims(g.dims, g.layout).unwrap();
-        let mut out = vec![f32::NAN; odims.iter().product()];
-        layer
-            .forward_slice(&g.input, g.dims, g.layout, &mut out)
-            .unwrap();
-        if let Err(e) = check_close(&out, &g.output, REL) {
-            failures.push(format!("{}: {e}", g.name));
+        let shape = dysample::Shape::from_dims(g.dims, g.layout);
+        // The scalar oracle itself, then the engine on every backend this CPU has.
+        let mut outs = vec![(
+            "reference".to_string(),
+            vec![0.0f32; odims.iter().product()],
+        )];
+        dysample::reference::forward(
+            &g.cfg,
+            layer.weights(),
+            &g.input,
+            shape,
+            g.layout,
+            &mut outs[0].1,
+        );
+        for &b in &backends {
+            let l = layer.clone().with_backend(BackendChoice::Exact(b)).unwrap();
+            let mut out = vec![f32::NAN; odims.iter().product()];
+            l.forward_slice(&g.input, g.dims, g.layout, &mut out)
+                .unwrap();
+            outs.push((b.to_string(), out));
+        }
+        let scale = g
+            .output
+            .iter()
+            .fold(f32::MIN_POSITIVE, |m, v| m.max(v.abs()));
+        for (name, out) in &outs {
+            let d = out
+                .iter()
+                .zip(&g.output)
+                .map(|(a, e)| (a - e).abs())
+                .fold(0.0f32, f32::max);
+            worst = worst.max(d / scale);
+            if let Err(e) = check_close(out, &g.output, REL) {
+                failures.push(format!("{} [{name}]: {e}", g.name));
+            }
         }
     }
+    println!(
+        "{} golden cases x (reference + {} backends): worst max|y - ref| / max|ref| = {worst:.2e}",
+        cases.len(),
+        backends.len()
+    );
     assert!(
         failures.is_empty(),
         "{} cases failed:\n{}",
