@@ -349,7 +349,7 @@ pub struct QuantizedWeights {
     pub offset_q: Vec<i8>,
     /// `scope.weight` in int8, `[O][Cin]` (dyscope only).
     pub scope_q: Option<Vec<i8>>,
-    /// Σ_k w_q[o][k], to remove the input zero point from accumulators.
+    /// `Σ_k w_q[o][k]`, to remove the input zero point from accumulators.
     pub offset_sum: Vec<i32>,
     pub scope_sum: Vec<i32>,
     /// Bias in the accumulator scale `s_x · s_w[o]`.

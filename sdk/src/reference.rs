@@ -183,7 +183,7 @@ pub fn forward<T: Real>(
 /// The int8 layer, written for clarity: the bit-exact oracle of every int8 backend.
 ///
 /// It follows the scheme documented in [`crate::quant`]: exact integer dot products,
-/// [`QuantizedWeights::offset_q11`] for offsets, [`crate::quant::sample_coord_q11`] for
+/// [`crate::quant::QuantizedWeights::offset_q11`] for offsets, [`crate::quant::sample_coord_q11`] for
 /// positions, and a single rounding of the Q22 bilinear sum.
 pub fn forward_int8(
     qw: &crate::quant::QuantizedWeights,

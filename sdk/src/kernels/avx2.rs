@@ -1,7 +1,7 @@
 //! x86_64 kernels for AVX2 + FMA + F16C.
 //!
 //! Soundness: every intrinsic sits in a `#[target_feature]` function reachable only through
-//! [`KERNELS`], which is `pub(super)` and handed out by [`super::Backend::kernels`] after the
+//! `KERNELS`, which is `pub(super)` and handed out by [`super::Backend::kernels`] after the
 //! features were detected. The safe wrappers `assert!` every slice extent the kernel touches
 //! before entering `unsafe` code.
 //!

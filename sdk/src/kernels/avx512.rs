@@ -3,10 +3,10 @@
 //! Only the hottest families get 512-bit versions: `sample_i8` (32 channels per step, masked
 //! tails) and `conv_f32` (MP pixels x 32 outputs in zmm accumulators, masked column tails).
 //! Everything else, including the EVEX `vpdpbusd` int8 convolution, comes from
-//! [`super::vnni::KERNELS_AVX512VNNI`].
+//! `vnni::KERNELS_AVX512VNNI`.
 //!
 //! Soundness: every intrinsic sits in a `#[target_feature]` function reachable only through
-//! [`KERNELS`], which is `pub(super)` and handed out by [`super::Backend::kernels`] after
+//! `KERNELS`, which is `pub(super)` and handed out by [`super::Backend::kernels`] after
 //! AVX2/FMA/F16C and AVX-512 F/BW/VL/VNNI were detected. The safe wrappers `assert!` every slice
 //! extent the kernel touches before entering `unsafe` code; masked loads and stores never touch
 //! masked-out elements (they cannot fault there).

@@ -1,6 +1,6 @@
 //! Compute kernels, one module per instruction set, chosen at run time.
 //!
-//! The engine ([`crate::engine`]) splits the layer into a few small kernel families and
+//! The engine (`engine.rs`) splits the layer into a few small kernel families and
 //! calls them through a [`Kernels`] table:
 //!
 //! | family        | what it computes |

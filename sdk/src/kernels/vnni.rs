@@ -5,7 +5,7 @@
 //! identically, so the result is bit-identical to the scalar one.
 //!
 //! Two encodings of the same instruction: AVX-VNNI (VEX) and AVX-512 VNNI + VL (EVEX, 256-bit).
-//! [`table`] picks the one the CPU has; both tables are `pub(super)`-only and reached through
+//! `table` picks the one the CPU has; both tables are `pub(super)`-only and reached through
 //! [`super::Backend::kernels`] after detection, which is the soundness argument.
 //!
 //! The instruction is emitted with `asm!` rather than `_mm256_dpbusd{,_avx}_epi32`: those
