@@ -8,6 +8,9 @@ bash tools/setup.sh
 echo "== clippy (warnings are errors)" >&2
 cargo clippy --workspace --all-targets --all-features --release -- -D warnings
 
+echo "== rustdoc (warnings are errors)" >&2
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --all-features --no-deps --release
+
 echo "== x86_64 tests" >&2
 cargo test --workspace --all-features --release
 
