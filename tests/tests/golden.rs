@@ -182,3 +182,39 @@ fn a_deliberately_wrong_fixture_fails() {
     other.dyscope = false;
     assert!(DySample::load(&g.path, &g.prefix, other).is_err());
 }
+
+#[test]
+fn ndarray_views_of_any_strides_and_caller_buffers() {
+    // An NHWC fixture viewed as NCHW through permuted (non-contiguous) axes must give the
+    // NCHW result, both into a new array and into a caller's (also non-contiguous) buffer.
+    let g = golden_cases()
+        .into_iter()
+        .find(|c| c.layout == dysample::Layout::Nhwc && c.dims[0] > 1)
+        .unwrap();
+    let layer = DySample::load(&g.path, &g.prefix, g.cfg).unwrap();
+    let x = ndarray::ArrayView4::from_shape(g.dims, &g.input).unwrap();
+    let nchw_view = x.permuted_axes([0, 3, 1, 2]);
+    assert!(!nchw_view.is_standard_layout());
+    let y = layer.forward(nchw_view, dysample::Layout::Nchw).unwrap();
+    let want =
+        ndarray::ArrayView4::from_shape(layer.output_dims(g.dims, g.layout).unwrap(), &g.output)
+            .unwrap()
+            .permuted_axes([0, 3, 1, 2]);
+    let want_c: Vec<f32> = want.iter().copied().collect();
+    check_close(y.as_slice().unwrap(), &want_c, REL).unwrap();
+
+    let d = want.raw_dim();
+    let mut store = ndarray::Array4::<f32>::zeros((d[0], d[2], d[3], d[1]));
+    let mut out = store.view_mut().permuted_axes([0, 3, 1, 2]);
+    assert!(!out.is_standard_layout());
+    layer
+        .forward_into(nchw_view, dysample::Layout::Nchw, out.view_mut())
+        .unwrap();
+    let got: Vec<f32> = out.iter().copied().collect();
+    check_close(&got, &want_c, REL).unwrap();
+    // A wrongly shaped destination is an error, not a panic.
+    let mut small = ndarray::Array4::<f32>::zeros((1, 1, 1, 1));
+    assert!(layer
+        .forward_into(nchw_view, dysample::Layout::Nchw, small.view_mut())
+        .is_err());
+}
