@@ -125,12 +125,14 @@ fn bench_sample(c: &mut Criterion) {
     let t = taps(&mut r);
     let tq: Vec<TapQ11> = t
         .iter()
-        .map(|t| TapQ11 {
-            base: t.base,
-            dx: t.dx,
-            dy: t.dy,
-            fx: (t.fx * 2048.0) as u16,
-            fy: (t.fy * 2048.0) as u16,
+        .map(|t| {
+            TapQ11::new(
+                t.base,
+                t.dx,
+                t.dy,
+                (t.fx * 2048.0) as u16,
+                (t.fy * 2048.0) as u16,
+            )
         })
         .collect();
     let n = 3 * W * C;

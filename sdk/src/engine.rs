@@ -11,7 +11,8 @@ use crate::error::{Error, Result};
 use crate::kernels::{
     pack_conv_f32, pack_conv_i8, BackendChoice, Kernels, SampleNchw, Tap, TapQ11,
 };
-use crate::quant::{sample_coord_q11, QuantizedWeights};
+use crate::points::{taps_q11, Geometry, PointScratch};
+use crate::quant::QuantizedWeights;
 use crate::tensor::{Layout, Shape};
 use crate::weights::Weights;
 use half::f16;
@@ -77,6 +78,7 @@ pub(crate) struct Scratch {
     offq: Vec<i32>,
     taps: Vec<Tap>,
     tapsq: Vec<TapQ11>,
+    points: PointScratch,
     row_f32: Vec<f32>,
     row_f16: Vec<f16>,
     row_i8: Vec<i8>,
@@ -726,43 +728,13 @@ fn sample_rows_i8(
     mut sink: Sink<'_, i8>,
 ) {
     let cfg = &qw.cfg;
-    let (s, g, s2) = (cfg.scale, cfg.groups, cfg.s2());
+    let (s, g) = (cfg.scale, cfg.groups);
     let (h, w, c) = (shape.height, shape.width, shape.channels);
-    let (oc, cpg) = (cfg.offset_channels(), cfg.channels_per_group());
-    let (cu, cpgu, wc) = (c as u32, cpg as u32, (w * c) as u32);
-    let (wl, hl) = ((w - 1) as u32, (h - 1) as u32);
-    // Offsets are clamped to ±2^24 + init_pos, so for maps under 2^19 pixels a side the
-    // position x·2048 + off fits i32 and equals `sample_coord_q11` (which works in i64).
-    let small = w < (1 << 19) && h < (1 << 19);
-    let (xq, yq) = (((w - 1) as i32) << 11, ((h - 1) as i32) << 11);
-    let coord = |pos: usize, off: i32, max: i32, len: usize| -> (usize, u16) {
-        if small {
-            let p = ((pos as i32) << 11).saturating_add(off).clamp(0, max);
-            ((p >> 11) as usize, (p & 2047) as u16)
-        } else {
-            sample_coord_q11(pos, off, len)
-        }
-    };
+    let cpg = cfg.channels_per_group();
+    let geo = Geometry { w, h, c, s, g };
     for i in 0..s {
         let taps = grow(&mut sc.tapsq, s * w * g);
-        for x in 0..w {
-            let off = &sc.offq[x * oc..(x + 1) * oc];
-            for j in 0..s {
-                for q in 0..g {
-                    let ch = q * s2 + i * s + j;
-                    let (x0, fx) = coord(x, off[ch], xq, w);
-                    let (y0, fy) = coord(y, off[g * s2 + ch], yq, h);
-                    let (x0, y0) = (x0 as u32, y0 as u32);
-                    taps[(x * s + j) * g + q] = TapQ11 {
-                        base: (y0 * wc + x0 * cu + q as u32 * cpgu),
-                        dx: if x0 < wl { cu } else { 0 },
-                        dy: if y0 < hl { wc } else { 0 },
-                        fx,
-                        fy,
-                    };
-                }
-            }
-        }
+        taps_q11(geo, y, i, &sc.offq, &mut sc.points, taps);
         emit(
             img,
             taps,

@@ -22,6 +22,7 @@ pub mod kernels;
 pub mod layer;
 #[cfg(any(feature = "onnxruntime", feature = "onnx-graph"))]
 pub mod onnx;
+mod points;
 pub mod quant;
 pub mod reference;
 pub mod tensor;

@@ -1,6 +1,6 @@
 //! The int8 scheme: parameters, calibration, and the integer-only layer definition.
 //!
-//! # Scheme (version 1)
+//! # Scheme (version 2)
 //! * **Activations**: per-tensor affine int8, `x ≈ s_x · (q − z_x)`, `z_x ∈ [−128, 127]`
 //!   (`z_x = 0` gives the symmetric form TensorRT needs). The output keeps `s_x` and `z_x`:
 //!   bilinear sampling is a convex combination, so no requantization is needed.
@@ -12,8 +12,13 @@
 //! * **dyscope**: the scope accumulator is rescaled to a LUT index in steps of 1/256, clamped to
 //!   [−8, 8), and looked up in a 4096-entry Q15 sigmoid table built from a deterministic `exp`
 //!   (only IEEE +,−,×,÷, so it is identical on every platform).
-//! * **Sampling**: positions are clamped in Q11; bilinear weights are Q11 products (Q22), and
-//!   each output is `(Σ w·q + 2^21) >> 22` — a single rounding.
+//! * **Sampling**: positions are clamped in Q11. The four bilinear weights are Q14: the three
+//!   that involve a far tap are the Q22 products of the Q11 fractions rounded to Q14, and the
+//!   near-corner weight is the remainder, so they sum to exactly 2^14
+//!   ([`crate::kernels::weights_q14`]). Each output is `(Σ w·q + 2^13) >> 14` — a single
+//!   rounding of an exact sum. (Version 1 used Q22 weights; Q14 weights fit 16 bits, which
+//!   lets `vpmaddwd`, `vpdpbusd` and `smlal` compute the sum in one pass without 32-bit
+//!   multiplies.)
 //!
 //! Every step after the parameters are fixed is integer-only, so every backend on every
 //! architecture returns identical bytes.

@@ -5,6 +5,7 @@
 //! the same code also gives the f64 evaluation used to judge fp16 accuracy.
 
 use crate::config::{DySampleConfig, Style};
+use crate::kernels::weights_q14;
 use crate::tensor::{Layout, Shape};
 use crate::weights::Weights;
 
@@ -233,16 +234,15 @@ pub fn forward_int8(
                             let (x0, fx) = sample_coord_q11(x, off[q * s2 + i * s + j], wd);
                             let (y0, fy) = sample_coord_q11(y, off[g * s2 + q * s2 + i * s + j], h);
                             let (x1, y1) = ((x0 + 1).min(wd - 1), (y0 + 1).min(h - 1));
-                            let (fx, fy) = (fx as i32, fy as i32);
-                            let (gx, gy) = (2048 - fx, 2048 - fy);
+                            let w = weights_q14(fx, fy);
                             for c in q * cpg..(q + 1) * cpg {
                                 let v = |yy, xx| input[shape.index(layout, b, c, yy, xx)] as i32;
-                                let acc = gx * gy * v(y0, x0)
-                                    + fx * gy * v(y0, x1)
-                                    + gx * fy * v(y1, x0)
-                                    + fx * fy * v(y1, x1);
+                                let acc = w[0] as i32 * v(y0, x0)
+                                    + w[1] as i32 * v(y0, x1)
+                                    + w[2] as i32 * v(y1, x0)
+                                    + w[3] as i32 * v(y1, x1);
                                 out[oshape.index(layout, b, c, y * s + i, x * s + j)] =
-                                    ((acc + (1 << 21)) >> 22) as i8;
+                                    ((acc + (1 << 13)) >> 14) as i8;
                             }
                         }
                     }

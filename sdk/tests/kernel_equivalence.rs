@@ -74,13 +74,7 @@ fn random_taps(
             fx: fx as f32 / 2048.0,
             fy: fy as f32 / 2048.0,
         });
-        tq.push(TapQ11 {
-            base,
-            dx,
-            dy,
-            fx,
-            fy,
-        });
+        tq.push(TapQ11::new(base, dx, dy, fx, fy));
     }
     (t, tq)
 }

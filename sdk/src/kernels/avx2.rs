@@ -781,9 +781,9 @@ unsafe fn bilerp_f16(ps: [*const u16; 4], c: usize, fx: __m256, fy: __m256, o: *
 }
 
 // ---------------------------------------------------------------------------------------------
-// sample_i8: horizontal pass with vpmaddwd on interleaved (q_left, q_right) i16 pairs times
-// (2048−fx, fx) gives |top| ≤ 2^18; the vertical pass top·(2048−fy) + bot·fy in i32 is the
-// exact Σ w_ij q_ij (|·| ≤ 2^29), then + 2^21 and an arithmetic shift by 22.
+// sample_i8: corners sign-extended to i16, pairs (q00, q01) and (q10, q11) interleaved and
+// multiplied by the Q14 weight pairs (w00, w01), (w10, w11) with vpmaddwd; the two i32 sums
+// give the exact Σ w·q (|·| ≤ 2^21), then + 2^13 and an arithmetic shift by 14.
 
 fn sample_i8(src: &[i8], taps: &[TapQ11], cpg: usize, out: &mut [i8]) {
     if cpg == 0 || taps.is_empty() {
@@ -795,16 +795,23 @@ fn sample_i8(src: &[i8], taps: &[TapQ11], cpg: usize, out: &mut [i8]) {
     unsafe { sample_i8_avx2(src.as_ptr(), taps, cpg, out.as_mut_ptr()) }
 }
 
+/// The tap's Q14 weights as the i16 pairs `(w00, w01)`, `(w10, w11)` that vpmaddwd takes.
+#[inline(always)]
+pub(super) fn weight_pairs(t: &TapQ11) -> (i32, i32) {
+    let w = t.weights();
+    (
+        w[0] as i32 | (w[1] as i32) << 16,
+        w[2] as i32 | (w[3] as i32) << 16,
+    )
+}
+
 /// # Safety
 /// Same as [`sample_f32_avx2`] with i8 elements; AVX2.
 #[target_feature(enable = "avx2")]
 unsafe fn sample_i8_avx2(src: *const i8, taps: &[TapQ11], cpg: usize, out: *mut i8) {
     for (n, t) in taps.iter().enumerate() {
-        let (fx, fy) = (t.fx as i32, t.fy as i32);
-        let (gx, gy) = (super::Q11_ONE - fx, super::Q11_ONE - fy);
-        // i16 pair (gx, fx) per dword: madd with (q_left, q_right) pairs.
-        let wx = _mm256_set1_epi32((gx & 0xffff) | (fx << 16));
-        let (vgy, vfy) = (_mm256_set1_epi32(gy), _mm256_set1_epi32(fy));
+        let (top, bot) = weight_pairs(t);
+        let (wt, wb) = (_mm256_set1_epi32(top), _mm256_set1_epi32(bot));
         // SAFETY: the four tap origins and the output run are in bounds (caller).
         unsafe {
             let p00 = src.add(t.base as usize);
@@ -816,16 +823,17 @@ unsafe fn sample_i8_avx2(src: *const i8, taps: &[TapQ11], cpg: usize, out: *mut 
             if cpg >= 16 {
                 let mut c = 0;
                 while c + 32 <= cpg {
-                    bilerp_i8(ps, c, wx, vgy, vfy, o.add(c));
-                    bilerp_i8(ps, c + 16, wx, vgy, vfy, o.add(c + 16));
+                    _mm_storeu_si128(o.add(c) as *mut __m128i, bilerp_i8(ps, c, wt, wb));
+                    _mm_storeu_si128(o.add(c + 16) as *mut __m128i, bilerp_i8(ps, c + 16, wt, wb));
                     c += 32;
                 }
                 while c + 16 <= cpg {
-                    bilerp_i8(ps, c, wx, vgy, vfy, o.add(c));
+                    _mm_storeu_si128(o.add(c) as *mut __m128i, bilerp_i8(ps, c, wt, wb));
                     c += 16;
                 }
                 if c < cpg {
-                    bilerp_i8(ps, cpg - 16, wx, vgy, vfy, o.add(cpg - 16));
+                    let r = bilerp_i8(ps, cpg - 16, wt, wb);
+                    _mm_storeu_si128(o.add(cpg - 16) as *mut __m128i, r);
                 }
             } else {
                 let mut b = [[0i8; 16]; 4];
@@ -834,48 +842,42 @@ unsafe fn sample_i8_avx2(src: *const i8, taps: &[TapQ11], cpg: usize, out: *mut 
                 }
                 let mut r = [0i8; 16];
                 let bp = [b[0].as_ptr(), b[1].as_ptr(), b[2].as_ptr(), b[3].as_ptr()];
-                bilerp_i8(bp, 0, wx, vgy, vfy, r.as_mut_ptr());
+                _mm_storeu_si128(r.as_mut_ptr() as *mut __m128i, bilerp_i8(bp, 0, wt, wb));
                 ptr::copy_nonoverlapping(r.as_ptr(), o, cpg);
             }
         }
     }
 }
 
-/// 16 channels of the exact Q11 bilinear blend.
+/// 16 channels of the Q14 bilinear blend, with the weight pairs of [`weight_pairs`] broadcast.
 ///
 /// # Safety
-/// `ps[i] + c .. + 16` readable, `o .. + 16` writable.
+/// `ps[i] + c .. + 16` readable.
 #[inline]
 #[target_feature(enable = "avx2")]
-unsafe fn bilerp_i8(
-    ps: [*const i8; 4],
-    c: usize,
-    wx: __m256i,
-    gy: __m256i,
-    fy: __m256i,
-    o: *mut i8,
-) {
-    // SAFETY: the caller guarantees 16 readable bytes at each ps[i] + c and 16 writable at o.
+unsafe fn bilerp_i8(ps: [*const i8; 4], c: usize, wt: __m256i, wb: __m256i) -> __m128i {
+    // SAFETY: the caller guarantees 16 readable bytes at each ps[i] + c.
     unsafe {
         let ld = |p: *const i8| _mm256_cvtepi8_epi16(_mm_loadu_si128(p.add(c) as *const __m128i));
         let (a, b, cc, d) = (ld(ps[0]), ld(ps[1]), ld(ps[2]), ld(ps[3]));
+        let round = _mm256_set1_epi32(1 << 13);
         // unpacklo/hi work per 128-bit lane: lo = channels 0-3 | 8-11, hi = 4-7 | 12-15.
-        let top_lo = _mm256_madd_epi16(_mm256_unpacklo_epi16(a, b), wx);
-        let top_hi = _mm256_madd_epi16(_mm256_unpackhi_epi16(a, b), wx);
-        let bot_lo = _mm256_madd_epi16(_mm256_unpacklo_epi16(cc, d), wx);
-        let bot_hi = _mm256_madd_epi16(_mm256_unpackhi_epi16(cc, d), wx);
-        let round = _mm256_set1_epi32(1 << 21);
-        let v = |top: __m256i, bot: __m256i| {
-            let s = _mm256_add_epi32(_mm256_mullo_epi32(top, gy), _mm256_mullo_epi32(bot, fy));
-            _mm256_srai_epi32::<22>(_mm256_add_epi32(s, round))
-        };
+        let lo = _mm256_add_epi32(
+            _mm256_madd_epi16(_mm256_unpacklo_epi16(a, b), wt),
+            _mm256_madd_epi16(_mm256_unpacklo_epi16(cc, d), wb),
+        );
+        let hi = _mm256_add_epi32(
+            _mm256_madd_epi16(_mm256_unpackhi_epi16(a, b), wt),
+            _mm256_madd_epi16(_mm256_unpackhi_epi16(cc, d), wb),
+        );
+        let lo = _mm256_srai_epi32::<14>(_mm256_add_epi32(lo, round));
+        let hi = _mm256_srai_epi32::<14>(_mm256_add_epi32(hi, round));
         // packs_epi32 per lane restores channel order 0..15; results lie in [-128, 127].
-        let r16 = _mm256_packs_epi32(v(top_lo, bot_lo), v(top_hi, bot_hi));
-        let r8 = _mm_packs_epi16(
+        let r16 = _mm256_packs_epi32(lo, hi);
+        _mm_packs_epi16(
             _mm256_castsi256_si128(r16),
             _mm256_extracti128_si256::<1>(r16),
-        );
-        _mm_storeu_si128(o as *mut __m128i, r8);
+        )
     }
 }
 
@@ -1396,19 +1398,17 @@ unsafe fn sample_i8_nchw_avx2(
 ) {
     const PB: usize = 64;
     let stream = head.is_some();
-    let round = _mm256_set1_epi32(1 << 21);
-    let mut st = ([[0i32; 3]; SB_ROOM], [[0usize; 4]; SB_ROOM]);
+    let mut st = ([[0i32; 2]; SB_ROOM], [[0usize; 4]; SB_ROOM]);
     let prep =
-        |st: &mut ([[i32; 3]; SB_ROOM], [[usize; 4]; SB_ROOM]), q: usize, s0: usize, len: usize| {
+        |st: &mut ([[i32; 2]; SB_ROOM], [[usize; 4]; SB_ROOM]), q: usize, s0: usize, len: usize| {
             for k in 0..len {
                 let t = &taps[(s0 + k) * g + q];
-                let (fx, fy) = (t.fx as i32, t.fy as i32);
-                let (gx, gy) = (super::Q11_ONE - fx, super::Q11_ONE - fy);
-                st.0[k] = [(gx & 0xffff) | (fx << 16), gy, fy];
+                let (top, bot) = weight_pairs(t);
+                st.0[k] = [top, bot];
                 st.1[k] = corners(t.base, t.dx, t.dy);
             }
         };
-    let block = |st: &([[i32; 3]; SB_ROOM], [[usize; 4]; SB_ROOM]),
+    let block = |st: &([[i32; 2]; SB_ROOM], [[usize; 4]; SB_ROOM]),
                  q: usize,
                  c: usize,
                  xa: usize,
@@ -1427,31 +1427,9 @@ unsafe fn sample_i8_nchw_avx2(
             let v: [__m128i; 16] = core::array::from_fn(|k| {
                 let i = x + h * 16 + k.min(nn - 1);
                 let (w, o) = (&st.0[i], &st.1[i]);
+                let ps = o.map(|o| src.wrapping_add(o));
                 // SAFETY: corner runs c .. c + 16 ≤ cpg are inside src (caller).
-                unsafe {
-                    let ld = |i: usize| {
-                        _mm256_cvtepi8_epi16(_mm_loadu_si128(src.add(o[i] + c) as *const __m128i))
-                    };
-                    let wx = _mm256_set1_epi32(w[0]);
-                    let (gy, fy) = (_mm256_set1_epi32(w[1]), _mm256_set1_epi32(w[2]));
-                    let (a, b, cc, d) = (ld(0), ld(1), ld(2), ld(3));
-                    let top_lo = _mm256_madd_epi16(_mm256_unpacklo_epi16(a, b), wx);
-                    let top_hi = _mm256_madd_epi16(_mm256_unpackhi_epi16(a, b), wx);
-                    let bot_lo = _mm256_madd_epi16(_mm256_unpacklo_epi16(cc, d), wx);
-                    let bot_hi = _mm256_madd_epi16(_mm256_unpackhi_epi16(cc, d), wx);
-                    let vv = |top: __m256i, bot: __m256i| {
-                        let s = _mm256_add_epi32(
-                            _mm256_mullo_epi32(top, gy),
-                            _mm256_mullo_epi32(bot, fy),
-                        );
-                        _mm256_srai_epi32::<22>(_mm256_add_epi32(s, round))
-                    };
-                    let r16 = _mm256_packs_epi32(vv(top_lo, bot_lo), vv(top_hi, bot_hi));
-                    _mm_packs_epi16(
-                        _mm256_castsi256_si128(r16),
-                        _mm256_extracti128_si256::<1>(r16),
-                    )
-                }
+                unsafe { bilerp_i8(ps, c, _mm256_set1_epi32(w[0]), _mm256_set1_epi32(w[1])) }
             });
             let o = transpose_16x16_epi8(v);
             for (j, &ov) in o.iter().enumerate() {
@@ -2083,13 +2061,7 @@ pub(super) mod tests {
         let taps = float_taps(&t);
         let tq: Vec<TapQ11> = t
             .iter()
-            .map(|&(base, dx, dy, fx, fy)| TapQ11 {
-                base,
-                dx,
-                dy,
-                fx,
-                fy,
-            })
+            .map(|&(base, dx, dy, fx, fy)| TapQ11::new(base, dx, dy, fx, fy))
             .collect();
         let n = ntaps * cpg;
 
@@ -2247,13 +2219,7 @@ pub(super) mod tests {
         let taps = float_taps(&t);
         let tq: Vec<TapQ11> = t
             .iter()
-            .map(|&(base, dx, dy, fx, fy)| TapQ11 {
-                base,
-                dx,
-                dy,
-                fx,
-                fy,
-            })
+            .map(|&(base, dx, dy, fx, fy)| TapQ11::new(base, dx, dy, fx, fy))
             .collect();
         // Planes 16-element multiples (+ pad) apart, so streaming is possible when pad == 0.
         let plane = (npx + skew).div_ceil(16) * 16 + 64 + plane_pad;

@@ -1,7 +1,8 @@
 //! x86_64 AVX-512 (F + BW + VL + VNNI) kernels, on top of the AVX2 + VNNI table.
 //!
-//! Only the hottest families get 512-bit versions: `sample_i8` (32 channels per step, masked
-//! tails) and `conv_f32` (MP pixels x 32 outputs in zmm accumulators, masked column tails).
+//! Only the hottest families get 512-bit versions: `sample_i8` (64 channels per step with
+//! `vpdpbusd`, masked tails) and `conv_f32` (MP pixels x 32 outputs in zmm accumulators,
+//! masked column tails).
 //! Everything else, including the EVEX `vpdpbusd` int8 convolution, comes from
 //! `vnni::KERNELS_AVX512VNNI`.
 //!
@@ -34,46 +35,48 @@ fn extent(n: usize, ld: usize, len: usize) -> usize {
 }
 
 // ---------------------------------------------------------------------------------------------
-// sample_i8: per 32 channels, sign-extend each corner to 32 i16, interleave (q_left, q_right)
-// per 128-bit lane, vpmaddwd with (2048−fx, fx) → |top|, |bot| ≤ 2^18 in i32; the vertical pass
-// top·(2048−fy) + bot·fy is the exact Σ w_ij q_ij (|·| ≤ 2^29); + 2^21, arithmetic shift by 22.
-// unpacklo/hi give channels {0-3, 8-11, 16-19, 24-27} / {4-7, ...}; packs_epi32 (per lane)
-// restores channel order and vpmovwb narrows the in-range i16 to bytes.
+// sample_i8: per 64 channels, the corners' bytes are interleaved into dwords (q00, q01, q10, q11)
+// (two unpack rounds, per 128-bit lane) and `vpdpbusd` multiplies them by the tap's Q14 weight
+// bytes: Σ whi·q first (started at 32, so that << 8 adds the 2^13 rounding term), then << 8 and
+// Σ wlo·q on top, which is exactly 2^13 + Σ w·q; an arithmetic shift by 14 finishes. The two
+// pack rounds undo the interleave, so channels come out in order.
 
 fn sample_i8(src: &[i8], taps: &[TapQ11], cpg: usize, out: &mut [i8]) {
     if cpg == 0 || taps.is_empty() {
         return;
     }
-    let m = taps
-        .iter()
-        .map(|t| t.base as usize + t.dx as usize + t.dy as usize)
-        .max()
-        .unwrap_or(0);
-    assert!(m + cpg <= src.len(), "sample_i8: tap reads past src");
     let olen = taps
         .len()
         .checked_mul(cpg)
         .expect("sample_i8: output overflows");
     assert!(out.len() >= olen, "sample_i8: out too short");
-    // SAFETY: AVX-512 F/BW/VL detected (KERNELS); every tap's four runs of cpg bytes lie in
-    // src (base + dx + dy + cpg ≤ len, all offsets non-negative) and out holds taps·cpg bytes.
-    unsafe { sample_i8_avx512(src.as_ptr(), taps, cpg, out.as_mut_ptr()) }
+    // SAFETY: AVX-512 F/BW/VL/VNNI detected (KERNELS); the kernel checks every tap's reads
+    // against src.len() before making them, and out holds taps·cpg bytes (asserted above).
+    unsafe { sample_i8_avx512(src.as_ptr(), src.len(), taps, cpg, out.as_mut_ptr()) }
+}
+
+/// Panics unless the four runs of `cpg` bytes of tap `t` lie in a source of `len` bytes.
+/// (Checked inside the loop, where the sums are needed anyway: a separate pass over the taps
+/// cost ~5% of the layer.)
+#[inline(always)]
+fn check_tap(t: &TapQ11, cpg: usize, len: usize) {
+    let end = t.base as usize + t.dx as usize + t.dy as usize + cpg;
+    assert!(end <= len, "sample_i8: tap reads past src");
 }
 
 /// # Safety
-/// AVX-512 F/BW/VL; for every tap `t`, `src + t.base + {0, dx, dy, dx+dy} .. + cpg` readable;
-/// `out .. + taps.len()·cpg` writable.
-#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2")]
-unsafe fn sample_i8_avx512(src: *const i8, taps: &[TapQ11], cpg: usize, out: *mut i8) {
-    let full = cpg / 32;
-    let rem = cpg % 32;
-    let tail: __mmask32 = if rem == 0 { 0 } else { (1u32 << rem) - 1 };
+/// AVX-512 F/BW/VL/VNNI; `src .. + len` readable; `out .. + taps.len()·cpg` writable.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2")]
+unsafe fn sample_i8_avx512(src: *const i8, len: usize, taps: &[TapQ11], cpg: usize, out: *mut i8) {
+    let full = cpg / 64;
+    let rem = cpg % 64;
+    let tail: __mmask64 = if rem == 0 { 0 } else { (1u64 << rem) - 1 };
     for (n, t) in taps.iter().enumerate() {
-        let (fx, fy) = (t.fx as i32, t.fy as i32);
-        let (gx, gy) = (super::Q11_ONE - fx, super::Q11_ONE - fy);
-        let wx = _mm512_set1_epi32((gx & 0xffff) | (fx << 16));
-        let (vgy, vfy) = (_mm512_set1_epi32(gy), _mm512_set1_epi32(fy));
-        // SAFETY: the four tap origins and the output run are in bounds (caller).
+        check_tap(t, cpg, len);
+        let wlo = _mm512_set1_epi32(i32::from_le_bytes(t.wlo));
+        let whi = _mm512_set1_epi32(i32::from_le_bytes(t.whi));
+        // SAFETY: check_tap keeps the four runs inside src; the output run n·cpg .. + cpg is
+        // inside out (caller).
         unsafe {
             let p00 = src.add(t.base as usize);
             let p01 = p00.add(t.dx as usize);
@@ -82,61 +85,55 @@ unsafe fn sample_i8_avx512(src: *const i8, taps: &[TapQ11], cpg: usize, out: *mu
             let ps = [p00, p01, p10, p11];
             let o = out.add(n * cpg);
             for i in 0..full {
-                bilerp32::<false>(ps, 32 * i, wx, vgy, vfy, o.add(32 * i), !0);
+                let r = blend64::<false>(ps, 64 * i, wlo, whi, !0);
+                _mm512_storeu_si512(o.add(64 * i) as *mut __m512i, r);
             }
             if rem != 0 {
-                bilerp32::<true>(ps, 32 * full, wx, vgy, vfy, o.add(32 * full), tail);
+                let r = blend64::<true>(ps, 64 * full, wlo, whi, tail);
+                _mm512_mask_storeu_epi8(o.add(64 * full), tail, r);
             }
         }
     }
 }
 
-/// 32 channels (the masked-in ones when `MASKED`) of the exact Q11 bilinear blend.
+/// 64 channels (the masked-in ones when `MASKED`; the rest are zero) of the Q14 blend.
 ///
 /// # Safety
-/// `ps[i] + c + j` readable and `o + j` writable for every channel `j < 32` selected by `mask`
-/// (all 32 when not `MASKED`).
+/// `ps[i] + c + j` readable for every channel `j < 64` selected by `mask` (all 64 when not
+/// `MASKED`).
 #[inline]
-#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2")]
-unsafe fn bilerp32<const MASKED: bool>(
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2")]
+unsafe fn blend64<const MASKED: bool>(
     ps: [*const i8; 4],
     c: usize,
-    wx: __m512i,
-    gy: __m512i,
-    fy: __m512i,
-    o: *mut i8,
-    mask: __mmask32,
-) {
-    // SAFETY: the caller guarantees the selected bytes at each ps[i] + c are readable and the
-    // selected bytes at o writable; masked-out bytes are neither read nor written.
-    unsafe {
-        let ld = |p: *const i8| {
-            let v = if MASKED {
-                _mm256_maskz_loadu_epi8(mask, p.add(c))
-            } else {
-                _mm256_loadu_si256(p.add(c) as *const __m256i)
-            };
-            _mm512_cvtepi8_epi16(v)
-        };
-        let (a, b, cc, d) = (ld(ps[0]), ld(ps[1]), ld(ps[2]), ld(ps[3]));
-        let top_lo = _mm512_madd_epi16(_mm512_unpacklo_epi16(a, b), wx);
-        let top_hi = _mm512_madd_epi16(_mm512_unpackhi_epi16(a, b), wx);
-        let bot_lo = _mm512_madd_epi16(_mm512_unpacklo_epi16(cc, d), wx);
-        let bot_hi = _mm512_madd_epi16(_mm512_unpackhi_epi16(cc, d), wx);
-        let round = _mm512_set1_epi32(1 << 21);
-        let v = |top: __m512i, bot: __m512i| {
-            let s = _mm512_add_epi32(_mm512_mullo_epi32(top, gy), _mm512_mullo_epi32(bot, fy));
-            _mm512_srai_epi32::<22>(_mm512_add_epi32(s, round))
-        };
-        // Results lie in [-128, 127]: neither the saturating pack nor vpmovwb changes them.
-        let r16 = _mm512_packs_epi32(v(top_lo, bot_lo), v(top_hi, bot_hi));
-        let r8 = _mm512_cvtepi16_epi8(r16);
+    wlo: __m512i,
+    whi: __m512i,
+    mask: __mmask64,
+) -> __m512i {
+    // SAFETY: the caller guarantees the selected bytes at each ps[i] + c are readable;
+    // masked-out bytes are not read.
+    let ld = |p: *const i8| unsafe {
         if MASKED {
-            _mm256_mask_storeu_epi8(o, mask, r8);
+            _mm512_maskz_loadu_epi8(mask, p.add(c))
         } else {
-            _mm256_storeu_si256(o as *mut __m256i, r8);
+            _mm512_loadu_si512(p.add(c) as *const __m512i)
         }
-    }
+    };
+    let (a, b, cc, d) = (ld(ps[0]), ld(ps[1]), ld(ps[2]), ld(ps[3]));
+    let (ab_lo, ab_hi) = (_mm512_unpacklo_epi8(a, b), _mm512_unpackhi_epi8(a, b));
+    let (cd_lo, cd_hi) = (_mm512_unpacklo_epi8(cc, d), _mm512_unpackhi_epi8(cc, d));
+    let start = _mm512_set1_epi32(32);
+    let blend = |x: __m512i| {
+        let hi = _mm512_dpbusd_epi32(start, whi, x);
+        _mm512_srai_epi32::<14>(_mm512_dpbusd_epi32(_mm512_slli_epi32::<8>(hi), wlo, x))
+    };
+    // Per lane k: the four interleaves hold channels 16k + {0-3, 4-7, 8-11, 12-15}.
+    let r0 = blend(_mm512_unpacklo_epi16(ab_lo, cd_lo));
+    let r1 = blend(_mm512_unpackhi_epi16(ab_lo, cd_lo));
+    let r2 = blend(_mm512_unpacklo_epi16(ab_hi, cd_hi));
+    let r3 = blend(_mm512_unpackhi_epi16(ab_hi, cd_hi));
+    // Results lie in [-128, 127], so the saturating packs are exact.
+    _mm512_packs_epi16(_mm512_packs_epi32(r0, r1), _mm512_packs_epi32(r2, r3))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -456,26 +453,26 @@ mod tests {
             .map(|i| {
                 let q = rng.gen_range(0..g);
                 if i % 5 == 4 {
-                    return TapQ11 {
-                        base: ((pixels - 1) * c + (g - 1) * cpg) as u32,
-                        dx: 0,
-                        dy: 0,
-                        fx: rng.gen_range(0..=2048),
-                        fy: rng.gen_range(0..=2048),
-                    };
+                    return TapQ11::new(
+                        ((pixels - 1) * c + (g - 1) * cpg) as u32,
+                        0,
+                        0,
+                        rng.gen_range(0..=2048),
+                        rng.gen_range(0..=2048),
+                    );
                 }
                 let p = rng.gen_range(0..pixels);
                 let (px, py) = (p % w, p / w);
                 let h = pixels / w;
                 let dx = if px + 1 < w { c } else { 0 };
                 let dy = if py + 1 < h { w * c } else { 0 };
-                TapQ11 {
-                    base: (p * c + q * cpg) as u32,
-                    dx: dx as u32,
-                    dy: dy as u32,
-                    fx: [0, 2048, rng.gen_range(0..=2048)][rng.gen_range(0..3)],
-                    fy: [0, 2048, rng.gen_range(0..=2048)][rng.gen_range(0..3)],
-                }
+                TapQ11::new(
+                    (p * c + q * cpg) as u32,
+                    dx as u32,
+                    dy as u32,
+                    [0, 2048, rng.gen_range(0..=2048)][rng.gen_range(0..3)],
+                    [0, 2048, rng.gen_range(0..=2048)][rng.gen_range(0..3)],
+                )
             })
             .collect()
     }
@@ -544,9 +541,10 @@ mod tests {
         assert_eq!(k.backend, Backend::Avx512);
         check_sample_i8(k, 4, 64, 12, 5, 300, 1);
         check_conv_f32(k, 256, 32, 120, 0, true, 2);
-        for cpg in [1, 15, 16, 17, 31, 32, 33, 63, 64, 65, 70] {
+        for cpg in [1, 15, 16, 17, 31, 32, 33, 63, 64, 65, 70, 127, 128, 129] {
             check_sample_i8(k, 3, cpg, 3, 2, 40, cpg as u64);
         }
+
         for o_n in 1..40 {
             for npix in 0..9 {
                 check_conv_f32(
@@ -600,13 +598,7 @@ mod microbench {
         let mut out = vec![0.0; npix * o_n];
         let src: Vec<i8> = (0..256 * 240).map(|i| (i % 251) as i8).collect();
         let taps: Vec<TapQ11> = (0..4 * 240)
-            .map(|i| TapQ11 {
-                base: ((i % 239) * 256 + (i % 4) * 64) as u32,
-                dx: 256,
-                dy: 0,
-                fx: 700,
-                fy: 1300,
-            })
+            .map(|i| TapQ11::new(((i % 239) * 256 + (i % 4) * 64) as u32, 256, 0, 700, 1300))
             .collect();
         let mut outq = vec![0i8; taps.len() * 64];
         for round in 0..3 {

@@ -9,7 +9,7 @@
 //! | `conv_i8`     | the same in int8 with exact i32 accumulation |
 //! | `sample_f32`  | bilinear sampling of NHWC taps, f32 |
 //! | `sample_f16`  | the same on f16 storage |
-//! | `sample_i8`   | the same in int8 with Q11 weights and one rounding |
+//! | `sample_i8`   | the same in int8 with Q14 weights and one rounding |
 //! | `sample_*_nchw` | sampling fused with the transpose to NCHW output (optional) |
 //! | `cvt_*`       | f16 ↔ f32 conversion |
 //! | `transpose_*` | NCHW ↔ NHWC tiles |
@@ -53,7 +53,13 @@ pub struct Tap {
     pub fy: f32,
 }
 
-/// Fixed-point sample point for int8: `fx`, `fy` ∈ [0, 2048] are Q11 weights of the far taps.
+/// Fixed-point sample point for int8.
+///
+/// `fx`, `fy` ∈ [0, 2048] are the Q11 positions of the point between its near and far taps;
+/// they define the Q14 bilinear weights [`weights_q14`]. `wlo`/`whi` cache those weights split
+/// into bytes (`w = wlo + 256·whi`, corners in the order 00, 01, 10, 11) in the form the SIMD
+/// kernels broadcast; build taps with [`TapQ11::new`] so the two always agree. The scalar
+/// reference reads only `fx` and `fy`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[repr(C)]
 pub struct TapQ11 {
@@ -62,12 +68,68 @@ pub struct TapQ11 {
     pub dy: u32,
     pub fx: u16,
     pub fy: u16,
+    pub wlo: [u8; 4],
+    pub whi: [u8; 4],
 }
 
-/// Fractional bits of int8 sample positions and bilinear weights.
+impl TapQ11 {
+    /// A tap with its cached weights.
+    #[inline(always)]
+    pub fn new(base: u32, dx: u32, dy: u32, fx: u16, fy: u16) -> Self {
+        let w = weights_q14(fx, fy);
+        Self {
+            base,
+            dx,
+            dy,
+            fx,
+            fy,
+            wlo: w.map(|v| v as u8),
+            whi: w.map(|v| (v >> 8) as u8),
+        }
+    }
+
+    /// The four Q14 weights, from the cached bytes.
+    #[inline(always)]
+    pub fn weights(&self) -> [u16; 4] {
+        core::array::from_fn(|i| self.wlo[i] as u16 | (self.whi[i] as u16) << 8)
+    }
+}
+
+/// Fractional bits of int8 sample positions.
 pub const Q11_BITS: u32 = 11;
 /// `1.0` in Q11.
 pub const Q11_ONE: i32 = 1 << Q11_BITS;
+/// Fractional bits of the int8 bilinear weights.
+pub const Q14_BITS: u32 = 14;
+
+/// The int8 bilinear weights of corners 00, 01, 10, 11 (x far = 01, y far = 10) in Q14.
+///
+/// Row weights are exact (`8·gy`, `8·fy` in Q14); within each row the far tap gets the Q22
+/// product rounded to Q14 and the near tap the rest of the row. So the weights are each within
+/// half a step of the exact bilinear weight, lie in [0, 2^14] and sum to exactly 2^14
+/// (constants are preserved). Each fits i16 and splits into bytes `lo + 256·hi` with
+/// `hi ≤ 64`, which lets `vpmaddwd`, `vpdpbusd` and `smlal` all compute `Σ w·q` exactly.
+#[inline(always)]
+pub fn weights_q14(fx: u16, fy: u16) -> [u16; 4] {
+    let (fx, fy) = (fx as u32, fy as u32);
+    let gy = Q11_ONE as u32 - fy;
+    // (f·g + 128) >> 8 ≤ 8·g for f ≤ 2048, so the near weights never go negative.
+    let (w01, w11) = ((fx * gy + 128) >> 8, (fx * fy + 128) >> 8);
+    [
+        (8 * gy - w01) as u16,
+        w01 as u16,
+        (8 * fy - w11) as u16,
+        w11 as u16,
+    ]
+}
+
+/// The int8 bilinear blend every backend computes: `(Σ w_i·q_i + 2^13) >> 14` with the
+/// weights of [`weights_q14`]. Convex weights keep the result in [−128, 127].
+#[inline(always)]
+pub fn blend_q14(q: [i8; 4], w: [u16; 4]) -> i8 {
+    let acc: i32 = (0..4).map(|i| w[i] as i32 * q[i] as i32).sum();
+    ((acc + (1 << 13)) >> 14) as i8
+}
 
 /// Packs `w[o][k]` (row-major `[o_n][cin]`) into the `[cin][o_n]` layout `conv_f32` reads.
 pub fn pack_conv_f32(w: &[f32], o_n: usize, cin: usize) -> Vec<f32> {
@@ -120,9 +182,8 @@ pub type ConvI8 =
 pub type SampleF32 = fn(src: &[f32], taps: &[Tap], cpg: usize, out: &mut [f32]);
 /// Signature of `sample_f16`: like `sample_f32` on f16 storage; arithmetic in f32 or fp16.
 pub type SampleF16 = fn(src: &[f16], taps: &[Tap], cpg: usize, out: &mut [f16]);
-/// Signature of `sample_i8`: tap `n` writes
-/// `out[n*cpg + c] = (Σ w_ij · q_ij + 2^21) >> 22` with `w00 = (2048−fx)(2048−fy)`, `w01 = fx(2048−fy)`,
-/// `w10 = (2048−fx)fy`, `w11 = fx·fy`; exact, so every backend returns the same bytes.
+/// Signature of `sample_i8`: tap `n` writes `out[n*cpg + c] =` [`blend_q14`] of its four corners
+/// with the tap's [`weights_q14`]; exact, so every backend returns the same bytes.
 pub type SampleI8 = fn(src: &[i8], taps: &[TapQ11], cpg: usize, out: &mut [i8]);
 
 /// Signature of `sample_*_nchw`: sampling fused with the NCHW transpose. Tap `n = X·g + q`
@@ -379,5 +440,52 @@ fn table(b: Backend) -> Option<&'static Kernels> {
         Backend::NeonDotprodFp16 => Some(&neon_fp16::KERNELS),
         #[allow(unreachable_patterns)]
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every Q11 position pair: weights in [0, 2^14], summing to 2^14, each within half a step
+    /// of the exact bilinear weight, and the cached bytes of `TapQ11::new` agree.
+    #[test]
+    fn q14_weights_are_convex_and_close_for_every_position() {
+        for fx in 0..=2048u16 {
+            for fy in 0..=2048u16 {
+                let w = weights_q14(fx, fy);
+                assert_eq!(
+                    w.iter().map(|&v| v as u32).sum::<u32>(),
+                    1 << 14,
+                    "{fx} {fy}"
+                );
+                let (gx, gy) = (2048 - fx as i64, 2048 - fy as i64);
+                let exact = [
+                    gx * gy,
+                    fx as i64 * gy,
+                    gx * fy as i64,
+                    fx as i64 * fy as i64,
+                ];
+                for i in 0..4 {
+                    assert!(w[i] <= 1 << 14, "{fx} {fy}: {w:?}");
+                    // |w − exact/256| ≤ 1/2.
+                    assert!(
+                        (w[i] as i64 * 256 - exact[i]).abs() <= 128,
+                        "{fx} {fy}: {w:?}"
+                    );
+                }
+                assert_eq!(TapQ11::new(0, 0, 0, fx, fy).weights(), w);
+            }
+        }
+    }
+
+    /// The blend keeps constants and the extremes of int8.
+    #[test]
+    fn q14_blend_preserves_constants() {
+        for v in [-128i8, -1, 0, 1, 127] {
+            for (fx, fy) in [(0, 0), (2048, 2048), (1, 2047), (1024, 3), (777, 1501)] {
+                assert_eq!(blend_q14([v; 4], weights_q14(fx, fy)), v);
+            }
+        }
     }
 }

@@ -588,8 +588,8 @@ pub fn sample_i8(src: &[i8], taps: &[TapQ11], cpg: usize, out: &mut [i8]) {
     unsafe { sample_i8_neon(src.as_ptr(), taps, cpg, out.as_mut_ptr()) }
 }
 
-/// Separable and exact: `Σ w_ij q_ij = gy·(gx q00 + fx q01) + fy·(gx q10 + fx q11)`; the inner
-/// sums fit i32 with room (|·| ≤ 2^18), the outer ≤ 2^29, and `srshr #22` is `(acc + 2^21) >> 22`.
+/// `Σ w·q` with the Q14 weights (≤ 2^14, so they fit i16) through widening MACs: exact in
+/// i32 (|·| ≤ 2^21), and `srshr #14` is `(acc + 2^13) >> 14`.
 #[target_feature(enable = "neon")]
 unsafe fn sample_i8_neon(src: *const i8, taps: &[TapQ11], cpg: usize, out: *mut i8) {
     // SAFETY: as sample_f32_neon.
@@ -600,62 +600,74 @@ unsafe fn sample_i8_neon(src: *const i8, taps: &[TapQ11], cpg: usize, out: *mut 
             let p10 = p00.add(t.dy as usize);
             let p11 = p10.add(t.dx as usize);
             let o = out.add(n * cpg);
-            let (fx, fy) = (t.fx as i32, t.fy as i32);
-            let (gx, gy) = (super::Q11_ONE - fx, super::Q11_ONE - fy);
-            // Q11 weights are in [0, 2048]: they fit i16 for the widening multiplies.
-            let (fx16, gx16) = (fx as i16, gx as i16);
-            // 8 lanes: widen to i16, two widening MACs per row pair, then the outer lerp in i32.
-            let lerp8 = |q00: int8x8_t, q01: int8x8_t, q10: int8x8_t, q11: int8x8_t| -> int8x8_t {
-                let (a, b, c, d) = (vmovl_s8(q00), vmovl_s8(q01), vmovl_s8(q10), vmovl_s8(q11));
-                let top_lo = vmlal_n_s16(vmull_n_s16(vget_low_s16(a), gx16), vget_low_s16(b), fx16);
-                let top_hi = vmlal_high_n_s16(vmull_high_n_s16(a, gx16), b, fx16);
-                let bot_lo = vmlal_n_s16(vmull_n_s16(vget_low_s16(c), gx16), vget_low_s16(d), fx16);
-                let bot_hi = vmlal_high_n_s16(vmull_high_n_s16(c, gx16), d, fx16);
-                let lo = vrshrq_n_s32::<22>(vmlaq_n_s32(vmulq_n_s32(top_lo, gy), bot_lo, fy));
-                let hi = vrshrq_n_s32::<22>(vmlaq_n_s32(vmulq_n_s32(top_hi, gy), bot_hi, fy));
-                // Results are in [-128, 127]: plain narrowing is exact.
-                vmovn_s16(vcombine_s16(vmovn_s32(lo), vmovn_s32(hi)))
-            };
+            let w = weights_i16(t);
             let mut c = 0;
             while c + 16 <= cpg {
                 let (a, b) = (vld1q_s8(p00.add(c)), vld1q_s8(p01.add(c)));
                 let (cc, d) = (vld1q_s8(p10.add(c)), vld1q_s8(p11.add(c)));
-                let lo = lerp8(
-                    vget_low_s8(a),
-                    vget_low_s8(b),
-                    vget_low_s8(cc),
-                    vget_low_s8(d),
+                let lo = bilerp8_q14(
+                    [
+                        vget_low_s8(a),
+                        vget_low_s8(b),
+                        vget_low_s8(cc),
+                        vget_low_s8(d),
+                    ],
+                    w,
                 );
-                let hi = lerp8(
-                    vget_high_s8(a),
-                    vget_high_s8(b),
-                    vget_high_s8(cc),
-                    vget_high_s8(d),
+                let hi = bilerp8_q14(
+                    [
+                        vget_high_s8(a),
+                        vget_high_s8(b),
+                        vget_high_s8(cc),
+                        vget_high_s8(d),
+                    ],
+                    w,
                 );
                 vst1q_s8(o.add(c), vcombine_s8(lo, hi));
                 c += 16;
             }
             if c + 8 <= cpg {
-                let r = lerp8(
+                let q = [
                     vld1_s8(p00.add(c)),
                     vld1_s8(p01.add(c)),
                     vld1_s8(p10.add(c)),
                     vld1_s8(p11.add(c)),
-                );
-                vst1_s8(o.add(c), r);
+                ];
+                vst1_s8(o.add(c), bilerp8_q14(q, w));
                 c += 8;
             }
-            let (w00, w01, w10, w11) = (gx * gy, fx * gy, gx * fy, fx * fy);
+            let wq = t.weights();
             while c < cpg {
-                let acc = w00 * *p00.add(c) as i32
-                    + w01 * *p01.add(c) as i32
-                    + w10 * *p10.add(c) as i32
-                    + w11 * *p11.add(c) as i32;
-                *o.add(c) = ((acc + (1 << 21)) >> 22) as i8;
+                let q = [*p00.add(c), *p01.add(c), *p10.add(c), *p11.add(c)];
+                *o.add(c) = super::blend_q14(q, wq);
                 c += 1;
             }
         }
     }
+}
+
+/// The tap's Q14 weights as i16 (each ≤ 2^14).
+#[inline(always)]
+fn weights_i16(t: &TapQ11) -> [i16; 4] {
+    t.weights().map(|w| w as i16)
+}
+
+/// The Q14 blend on 8 lanes: widen to i16, four widening MACs per half, rounding narrow.
+#[target_feature(enable = "neon")]
+#[inline]
+unsafe fn bilerp8_q14(q: [int8x8_t; 4], w: [i16; 4]) -> int8x8_t {
+    let v = q.map(|q| vmovl_s8(q));
+    let lo = vmull_n_s16(vget_low_s16(v[0]), w[0]);
+    let lo = vmlal_n_s16(lo, vget_low_s16(v[1]), w[1]);
+    let lo = vmlal_n_s16(lo, vget_low_s16(v[2]), w[2]);
+    let lo = vmlal_n_s16(lo, vget_low_s16(v[3]), w[3]);
+    let hi = vmull_high_n_s16(v[0], w[0]);
+    let hi = vmlal_high_n_s16(hi, v[1], w[1]);
+    let hi = vmlal_high_n_s16(hi, v[2], w[2]);
+    let hi = vmlal_high_n_s16(hi, v[3], w[3]);
+    // (acc + 2^13) >> 14 lies in [-128, 127]: the narrowing is exact.
+    let r = vcombine_s16(vrshrn_n_s32::<14>(lo), vrshrn_n_s32::<14>(hi));
+    vmovn_s16(r)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -958,27 +970,6 @@ pub unsafe fn sample_i8_nchw(
     }
 }
 
-/// The exact separable formula of `sample_i8_neon` on 8 lanes with one tap's Q11 weights
-/// `(gx, fx, gy, fy)`; |inner sums| ≤ 2^18, |outer| ≤ 2^29, `srshr #22` rounds as the contract.
-#[target_feature(enable = "neon")]
-#[inline]
-unsafe fn bilerp8_q11(q: [int8x8_t; 4], gx: i16, fx: i16, gy: i32, fy: i32) -> int8x8_t {
-    let (a, b, c, d) = (
-        vmovl_s8(q[0]),
-        vmovl_s8(q[1]),
-        vmovl_s8(q[2]),
-        vmovl_s8(q[3]),
-    );
-    let top_lo = vmlal_n_s16(vmull_n_s16(vget_low_s16(a), gx), vget_low_s16(b), fx);
-    let top_hi = vmlal_high_n_s16(vmull_high_n_s16(a, gx), b, fx);
-    let bot_lo = vmlal_n_s16(vmull_n_s16(vget_low_s16(c), gx), vget_low_s16(d), fx);
-    let bot_hi = vmlal_high_n_s16(vmull_high_n_s16(c, gx), d, fx);
-    let lo = vrshrq_n_s32::<22>(vmlaq_n_s32(vmulq_n_s32(top_lo, gy), bot_lo, fy));
-    let hi = vrshrq_n_s32::<22>(vmlaq_n_s32(vmulq_n_s32(top_hi, gy), bot_hi, fy));
-    // Results are in [-128, 127]: plain narrowing is exact.
-    vmovn_s16(vcombine_s16(vmovn_s32(lo), vmovn_s32(hi)))
-}
-
 #[target_feature(enable = "neon")]
 unsafe fn sample_i8_nchw_neon(
     src: *const i8,
@@ -998,16 +989,7 @@ unsafe fn sample_i8_nchw_neon(
             while x < npx {
                 let np = (npx - x).min(8);
                 let t: [&TapQ11; 8] = core::array::from_fn(|k| &taps[(x + k.min(np - 1)) * g + q]);
-                // Q11 weights are in [0, 2048]: they fit i16 for the widening multiplies.
-                let w = t.map(|t| {
-                    let (fx, fy) = (t.fx as i32, t.fy as i32);
-                    (
-                        (super::Q11_ONE - fx) as i16,
-                        fx as i16,
-                        super::Q11_ONE - fy,
-                        fy,
-                    )
-                });
+                let w = t.map(weights_i16);
                 let mut c = 0;
                 while c < cpg {
                     let rem = (cpg - c).min(8);
@@ -1015,8 +997,7 @@ unsafe fn sample_i8_nchw_neon(
                     for k in 0..8 {
                         let p =
                             corners(src, len, (t[k].base, t[k].dx, t[k].dy), c, rem, &mut buf[k]);
-                        let (gx, fx, gy, fy) = w[k];
-                        let r = bilerp8_q11(p.map(|p| vld1_s8(p)), gx, fx, gy, fy);
+                        let r = bilerp8_q14(p.map(|p| vld1_s8(p)), w[k]);
                         v[k] = vreinterpret_u8_s8(r);
                     }
                     // 8×8 byte transpose (8-, 16-, then 32-bit pairs), as transpose_u8_neon.
@@ -1434,13 +1415,7 @@ pub(super) mod tests {
                 fx: qx as f32 / 2048.0,
                 fy: (r() % 10001) as f32 / 10000.0,
             });
-            qt.push(TapQ11 {
-                base,
-                dx,
-                dy,
-                fx: qx,
-                fy: qy,
-            });
+            qt.push(TapQ11::new(base, dx, dy, qx, qy));
         }
         (h * w * ch, ft, qt)
     }
@@ -1481,8 +1456,8 @@ pub(super) mod tests {
         if seed.is_multiple_of(4) {
             // Exact corner weights (0 and 2048) exercise the largest products.
             for (i, t) in qt.iter_mut().enumerate() {
-                t.fx = [0, 2048, 1024, 1][i % 4];
-                t.fy = [2048, 0, 1, 2047][i % 4];
+                let (fx, fy) = ([0, 2048, 1024, 1][i % 4], [2048, 0, 1, 2047][i % 4]);
+                *t = TapQ11::new(t.base, t.dx, t.dy, fx, fy);
             }
         }
         let mut src = rand_i8(n, seed);
@@ -1679,8 +1654,8 @@ pub(super) mod tests {
             }
             if seed.is_multiple_of(4) {
                 for (i, t) in qt.iter_mut().enumerate() {
-                    t.fx = [0, 2048, 1024, 1][i % 4];
-                    t.fy = [2048, 0, 1, 2047][i % 4];
+                    let (fx, fy) = ([0, 2048, 1024, 1][i % 4], [2048, 0, 1, 2047][i % 4]);
+                    *t = TapQ11::new(t.base, t.dx, t.dy, fx, fy);
                 }
             }
             let (mut got, mut want) = (vec![0x55i8; n], vec![0x55i8; n]);

@@ -92,14 +92,10 @@ fn lerp2(v00: f32, v01: f32, v10: f32, v11: f32, fx: f32, fy: f32) -> f32 {
     top + fy * (bot - top)
 }
 
-/// The exact int8 bilinear formula: Q22 weights, one rounding.
+/// The int8 bilinear formula, from the tap's Q11 position (not its cached weight bytes).
 #[inline]
-fn bilerp_q11(v00: i8, v01: i8, v10: i8, v11: i8, fx: u16, fy: u16) -> i8 {
-    let (fx, fy) = (fx as i32, fy as i32);
-    let (gx, gy) = (super::Q11_ONE - fx, super::Q11_ONE - fy);
-    let acc =
-        gx * gy * v00 as i32 + fx * gy * v01 as i32 + gx * fy * v10 as i32 + fx * fy * v11 as i32;
-    ((acc + (1 << 21)) >> 22) as i8
+fn bilerp_q14(v00: i8, v01: i8, v10: i8, v11: i8, fx: u16, fy: u16) -> i8 {
+    super::blend_q14([v00, v01, v10, v11], super::weights_q14(fx, fy))
 }
 
 pub fn sample_f32(src: &[f32], taps: &[Tap], cpg: usize, out: &mut [f32]) {
@@ -135,7 +131,7 @@ pub fn sample_i8(src: &[i8], taps: &[TapQ11], cpg: usize, out: &mut [i8]) {
     for (t, o) in taps.iter().zip(out.chunks_exact_mut(cpg)) {
         let (b, dx, dy) = (t.base as usize, t.dx as usize, t.dy as usize);
         for c in 0..cpg {
-            o[c] = bilerp_q11(
+            o[c] = bilerp_q14(
                 src[b + c],
                 src[b + dx + c],
                 src[b + dy + c],
@@ -207,7 +203,7 @@ pub unsafe fn sample_i8_nchw(
     for (n, t) in taps.iter().enumerate() {
         let (b, dx, dy) = (t.base as usize, t.dx as usize, t.dy as usize);
         for c in 0..cpg {
-            let v = bilerp_q11(
+            let v = bilerp_q14(
                 src[b + c],
                 src[b + dx + c],
                 src[b + dy + c],

@@ -1,0 +1,281 @@
+//! Sample points (taps) of one int8 output row, built in vectorizable passes.
+//!
+//! Per tap the work is a handful of integer operations (clamp, split into pixel and Q11
+//! fraction, address, four Q14 weights); written as one scalar loop over an AoS tap array it
+//! costs about as much as the sampling itself. Here the offsets are first copied into tap order,
+//! then every quantity is computed in structure-of-arrays loops that LLVM vectorizes (the x86
+//! build is compiled twice more with AVX2 / AVX-512 enabled and picked at run time), and only
+//! the final pass writes the [`TapQ11`] array. [`taps_q11_unopt`] is the plain reference the
+//! fast path is tested against.
+
+use crate::kernels::TapQ11;
+
+/// What the tap builder needs to know about the layer and the image.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Geometry {
+    pub(crate) w: usize,
+    pub(crate) h: usize,
+    pub(crate) c: usize,
+    pub(crate) s: usize,
+    pub(crate) g: usize,
+}
+
+impl Geometry {
+    fn cpg(&self) -> usize {
+        self.c / self.g
+    }
+    /// Offset channels per low-res pixel: x then y, `g·s²` each.
+    fn oc(&self) -> usize {
+        2 * self.g * self.s * self.s
+    }
+    /// Taps per output row.
+    pub(crate) fn row_taps(&self) -> usize {
+        self.s * self.w * self.g
+    }
+    /// Whether `x·2048 + offset` fits i32 for every clamped offset (|off| ≤ 2^24 + init_pos).
+    fn small(&self) -> bool {
+        self.w < (1 << 19) && self.h < (1 << 19)
+    }
+}
+
+/// Reusable buffers of the fast builder.
+#[derive(Default)]
+pub(crate) struct PointScratch {
+    ox: Vec<i32>,
+    oy: Vec<i32>,
+    base: Vec<u32>,
+    dx: Vec<u32>,
+    dy: Vec<u32>,
+    fxy: Vec<u32>,
+    wlo: Vec<u32>,
+    whi: Vec<u32>,
+    pxb: Vec<i32>,
+    qoff: Vec<u32>,
+    /// `(w, s, g, cpg)` that `pxb` and `qoff` were built for.
+    key: Option<(usize, usize, usize, usize)>,
+}
+
+fn grow<T: Default + Clone>(v: &mut Vec<T>, n: usize) -> &mut [T] {
+    if v.len() < n {
+        v.resize(n, T::default());
+    }
+    &mut v[..n]
+}
+
+/// The taps of output row `i` of low-res row `y`: tap `(x·s + j)·g + q` samples group `q` at
+/// output pixel `x·s + j`. `off` holds the Q11 offsets of the row's `w` pixels (`oc` each).
+pub(crate) fn taps_q11(
+    geo: Geometry,
+    y: usize,
+    i: usize,
+    off: &[i32],
+    sc: &mut PointScratch,
+    taps: &mut [TapQ11],
+) {
+    let n = geo.row_taps();
+    assert!(taps.len() >= n && off.len() >= geo.w * geo.oc());
+    if !geo.small() {
+        return taps_q11_unopt(geo, y, i, off, taps);
+    }
+    #[cfg(target_arch = "x86_64")]
+    {
+        let cpu = crate::cpu::CpuFeatures::get();
+        if cpu.avx512f && cpu.avx512bw && cpu.avx512vl {
+            // SAFETY: the AVX-512 features this copy is compiled for were detected at run time.
+            return unsafe { taps_avx512(geo, y, i, off, sc, taps) };
+        }
+        if cpu.avx2 {
+            // SAFETY: AVX2 was detected at run time.
+            return unsafe { taps_avx2(geo, y, i, off, sc, taps) };
+        }
+    }
+    taps_body(geo, y, i, off, sc, taps)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2")]
+unsafe fn taps_avx512(
+    geo: Geometry,
+    y: usize,
+    i: usize,
+    off: &[i32],
+    sc: &mut PointScratch,
+    taps: &mut [TapQ11],
+) {
+    taps_body(geo, y, i, off, sc, taps)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn taps_avx2(
+    geo: Geometry,
+    y: usize,
+    i: usize,
+    off: &[i32],
+    sc: &mut PointScratch,
+    taps: &mut [TapQ11],
+) {
+    taps_body(geo, y, i, off, sc, taps)
+}
+
+#[inline(always)]
+fn taps_body(
+    geo: Geometry,
+    y: usize,
+    i: usize,
+    off: &[i32],
+    sc: &mut PointScratch,
+    taps: &mut [TapQ11],
+) {
+    let Geometry { w, h, c, s, g } = geo;
+    let (oc, cpg, s2, sg) = (geo.oc(), geo.cpg(), s * s, s * g);
+    let n = geo.row_taps();
+    let (ox, oy) = (grow(&mut sc.ox, n), grow(&mut sc.oy, n));
+    // Pass 1: offsets in tap order.
+    for x in 0..w {
+        let o = &off[x * oc..(x + 1) * oc];
+        for j in 0..s {
+            for q in 0..g {
+                let (k, ch) = ((x * s + j) * g + q, q * s2 + i * s + j);
+                ox[k] = o[ch];
+                oy[k] = o[g * s2 + ch];
+            }
+        }
+    }
+    // Per-tap constants (x·2048 of the tap's low-res pixel, channel offset of its group),
+    // rebuilt only when the geometry changes.
+    if sc.key != Some((w, s, g, cpg)) {
+        sc.pxb.clear();
+        sc.qoff.clear();
+        for x in 0..w {
+            for k in 0..sg {
+                sc.pxb.push((x as i32) << 11);
+                sc.qoff.push(((k % g) * cpg) as u32);
+            }
+        }
+        sc.key = Some((w, s, g, cpg));
+    }
+    // Pass 2: element-wise over equal-length slices, so LLVM vectorizes it. Mirrors
+    // TapQ11::new / weights_q14 operation for operation.
+    let (ox, oy) = (&sc.ox[..n], &sc.oy[..n]);
+    let (pxb, qoff) = (&sc.pxb[..n], &sc.qoff[..n]);
+    let base = &mut grow(&mut sc.base, n)[..n];
+    let dx = &mut grow(&mut sc.dx, n)[..n];
+    let dy = &mut grow(&mut sc.dy, n)[..n];
+    let fxy = &mut grow(&mut sc.fxy, n)[..n];
+    let wlo = &mut grow(&mut sc.wlo, n)[..n];
+    let whi = &mut grow(&mut sc.whi, n)[..n];
+    let (xq, yq) = (((w - 1) as i32) << 11, ((h - 1) as i32) << 11);
+    let (cu, wc) = (c as u32, (w * c) as u32);
+    let (wl, hl) = ((w - 1) as u32, (h - 1) as u32);
+    let py0 = (y as i32) << 11;
+    for k in 0..n {
+        let px = (pxb[k] + ox[k]).clamp(0, xq) as u32;
+        let py = (py0 + oy[k]).clamp(0, yq) as u32;
+        let (x0, fx) = (px >> 11, px & 2047);
+        let (y0, fy) = (py >> 11, py & 2047);
+        base[k] = y0 * wc + x0 * cu + qoff[k];
+        dx[k] = if x0 < wl { cu } else { 0 };
+        dy[k] = if y0 < hl { wc } else { 0 };
+        fxy[k] = fx | fy << 16;
+        let gy = 2048 - fy;
+        let (w01, w11) = ((fx * gy + 128) >> 8, (fx * fy + 128) >> 8);
+        let (w00, w10) = (8 * gy - w01, 8 * fy - w11);
+        wlo[k] = (w00 & 255) | (w01 & 255) << 8 | (w10 & 255) << 16 | (w11 & 255) << 24;
+        whi[k] = (w00 >> 8) | (w01 >> 8) << 8 | (w10 >> 8) << 16 | (w11 >> 8) << 24;
+    }
+    // Pass 3: the AoS taps the kernels read.
+    for (k, t) in taps[..n].iter_mut().enumerate() {
+        *t = TapQ11 {
+            base: base[k],
+            dx: dx[k],
+            dy: dy[k],
+            fx: fxy[k] as u16,
+            fy: (fxy[k] >> 16) as u16,
+            wlo: wlo[k].to_le_bytes(),
+            whi: whi[k].to_le_bytes(),
+        };
+    }
+}
+
+/// The definition: one tap at a time with [`crate::quant::sample_coord_q11`] and
+/// [`TapQ11::new`], valid for any map size.
+pub(crate) fn taps_q11_unopt(geo: Geometry, y: usize, i: usize, off: &[i32], taps: &mut [TapQ11]) {
+    let Geometry { w, h, c, s, g } = geo;
+    let (oc, cpg, s2) = (geo.oc(), geo.cpg(), s * s);
+    let (cu, wc) = (c as u32, (w * c) as u32);
+    let (wl, hl) = ((w - 1) as u32, (h - 1) as u32);
+    for x in 0..w {
+        let o = &off[x * oc..(x + 1) * oc];
+        for j in 0..s {
+            for q in 0..g {
+                let ch = q * s2 + i * s + j;
+                let (x0, fx) = crate::quant::sample_coord_q11(x, o[ch], w);
+                let (y0, fy) = crate::quant::sample_coord_q11(y, o[g * s2 + ch], h);
+                let (x0, y0) = (x0 as u32, y0 as u32);
+                taps[(x * s + j) * g + q] = TapQ11::new(
+                    y0 * wc + x0 * cu + (q * cpg) as u32,
+                    if x0 < wl { cu } else { 0 },
+                    if y0 < hl { wc } else { 0 },
+                    fx,
+                    fy,
+                );
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use rand::{rngs::StdRng, Rng, SeedableRng};
+
+    fn check(geo: Geometry, y: usize, seed: u64) {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let lim = 1 << 24;
+        let off: Vec<i32> = (0..geo.w * geo.oc())
+            .map(|k| match k % 9 {
+                0 => rng.gen_range(-lim..=lim),
+                1 => 0,
+                2 => -lim,
+                3 => lim,
+                _ => rng.gen_range(-5000..5000),
+            })
+            .collect();
+        let mut sc = PointScratch::default();
+        for i in 0..geo.s {
+            let n = geo.row_taps();
+            let (mut want, mut got) = (vec![TapQ11::default(); n], vec![TapQ11::default(); n]);
+            taps_q11_unopt(geo, y, i, &off, &mut want);
+            taps_q11(geo, y, i, &off, &mut sc, &mut got);
+            assert_eq!(got, want, "{geo:?} y={y} i={i}");
+        }
+    }
+
+    #[test]
+    fn hot_shape() {
+        check(
+            Geometry {
+                w: 120,
+                h: 120,
+                c: 256,
+                s: 2,
+                g: 4,
+            },
+            37,
+            1,
+        );
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 200, failure_persistence: None, ..ProptestConfig::default() })]
+
+        #[test]
+        fn fast_taps_equal_the_definition(w in 1usize..40, h in 1usize..6, g in 1usize..9, cpg in 1usize..5,
+                                          s in 2usize..5, y_frac in 0.0f64..1.0, seed in any::<u64>()) {
+            let y = ((h as f64 * y_frac) as usize).min(h - 1);
+            check(Geometry { w, h, c: g * cpg, s, g }, y, seed);
+        }
+    }
+}
