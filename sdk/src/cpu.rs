@@ -15,6 +15,7 @@ pub struct CpuFeatures {
     pub avx512f: bool,
     pub avx512bw: bool,
     pub avx512vl: bool,
+    pub avx512dq: bool,
     pub avx512vnni: bool,
     // aarch64
     pub neon: bool,
@@ -41,6 +42,7 @@ impl CpuFeatures {
             avx512f: has!("avx512f"),
             avx512bw: has!("avx512bw"),
             avx512vl: has!("avx512vl"),
+            avx512dq: has!("avx512dq"),
             avx512vnni: has!("avx512vnni"),
             ..Self::default()
         }
@@ -76,6 +78,7 @@ impl CpuFeatures {
             ("avx512f", self.avx512f),
             ("avx512bw", self.avx512bw),
             ("avx512vl", self.avx512vl),
+            ("avx512dq", self.avx512dq),
             ("avx512vnni", self.avx512vnni),
             ("neon", self.neon),
             ("dotprod", self.dotprod),

@@ -49,6 +49,7 @@ pub(crate) struct PointScratch {
     fxy: Vec<u32>,
     wlo: Vec<u32>,
     whi: Vec<u32>,
+    chans: Vec<usize>,
     pxb: Vec<i32>,
     qoff: Vec<u32>,
     /// `(w, s, g, cpg)` that `pxb` and `qoff` were built for.
@@ -130,16 +131,23 @@ fn taps_body(
     let Geometry { w, h, c, s, g } = geo;
     let (oc, cpg, s2, sg) = (geo.oc(), geo.cpg(), s * s, s * g);
     let n = geo.row_taps();
+    // Pass 1: offsets in tap order. `chans[j·g + q]` is the x-offset channel of tap (j, q).
+    let chans = grow(&mut sc.chans, sg);
+    for j in 0..s {
+        for q in 0..g {
+            chans[j * g + q] = q * s2 + i * s + j;
+        }
+    }
+    let gs2 = g * s2;
+    let chans = &sc.chans[..sg];
     let (ox, oy) = (grow(&mut sc.ox, n), grow(&mut sc.oy, n));
-    // Pass 1: offsets in tap order.
-    for x in 0..w {
-        let o = &off[x * oc..(x + 1) * oc];
-        for j in 0..s {
-            for q in 0..g {
-                let (k, ch) = ((x * s + j) * g + q, q * s2 + i * s + j);
-                ox[k] = o[ch];
-                oy[k] = o[g * s2 + ch];
-            }
+    let pixels = off
+        .chunks_exact(oc)
+        .zip(ox.chunks_exact_mut(sg).zip(oy.chunks_exact_mut(sg)));
+    for (o, (dx, dy)) in pixels {
+        for ((dx, dy), &ch) in dx.iter_mut().zip(dy.iter_mut()).zip(chans.iter()) {
+            *dx = o[ch];
+            *dy = o[gs2 + ch];
         }
     }
     // Per-tap constants (x·2048 of the tap's low-res pixel, channel offset of its group),

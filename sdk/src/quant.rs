@@ -526,10 +526,31 @@ impl QuantizedWeights {
         off: &mut [i32],
     ) {
         #[cfg(target_arch = "x86_64")]
-        if crate::cpu::CpuFeatures::get().avx2 {
-            // SAFETY: AVX2 was detected at run time.
-            return unsafe { self.offsets_q11_avx2(dot, scope_dot, npix, subs, off) };
+        {
+            let cpu = crate::cpu::CpuFeatures::get();
+            if cpu.avx512f && cpu.avx512bw && cpu.avx512vl && cpu.avx512dq {
+                // SAFETY: these AVX-512 features were detected at run time.
+                return unsafe { self.offsets_q11_avx512(dot, scope_dot, npix, subs, off) };
+            }
+            if cpu.avx2 {
+                // SAFETY: AVX2 was detected at run time.
+                return unsafe { self.offsets_q11_avx2(dot, scope_dot, npix, subs, off) };
+            }
         }
+        self.offsets_q11_body(dot, scope_dot, npix, subs, off)
+    }
+
+    /// The same integer code with AVX-512 (native 64-bit multiplies: `vpmullq`).
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx2")]
+    unsafe fn offsets_q11_avx512(
+        &self,
+        dot: &[i32],
+        scope_dot: Option<&[i32]>,
+        npix: usize,
+        subs: usize,
+        off: &mut [i32],
+    ) {
         self.offsets_q11_body(dot, scope_dot, npix, subs, off)
     }
 
