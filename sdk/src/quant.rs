@@ -12,13 +12,14 @@
 //! * **dyscope**: the scope accumulator is rescaled to a LUT index in steps of 1/256, clamped to
 //!   [−8, 8), and looked up in a 4096-entry Q15 sigmoid table built from a deterministic `exp`
 //!   (only IEEE +,−,×,÷, so it is identical on every platform).
-//! * **Sampling**: positions are clamped in Q11. The four bilinear weights are Q14: the three
-//!   that involve a far tap are the Q22 products of the Q11 fractions rounded to Q14, and the
-//!   near-corner weight is the remainder, so they sum to exactly 2^14
-//!   ([`crate::kernels::weights_q14`]). Each output is `(Σ w·q + 2^13) >> 14` — a single
-//!   rounding of an exact sum. (Version 1 used Q22 weights; Q14 weights fit 16 bits, which
-//!   lets `vpmaddwd`, `vpdpbusd` and `smlal` compute the sum in one pass without 32-bit
-//!   multiplies.)
+//! * **Sampling**: positions are clamped in Q11 (`fx`, `fy` are the fractions). The four
+//!   bilinear weights are Q14: the row weights `8·(2048 − fy)` and `8·fy` are exact; in each row
+//!   the far tap gets its Q22 product rounded to Q14, `(fx·gy + 128) >> 8`, and the near tap the
+//!   rest of the row ([`crate::kernels::weights_q14`]). So every weight is within half a step of
+//!   the exact one, none is negative, and they sum to exactly 2^14. Each output is
+//!   `(Σ w·q + 2^13) >> 14`: a single rounding of an exact sum, in [−128, 127].
+//!   (Version 1 used Q22 products; Q14 weights fit 16 bits and split into bytes `lo + 256·hi`,
+//!   so `vpmaddwd`, `vpdpbusd` and `smlal` compute the sum without 32-bit multiplies.)
 //!
 //! Every step after the parameters are fixed is integer-only, so every backend on every
 //! architecture returns identical bytes.

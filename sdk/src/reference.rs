@@ -185,7 +185,8 @@ pub fn forward<T: Real>(
 ///
 /// It follows the scheme documented in [`crate::quant`]: exact integer dot products,
 /// [`crate::quant::QuantizedWeights::offset_q11`] for offsets, [`crate::quant::sample_coord_q11`] for
-/// positions, and a single rounding of the Q22 bilinear sum.
+/// positions, [`crate::kernels::weights_q14`] for the bilinear weights, and a single rounding of
+/// the Q14 bilinear sum.
 pub fn forward_int8(
     qw: &crate::quant::QuantizedWeights,
     input: &[i8],
