@@ -246,15 +246,19 @@ impl std::fmt::Debug for Engine {
 
 impl Clone for Engine {
     fn clone(&self) -> Self {
-        Self::with_kernels(self.kernels, self.pool.clone())
+        Self::with_kernels(self.kernels, self.pool.clone(), self.sequential)
     }
 }
 
 impl Engine {
-    fn with_kernels(kernels: &'static Kernels, pool: Option<Arc<rayon::ThreadPool>>) -> Self {
+    fn with_kernels(
+        kernels: &'static Kernels,
+        pool: Option<Arc<rayon::ThreadPool>>,
+        sequential: bool,
+    ) -> Self {
         Self {
             kernels,
-            sequential: pool.as_ref().is_some_and(|p| p.current_num_threads() == 1),
+            sequential,
             pool,
             scratch: Mutex::new(Vec::new()),
             img_f32: Mutex::new(Vec::new()),
@@ -268,6 +272,9 @@ impl Engine {
         let pool = match threads {
             None => None,
             Some(0) => return Err(Error::Other("threads must be ≥ 1".into())),
+            // One thread runs in the caller's thread: no pool, so no idle worker thread that
+            // starts (and allocates) at some unpredictable later moment.
+            Some(1) => None,
             Some(n) => Some(Arc::new(
                 rayon::ThreadPoolBuilder::new()
                     .num_threads(n)
@@ -277,7 +284,7 @@ impl Engine {
             )),
         };
         tracing::debug!(backend = %kernels.backend, ?threads, "engine ready");
-        Ok(Self::with_kernels(kernels, pool))
+        Ok(Self::with_kernels(kernels, pool, threads == Some(1)))
     }
 
     pub(crate) fn kernels(&self) -> &'static Kernels {
@@ -285,6 +292,9 @@ impl Engine {
     }
 
     pub(crate) fn threads(&self) -> usize {
+        if self.sequential {
+            return 1;
+        }
         self.pool
             .as_ref()
             .map_or_else(rayon::current_num_threads, |p| p.current_num_threads())

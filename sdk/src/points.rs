@@ -38,20 +38,15 @@ impl Geometry {
     }
 }
 
-/// Reusable buffers of the fast builder.
+/// Reusable buffers of the fast builder: two arrays cut into sections, so that a scratch that
+/// meets int8 work for the first time makes three allocations, not eleven.
 #[derive(Default)]
 pub(crate) struct PointScratch {
-    ox: Vec<i32>,
-    oy: Vec<i32>,
-    base: Vec<u32>,
-    dx: Vec<u32>,
-    dy: Vec<u32>,
-    fxy: Vec<u32>,
-    wlo: Vec<u32>,
-    whi: Vec<u32>,
+    /// `ox`, `oy`, `pxb` (n each).
+    ints: Vec<i32>,
+    /// `base`, `dx`, `dy`, `fxy`, `wlo`, `whi`, `qoff` (n each).
+    words: Vec<u32>,
     chans: Vec<usize>,
-    pxb: Vec<i32>,
-    qoff: Vec<u32>,
     /// `(w, s, g, cpg)` that `pxb` and `qoff` were built for.
     key: Option<(usize, usize, usize, usize)>,
 }
@@ -140,7 +135,18 @@ fn taps_body(
     }
     let gs2 = g * s2;
     let chans = &sc.chans[..sg];
-    let (ox, oy) = (grow(&mut sc.ox, n), grow(&mut sc.oy, n));
+    if sc.ints.len() < 3 * n || sc.words.len() < 7 * n {
+        sc.ints.resize(3 * n, 0);
+        sc.words.resize(7 * n, 0);
+        sc.key = None;
+    }
+    let (ox, rest) = sc.ints.split_at_mut(n);
+    let (oy, pxb) = rest.split_at_mut(n);
+    let (pxb, oy) = (&mut pxb[..n], &mut oy[..n]);
+    let mut words = sc.words.chunks_exact_mut(n);
+    let mut next = || words.next().expect("7n words");
+    let (base, dx, dy, fxy) = (next(), next(), next(), next());
+    let (wlo, whi, qoff) = (next(), next(), next());
     let pixels = off
         .chunks_exact(oc)
         .zip(ox.chunks_exact_mut(sg).zip(oy.chunks_exact_mut(sg)));
@@ -153,26 +159,17 @@ fn taps_body(
     // Per-tap constants (x·2048 of the tap's low-res pixel, channel offset of its group),
     // rebuilt only when the geometry changes.
     if sc.key != Some((w, s, g, cpg)) {
-        sc.pxb.clear();
-        sc.qoff.clear();
         for x in 0..w {
             for k in 0..sg {
-                sc.pxb.push((x as i32) << 11);
-                sc.qoff.push(((k % g) * cpg) as u32);
+                pxb[x * sg + k] = (x as i32) << 11;
+                qoff[x * sg + k] = ((k % g) * cpg) as u32;
             }
         }
         sc.key = Some((w, s, g, cpg));
     }
     // Pass 2: element-wise over equal-length slices, so LLVM vectorizes it. Mirrors
     // TapQ11::new / weights_q14 operation for operation.
-    let (ox, oy) = (&sc.ox[..n], &sc.oy[..n]);
-    let (pxb, qoff) = (&sc.pxb[..n], &sc.qoff[..n]);
-    let base = &mut grow(&mut sc.base, n)[..n];
-    let dx = &mut grow(&mut sc.dx, n)[..n];
-    let dy = &mut grow(&mut sc.dy, n)[..n];
-    let fxy = &mut grow(&mut sc.fxy, n)[..n];
-    let wlo = &mut grow(&mut sc.wlo, n)[..n];
-    let whi = &mut grow(&mut sc.whi, n)[..n];
+    let (ox, oy, pxb, qoff) = (&ox[..n], &oy[..n], &pxb[..n], &qoff[..n]);
     let (xq, yq) = (((w - 1) as i32) << 11, ((h - 1) as i32) << 11);
     let (cu, wc) = (c as u32, (w * c) as u32);
     let (wl, hl) = ((w - 1) as u32, (h - 1) as u32);
