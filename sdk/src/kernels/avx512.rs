@@ -55,6 +55,11 @@ fn sample_i8(src: &[i8], taps: &[TapQ11], cpg: usize, out: &mut [i8]) {
     unsafe { sample_i8_avx512(src.as_ptr(), src.len(), taps, cpg, out.as_mut_ptr()) }
 }
 
+/// How far ahead of the current tap the output is prefetched for writing: each tap stores a
+/// fresh 64-byte line, and without the hint the store waits for that line's read-for-ownership.
+/// (+11% on the reference shape with 2 threads; 512 to 4096 bytes all measure about the same.)
+const WRITE_AHEAD: usize = 512;
+
 /// Panics unless the four runs of `cpg` bytes of tap `t` lie in a source of `len` bytes.
 /// (Checked inside the loop, where the sums are needed anyway: a separate pass over the taps
 /// cost ~5% of the layer.)
@@ -84,6 +89,8 @@ unsafe fn sample_i8_avx512(src: *const i8, len: usize, taps: &[TapQ11], cpg: usi
             let p11 = p10.add(t.dx as usize);
             let ps = [p00, p01, p10, p11];
             let o = out.add(n * cpg);
+            // Prefetching never faults, so running past the end of the output is harmless.
+            _mm_prefetch::<_MM_HINT_ET0>(o.wrapping_add(WRITE_AHEAD) as *const i8);
             for i in 0..full {
                 let r = blend64::<false>(ps, 64 * i, wlo, whi, !0);
                 _mm512_storeu_si512(o.add(64 * i) as *mut __m512i, r);
