@@ -2073,7 +2073,13 @@ pub(super) mod tests {
             .collect()
     }
 
-    fn check_sample(k: &Kernels, cpg: usize, extra: usize, ntaps: usize, seed: u64) {
+    pub(in super::super) fn check_sample(
+        k: &Kernels,
+        cpg: usize,
+        extra: usize,
+        ntaps: usize,
+        seed: u64,
+    ) {
         let mut rng = StdRng::seed_from_u64(seed);
         let len = cpg + extra;
         let t = gen_taps(&mut rng, len, cpg, ntaps);

@@ -1,19 +1,21 @@
-//! x86_64 VNNI int8 convolution (`vpdpbusd`), on top of the AVX2 table.
+//! x86_64 VNNI int8 convolution and sampling (`vpdpbusd`), on top of the AVX2 table.
 //!
-//! `vpdpbusd` multiplies unsigned by signed bytes, so x is biased to `x ^ 0x80 = x + 128` and
-//! `128 · Σ_k w[o][k]` is subtracted (as the accumulators' start value); the i32 sums wrap
-//! identically, so the result is bit-identical to the scalar one.
+//! `vpdpbusd` multiplies unsigned by signed bytes. In the conv, x is biased to
+//! `x ^ 0x80 = x + 128` and `128 · Σ_k w[o][k]` is subtracted (as the accumulators' start
+//! value); the i32 sums wrap identically, so the result is bit-identical to the scalar one. In
+//! the sampler the unsigned side is the Q14 weights' bytes (see `kernels::weights_q14`).
 //!
 //! Two encodings of the same instruction: AVX-VNNI (VEX) and AVX-512 VNNI + VL (EVEX, 256-bit).
 //! `table` picks the one the CPU has; both tables are `pub(super)`-only and reached through
 //! [`super::Backend::kernels`] after detection, which is the soundness argument.
 //!
-//! The instruction is emitted with `asm!` rather than `_mm256_dpbusd{,_avx}_epi32`: those
-//! intrinsics and the `avxvnni`/`avx512vnni` target features are only stable since Rust 1.89,
-//! above the workspace `rust-version`.
+//! The instruction is emitted with `asm!` rather than `_mm256_dpbusd{,_avx}_epi32`, so one
+//! macro body serves both encodings with the same target-feature list.
 
-use super::avx2::{check_conv_i8, lane_mask, load_partial_i32, load_row_i8, store_tile_i32};
-use super::{Backend, Kernels};
+use super::avx2::{
+    check_conv_i8, lane_mask, load_partial_i32, load_row_i8, prefetch_write, store_tile_i32,
+};
+use super::{Backend, Kernels, TapQ11};
 use crate::cpu::CpuFeatures;
 use core::arch::asm;
 use core::arch::x86_64::*;
@@ -51,7 +53,7 @@ unsafe fn dpbusd_evex(acc: __m256i, a: __m256i, b: __m256i) -> __m256i {
     r
 }
 
-/// Generates the conv_i8 kernel for one encoding of `vpdpbusd`.
+/// Generates the conv_i8 and sample_i8 kernels for one encoding of `vpdpbusd`.
 macro_rules! vnni_conv_i8 {
     ($module:ident, $features:literal, $dpbusd:ident) => {
         mod $module {
@@ -276,6 +278,115 @@ macro_rules! vnni_conv_i8 {
                 // SAFETY: output rows of this tile are writable (caller).
                 unsafe { store_tile_i32::<MP, NV, MASKED>(out, o_n, &acc, mask) };
             }
+
+            /// Same contract and bytes as `scalar::sample_i8`; see [`blend32`](self::blend32).
+            pub(in super::super) fn sample_i8(
+                src: &[i8],
+                taps: &[TapQ11],
+                cpg: usize,
+                out: &mut [i8],
+            ) {
+                if cpg == 0 || taps.is_empty() {
+                    return;
+                }
+                let olen = taps
+                    .len()
+                    .checked_mul(cpg)
+                    .expect("sample_i8: output overflows");
+                assert!(out.len() >= olen, "sample_i8: out too short");
+                // SAFETY: AVX2 and this VNNI flavour detected (table); the kernel checks every
+                // tap's reads against src.len() before making them; out holds taps·cpg bytes.
+                unsafe { sample(src.as_ptr(), src.len(), taps, cpg, out.as_mut_ptr()) }
+            }
+
+            /// # Safety
+            /// The target features and this VNNI flavour; `src .. + len` readable;
+            /// `out .. + taps.len()·cpg` writable.
+            #[target_feature(enable = $features)]
+            unsafe fn sample(
+                src: *const i8,
+                len: usize,
+                taps: &[TapQ11],
+                cpg: usize,
+                out: *mut i8,
+            ) {
+                for (n, t) in taps.iter().enumerate() {
+                    let end = t.base as usize + t.dx as usize + t.dy as usize + cpg;
+                    assert!(end <= len, "sample_i8: tap reads past src");
+                    let wlo = _mm256_set1_epi32(i32::from_le_bytes(t.wlo));
+                    let whi = _mm256_set1_epi32(i32::from_le_bytes(t.whi));
+                    // SAFETY: the assert keeps the four runs of cpg bytes inside src; the
+                    // output run n·cpg .. + cpg is inside out (caller).
+                    unsafe {
+                        let p00 = src.add(t.base as usize);
+                        let p01 = p00.add(t.dx as usize);
+                        let p10 = p00.add(t.dy as usize);
+                        let p11 = p10.add(t.dx as usize);
+                        let ps = [p00, p01, p10, p11];
+                        let o = out.add(n * cpg);
+                        if cpg >= 32 {
+                            let mut c = 0;
+                            while c + 32 <= cpg {
+                                if c % 64 == 0 {
+                                    prefetch_write(o.add(c) as *const u8, 64);
+                                }
+                                _mm256_storeu_si256(
+                                    o.add(c) as *mut __m256i,
+                                    blend32(ps, c, wlo, whi),
+                                );
+                                c += 32;
+                            }
+                            // Overlapping last chunk: the same values rewritten.
+                            if c < cpg {
+                                let r = blend32(ps, cpg - 32, wlo, whi);
+                                _mm256_storeu_si256(o.add(cpg - 32) as *mut __m256i, r);
+                            }
+                        } else {
+                            let mut b = [[0i8; 32]; 4];
+                            for (bi, &p) in b.iter_mut().zip(ps.iter()) {
+                                ptr::copy_nonoverlapping(p, bi.as_mut_ptr(), cpg);
+                            }
+                            let bp = [b[0].as_ptr(), b[1].as_ptr(), b[2].as_ptr(), b[3].as_ptr()];
+                            let mut r = [0i8; 32];
+                            _mm256_storeu_si256(
+                                r.as_mut_ptr() as *mut __m256i,
+                                blend32(bp, 0, wlo, whi),
+                            );
+                            ptr::copy_nonoverlapping(r.as_ptr(), o, cpg);
+                        }
+                    }
+                }
+            }
+
+            /// 32 channels of the Q14 blend: corner bytes interleaved to dwords
+            /// `(q00, q01, q10, q11)` (per 128-bit lane), `Σ whi·q` started at 32, `<< 8`, then
+            /// `Σ wlo·q` on top = `2^13 + Σ w·q` exactly; `>> 14`; the packs undo the interleave.
+            ///
+            /// # Safety
+            /// The target features and this VNNI flavour; `ps[i] + c .. + 32` readable.
+            #[inline]
+            #[target_feature(enable = $features)]
+            unsafe fn blend32(ps: [*const i8; 4], c: usize, wlo: __m256i, whi: __m256i) -> __m256i {
+                // SAFETY: the caller guarantees 32 readable bytes at each ps[i] + c.
+                let ld = |p: *const i8| unsafe { _mm256_loadu_si256(p.add(c) as *const __m256i) };
+                let (a, b, cc, d) = (ld(ps[0]), ld(ps[1]), ld(ps[2]), ld(ps[3]));
+                let (ab_lo, ab_hi) = (_mm256_unpacklo_epi8(a, b), _mm256_unpackhi_epi8(a, b));
+                let (cd_lo, cd_hi) = (_mm256_unpacklo_epi8(cc, d), _mm256_unpackhi_epi8(cc, d));
+                let start = _mm256_set1_epi32(32);
+                let blend = |x: __m256i| {
+                    // SAFETY: this VNNI flavour is the caller's contract.
+                    let hi = unsafe { $dpbusd(start, whi, x) };
+                    // SAFETY: as above.
+                    let acc = unsafe { $dpbusd(_mm256_slli_epi32::<8>(hi), wlo, x) };
+                    _mm256_srai_epi32::<14>(acc)
+                };
+                let r0 = blend(_mm256_unpacklo_epi16(ab_lo, cd_lo));
+                let r1 = blend(_mm256_unpackhi_epi16(ab_lo, cd_lo));
+                let r2 = blend(_mm256_unpacklo_epi16(ab_hi, cd_hi));
+                let r3 = blend(_mm256_unpackhi_epi16(ab_hi, cd_hi));
+                // Results lie in [-128, 127], so the saturating packs are exact.
+                _mm256_packs_epi16(_mm256_packs_epi32(r0, r1), _mm256_packs_epi32(r2, r3))
+            }
         }
     };
 }
@@ -287,6 +398,7 @@ vnni_conv_i8!(avx512_vnni, "avx2,fma,f16c", dpbusd_evex);
 pub(super) static KERNELS_AVXVNNI: Kernels = Kernels {
     backend: Backend::Avx2Vnni,
     conv_i8: avx_vnni::conv_i8,
+    sample_i8: avx_vnni::sample_i8,
     ..super::avx2::KERNELS
 };
 
@@ -294,6 +406,7 @@ pub(super) static KERNELS_AVXVNNI: Kernels = Kernels {
 pub(super) static KERNELS_AVX512VNNI: Kernels = Kernels {
     backend: Backend::Avx2Vnni,
     conv_i8: avx512_vnni::conv_i8,
+    sample_i8: avx512_vnni::sample_i8,
     ..super::avx2::KERNELS
 };
 
@@ -313,7 +426,7 @@ pub(super) fn table(cpu: &CpuFeatures) -> Option<&'static Kernels> {
 mod tests {
     //! Both VNNI encodings against `scalar::conv_i8`, exact, on the CPUs that have them.
 
-    use super::super::avx2::tests::{check_conv_i8, check_conv_i8_extremes};
+    use super::super::avx2::tests::{check_conv_i8, check_conv_i8_extremes, check_sample};
     use super::super::{Backend, Kernels};
     use super::*;
     use proptest::prelude::*;
@@ -340,6 +453,10 @@ mod tests {
     #[test]
     fn hot_and_edge_shapes() {
         for k in tables() {
+            check_sample(k, 64, 4096, 300, 3);
+            for cpg in [1, 2, 15, 31, 32, 33, 63, 64, 65, 96, 100] {
+                check_sample(k, cpg, 3 * cpg + 5, 40, cpg as u64);
+            }
             check_conv_i8(k, 256, 32, 120, 0, 1);
             check_conv_i8(k, 64, 8, 480, 0, 2);
             check_conv_i8_extremes(k);
@@ -362,6 +479,14 @@ mod tests {
 
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(128))]
+
+        #[test]
+        fn samplers_match_scalar(cpg in 1usize..150, extra in 0usize..2000, ntaps in 0usize..40,
+                                 seed in any::<u64>()) {
+            for k in tables() {
+                check_sample(k, cpg, extra, ntaps, seed);
+            }
+        }
 
         #[test]
         fn conv_i8_matches_scalar(cin in 0usize..300, o_n in 1usize..72, npix in 0usize..20,
