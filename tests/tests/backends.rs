@@ -199,3 +199,79 @@ fn repeated_calls_and_layouts_agree() {
         }
     }
 }
+
+#[test]
+fn f32_nchw_rows_wide_enough_to_stream_match_nhwc() {
+    // One low-res row of 120 channels x 2·142 outputs is 133 KiB: above the fused f32 kernels'
+    // 128 KiB streaming threshold. W·H is a multiple of 4, so the planes are 64-byte multiples
+    // apart (streaming allowed) while the 568-byte output rows start at every alignment; cpg = 24
+    // or 15 leaves a partial 16-channel chunk; the caller's buffer is offset to vary the alignment.
+    // The oracle is the same backend in NHWC (same offsets, NHWC sampling kernel): at this width
+    // the f32 reference's normalised coordinates and the backends' convolutions differ by ~1e-5.
+    let (n, c, h, wd) = (2, 120, 4, 71);
+    let shape = Shape::new(n, c, h, wd);
+    let o = shape.upsampled(2);
+    for (style, g, dyscope, push) in [
+        (Style::Lp, 5, true, 0.0),
+        (Style::Pl, 2, false, 0.0),
+        (Style::Lp, 5, false, 40.0),
+    ] {
+        let cfg = DySampleConfig::new(c, 2, style, g, dyscope).unwrap();
+        let case = Case {
+            cfg,
+            dims: shape.dims(Layout::Nchw),
+            layout: Layout::Nchw,
+            std: 0.3,
+            push,
+            threads: 1,
+            seed: 11,
+        };
+        let (w, x) = setup(&case);
+        let mut xh = vec![0.0; x.len()];
+        for (b, ch, y, xx) in indices(n, c, h, wd) {
+            xh[shape.index(Layout::Nhwc, b, ch, y, xx)] =
+                x[shape.index(Layout::Nchw, b, ch, y, xx)];
+        }
+        for b in usable_backends() {
+            let mut want = vec![0.0f32; o.len()];
+            layer(&case, &w, b)
+                .forward_slice(&xh, shape.dims(Layout::Nhwc), Layout::Nhwc, &mut want)
+                .unwrap();
+            let m = want.iter().fold(1e-6f32, |m, v| m.max(v.abs()));
+            for (skew, threads) in [(0, 1), (3, 2)] {
+                let case = Case {
+                    threads,
+                    ..case.clone()
+                };
+                let mut buf = vec![f32::NAN; o.len() + skew];
+                let got = &mut buf[skew..];
+                layer(&case, &w, b)
+                    .forward_slice(&x, case.dims, Layout::Nchw, got)
+                    .unwrap();
+                for (bb, ch, y, xx) in indices(n, c, o.height, o.width) {
+                    let (p, q) = (
+                        got[o.index(Layout::Nchw, bb, ch, y, xx)],
+                        want[o.index(Layout::Nhwc, bb, ch, y, xx)],
+                    );
+                    assert!(
+                        (p - q).abs() <= 1e-5 * m,
+                        "{b} {style:?} skew {skew} threads {threads} at ({bb}, {ch}, {y}, {xx}): \
+                         {p} vs {q}"
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// Every `(b, c, y, x)` of a 4-d index space.
+fn indices(
+    n: usize,
+    c: usize,
+    h: usize,
+    w: usize,
+) -> impl Iterator<Item = (usize, usize, usize, usize)> {
+    (0..n).flat_map(move |b| {
+        (0..c).flat_map(move |ch| (0..h).flat_map(move |y| (0..w).map(move |x| (b, ch, y, x))))
+    })
+}

@@ -1,8 +1,9 @@
 //! x86_64 AVX-512 (F + BW + VL + VNNI) kernels, on top of the AVX2 + VNNI table.
 //!
 //! Only the hottest families get 512-bit versions: `sample_i8` (64 channels per step with
-//! `vpdpbusd`, masked tails) and `conv_f32` (MP pixels x 32 outputs in zmm accumulators,
-//! masked column tails).
+//! `vpdpbusd`, masked tails), `conv_f32` (MP pixels x 32 outputs in zmm accumulators, masked
+//! column tails) and `sample_f32_nchw` (16x16 register transposes, whole-line, optionally
+//! non-temporal stores).
 //! Everything else, including the EVEX `vpdpbusd` int8 convolution, comes from
 //! `vnni::KERNELS_AVX512VNNI`.
 //!
@@ -12,7 +13,7 @@
 //! extent the kernel touches before entering `unsafe` code; masked loads and stores never touch
 //! masked-out elements (they cannot fault there).
 
-use super::{Backend, Kernels, TapQ11};
+use super::{Backend, Kernels, Tap, TapQ11};
 use core::arch::x86_64::*;
 use core::ptr;
 
@@ -20,6 +21,7 @@ pub(super) static KERNELS: Kernels = Kernels {
     backend: Backend::Avx512,
     conv_f32,
     sample_i8,
+    sample_f32_nchw: Some(sample_f32_nchw),
     ..super::vnni::KERNELS_AVX512VNNI
 };
 
@@ -141,6 +143,310 @@ unsafe fn blend64<const MASKED: bool>(
     let r3 = blend(_mm512_unpackhi_epi16(ab_hi, cd_hi));
     // Results lie in [-128, 127], so the saturating packs are exact.
     _mm512_packs_epi16(_mm512_packs_epi32(r0, r1), _mm512_packs_epi32(r2, r3))
+}
+
+// ---------------------------------------------------------------------------------------------
+// sample_f32_nchw: per group, super-blocks of SB_BLOCKS blocks of 16 output pixels (a block is
+// one 64-byte line of each channel plane). The blocks' tap weights and corner offsets are
+// prepared once (vectorised, `prep16`); then for every 16-channel chunk each block's 16 pixels
+// are sampled as NHWC zmm vectors, transposed 16x16 in registers and stored as whole lines, one
+// per channel plane. The source lines a super-block reads stay in L1 across its chunks.
+// When streaming (see `avx2::stream_head`), every full block after the head is 64-byte aligned
+// and written with non-temporal stores: no read-for-ownership, no output in the caches.
+
+/// 16-pixel blocks per super-block: their taps are prepared together, then each channel chunk
+/// sweeps them, so 16 channel planes get 4-line runs before the next chunk (fewer concurrent
+/// write streams than one block at a time; 4 measured best of 1–16).
+const SB_BLOCKS: usize = 4;
+
+/// # Safety
+/// See [`super::SampleNchw`].
+unsafe fn sample_f32_nchw(
+    src: &[f32],
+    taps: &[Tap],
+    g: usize,
+    cpg: usize,
+    dst: *mut f32,
+    plane: usize,
+) {
+    // SAFETY: forwarded contract.
+    unsafe { sample_f32_nchw_with(src, taps, g, cpg, dst, plane, super::avx2::STREAM_MIN_BYTES) }
+}
+
+/// [`sample_f32_nchw`] with the streaming threshold as a parameter (tests force both paths).
+///
+/// # Safety
+/// See [`super::SampleNchw`].
+pub(super) unsafe fn sample_f32_nchw_with(
+    src: &[f32],
+    taps: &[Tap],
+    g: usize,
+    cpg: usize,
+    dst: *mut f32,
+    plane: usize,
+    stream_min: usize,
+) {
+    let npx = taps.len().checked_div(g).unwrap_or(0);
+    if npx == 0 || cpg == 0 {
+        return;
+    }
+    let taps = &taps[..npx * g];
+    let m = taps
+        .iter()
+        .map(|t| t.base as usize + t.dx as usize + t.dy as usize)
+        .max()
+        .unwrap_or(0);
+    assert!(m + cpg <= src.len(), "sample_f32_nchw: tap reads past src");
+    // The gathers of `prep16` index taps with i32 word offsets up to 15·5·g.
+    assert!(g < 1 << 24, "sample_f32_nchw: too many groups");
+    let bytes = npx.saturating_mul(g).saturating_mul(cpg).saturating_mul(4);
+    let head = super::avx2::stream_head(dst as usize, plane, 4, bytes, stream_min);
+    // SAFETY: AVX-512F + FMA detected (KERNELS); every tap's four corner runs of cpg lie in src
+    // (asserted above, offsets non-negative); the writes are the contract's (q·cpg + c)·plane + X.
+    unsafe { sample_f32_nchw_avx512(src.as_ptr(), taps, g, cpg, npx, dst, plane, head) }
+}
+
+/// # Safety
+/// AVX-512F + FMA; `taps.len() == npx·g`, every tap's corners `.. + cpg` readable in `src`,
+/// `dst` writable as in [`super::SampleNchw`]; `head` from `avx2::stream_head` for this `dst`.
+#[target_feature(enable = "avx512f,avx2,fma")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn sample_f32_nchw_avx512(
+    src: *const f32,
+    taps: &[Tap],
+    g: usize,
+    cpg: usize,
+    npx: usize,
+    dst: *mut f32,
+    plane: usize,
+    head: Option<usize>,
+) {
+    let stream = head.is_some();
+    // Pixels before the first aligned line (< 16); 0 when not streaming.
+    let head = head.unwrap_or(0).min(npx);
+    let cmask = ((1u32 << (cpg % 16)) - 1) as __mmask16;
+    // Weights, corner offsets and (x, n) of the blocks of one super-block.
+    let mut w = [[[0f32; 16]; 4]; SB_BLOCKS];
+    let mut o = [[[0usize; 16]; 4]; SB_BLOCKS];
+    let mut blk = [(0usize, 0usize); SB_BLOCKS];
+    for q in 0..g {
+        let mut x = 0;
+        while x < npx {
+            let mut nb = 0;
+            while nb < SB_BLOCKS && x < npx {
+                let n = if x < head {
+                    head - x
+                } else {
+                    (npx - x).min(16)
+                };
+                // SAFETY: taps (x + k)·g + q for k < n are in `taps` (x + n ≤ npx).
+                unsafe { prep16(taps.as_ptr().add(x * g + q), g, n, &mut w[nb], &mut o[nb]) };
+                blk[nb] = (x, n);
+                x += n;
+                nb += 1;
+            }
+            for c in (0..cpg).step_by(16) {
+                for (b, &(x, n)) in blk[..nb].iter().enumerate() {
+                    let rows = dst.wrapping_add(q * cpg * plane + x);
+                    // Full blocks after the head start on a line boundary when streaming.
+                    let nt = stream && n == 16 && x >= head;
+                    let pmask = ((1u32 << n) - 1) as __mmask16;
+                    // SAFETY: channels c .. min(c + 16, cpg) of each corner run are in src
+                    // (caller); the stores hit channels q·cpg + c + j, pixels x .. x + n: the
+                    // contract's writes. Masked-out channels are neither read nor written.
+                    unsafe {
+                        if c + 16 <= cpg {
+                            chunk16::<false>(src, &w[b], &o[b], c, !0, rows, plane, n, pmask, nt)
+                        } else {
+                            chunk16::<true>(src, &w[b], &o[b], c, cmask, rows, plane, n, pmask, nt)
+                        }
+                    }
+                }
+            }
+        }
+    }
+    if stream {
+        _mm_sfence();
+    }
+}
+
+/// Bilinear weights `w[i][k]` and corner offsets `o[i][k]` (corners 00, 01, 10, 11) of the taps
+/// `t[k·g]`, `k < 16`; lanes `k ≥ n` repeat tap `n − 1` (computed, never stored). Same
+/// arithmetic as the scalar weights, so the same values.
+///
+/// # Safety
+/// AVX-512F; `t[k·g]` readable for `k < n`, `1 ≤ n ≤ 16`, `15·5·g < 2^31`.
+#[inline]
+#[target_feature(enable = "avx512f")]
+unsafe fn prep16(
+    t: *const Tap,
+    g: usize,
+    n: usize,
+    w: &mut [[f32; 16]; 4],
+    o: &mut [[usize; 16]; 4],
+) {
+    // Tap k starts 5·g·k u32 words after t (Tap is 5 u32-sized fields, repr(C)).
+    let lane = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    let k = _mm512_min_epi32(lane, _mm512_set1_epi32(n as i32 - 1));
+    let idx = _mm512_mullo_epi32(k, _mm512_set1_epi32(5 * g as i32));
+    let p = t as *const i32;
+    // SAFETY: every index names a field of a tap k < n (caller).
+    let (b, dx, dy, fx, fy) = unsafe {
+        (
+            _mm512_i32gather_epi32::<4>(idx, p),
+            _mm512_i32gather_epi32::<4>(idx, p.add(1)),
+            _mm512_i32gather_epi32::<4>(idx, p.add(2)),
+            _mm512_i32gather_ps::<4>(idx, p.add(3) as *const f32),
+            _mm512_i32gather_ps::<4>(idx, p.add(4) as *const f32),
+        )
+    };
+    let one = _mm512_set1_ps(1.0);
+    let (gx, gy) = (_mm512_sub_ps(one, fx), _mm512_sub_ps(one, fy));
+    let ws = [
+        _mm512_mul_ps(gx, gy),
+        _mm512_mul_ps(fx, gy),
+        _mm512_mul_ps(gx, fy),
+        _mm512_mul_ps(fx, fy),
+    ];
+    for (d, v) in w.iter_mut().zip(ws) {
+        // SAFETY: d holds 16 floats.
+        unsafe { _mm512_storeu_ps(d.as_mut_ptr(), v) };
+    }
+    // Widen to u64 before adding, so base + dx + dy cannot wrap; lanes 0..8, then 8..16.
+    let halves = [
+        (
+            _mm512_castsi512_si256(b),
+            _mm512_castsi512_si256(dx),
+            _mm512_castsi512_si256(dy),
+        ),
+        (
+            _mm512_extracti64x4_epi64::<1>(b),
+            _mm512_extracti64x4_epi64::<1>(dx),
+            _mm512_extracti64x4_epi64::<1>(dy),
+        ),
+    ];
+    for (h, (b, dx, dy)) in halves.into_iter().enumerate() {
+        let (b, dx, dy) = (
+            _mm512_cvtepu32_epi64(b),
+            _mm512_cvtepu32_epi64(dx),
+            _mm512_cvtepu32_epi64(dy),
+        );
+        let bx = _mm512_add_epi64(b, dx);
+        let os = [b, bx, _mm512_add_epi64(b, dy), _mm512_add_epi64(bx, dy)];
+        for (d, v) in o.iter_mut().zip(os) {
+            // SAFETY: d[8h .. 8h + 8] is inside the 16 usizes (usize is 64-bit on x86_64).
+            unsafe { _mm512_storeu_epi64(d.as_mut_ptr().add(8 * h) as *mut i64, v) };
+        }
+    }
+}
+
+/// Samples channels `c .. c + 16` (those in `cmask` when `MASKED`) of the block's 16 pixels and
+/// stores channel `c + j` to `rows + (c + j)·plane`, pixels `0 .. n` (all 16 when `n == 16`).
+///
+/// # Safety
+/// AVX-512F + FMA; `src + o[i][k] + c + l` readable for each selected channel `l`; the stores
+/// writable; `nt` only when `n == 16` and every `rows + (c + j)·plane` is 64-byte aligned.
+#[inline]
+#[target_feature(enable = "avx512f,avx2,fma")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn chunk16<const MASKED: bool>(
+    src: *const f32,
+    w: &[[f32; 16]; 4],
+    o: &[[usize; 16]; 4],
+    c: usize,
+    cmask: __mmask16,
+    rows: *mut f32,
+    plane: usize,
+    n: usize,
+    pmask: __mmask16,
+    nt: bool,
+) {
+    let s = |k: usize| {
+        // SAFETY: the selected channels of each corner run are readable (caller); masked-out
+        // lanes are not accessed.
+        unsafe {
+            let ld = |i: usize| {
+                let p = src.add(o[i][k] + c);
+                if MASKED {
+                    _mm512_maskz_loadu_ps(cmask, p)
+                } else {
+                    _mm512_loadu_ps(p)
+                }
+            };
+            let r = _mm512_mul_ps(ld(0), _mm512_set1_ps(w[0][k]));
+            let r = _mm512_fmadd_ps(ld(1), _mm512_set1_ps(w[1][k]), r);
+            let r = _mm512_fmadd_ps(ld(2), _mm512_set1_ps(w[2][k]), r);
+            _mm512_fmadd_ps(ld(3), _mm512_set1_ps(w[3][k]), r)
+        }
+    };
+    // Spelled out: `array::from_fn` compiles to a loop through a stack array here.
+    #[rustfmt::skip]
+    let v = [
+        s(0), s(1), s(2), s(3), s(4), s(5), s(6), s(7),
+        s(8), s(9), s(10), s(11), s(12), s(13), s(14), s(15),
+    ];
+    let t = transpose_16x16_ps(v);
+    let nc = if MASKED {
+        cmask.count_ones() as usize
+    } else {
+        16
+    };
+    for (j, &tv) in t.iter().enumerate().take(nc) {
+        // SAFETY: channel row c + j, pixels 0 .. n: writable (caller); aligned when nt.
+        unsafe {
+            let d = rows.add((c + j) * plane);
+            if nt {
+                _mm512_stream_ps(d, tv);
+            } else if n == 16 {
+                _mm512_storeu_ps(d, tv);
+            } else {
+                _mm512_mask_storeu_ps(d, pmask, tv);
+            }
+        }
+    }
+}
+
+/// 16x16 f32 transpose in registers: `o[j]` lane `i` = `r[i]` lane `j`.
+#[inline]
+#[target_feature(enable = "avx512f")]
+fn transpose_16x16_ps(r: [__m512; 16]) -> [__m512; 16] {
+    // t[2i], t[2i+1]: rows 2i, 2i+1 interleaved (columns 4L, 4L+1 / 4L+2, 4L+3 of lane L).
+    let t: [__m512; 16] = core::array::from_fn(|i| {
+        let (a, b) = (r[i & !1], r[i | 1]);
+        if i % 2 == 0 {
+            _mm512_unpacklo_ps(a, b)
+        } else {
+            _mm512_unpackhi_ps(a, b)
+        }
+    });
+    // u[4b + k], lane L: rows 4b .. 4b + 4 at column 4L + k.
+    let u: [__m512; 16] = core::array::from_fn(|i| {
+        let (b, k) = (i / 4, i % 4);
+        let (x, y) = (t[4 * b + k / 2], t[4 * b + 2 + k / 2]);
+        if k % 2 == 0 {
+            _mm512_shuffle_ps::<0x44>(x, y)
+        } else {
+            _mm512_shuffle_ps::<0xEE>(x, y)
+        }
+    });
+    // v[8h + m]: lanes 0, 2 hold column m of rows 8h .. 8h + 8, lanes 1, 3 column m + 8.
+    let v: [__m512; 16] = core::array::from_fn(|i| {
+        let (h, m) = (i / 8, i % 8);
+        let (x, y) = (u[8 * h + m % 4], u[8 * h + 4 + m % 4]);
+        if m < 4 {
+            _mm512_shuffle_f32x4::<0x88>(x, y)
+        } else {
+            _mm512_shuffle_f32x4::<0xDD>(x, y)
+        }
+    });
+    core::array::from_fn(|j| {
+        let (x, y) = (v[j % 8], v[8 + j % 8]);
+        if j < 8 {
+            _mm512_shuffle_f32x4::<0x88>(x, y)
+        } else {
+            _mm512_shuffle_f32x4::<0xDD>(x, y)
+        }
+    })
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -431,7 +737,8 @@ unsafe fn conv_f32_tile<const MP: usize, const NV: usize, const MASKED: bool>(
 mod tests {
     //! The AVX-512 kernels against `scalar`, on CPUs that can run the table.
 
-    use super::super::{scalar, Backend, Kernels, TapQ11};
+    use super::super::{scalar, Backend, Kernels, Tap, TapQ11};
+    use core::arch::x86_64::*;
     use proptest::prelude::*;
     use rand::{rngs::StdRng, Rng, SeedableRng};
 
@@ -542,6 +849,111 @@ mod tests {
         );
     }
 
+    /// `sample_f32_nchw` (streaming forced on or off) against the scalar reference: `npx`
+    /// pixels of `g` groups into planes `plane` apart, starting `skew` floats into the buffer;
+    /// `plane_pad` ≠ 0 misaligns the planes, which rules streaming out. Writes anywhere but the
+    /// contract's elements are caught by the 7.5 sentinels.
+    fn check_nchw_f32(
+        g: usize,
+        cpg: usize,
+        npx: usize,
+        skew: usize,
+        plane_pad: usize,
+        stream: bool,
+        seed: u64,
+    ) {
+        if table().is_none() {
+            return;
+        }
+        let mut rng = StdRng::seed_from_u64(seed);
+        let len = g * cpg * 3 + cpg;
+        let src: Vec<f32> = (0..len).map(|_| rng.gen_range(-4.0..4.0)).collect();
+        let room = len - cpg;
+        let taps: Vec<Tap> = (0..npx * g)
+            .map(|i| {
+                let dx = rng.gen_range(0..=room / 2);
+                let dy = rng.gen_range(0..=room - dx);
+                // Every fifth tap reads the last cpg-run of src.
+                let base = if i % 5 == 0 {
+                    room - dx - dy
+                } else {
+                    rng.gen_range(0..=room - dx - dy)
+                };
+                let pick = |r: &mut StdRng| [0.0, 1.0, r.gen_range(0.0..1.0)][r.gen_range(0..3)];
+                Tap {
+                    base: base as u32,
+                    dx: dx as u32,
+                    dy: dy as u32,
+                    fx: pick(&mut rng),
+                    fy: pick(&mut rng),
+                }
+            })
+            .collect();
+        let plane = (npx + skew).div_ceil(16) * 16 + 64 + plane_pad;
+        let total = g * cpg * plane + 64;
+        let sm = if stream { 0 } else { usize::MAX };
+        let (mut want, mut got) = (vec![7.5f32; total], vec![7.5f32; total]);
+        // SAFETY: every write (q·cpg + c)·plane + skew + X < g·cpg·plane + 64; single-threaded.
+        unsafe {
+            scalar::sample_f32_nchw(&src, &taps, g, cpg, want.as_mut_ptr().add(skew), plane);
+            super::sample_f32_nchw_with(&src, &taps, g, cpg, got.as_mut_ptr().add(skew), plane, sm);
+        }
+        // Values are convex combinations of src (|v| ≤ 4): 1e-5 relative to that bound.
+        for (i, (a, b)) in got.iter().zip(&want).enumerate() {
+            assert!(
+                (a - b).abs() <= 4e-5,
+                "sample_f32_nchw g={g} cpg={cpg} npx={npx} skew={skew} pad={plane_pad} \
+                 stream={stream}: [{i}] got {a}, want {b}"
+            );
+            assert_eq!(
+                *a == 7.5,
+                *b == 7.5,
+                "sample_f32_nchw wrote elsewhere at [{i}]"
+            );
+        }
+    }
+
+    #[test]
+    fn transpose_16x16_moves_every_lane() {
+        let Some(_) = table() else { return };
+        // SAFETY: AVX-512F detected (table() is Some).
+        let (r, t) = unsafe {
+            let r: [__m512; 16] = core::array::from_fn(|i| {
+                _mm512_loadu_ps(
+                    core::array::from_fn::<f32, 16, _>(|j| (16 * i + j) as f32).as_ptr(),
+                )
+            });
+            (r, super::transpose_16x16_ps(r))
+        };
+        let lanes = |v: __m512| {
+            let mut a = [0f32; 16];
+            // SAFETY: a holds 16 floats; AVX-512F detected.
+            unsafe { _mm512_storeu_ps(a.as_mut_ptr(), v) };
+            a
+        };
+        for i in 0..16 {
+            for j in 0..16 {
+                assert_eq!(lanes(t[j])[i], lanes(r[i])[j], "row {i} col {j}");
+            }
+        }
+    }
+
+    #[test]
+    fn nchw_f32_edge_shapes() {
+        // The reference shape's row (g = 4, cpg = 64, 480 pixels), both store paths, every
+        // alignment of the row start, and cpg around the 16-channel chunk.
+        for skew in 0..17 {
+            check_nchw_f32(4, 64, 480, skew, 0, true, skew as u64);
+            check_nchw_f32(4, 64, 480, skew, 0, false, skew as u64);
+        }
+        for cpg in [1, 15, 16, 17, 31, 32, 33, 63, 65] {
+            for npx in [1, 15, 16, 17, 63, 64, 65, 129] {
+                check_nchw_f32(3, cpg, npx, 5, 0, true, (cpg * 1000 + npx) as u64);
+                check_nchw_f32(2, cpg, npx, 0, 1, true, (cpg * 1000 + npx) as u64);
+            }
+        }
+    }
+
     #[test]
     fn hot_and_edge_shapes() {
         let Some(k) = table() else { return };
@@ -575,6 +987,13 @@ mod tests {
             if let Some(k) = table() {
                 check_sample_i8(k, g, cpg, w, h, n, seed);
             }
+        }
+
+        #[test]
+        fn nchw_f32_matches_scalar(g in 1usize..9, cpg in 1usize..70, npx in 0usize..300,
+                                   skew in 0usize..70, plane_pad in 0usize..3,
+                                   stream in any::<bool>(), seed in any::<u64>()) {
+            check_nchw_f32(g, cpg, npx, skew, plane_pad, stream, seed);
         }
 
         #[test]

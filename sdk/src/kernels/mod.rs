@@ -247,7 +247,7 @@ pub enum Backend {
     /// AVX2 plus VNNI (AVX-VNNI, or AVX-512 VNNI with VL) for the int8 convolution.
     Avx2Vnni,
     /// AVX-512 F + BW + VL + VNNI (plus AVX2/FMA/F16C): the AVX2-VNNI table with 512-bit
-    /// `sample_i8` and `conv_f32`.
+    /// `sample_i8`, `conv_f32` and `sample_f32_nchw`.
     Avx512,
     /// AArch64 Advanced SIMD (ARMv8.0: Raspberry Pi 4, Cortex-A72).
     Neon,
