@@ -11,7 +11,7 @@ use crate::error::{Error, Result};
 use crate::kernels::{
     pack_conv_f32, pack_conv_i8, BackendChoice, Kernels, SampleNchw, Tap, TapQ11,
 };
-use crate::points::{taps_q11, Geometry, PointScratch};
+use crate::points::{taps_f32, taps_q11, Geometry, PointScratch};
 use crate::quant::QuantizedWeights;
 use crate::tensor::{Layout, Shape};
 use crate::weights::Weights;
@@ -662,39 +662,11 @@ fn sample_rows_f32<T>(
     nchw: Option<SampleNchw<T, Tap>>,
     mut sink: Sink<'_, T>,
 ) {
-    let (s, g, s2) = (cfg.scale, cfg.groups, cfg.s2());
+    let (s, g) = (cfg.scale, cfg.groups);
     let (h, w, c) = (shape.height, shape.width, shape.channels);
-    let (oc, cpg) = (cfg.offset_channels(), cfg.channels_per_group());
-    let (xmax, ymax) = ((w - 1) as f32, (h - 1) as f32);
-    // u32 is enough: the layer checks that one image holds < 2^32 values.
-    let (cu, cpgu, wc) = (c as u32, cpg as u32, (w * c) as u32);
-    let (wl, hl) = ((w - 1) as u32, (h - 1) as u32);
-    let row_taps = s * w * g;
-    let taps = grow(&mut sc.taps, s * row_taps);
-    for i in 0..s {
-        let taps = &mut taps[i * row_taps..(i + 1) * row_taps];
-        for x in 0..w {
-            let off = &sc.off[x * oc..(x + 1) * oc];
-            for j in 0..s {
-                for q in 0..g {
-                    let ch = q * s2 + i * s + j;
-                    // max/min (not clamp) so a NaN offset lands on the border instead of propagating.
-                    let px = (x as f32 + off[ch]).max(0.0).min(xmax);
-                    let py = (y as f32 + off[g * s2 + ch]).max(0.0).min(ymax);
-                    // px ∈ [0, w−1], so truncation is floor and stays in range; the far tap
-                    // steps one pixel unless the near one is on the last column/row.
-                    let (x0, y0) = (px as u32, py as u32);
-                    taps[(x * s + j) * g + q] = Tap {
-                        base: (y0 * wc + x0 * cu + q as u32 * cpgu),
-                        dx: if x0 < wl { cu } else { 0 },
-                        dy: if y0 < hl { wc } else { 0 },
-                        fx: px - x0 as f32,
-                        fy: py - y0 as f32,
-                    };
-                }
-            }
-        }
-    }
+    let cpg = cfg.channels_per_group();
+    let taps = grow(&mut sc.taps, s * s * w * g);
+    taps_f32(Geometry { w, h, c, s, g }, y, &sc.off, &mut sc.points, taps);
     // Row i's taps follow row i−1's, and so do its values in either layout: one call covers
     // all s rows as a single "row" of s·sW pixels.
     emit(

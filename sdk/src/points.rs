@@ -1,4 +1,4 @@
-//! Sample points (taps) of one int8 output row, built in vectorizable passes.
+//! Sample points (taps) of output rows, built in vectorizable passes (int8 and float).
 //!
 //! Per tap the work is a handful of integer operations (clamp, split into pixel and Q11
 //! fraction, address, four Q14 weights); written as one scalar loop over an AoS tap array it
@@ -8,7 +8,7 @@
 //! the final pass writes the [`TapQ11`] array. [`taps_q11_unopt`] is the plain reference the
 //! fast path is tested against.
 
-use crate::kernels::TapQ11;
+use crate::kernels::{Tap, TapQ11};
 
 /// What the tap builder needs to know about the layer and the image.
 #[derive(Clone, Copy, Debug)]
@@ -49,6 +49,11 @@ pub(crate) struct PointScratch {
     chans: Vec<usize>,
     /// `(w, s, g, cpg)` that `pxb` and `qoff` were built for.
     key: Option<(usize, usize, usize, usize)>,
+    /// Float builder: `ox`, `oy`, `pxb`, `fx`, `fy` (n each).
+    floats: Vec<f32>,
+    /// Float builder: `base`, `dx`, `dy`, `qoff` (n each).
+    fwords: Vec<u32>,
+    fkey: Option<(usize, usize, usize, usize)>,
 }
 
 fn grow<T: Default + Clone>(v: &mut Vec<T>, n: usize) -> &mut [T] {
@@ -230,6 +235,168 @@ pub(crate) fn taps_q11_unopt(geo: Geometry, y: usize, i: usize, off: &[i32], tap
     }
 }
 
+/// The float taps of all `s` output rows of low-res row `y` (row `i` at `i·row_taps`).
+pub(crate) fn taps_f32(
+    geo: Geometry,
+    y: usize,
+    off: &[f32],
+    sc: &mut PointScratch,
+    taps: &mut [Tap],
+) {
+    assert!(taps.len() >= geo.s * geo.row_taps() && off.len() >= geo.w * geo.oc());
+    #[cfg(target_arch = "x86_64")]
+    {
+        let cpu = crate::cpu::CpuFeatures::get();
+        if cpu.avx512f && cpu.avx512bw && cpu.avx512vl {
+            // SAFETY: the AVX-512 features this copy is compiled for were detected at run time.
+            return unsafe { taps_f32_avx512(geo, y, off, sc, taps) };
+        }
+        if cpu.avx2 {
+            // SAFETY: AVX2 was detected at run time.
+            return unsafe { taps_f32_avx2(geo, y, off, sc, taps) };
+        }
+    }
+    taps_f32_body(geo, y, off, sc, taps)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2")]
+unsafe fn taps_f32_avx512(
+    geo: Geometry,
+    y: usize,
+    off: &[f32],
+    sc: &mut PointScratch,
+    taps: &mut [Tap],
+) {
+    taps_f32_body(geo, y, off, sc, taps)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn taps_f32_avx2(
+    geo: Geometry,
+    y: usize,
+    off: &[f32],
+    sc: &mut PointScratch,
+    taps: &mut [Tap],
+) {
+    taps_f32_body(geo, y, off, sc, taps)
+}
+
+#[inline(always)]
+fn taps_f32_body(geo: Geometry, y: usize, off: &[f32], sc: &mut PointScratch, taps: &mut [Tap]) {
+    let Geometry { w, h, c, s, g } = geo;
+    let (oc, cpg, s2, sg) = (geo.oc(), geo.cpg(), s * s, s * g);
+    let n = geo.row_taps();
+    if sc.floats.len() < 5 * n || sc.fwords.len() < 4 * n {
+        sc.floats.resize(5 * n, 0.0);
+        sc.fwords.resize(4 * n, 0);
+        sc.fkey = None;
+    }
+    let mut floats = sc.floats.chunks_exact_mut(n);
+    let mut next = || floats.next().expect("5n floats");
+    let (ox, oy, pxb, fxs, fys) = (next(), next(), next(), next(), next());
+    let mut words = sc.fwords.chunks_exact_mut(n);
+    let mut next = || words.next().expect("4n words");
+    let (base, dx, dy, qoff) = (next(), next(), next(), next());
+    if sc.fkey != Some((w, s, g, cpg)) {
+        for x in 0..w {
+            for k in 0..sg {
+                pxb[x * sg + k] = x as f32;
+                qoff[x * sg + k] = ((k % g) * cpg) as u32;
+            }
+        }
+        sc.fkey = Some((w, s, g, cpg));
+    }
+    let (xmax, ymax, yf) = ((w - 1) as f32, (h - 1) as f32, y as f32);
+    let (cu, wc) = (c as u32, (w * c) as u32);
+    let (wl, hl) = ((w - 1) as u32, (h - 1) as u32);
+    let gs2 = g * s2;
+    let chans = grow(&mut sc.chans, sg);
+    for i in 0..s {
+        for j in 0..s {
+            for q in 0..g {
+                chans[j * g + q] = q * s2 + i * s + j;
+            }
+        }
+        // Pass 1: offsets in tap order.
+        let pixels = off
+            .chunks_exact(oc)
+            .zip(ox.chunks_exact_mut(sg).zip(oy.chunks_exact_mut(sg)));
+        for (o, (dxs, dys)) in pixels {
+            for ((dx, dy), &ch) in dxs.iter_mut().zip(dys.iter_mut()).zip(chans.iter()) {
+                *dx = o[ch];
+                *dy = o[gs2 + ch];
+            }
+        }
+        // Pass 2: element-wise, vectorized; the same operations as `taps_f32_unopt`.
+        let (ox, oy, pxb, qoff) = (&ox[..n], &oy[..n], &pxb[..n], &qoff[..n]);
+        let (base, dx, dy, fxs, fys) = (
+            &mut base[..n],
+            &mut dx[..n],
+            &mut dy[..n],
+            &mut fxs[..n],
+            &mut fys[..n],
+        );
+        for k in 0..n {
+            let px = (pxb[k] + ox[k]).max(0.0).min(xmax);
+            let py = (yf + oy[k]).max(0.0).min(ymax);
+            // Through i32 (same value: 0 ≤ p < 2^31): the signed conversion vectorizes.
+            let (x0, y0) = (px as i32 as u32, py as i32 as u32);
+            base[k] = y0 * wc + x0 * cu + qoff[k];
+            dx[k] = if x0 < wl { cu } else { 0 };
+            dy[k] = if y0 < hl { wc } else { 0 };
+            fxs[k] = px - x0 as i32 as f32;
+            fys[k] = py - y0 as i32 as f32;
+        }
+        // Pass 3: the AoS taps the kernels read.
+        for (k, t) in taps[i * n..(i + 1) * n].iter_mut().enumerate() {
+            *t = Tap {
+                base: base[k],
+                dx: dx[k],
+                dy: dy[k],
+                fx: fxs[k],
+                fy: fys[k],
+            };
+        }
+    }
+}
+
+#[cfg(test)]
+/// The float definition, one tap at a time (row `i` of the `s` rows at `i·row_taps`).
+pub(crate) fn taps_f32_unopt(geo: Geometry, y: usize, off: &[f32], taps: &mut [Tap]) {
+    let Geometry { w, h, c, s, g } = geo;
+    let (oc, cpg, s2) = (geo.oc(), geo.cpg(), s * s);
+    let (xmax, ymax) = ((w - 1) as f32, (h - 1) as f32);
+    let (cu, wc) = (c as u32, (w * c) as u32);
+    let (wl, hl) = ((w - 1) as u32, (h - 1) as u32);
+    let n = geo.row_taps();
+    for i in 0..s {
+        for x in 0..w {
+            let o = &off[x * oc..(x + 1) * oc];
+            for j in 0..s {
+                for q in 0..g {
+                    let ch = q * s2 + i * s + j;
+                    // max/min (not clamp) so a NaN offset lands on the border instead of
+                    // propagating.
+                    let px = (x as f32 + o[ch]).max(0.0).min(xmax);
+                    let py = (y as f32 + o[g * s2 + ch]).max(0.0).min(ymax);
+                    // px ∈ [0, w−1], so truncation is floor and stays in range; the far tap
+                    // steps one pixel unless the near one is on the last column/row.
+                    let (x0, y0) = (px as u32, py as u32);
+                    taps[i * n + (x * s + j) * g + q] = Tap {
+                        base: y0 * wc + x0 * cu + (q * cpg) as u32,
+                        dx: if x0 < wl { cu } else { 0 },
+                        dy: if y0 < hl { wc } else { 0 },
+                        fx: px - x0 as f32,
+                        fy: py - y0 as f32,
+                    };
+                }
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -258,19 +425,41 @@ mod tests {
         }
     }
 
+    fn check_f32(geo: Geometry, y: usize, seed: u64) {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let off: Vec<f32> = (0..geo.w * geo.oc())
+            .map(|k| match k % 11 {
+                0 => f32::NAN,
+                1 => f32::INFINITY,
+                2 => f32::NEG_INFINITY,
+                3 => 1e9,
+                4 => -0.0,
+                _ => rng.gen_range(-4.0..4.0),
+            })
+            .collect();
+        let n = geo.s * geo.row_taps();
+        let (mut want, mut got) = (vec![Tap::default(); n], vec![Tap::default(); n]);
+        taps_f32_unopt(geo, y, &off, &mut want);
+        taps_f32(geo, y, &off, &mut PointScratch::default(), &mut got);
+        let bits = |t: &[Tap]| {
+            t.iter()
+                .map(|t| (t.base, t.dx, t.dy, t.fx.to_bits(), t.fy.to_bits()))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(bits(&got), bits(&want), "{geo:?} y={y}");
+    }
+
     #[test]
     fn hot_shape() {
-        check(
-            Geometry {
-                w: 120,
-                h: 120,
-                c: 256,
-                s: 2,
-                g: 4,
-            },
-            37,
-            1,
-        );
+        let geo = Geometry {
+            w: 120,
+            h: 120,
+            c: 256,
+            s: 2,
+            g: 4,
+        };
+        check(geo, 37, 1);
+        check_f32(geo, 37, 1);
     }
 
     proptest! {
@@ -281,6 +470,7 @@ mod tests {
                                           s in 2usize..5, y_frac in 0.0f64..1.0, seed in any::<u64>()) {
             let y = ((h as f64 * y_frac) as usize).min(h - 1);
             check(Geometry { w, h, c: g * cpg, s, g }, y, seed);
+            check_f32(Geometry { w, h, c: g * cpg, s, g }, y, seed);
         }
     }
 }
