@@ -576,10 +576,6 @@ impl Engine {
     }
 }
 
-fn sigmoid(v: f32) -> f32 {
-    1.0 / (1.0 + (-v).exp())
-}
-
 /// Fills `sc.off` with the `2·g·s²` offsets (init_pos included) of each of the row's `w` pixels.
 fn float_offsets(k: &Kernels, plan: &FloatPlan, xrow: &[f32], w: usize, sc: &mut Scratch) {
     let cfg = &plan.cfg;
@@ -608,6 +604,9 @@ fn float_offsets(k: &Kernels, plan: &FloatPlan, xrow: &[f32], w: usize, sc: &mut
         let sv = grow(&mut sc.sc, npix * o_n);
         (k.conv_f32)(x, ld, npix, cin, wt, None, o_n, sv);
     });
+    if scope.is_some() {
+        crate::vmath::mul_sigmoid(&mut sc.r[..npix * o_n], &sc.sc[..npix * o_n]);
+    }
     let off = grow(&mut sc.off, w * oc);
     let subs = npix / w;
     for p in 0..npix {
@@ -618,11 +617,7 @@ fn float_offsets(k: &Kernels, plan: &FloatPlan, xrow: &[f32], w: usize, sc: &mut
             } else {
                 o * s2 + ij
             };
-            let mut v = sc.r[p * o_n + o];
-            if scope.is_some() {
-                v *= sigmoid(sc.sc[p * o_n + o]);
-            }
-            off[px * oc + ch] = v * factor + plan.init_pos[ch];
+            off[px * oc + ch] = sc.r[p * o_n + o] * factor + plan.init_pos[ch];
         }
     }
 }

@@ -26,6 +26,7 @@ mod points;
 pub mod quant;
 pub mod reference;
 pub mod tensor;
+mod vmath;
 pub mod weights;
 
 pub use config::{DySampleConfig, Style};

@@ -585,11 +585,30 @@ impl QuantizedWeights {
         let (m, sh) = (&self.offset_mult.m[..o_n], self.offset_mult.shift);
         let eb = &self.eff_bias[..o_n];
         let rnd = 1i64 << (sh - 1);
+        // A fixed-size table and a clamped index let LLVM drop the bounds check and gather.
+        let lut: &[i32; SIGMOID_LUT_LEN] =
+            self.sigmoid_lut[..].try_into().expect("sigmoid LUT length");
+        let ssh = self.scope_mult.shift;
+        let srnd = 1i64 << ssh.saturating_sub(1);
+        // (scope dots, scope zero-point terms, scope multipliers) when the layer has dyscope.
+        let scope = scope_dot.map(|sd| (sd, &self.eff_scope[..o_n], &self.scope_mult.m[..o_n]));
         for p in 0..npix {
             let (px, ij) = (p / subs, p % subs);
             let d = &dot[p * o_n..(p + 1) * o_n];
             let row = &mut off[px * oc..(px + 1) * oc];
-            match scope_dot {
+            match scope {
+                Some((sd, es, sm)) if subs == 1 => {
+                    // lp with scope: the same operations as `offset_q11`, laid out to vectorize.
+                    let sd = &sd[p * o_n..(p + 1) * o_n];
+                    let init = &self.init_q11[..o_n];
+                    for o in 0..o_n {
+                        let r = (((d[o] as i64 + eb[o]) * m[o] + rnd) >> sh)
+                            .clamp(-OFFSET_LIMIT, OFFSET_LIMIT);
+                        let z = ((sd[o] as i64 + es[o]) * sm[o] + srnd) >> ssh;
+                        let sig = lut[(z.clamp(-half, half - 1) + half) as usize] as i64;
+                        row[o] = ((r * sig + (1 << 14)) >> 15) as i32 + init[o];
+                    }
+                }
                 None if subs == 1 => {
                     // lp without scope: contiguous, branch-free, vectorizable.
                     for o in 0..o_n {
