@@ -17,6 +17,9 @@ pub struct CpuFeatures {
     pub avx512vl: bool,
     pub avx512dq: bool,
     pub avx512vnni: bool,
+    /// AMX-TILE + AMX-INT8 in CPUID, tile state enabled by the OS, and (Linux) tile data
+    /// granted to this process.
+    pub amx_int8: bool,
     // aarch64
     pub neon: bool,
     pub dotprod: bool,
@@ -44,6 +47,7 @@ impl CpuFeatures {
             avx512vl: has!("avx512vl"),
             avx512dq: has!("avx512dq"),
             avx512vnni: has!("avx512vnni"),
+            amx_int8: amx_usable(),
             ..Self::default()
         }
     }
@@ -80,10 +84,55 @@ impl CpuFeatures {
             ("avx512vl", self.avx512vl),
             ("avx512dq", self.avx512dq),
             ("avx512vnni", self.avx512vnni),
+            ("amx-int8", self.amx_int8),
             ("neon", self.neon),
             ("dotprod", self.dotprod),
             ("fp16", self.fp16),
         ];
         all.iter().filter(|(_, on)| *on).map(|(n, _)| *n).collect()
     }
+}
+
+/// AMX needs three things: the CPUID bits, the OS saving tile state (XCR0 bits 17 and 18), and
+/// on Linux a per-process grant of tile data (without it the first tile instruction faults).
+#[cfg(target_arch = "x86_64")]
+fn amx_usable() -> bool {
+    use std::arch::x86_64::{__cpuid, __cpuid_count};
+    // SAFETY: CPUID exists on every x86_64 CPU (the call is safe on newer toolchains).
+    #[allow(unused_unsafe)]
+    let (leaf1, leaf7) = unsafe { (__cpuid(1), __cpuid_count(7, 0)) };
+    let (tile, int8) = ((leaf7.edx >> 24) & 1 == 1, (leaf7.edx >> 25) & 1 == 1);
+    let osxsave = (leaf1.ecx >> 27) & 1 == 1;
+    if !(tile && int8 && osxsave) {
+        return false;
+    }
+    // SAFETY: OSXSAVE is set, so XGETBV is enabled.
+    let xcr0 = unsafe { xcr0() };
+    xcr0 & (3 << 17) == 3 << 17 && request_tile_data()
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "xsave")]
+unsafe fn xcr0() -> u64 {
+    // SAFETY: the caller checked OSXSAVE, so XGETBV does not fault.
+    unsafe { std::arch::x86_64::_xgetbv(0) }
+}
+
+#[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+fn request_tile_data() -> bool {
+    const ARCH_REQ_XCOMP_PERM: libc::c_long = 0x1023;
+    const XFEATURE_XTILEDATA: libc::c_long = 18;
+    // SAFETY: this request only extends the set of xfeatures the process may use.
+    unsafe {
+        libc::syscall(
+            libc::SYS_arch_prctl,
+            ARCH_REQ_XCOMP_PERM,
+            XFEATURE_XTILEDATA,
+        ) == 0
+    }
+}
+
+#[cfg(all(target_arch = "x86_64", not(target_os = "linux")))]
+fn request_tile_data() -> bool {
+    false
 }

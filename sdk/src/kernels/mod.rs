@@ -26,6 +26,8 @@ use std::fmt;
 use std::str::FromStr;
 
 #[cfg(target_arch = "x86_64")]
+pub mod amx;
+#[cfg(target_arch = "x86_64")]
 pub mod avx2;
 #[cfg(target_arch = "x86_64")]
 pub mod avx512;
@@ -249,6 +251,8 @@ pub enum Backend {
     /// AVX-512 F + BW + VL + VNNI (plus AVX2/FMA/F16C): the AVX2-VNNI table with 512-bit
     /// `sample_i8`, `conv_f32` and `sample_f32_nchw`.
     Avx512,
+    /// The AVX-512 table with an AMX (`tdpbssd`) int8 convolution: Sapphire Rapids and later.
+    Avx512Amx,
     /// AArch64 Advanced SIMD (ARMv8.0: Raspberry Pi 4, Cortex-A72).
     Neon,
     /// NEON + `sdot` (ARMv8.2 dotprod: Raspberry Pi 5, Jetson Orin) for the int8 convolution.
@@ -259,7 +263,8 @@ pub enum Backend {
 
 impl Backend {
     /// Every backend, best first within each architecture.
-    pub const ALL: [Backend; 7] = [
+    pub const ALL: [Backend; 8] = [
+        Backend::Avx512Amx,
         Backend::Avx512,
         Backend::Avx2Vnni,
         Backend::Avx2,
@@ -275,6 +280,7 @@ impl Backend {
             Backend::Avx2 => "avx2",
             Backend::Avx2Vnni => "avx2-vnni",
             Backend::Avx512 => "avx512",
+            Backend::Avx512Amx => "avx512-amx",
             Backend::Neon => "neon",
             Backend::NeonDotprod => "neon-dotprod",
             Backend::NeonDotprodFp16 => "neon-dotprod-fp16",
@@ -310,6 +316,17 @@ impl Backend {
                 ("avx512bw", cpu.avx512bw),
                 ("avx512vl", cpu.avx512vl),
                 ("avx512vnni", cpu.avx512vnni),
+            ],
+            Backend::Avx512Amx => &[
+                ("x86_64", cpu.arch == "x86_64"),
+                ("avx2", cpu.avx2),
+                ("fma", cpu.fma),
+                ("f16c", cpu.f16c),
+                ("avx512f", cpu.avx512f),
+                ("avx512bw", cpu.avx512bw),
+                ("avx512vl", cpu.avx512vl),
+                ("avx512vnni", cpu.avx512vnni),
+                ("amx-int8 (and OS tile support)", cpu.amx_int8),
             ],
             Backend::Neon => &[("aarch64", cpu.arch == "aarch64"), ("neon", cpu.neon)],
             Backend::NeonDotprod => &[
@@ -432,6 +449,8 @@ fn table(b: Backend) -> Option<&'static Kernels> {
         Backend::Avx2Vnni => vnni::table(CpuFeatures::get()),
         #[cfg(target_arch = "x86_64")]
         Backend::Avx512 => Some(&avx512::KERNELS),
+        #[cfg(target_arch = "x86_64")]
+        Backend::Avx512Amx => Some(&amx::KERNELS),
         #[cfg(target_arch = "aarch64")]
         Backend::Neon => Some(&neon::KERNELS),
         #[cfg(target_arch = "aarch64")]
