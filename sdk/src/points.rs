@@ -244,6 +244,9 @@ pub(crate) fn taps_f32(
     taps: &mut [Tap],
 ) {
     assert!(taps.len() >= geo.s * geo.row_taps() && off.len() >= geo.w * geo.oc());
+    if geo.w >= 1 << 23 || geo.h >= 1 << 23 {
+        return taps_f32_unopt(geo, y, off, taps);
+    }
     #[cfg(target_arch = "x86_64")]
     {
         let cpu = crate::cpu::CpuFeatures::get();
@@ -341,13 +344,15 @@ fn taps_f32_body(geo: Geometry, y: usize, off: &[f32], sc: &mut PointScratch, ta
         for k in 0..n {
             let px = (pxb[k] + ox[k]).max(0.0).min(xmax);
             let py = (yf + oy[k]).max(0.0).min(ymax);
-            // Through i32 (same value: 0 ≤ p < 2^31): the signed conversion vectorizes.
-            let (x0, y0) = (px as i32 as u32, py as i32 as u32);
+            // floor(p) for 0 ≤ p < 2^23, read from the mantissa of 2^23 + floor(p) (exact):
+            // the same value as `p as u32`, but vectorizable.
+            let int = |p: f32| (p.floor() + 8_388_608.0).to_bits() - 0x4B00_0000;
+            let (x0, y0) = (int(px), int(py));
             base[k] = y0 * wc + x0 * cu + qoff[k];
             dx[k] = if x0 < wl { cu } else { 0 };
             dy[k] = if y0 < hl { wc } else { 0 };
-            fxs[k] = px - x0 as i32 as f32;
-            fys[k] = py - y0 as i32 as f32;
+            fxs[k] = px - px.floor();
+            fys[k] = py - py.floor();
         }
         // Pass 3: the AoS taps the kernels read.
         for (k, t) in taps[i * n..(i + 1) * n].iter_mut().enumerate() {
@@ -362,7 +367,6 @@ fn taps_f32_body(geo: Geometry, y: usize, off: &[f32], sc: &mut PointScratch, ta
     }
 }
 
-#[cfg(test)]
 /// The float definition, one tap at a time (row `i` of the `s` rows at `i·row_taps`).
 pub(crate) fn taps_f32_unopt(geo: Geometry, y: usize, off: &[f32], taps: &mut [Tap]) {
     let Geometry { w, h, c, s, g } = geo;

@@ -58,8 +58,13 @@ pub(crate) fn exp(x: f32) -> f32 {
     let p = p.mul_add(t, 1.666_666_5e-1);
     let p = p.mul_add(t, 5e-1);
     let e = (p * t).mul_add(t, t) + 1.0;
-    // n ∈ [−126, 127] after the clamp, so (n + 127) << 23 is the f32 2^n.
-    e * f32::from_bits(((n as i32 + 127) as u32) << 23)
+    // n ∈ [−126, 127] after the clamp. 2^23 + 127 + n is an exact f32 whose low mantissa bits
+    // are 127 + n: the biased exponent of 2^n, without a float → int conversion (which LLVM
+    // does not vectorize with saturation).
+    let biased = (n + (8_388_608.0 + 127.0))
+        .to_bits()
+        .wrapping_sub(0x4B00_0000);
+    e * f32::from_bits(biased << 23)
 }
 
 #[cfg(test)]
