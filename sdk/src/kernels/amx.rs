@@ -3,9 +3,9 @@
 //! `tdpbssd` multiplies a 16 × 64-byte tile of signed activations (16 pixels × 64 input
 //! channels) by a 16 × 64-byte tile of signed weights (16 channel quads × 16 outputs, exactly
 //! the `[cin/4][o_n][4]` layout of [`super::pack_conv_i8`]) into 16 × 16 exact i32 sums. It
-//! takes blocks of 16 pixels when `cin % 64 == 0` and `o_n % 16 == 0`; other shapes and the
-//! last `npix % 16` pixels go to the AVX-512 VNNI convolution. Integer sums are exact, so the
-//! bytes equal the scalar ones.
+//! takes blocks of 16 pixels when `cin % 64 == 0` and `o_n % 16 == 0` (the last block
+//! overlapping the one before when `npix % 16 ≠ 0`); other shapes, and fewer than 16 pixels, go
+//! to the AVX-512 VNNI convolution. Integer sums are exact, so the bytes equal the scalar ones.
 //!
 //! The instructions are written with `asm!` (AMX has no stable intrinsics). Soundness: the
 //! table is only handed out after [`crate::cpu`] saw AMX-TILE and AMX-INT8 in CPUID, the OS
@@ -69,17 +69,21 @@ fn conv_i8(
             acc.as_mut_ptr(),
         )
     };
-    let done = blocks * 16;
-    if done < npix {
-        vnni(
-            &x[done * ldx..],
-            ldx,
-            npix - done,
-            cin,
-            wpack,
-            o_n,
-            &mut acc[done * o_n..],
-        );
+    if blocks * 16 < npix {
+        // The last 16 pixels once more (npix ≥ 16): the overlap is rewritten with equal sums.
+        let last = npix - 16;
+        // SAFETY: as above, for pixels last .. npix.
+        unsafe {
+            conv_amx(
+                x.as_ptr().add(last * ldx),
+                ldx,
+                1,
+                cin,
+                wpack.as_ptr(),
+                o_n,
+                acc.as_mut_ptr().add(last * o_n),
+            )
+        };
     }
 }
 
