@@ -467,10 +467,33 @@ impl QuantizedWeights {
             .map(|&p| round_i32(p as f64 * 2048.0))
             .collect();
         let zx = params.input.zero_point as i64;
-        let eff_bias = (0..o_n)
+        let eff_bias: Vec<i64> = (0..o_n)
             .map(|o| bias_q[o] - zx * offset_sum[o] as i64)
             .collect();
-        let eff_scope = scope_sum.iter().map(|&s| -zx * s as i64).collect();
+        let eff_scope: Vec<i64> = scope_sum.iter().map(|&s| -zx * s as i64).collect();
+        // The offset step computes (dot + bias)·m in i64; refuse scales that could overflow it
+        // instead of returning wrapped offsets. |dot| ≤ cin·128·127.
+        let dmax = cin as i128 * 128 * 127;
+        let fits = |v: i64, m: i64| (v.unsigned_abs() as i128 + dmax) * (m as i128) < 1i128 << 62;
+        for o in 0..o_n {
+            if !fits(eff_bias[o], offset_mult.m[o]) {
+                return Err(Error::Quant(format!(
+                    "offset conv channel {o}: bias {} at accumulator scale {:e} (input.scale × \
+                     offset_weight_scales[{o}]) is too large for the 64-bit requantization; \
+                     the scales are implausibly small",
+                    w.offset_bias[o],
+                    sx * ow_scales[o] as f64
+                )));
+            }
+            if let Some(m) = scope_mult.m.get(o) {
+                if !fits(eff_scope[o], *m) {
+                    return Err(Error::Quant(format!(
+                        "scope conv channel {o}: the accumulator range is too large for the \
+                         64-bit requantization; the scales are implausibly small"
+                    )));
+                }
+            }
+        }
         Ok(Self {
             eff_bias,
             eff_scope,

@@ -276,6 +276,14 @@ fn bad_quant_params_are_clear_errors() {
         "offset_weight_scales has 3 entries",
     );
     let o = g.cfg.conv_out_channels();
+    // Legal but absurd weight scales: the bias in accumulator units would overflow i64 math.
+    expect_err(
+        QuantParams {
+            offset_weight_scales: Some(vec![1e-9; o]),
+            ..ok.clone()
+        },
+        "too large for the 64-bit requantization",
+    );
     let mut s = vec![0.1; o];
     s[o - 1] = f32::NAN;
     expect_err(
