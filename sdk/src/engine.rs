@@ -84,7 +84,8 @@ pub(crate) struct Scratch {
     row_i8: Vec<i8>,
 }
 
-fn grow<T: Default + Clone>(v: &mut Vec<T>, n: usize) -> &mut [T] {
+/// `v[..n]`, growing `v` first if needed (scratch buffers only ever grow).
+pub(crate) fn grow<T: Default + Clone>(v: &mut Vec<T>, n: usize) -> &mut [T] {
     if v.len() < n {
         v.resize(n, T::default());
     }

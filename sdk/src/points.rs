@@ -8,6 +8,7 @@
 //! the final pass writes the [`TapQ11`] array. [`taps_q11_unopt`] is the plain reference the
 //! fast path is tested against.
 
+use crate::engine::grow;
 use crate::kernels::{Tap, TapQ11};
 
 /// What the tap builder needs to know about the layer and the image.
@@ -56,11 +57,36 @@ pub(crate) struct PointScratch {
     fkey: Option<(usize, usize, usize, usize)>,
 }
 
-fn grow<T: Default + Clone>(v: &mut Vec<T>, n: usize) -> &mut [T] {
-    if v.len() < n {
-        v.resize(n, T::default());
+/// Pass 1 of both builders: the x and y offsets of output row `i` in tap order
+/// (`(x·s + j)·g + q`), from `off` (`oc` per low-res pixel, x offsets then y offsets).
+#[inline(always)]
+fn offsets_in_tap_order<T: Copy>(
+    geo: Geometry,
+    i: usize,
+    off: &[T],
+    chans: &mut Vec<usize>,
+    ox: &mut [T],
+    oy: &mut [T],
+) {
+    let Geometry { s, g, .. } = geo;
+    let (s2, sg) = (s * s, s * g);
+    // chans[j·g + q]: the x-offset channel of tap (j, q).
+    let chans = grow(chans, sg);
+    for j in 0..s {
+        for q in 0..g {
+            chans[j * g + q] = q * s2 + i * s + j;
+        }
     }
-    &mut v[..n]
+    let ys = g * s2;
+    let pixels = off
+        .chunks_exact(geo.oc())
+        .zip(ox.chunks_exact_mut(sg).zip(oy.chunks_exact_mut(sg)));
+    for (o, (dx, dy)) in pixels {
+        for ((dx, dy), &ch) in dx.iter_mut().zip(dy.iter_mut()).zip(chans.iter()) {
+            *dx = o[ch];
+            *dy = o[ys + ch];
+        }
+    }
 }
 
 /// The taps of output row `i` of low-res row `y`: tap `(x·s + j)·g + q` samples group `q` at
@@ -129,17 +155,8 @@ fn taps_body(
     taps: &mut [TapQ11],
 ) {
     let Geometry { w, h, c, s, g } = geo;
-    let (oc, cpg, s2, sg) = (geo.oc(), geo.cpg(), s * s, s * g);
+    let (cpg, sg) = (geo.cpg(), s * g);
     let n = geo.row_taps();
-    // Pass 1: offsets in tap order. `chans[j·g + q]` is the x-offset channel of tap (j, q).
-    let chans = grow(&mut sc.chans, sg);
-    for j in 0..s {
-        for q in 0..g {
-            chans[j * g + q] = q * s2 + i * s + j;
-        }
-    }
-    let gs2 = g * s2;
-    let chans = &sc.chans[..sg];
     if sc.ints.len() < 3 * n || sc.words.len() < 7 * n {
         sc.ints.resize(3 * n, 0);
         sc.words.resize(7 * n, 0);
@@ -152,15 +169,7 @@ fn taps_body(
     let mut next = || words.next().expect("7n words");
     let (base, dx, dy, fxy) = (next(), next(), next(), next());
     let (wlo, whi, qoff) = (next(), next(), next());
-    let pixels = off
-        .chunks_exact(oc)
-        .zip(ox.chunks_exact_mut(sg).zip(oy.chunks_exact_mut(sg)));
-    for (o, (dx, dy)) in pixels {
-        for ((dx, dy), &ch) in dx.iter_mut().zip(dy.iter_mut()).zip(chans.iter()) {
-            *dx = o[ch];
-            *dy = o[gs2 + ch];
-        }
-    }
+    offsets_in_tap_order(geo, i, off, &mut sc.chans, ox, oy);
     // Per-tap constants (x·2048 of the tap's low-res pixel, channel offset of its group),
     // rebuilt only when the geometry changes.
     if sc.key != Some((w, s, g, cpg)) {
@@ -289,7 +298,7 @@ unsafe fn taps_f32_avx2(
 #[inline(always)]
 fn taps_f32_body(geo: Geometry, y: usize, off: &[f32], sc: &mut PointScratch, taps: &mut [Tap]) {
     let Geometry { w, h, c, s, g } = geo;
-    let (oc, cpg, s2, sg) = (geo.oc(), geo.cpg(), s * s, s * g);
+    let (cpg, sg) = (geo.cpg(), s * g);
     let n = geo.row_taps();
     if sc.floats.len() < 5 * n || sc.fwords.len() < 4 * n {
         sc.floats.resize(5 * n, 0.0);
@@ -314,24 +323,8 @@ fn taps_f32_body(geo: Geometry, y: usize, off: &[f32], sc: &mut PointScratch, ta
     let (xmax, ymax, yf) = ((w - 1) as f32, (h - 1) as f32, y as f32);
     let (cu, wc) = (c as u32, (w * c) as u32);
     let (wl, hl) = ((w - 1) as u32, (h - 1) as u32);
-    let gs2 = g * s2;
-    let chans = grow(&mut sc.chans, sg);
     for i in 0..s {
-        for j in 0..s {
-            for q in 0..g {
-                chans[j * g + q] = q * s2 + i * s + j;
-            }
-        }
-        // Pass 1: offsets in tap order.
-        let pixels = off
-            .chunks_exact(oc)
-            .zip(ox.chunks_exact_mut(sg).zip(oy.chunks_exact_mut(sg)));
-        for (o, (dxs, dys)) in pixels {
-            for ((dx, dy), &ch) in dxs.iter_mut().zip(dys.iter_mut()).zip(chans.iter()) {
-                *dx = o[ch];
-                *dy = o[gs2 + ch];
-            }
-        }
+        offsets_in_tap_order(geo, i, off, &mut sc.chans, ox, oy);
         // Pass 2: element-wise, vectorized; the same operations as `taps_f32_unopt`.
         let (ox, oy, pxb, qoff) = (&ox[..n], &oy[..n], &pxb[..n], &qoff[..n]);
         let (base, dx, dy, fxs, fys) = (
@@ -346,13 +339,14 @@ fn taps_f32_body(geo: Geometry, y: usize, off: &[f32], sc: &mut PointScratch, ta
             let py = (yf + oy[k]).max(0.0).min(ymax);
             // floor(p) for 0 ≤ p < 2^23, read from the mantissa of 2^23 + floor(p) (exact):
             // the same value as `p as u32`, but vectorizable.
-            let int = |p: f32| (p.floor() + 8_388_608.0).to_bits() - 0x4B00_0000;
-            let (x0, y0) = (int(px), int(py));
+            let (fpx, fpy) = (px.floor(), py.floor());
+            let int = |f: f32| (f + 8_388_608.0).to_bits() - 0x4B00_0000;
+            let (x0, y0) = (int(fpx), int(fpy));
             base[k] = y0 * wc + x0 * cu + qoff[k];
             dx[k] = if x0 < wl { cu } else { 0 };
             dy[k] = if y0 < hl { wc } else { 0 };
-            fxs[k] = px - px.floor();
-            fys[k] = py - py.floor();
+            fxs[k] = px - fpx;
+            fys[k] = py - fpy;
         }
         // Pass 3: the AoS taps the kernels read.
         for (k, t) in taps[i * n..(i + 1) * n].iter_mut().enumerate() {

@@ -109,14 +109,15 @@ unsafe fn conv_amx(
         let mut ob = 0;
         while ob < o_n {
             let pair = ob + 32 <= o_n;
-            // SAFETY (the asm blocks below): every tileloadd reads 16 rows of 64 bytes that the
-            // caller guarantees readable: pixel rows xa + r·ldx + 64kb (64kb + 64 ≤ cin) and
-            // weight rows w + (16kb + r)·o_n·4 + (ob or ob + 16)·4 (+ 64 bytes ≤ o_n·4); every
-            // tilestored writes 16 accumulator rows of 16 (or 32) i32 inside acc.
+            // SAFETY: register-only; the tiles were configured by ldtilecfg above.
             unsafe { asm!("tilezero tmm0", "tilezero tmm1", options(nostack, nomem)) };
             for kb in 0..cin / 64 {
                 let a = xa.wrapping_add(kb * 64);
                 let wb = w.wrapping_add(kb * 16 * stride + ob * 4);
+                // SAFETY: each tileloadd reads 16 rows of 64 bytes the caller guarantees
+                // readable: pixel rows xa + r·ldx + 64kb (64kb + 64 ≤ cin) and weight rows
+                // w + (16kb + r)·o_n·4 + (ob or ob + 16)·4, 64 bytes each (ob + 32 ≤ o_n when
+                // `pair`, else ob + 16 ≤ o_n).
                 unsafe {
                     asm!(
                         "tileloadd tmm2, [{a} + {lda}*1]",
@@ -136,6 +137,8 @@ unsafe fn conv_amx(
                 }
             }
             let c = acc.wrapping_add(b * 16 * o_n + ob);
+            // SAFETY: each tilestored writes 16 accumulator rows (pixels of block b) of 16 i32
+            // at columns ob (and ob + 16 when `pair`), inside the 16·blocks·o_n the caller gave.
             unsafe {
                 asm!("tilestored [{c} + {ldc}*1], tmm0", c = in(reg) c, ldc = in(reg) stride, options(nostack));
                 if pair {

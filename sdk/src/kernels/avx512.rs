@@ -62,15 +62,6 @@ fn sample_i8(src: &[i8], taps: &[TapQ11], cpg: usize, out: &mut [i8]) {
 /// (+11% on the reference shape with 2 threads; 512 to 4096 bytes all measure about the same.)
 const WRITE_AHEAD: usize = 512;
 
-/// Panics unless the four runs of `cpg` bytes of tap `t` lie in a source of `len` bytes.
-/// (Checked inside the loop, where the sums are needed anyway: a separate pass over the taps
-/// cost ~5% of the layer.)
-#[inline(always)]
-fn check_tap(t: &TapQ11, cpg: usize, len: usize) {
-    let end = t.base as usize + t.dx as usize + t.dy as usize + cpg;
-    assert!(end <= len, "sample_i8: tap reads past src");
-}
-
 /// # Safety
 /// AVX-512 F/BW/VL/VNNI; `src .. + len` readable; `out .. + taps.len()·cpg` writable.
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2")]
@@ -79,10 +70,10 @@ unsafe fn sample_i8_avx512(src: *const i8, len: usize, taps: &[TapQ11], cpg: usi
     let rem = cpg % 64;
     let tail: __mmask64 = if rem == 0 { 0 } else { (1u64 << rem) - 1 };
     for (n, t) in taps.iter().enumerate() {
-        check_tap(t, cpg, len);
+        t.check_reads(cpg, len);
         let wlo = _mm512_set1_epi32(i32::from_le_bytes(t.wlo));
         let whi = _mm512_set1_epi32(i32::from_le_bytes(t.whi));
-        // SAFETY: check_tap keeps the four runs inside src; the output run n·cpg .. + cpg is
+        // SAFETY: check_reads keeps the four runs inside src; the output run n·cpg .. + cpg is
         // inside out (caller).
         unsafe {
             let p00 = src.add(t.base as usize);

@@ -90,6 +90,15 @@ impl TapQ11 {
         }
     }
 
+    /// Panics unless the four runs of `cpg` values this tap reads lie in a source of `len`.
+    /// (The SIMD samplers check each tap right before its loads, where the sums are needed
+    /// anyway: a separate pass over the taps cost ~5% of the layer.)
+    #[inline(always)]
+    pub fn check_reads(&self, cpg: usize, len: usize) {
+        let end = self.base as usize + self.dx as usize + self.dy as usize + cpg;
+        assert!(end <= len, "sample_i8: tap reads past src");
+    }
+
     /// The four Q14 weights, from the cached bytes.
     #[inline(always)]
     pub fn weights(&self) -> [u16; 4] {

@@ -311,11 +311,10 @@ macro_rules! vnni_conv_i8 {
                 out: *mut i8,
             ) {
                 for (n, t) in taps.iter().enumerate() {
-                    let end = t.base as usize + t.dx as usize + t.dy as usize + cpg;
-                    assert!(end <= len, "sample_i8: tap reads past src");
+                    t.check_reads(cpg, len);
                     let wlo = _mm256_set1_epi32(i32::from_le_bytes(t.wlo));
                     let whi = _mm256_set1_epi32(i32::from_le_bytes(t.whi));
-                    // SAFETY: the assert keeps the four runs of cpg bytes inside src; the
+                    // SAFETY: check_reads keeps the four runs of cpg bytes inside src; the
                     // output run n·cpg .. + cpg is inside out (caller).
                     unsafe {
                         let p00 = src.add(t.base as usize);
