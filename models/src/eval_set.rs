@@ -56,9 +56,9 @@ pub struct SampleEntry {
     pub target: String,
 }
 
-/// `manifest.json`.
+/// `manifest.json`. Keys beyond SPEC.md's (provenance such as a list of held-out sources) are
+/// kept in [`Manifest::extra`]; the samples' keys are checked strictly.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct Manifest {
     pub schema: u32,
     pub name: String,
@@ -72,6 +72,9 @@ pub struct Manifest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub target_kind: Option<TargetKind>,
     pub samples: Vec<SampleEntry>,
+    /// Other top-level keys, unread.
+    #[serde(flatten)]
+    pub extra: std::collections::BTreeMap<String, serde_json::Value>,
 }
 
 impl Manifest {
