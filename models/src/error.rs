@@ -7,7 +7,7 @@ pub enum Error {
     #[error("{path}: {detail}")]
     File { path: String, detail: String },
     /// ONNX Runtime or a model file (the message names the file).
-    #[error("{0}")]
+    #[error(transparent)]
     Onnx(#[from] dysample::onnx::OnnxError),
     /// Inputs that do not fit together (e.g. a depth model on a segmentation set).
     #[error("{0}")]

@@ -29,6 +29,8 @@ pub mod runner;
 pub mod testkit;
 
 pub use dysample::onnx::session::DySamplePrecision;
+/// The `image` crate this one decodes with ([`Predictor::predict`] takes its `RgbImage`).
+pub use image;
 pub use error::{Error, Result};
 pub use eval_set::{EvalSet, Manifest, Sample, SetKind, Target, TargetKind};
 pub use metrics::Metrics;
