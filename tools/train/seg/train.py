@@ -53,6 +53,8 @@ def main():
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--ckpt-every", type=int, default=100)
     ap.add_argument("--out", default=None)
+    ap.add_argument("--stop-at", type=int, default=None,
+                    help="checkpoint and exit at this step (to reproduce a run whose --steps was changed on resume)")
     a = ap.parse_args()
     torch.set_num_threads(1)
     out = Path(a.out) if a.out else WORK / "runs" / a.variant
@@ -80,8 +82,16 @@ def main():
                     "step": step, "elapsed": elapsed, "args": vars(a)}, out / "ckpt.tmp")
         (out / "ckpt.tmp").replace(ck)
 
+    import signal
+
+    def on_term(*_):
+        save()
+        print(f"SIGTERM: checkpoint at step {step}", flush=True)
+        sys.exit(1)
+    signal.signal(signal.SIGTERM, on_term)
     model.train()
     log = open(out / "log.txt", "a")
+    log.write(f"start/resume at step {step}: {' '.join(sys.argv[1:])}\n")
     t_last = time.time()
     acc = []
     while step < a.steps:
@@ -107,11 +117,16 @@ def main():
                    f"lr {opt.param_groups[0]['lr']:.2e} elapsed {elapsed:.0f}s ({elapsed / step:.2f} s/step avg)")
             print(msg, flush=True)
             log.write(msg + "\n"); log.flush()
-        if step % a.ckpt_every == 0 or step == a.steps:
+        if step % a.ckpt_every == 0 or step == a.steps or step == a.stop_at:
             save()
+        if step == a.stop_at:
+            print(f"stopped at step {step} (--stop-at)", flush=True)
+            return
     from safetensors.torch import save_file
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(out / "final.safetensors"))
+    history = [ln.strip() for ln in open(out / "log.txt") if ln.startswith("start/resume")]
     (out / "run.json").write_text(json.dumps({"variant": a.variant, "steps": a.steps, "batch": a.batch,
+                                              "history": history,
                                               "seconds": round(elapsed, 1), "args": vars(a),
                                               "command": "python tools/train/seg/train.py " + " ".join(sys.argv[1:])},
                                              indent=1) + "\n")
