@@ -239,11 +239,7 @@ impl EvalSet {
             if !p.is_file() {
                 return Err(Error::file(
                     &self.manifest_path,
-                    format_args!(
-                        "sample '{}': {what} {} does not exist",
-                        s.id,
-                        p.display()
-                    ),
+                    format_args!("sample '{}': {what} {} does not exist", s.id, p.display()),
                 ));
             }
         }
@@ -258,7 +254,10 @@ impl EvalSet {
                 if hd.descr != "<f4" && hd.descr != "=f4" {
                     return Err(Error::file(
                         &tgt,
-                        format_args!("dtype is {}, a depth target must be float32", hd.dtype_name()),
+                        format_args!(
+                            "dtype is {}, a depth target must be float32",
+                            hd.dtype_name()
+                        ),
                     ));
                 }
                 match hd.shape[..] {

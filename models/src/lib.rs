@@ -29,10 +29,10 @@ pub mod runner;
 pub mod testkit;
 
 pub use dysample::onnx::session::DySamplePrecision;
-/// The `image` crate this one decodes with ([`Predictor::predict`] takes its `RgbImage`).
-pub use image;
 pub use error::{Error, Result};
 pub use eval_set::{EvalSet, Manifest, Sample, SetKind, Target, TargetKind};
+/// The `image` crate this one decodes with ([`Predictor::predict`] takes its `RgbImage`).
+pub use image;
 pub use metrics::Metrics;
 pub use model::{ModelDir, ModelJson, Task, Variant};
 pub use runner::{

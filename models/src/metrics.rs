@@ -168,9 +168,7 @@ pub fn align(d: &[f64], g: &[f64]) -> (f64, f64) {
     let b = DVector::from_column_slice(g);
     let svd = a.svd(true, true);
     let smax = svd.singular_values.max();
-    let x = svd
-        .solve(&b, 1e-12 * smax)
-        .expect("U and V were computed");
+    let x = svd.solve(&b, 1e-12 * smax).expect("U and V were computed");
     (x[0], x[1])
 }
 
@@ -341,7 +339,10 @@ mod tests {
         assert!(boundary(&full, h, w).iter().all(|&x| !x));
         // Only in-image neighbours count: a full left column next to 0s has boundary 2 pixels.
         let (c, h, w) = mask(&["#..", "#.."]);
-        assert_eq!(boundary(&c, h, w), vec![true, false, false, true, false, false]);
+        assert_eq!(
+            boundary(&c, h, w),
+            vec![true, false, false, true, false, false]
+        );
     }
 
     #[test]
@@ -388,11 +389,17 @@ mod tests {
         let d = [0.0, 1.0, 2.0, 3.0];
         let g = [1.0, 3.0, 5.0, 7.0];
         let (s, t) = align(&d, &g);
-        assert!((s - 2.0).abs() < 1e-12 && (t - 1.0).abs() < 1e-12, "{s} {t}");
+        assert!(
+            (s - 2.0).abs() < 1e-12 && (t - 1.0).abs() < 1e-12,
+            "{s} {t}"
+        );
         // Not exactly affine: d = (0, 1, 2), g = (0, 2, 1): the regression line through
         // means (1, 1) has slope Σ(d−1)(g−1)/Σ(d−1)² = ((−1)(−1) + 0 + (1)(0))/2 = 1/2, t = 1/2.
         let (s, t) = align(&[0.0, 1.0, 2.0], &[0.0, 2.0, 1.0]);
-        assert!((s - 0.5).abs() < 1e-12 && (t - 0.5).abs() < 1e-12, "{s} {t}");
+        assert!(
+            (s - 0.5).abs() < 1e-12 && (t - 0.5).abs() < 1e-12,
+            "{s} {t}"
+        );
     }
 
     #[test]
@@ -418,7 +425,10 @@ mod tests {
             TargetKind::Disparity,
         )
         .unwrap();
-        assert!((r.scale * (0.7f32 as f64) + r.shift - 3.0).abs() < 1e-9, "{r:?}");
+        assert!(
+            (r.scale * (0.7f32 as f64) + r.shift - 3.0).abs() < 1e-9,
+            "{r:?}"
+        );
         assert!((r.absrel - 0.5).abs() < 1e-9 && r.delta1 == 0.25, "{r:?}");
     }
 
@@ -453,7 +463,10 @@ mod tests {
         .unwrap();
         let s = -1498.5 / 2.75;
         let t = 500.5 - 0.75 * s;
-        assert!((r.scale - s).abs() < 1e-9 && (r.shift - t).abs() < 1e-9, "{r:?}");
+        assert!(
+            (r.scale - s).abs() < 1e-9 && (r.shift - t).abs() < 1e-9,
+            "{r:?}"
+        );
         let a = [t, t, (s + t).max(1.0), (2.0 * s + t).max(1.0)];
         assert_eq!(a[3], 1.0, "the clamp bites");
         let g = [1000.0, 1000.0, 1.0, 1.0];
@@ -478,7 +491,8 @@ mod tests {
     #[test]
     fn depth_metrics_are_means_over_images() {
         let mut m = DepthMetrics::new();
-        m.add(&[1.0, 2.0], &[1.0, 2.0], TargetKind::Disparity).unwrap(); // exact: 0, 1
+        m.add(&[1.0, 2.0], &[1.0, 2.0], TargetKind::Disparity)
+            .unwrap(); // exact: 0, 1
         m.add(&[0.7; 4], &[1.0, 2.0, 3.0, 6.0], TargetKind::Disparity)
             .unwrap(); // 1/2, 1/4
         let f = m.finish();

@@ -277,15 +277,16 @@ impl ModelJson {
                         return Err(format!("field 'threshold': must be in (0, 1), got {t}"))
                     }
                     None => {
-                        return Err(
-                            "field 'threshold': required for a segmentation model".into()
-                        )
+                        return Err("field 'threshold': required for a segmentation model".into())
                     }
                 }
             }
             Task::Depth => {
                 if o.kind != OutputKind::RelativeInverseDepth {
-                    return Err("field 'output.kind': a depth model's output is \"relative_inverse_depth\"".into());
+                    return Err(
+                        "field 'output.kind': a depth model's output is \"relative_inverse_depth\""
+                            .into(),
+                    );
                 }
                 if self.threshold.is_some() {
                     return Err("field 'threshold': only for segmentation models".into());
@@ -566,27 +567,43 @@ mod tests {
 
     #[test]
     fn unknown_key_is_named_with_the_file() {
-        let text = SEG_JSON.replace("\"threshold\": 0.5,", "\"threshold\": 0.5, \"thresold\": 1,");
+        let text = SEG_JSON.replace(
+            "\"threshold\": 0.5,",
+            "\"threshold\": 0.5, \"thresold\": 1,",
+        );
         let e = parse(&text).unwrap_err().to_string();
-        assert!(e.starts_with("m/model.json: ") && e.contains("thresold"), "{e}");
-        let text = SEG_JSON.replace("\"height\": 256, \"width\": 256, \"color\"", "\"height\": 256, \"width\": 256, \"colour\": 1, \"color\"");
+        assert!(
+            e.starts_with("m/model.json: ") && e.contains("thresold"),
+            "{e}"
+        );
+        let text = SEG_JSON.replace(
+            "\"height\": 256, \"width\": 256, \"color\"",
+            "\"height\": 256, \"width\": 256, \"colour\": 1, \"color\"",
+        );
         let e = parse(&text).unwrap_err().to_string();
         assert!(e.contains("colour") && e.contains("input"), "{e}");
     }
 
     #[test]
     fn wrong_types_and_values_name_the_field() {
-        let e = parse(&SEG_JSON.replace("\"height\": 256, \"width\": 256, \"color\"", "\"height\": \"x\", \"width\": 256, \"color\""))
-            .unwrap_err()
-            .to_string();
+        let e = parse(&SEG_JSON.replace(
+            "\"height\": 256, \"width\": 256, \"color\"",
+            "\"height\": \"x\", \"width\": 256, \"color\"",
+        ))
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("input.height"), "{e}");
         let e = parse(&SEG_JSON.replace("\"schema\": 1", "\"schema\": 2"))
             .unwrap_err()
             .to_string();
         assert!(e.contains("'schema'"), "{e}");
-        let e = parse(&SEG_JSON.replace("\"std\":  [1.0", "\"std\": [0.0").replace("\"std\": [1.0", "\"std\": [0.0"))
-            .unwrap_err()
-            .to_string();
+        let e = parse(
+            &SEG_JSON
+                .replace("\"std\":  [1.0", "\"std\": [0.0")
+                .replace("\"std\": [1.0", "\"std\": [0.0"),
+        )
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("input.std[0]"), "{e}");
         let e = parse(&SEG_JSON.replace("\"threshold\": 0.5,", ""))
             .unwrap_err()
@@ -615,7 +632,10 @@ mod tests {
         assert!(e.contains("no model.json"), "{e}");
         std::fs::write(d.join("model.json"), SEG_JSON).unwrap();
         let e = ModelDir::open(d).unwrap_err().to_string();
-        assert!(e.contains("files.onnx") && e.contains("does not exist"), "{e}");
+        assert!(
+            e.contains("files.onnx") && e.contains("does not exist"),
+            "{e}"
+        );
         for f in [
             "model.onnx",
             "model_lowered.onnx",
@@ -653,7 +673,10 @@ mod tests {
         m.insert("absrel".into(), 0.1);
         let before = std::fs::read_to_string(d.join("model.json")).unwrap();
         assert!(md.write_metrics("seg-composites", "x", &m).is_err());
-        assert_eq!(std::fs::read_to_string(d.join("model.json")).unwrap(), before);
+        assert_eq!(
+            std::fs::read_to_string(d.join("model.json")).unwrap(),
+            before
+        );
     }
 
     #[test]
@@ -663,10 +686,19 @@ mod tests {
         std::fs::write(d.join("model.json"), SEG_JSON.replace(", \"onnx_lowered\": \"model_lowered.onnx\",\n                \"safetensors\": \"model.safetensors\", \"onnx_bilinear\": \"bilinear/model.onnx\"", "")).unwrap();
         std::fs::write(d.join("model.onnx"), b"x").unwrap();
         let md = ModelDir::open(d).unwrap();
-        assert!(md.onnx_path(Variant::Lowered).unwrap_err().to_string().contains("files.onnx_lowered"));
+        assert!(md
+            .onnx_path(Variant::Lowered)
+            .unwrap_err()
+            .to_string()
+            .contains("files.onnx_lowered"));
         assert!(md.reference_pairs().unwrap().is_empty());
         std::fs::create_dir(d.join("reference")).unwrap();
-        for f in ["input_10.npy", "output_10.npy", "input_2.npy", "output_2.npy"] {
+        for f in [
+            "input_10.npy",
+            "output_10.npy",
+            "input_2.npy",
+            "output_2.npy",
+        ] {
             std::fs::write(d.join("reference").join(f), b"").unwrap();
         }
         let p = md.reference_pairs().unwrap();
@@ -674,6 +706,9 @@ mod tests {
         assert!(p[0].0.ends_with("input_2.npy") && p[1].1.ends_with("output_10.npy"));
         std::fs::write(d.join("reference/input_3.npy"), b"").unwrap();
         let e = md.reference_pairs().unwrap_err().to_string();
-        assert!(e.contains("input_3.npy") && e.contains("output_3.npy"), "{e}");
+        assert!(
+            e.contains("input_3.npy") && e.contains("output_3.npy"),
+            "{e}"
+        );
     }
 }

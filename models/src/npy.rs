@@ -52,7 +52,10 @@ pub fn shape_str(shape: &[usize]) -> String {
         [one] => format!("({one},)"),
         s => format!(
             "({})",
-            s.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(", ")
+            s.iter()
+                .map(|d| d.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
         ),
     }
 }
@@ -89,11 +92,7 @@ pub fn parse_header(bytes: &[u8]) -> std::result::Result<NpyHeader, String> {
     let d = value_after("descr")?;
     let quote = d.chars().next().filter(|c| *c == '\'' || *c == '"');
     let descr = match quote {
-        Some(q) => d[1..]
-            .split(q)
-            .next()
-            .ok_or("malformed descr")?
-            .to_string(),
+        Some(q) => d[1..].split(q).next().ok_or("malformed descr")?.to_string(),
         None => return Err(format!("unsupported dtype description: {d}")),
     };
     let f = value_after("fortran_order")?;
@@ -179,7 +178,10 @@ pub fn read_f32(path: &Path) -> Result<ArrayF32> {
     if h.fortran_order && h.shape.len() > 1 {
         v = fortran_to_c(&v, &h.shape);
     }
-    Ok(ArrayF32 { shape: h.shape, data: v })
+    Ok(ArrayF32 {
+        shape: h.shape,
+        data: v,
+    })
 }
 
 fn fortran_to_c(v: &[f32], shape: &[usize]) -> Vec<f32> {
@@ -245,7 +247,7 @@ mod tests {
         // Fortran data order is column by column: 0, 3, 1, 4, 2, 5.
         let mut b = b"\x93NUMPY\x01\x00".to_vec();
         let mut h = "{'descr': '<f4', 'fortran_order': True, 'shape': (2, 3), }".to_string();
-        while (10 + h.len() + 1) % 64 != 0 {
+        while !(10 + h.len() + 1).is_multiple_of(64) {
             h.push(' ');
         }
         h.push('\n');

@@ -137,7 +137,10 @@ mod tests {
         assert_eq!(resize_bilinear(&[0., 4.], 1, 2, 1, 4), vec![0., 1., 3., 4.]);
         // 4 -> 2 (shrink, no antialiasing): src x = (x + 0.5)*2 - 0.5 = 0.5, 2.5: the means of
         // neighbours 0,1 and 2,3: [1, 2, 3, 4] -> [1.5, 3.5].
-        assert_eq!(resize_bilinear(&[1., 2., 3., 4.], 1, 4, 1, 2), vec![1.5, 3.5]);
+        assert_eq!(
+            resize_bilinear(&[1., 2., 3., 4.], 1, 4, 1, 2),
+            vec![1.5, 3.5]
+        );
         // 2x2 -> 1x1: the centre, mean of all four.
         assert_eq!(resize_bilinear(&[0., 2., 4., 6.], 2, 2, 1, 1), vec![3.0]);
         // Same size: unchanged.
@@ -164,10 +167,16 @@ mod tests {
         let (x, d) = preprocess(&img, &spec(TensorLayout::Nchw, ColorOrder::Rgb, 1, 1));
         assert_eq!(d, [1, 3, 1, 1]);
         // ((1 - 0.5)/0.5, (0.2 - 0)/1, (0 - 0)/2) = (1, 0.2, 0).
-        assert!((x[0] - 1.0).abs() < 1e-6 && (x[1] - 0.2).abs() < 1e-6 && x[2] == 0.0, "{x:?}");
+        assert!(
+            (x[0] - 1.0).abs() < 1e-6 && (x[1] - 0.2).abs() < 1e-6 && x[2] == 0.0,
+            "{x:?}"
+        );
         // BGR: channel 0 is blue: ((0 - 0.5)/0.5, 0.2, (1 - 0)/2) = (-1, 0.2, 0.5).
         let (x, _) = preprocess(&img, &spec(TensorLayout::Nchw, ColorOrder::Bgr, 1, 1));
-        assert!((x[0] + 1.0).abs() < 1e-6 && (x[2] - 0.5).abs() < 1e-6, "{x:?}");
+        assert!(
+            (x[0] + 1.0).abs() < 1e-6 && (x[2] - 0.5).abs() < 1e-6,
+            "{x:?}"
+        );
         // Two pixels, NHWC interleaves, NCHW is planar.
         let img = RgbImage::from_raw(2, 1, vec![255, 0, 0, 0, 0, 255]).unwrap();
         let (x, d) = preprocess(&img, &spec(TensorLayout::Nhwc, ColorOrder::Rgb, 1, 2));

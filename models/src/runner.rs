@@ -254,7 +254,7 @@ pub fn compare(task: Task, stored: &Metrics, measured: &Metrics, tol: f64) -> Ve
         .filter_map(|&name| {
             let (s, m) = (stored.get(name).copied(), measured.get(name).copied());
             let bad = match (s, m) {
-                (Some(s), Some(m)) => !((s - m).abs() <= tol),
+                (Some(s), Some(m)) => (s - m).abs().is_nan() || (s - m).abs() > tol,
                 _ => true,
             };
             bad.then(|| Mismatch {

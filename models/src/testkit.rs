@@ -104,7 +104,8 @@ impl TinyWeights {
         for c in 0..3 {
             for y in 0..h {
                 for xx in 0..h {
-                    let at = |dy: usize, dx: usize| x[c * s * s + (2 * y + dy) * s + 2 * xx + dx] as f64;
+                    let at =
+                        |dy: usize, dx: usize| x[c * s * s + (2 * y + dy) * s + 2 * xx + dx] as f64;
                     p[c * hw + y * h + xx] = (at(0, 0) + at(0, 1) + at(1, 0) + at(1, 1)) / 4.0;
                 }
             }
@@ -182,7 +183,13 @@ fn attr_str(name: &str, v: &str) -> AttributeProto {
     a
 }
 
-fn node(op: &str, domain: &str, inputs: &[&str], output: &str, attrs: Vec<AttributeProto>) -> NodeProto {
+fn node(
+    op: &str,
+    domain: &str,
+    inputs: &[&str],
+    output: &str,
+    attrs: Vec<AttributeProto>,
+) -> NodeProto {
     let mut n = NodeProto::new();
     n.op_type = op.into();
     n.domain = domain.into();
@@ -238,7 +245,10 @@ fn build_model(w: &TinyWeights, s: usize, up: Up) -> ModelProto {
             "",
             &["input"],
             "pooled",
-            vec![attr_ints("kernel_shape", &[2, 2]), attr_ints("strides", &[2, 2])],
+            vec![
+                attr_ints("kernel_shape", &[2, 2]),
+                attr_ints("strides", &[2, 2]),
+            ],
         ),
         node("Conv", "", &["pooled", "w1", "b1"], "c1", vec![]),
         node("Tanh", "", &["c1"], "feat", vec![]),
@@ -340,7 +350,7 @@ fn io(path: &Path, e: impl std::fmt::Display) -> Error {
 /// model.json (no metrics yet), the three graphs, and `reference/input_0.npy` /
 /// `output_0.npy` from `reference_image`.
 pub fn write_model(dir: &Path, name: &str, task: Task, s: usize) -> Result<TinyWeights> {
-    assert!(s >= 2 && s % 2 == 0, "size must be even");
+    assert!(s >= 2 && s.is_multiple_of(2), "size must be even");
     let w = TinyWeights::new(task);
     std::fs::create_dir_all(dir.join("bilinear")).map_err(|e| io(dir, e))?;
     std::fs::create_dir_all(dir.join("reference")).map_err(|e| io(dir, e))?;
@@ -349,7 +359,10 @@ pub fn write_model(dir: &Path, name: &str, task: Task, s: usize) -> Result<TinyW
     let mut lowered = custom.clone();
     graph::lower::lower(&mut lowered)?;
     graph::save_model(&lowered, &dir.join("model_lowered.onnx"))?;
-    graph::save_model(&build_model(&w, s, Up::Bilinear), &dir.join("bilinear/model.onnx"))?;
+    graph::save_model(
+        &build_model(&w, s, Up::Bilinear),
+        &dir.join("bilinear/model.onnx"),
+    )?;
     let json = serde_json::to_string_pretty(&model_json(name, task, s)).expect("json");
     std::fs::write(dir.join("model.json"), json).map_err(|e| io(dir, e))?;
     let img = match task {
@@ -395,7 +408,11 @@ pub fn seg_sample(k: usize, s: usize) -> (RgbImage, GrayImage) {
                 bg
             };
             img.put_pixel(x as u32, y as u32, image::Rgb(px));
-            mask.put_pixel(x as u32, y as u32, image::Luma([if person { 255 } else { 0 }]));
+            mask.put_pixel(
+                x as u32,
+                y as u32,
+                image::Luma([if person { 255 } else { 0 }]),
+            );
         }
     }
     (img, mask)
@@ -440,14 +457,16 @@ pub fn write_eval_set(dir: &Path, name: &str, task: Task, n: usize, s: usize) ->
         let target = match task {
             Task::Segmentation => {
                 let (img, mask) = seg_sample(k, s);
-                img.save(dir.join(&image)).map_err(|e| io(&dir.join(&image), e))?;
+                img.save(dir.join(&image))
+                    .map_err(|e| io(&dir.join(&image), e))?;
                 let t = format!("target/{id}.png");
                 mask.save(dir.join(&t)).map_err(|e| io(&dir.join(&t), e))?;
                 t
             }
             Task::Depth => {
                 let (img, depth) = depth_sample(k, s);
-                img.save(dir.join(&image)).map_err(|e| io(&dir.join(&image), e))?;
+                img.save(dir.join(&image))
+                    .map_err(|e| io(&dir.join(&image), e))?;
                 let t = format!("target/{id}.npy");
                 npy::write_f32(&dir.join(&t), &[s, s], &depth)?;
                 t

@@ -106,7 +106,7 @@ fn check_model_folder(dir: &Path, eval_root: &Path) -> Vec<String> {
                     .zip(&want.data)
                     .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
                 let tol = REF_REL * scale + REF_ABS;
-                Ok((!(diff <= tol)).then(|| {
+                Ok((diff.is_nan() || diff > tol).then(|| {
                     format!(
                         "{}: max |diff| {diff:.3e} > {tol:.3e} (1e-4 * max|ref| {scale:.3e} + 1e-5)",
                         output.display()
@@ -145,25 +145,24 @@ fn check_model_folder(dir: &Path, eval_root: &Path) -> Vec<String> {
         let mut measured: BTreeMap<(u8, u8), Metrics> = BTreeMap::new();
         for row in &rows {
             let Some(stored) = stored_rows.get(*row) else {
-                problems.push(format!(
-                    "{name}: metrics[\"{set_name}\"] lacks row {row}"
-                ));
+                problems.push(format!("{name}: metrics[\"{set_name}\"] lacks row {row}"));
                 continue;
             };
             let (v, p) = row_setup(row).expect("known row");
             let key = (v as u8, p as u8);
-            if !measured.contains_key(&key) {
-                match evaluate(&md, &set, &opts(v, p)) {
-                    Ok(r) => {
-                        measured.insert(key, r.metrics);
-                    }
-                    Err(e) => {
-                        problems.push(format!("{name} on {set_name} ({v}, {p}): {e}"));
-                        continue;
+            let got = match measured.entry(key) {
+                std::collections::btree_map::Entry::Occupied(o) => o.into_mut(),
+                std::collections::btree_map::Entry::Vacant(slot) => {
+                    match evaluate(&md, &set, &opts(v, p)) {
+                        Ok(r) => slot.insert(r.metrics),
+                        Err(e) => {
+                            problems.push(format!("{name} on {set_name} ({v}, {p}): {e}"));
+                            continue;
+                        }
                     }
                 }
-            }
-            for m in compare(md.model.task, stored, &measured[&key], CHECK_TOLERANCE) {
+            };
+            for m in compare(md.model.task, stored, got, CHECK_TOLERANCE) {
                 problems.push(format!(
                     "{name}: metrics[\"{set_name}\"][\"{row}\"]: {m} (tolerance {CHECK_TOLERANCE})"
                 ));
@@ -214,8 +213,14 @@ fn tiny_folder(root: &Path, task: Task, image_size: usize) -> (PathBuf, MetricsT
     let set_name = format!("tiny-{}-set", task.name());
     let dir = root.join(&name);
     testkit::write_model(&dir, &name, task, 32).unwrap();
-    testkit::write_eval_set(&root.join("eval").join(&set_name), &set_name, task, 5, image_size)
-        .unwrap();
+    testkit::write_eval_set(
+        &root.join("eval").join(&set_name),
+        &set_name,
+        task,
+        5,
+        image_size,
+    )
+    .unwrap();
     let mut md = ModelDir::open(&dir).unwrap();
     let set = EvalSet::open(root.join("eval").join(&set_name)).unwrap();
     for row in BASE_ROWS.iter().chain(BILINEAR_ROWS) {
@@ -243,7 +248,11 @@ fn tiny_segmentation_model_passes_and_tampering_is_caught() {
     assert!(f32m["iou"] > 0.7 && f32m["boundary_f"] > 0.9, "{f32m:?}");
     assert!((f32m["iou"] - rows["ort_lowered_f32"]["iou"]).abs() < 1e-3);
     for row in ["sdk_f16", "sdk_int8_minmax", "bilinear_ort_f32"] {
-        assert!((f32m["iou"] - rows[row]["iou"]).abs() < 0.05, "{row}: {:?}", rows[row]);
+        assert!(
+            (f32m["iou"] - rows[row]["iou"]).abs() < 0.05,
+            "{row}: {:?}",
+            rows[row]
+        );
     }
 
     // A stored figure 0.003 off is named with its row and metric.
@@ -266,7 +275,10 @@ fn tiny_segmentation_model_passes_and_tampering_is_caught() {
         .remove("sdk_f16");
     std::fs::write(&json, serde_json::to_string(&v).unwrap()).unwrap();
     let problems = check_model_folder(&dir, &root.join("eval"));
-    assert!(problems.iter().any(|p| p.contains("lacks row sdk_f16")), "{problems:?}");
+    assert!(
+        problems.iter().any(|p| p.contains("lacks row sdk_f16")),
+        "{problems:?}"
+    );
     std::fs::write(&json, &text).unwrap();
 
     // A reference output off by 1e-3 somewhere is caught.
@@ -311,5 +323,8 @@ fn precision_needs_the_custom_variant_and_tasks_must_match() {
     let e = evaluate(&md, &set, &opts(Variant::Custom, DySamplePrecision::F32))
         .unwrap_err()
         .to_string();
-    assert!(e.contains("segmentation model") && e.contains("depth set"), "{e}");
+    assert!(
+        e.contains("segmentation model") && e.contains("depth set"),
+        "{e}"
+    );
 }

@@ -87,12 +87,9 @@ fn f16_and_int8_precisions_run_the_sdk_kernels_inside_ort() {
         assert!(y16 != y32, "{name}: f16 output equals f32 exactly");
 
         // int8: bit-exact with QuantizedDySample under min/max params of this input.
-        let params = QuantParams::calibrate_minmax(
-            nl.config,
-            [x.as_slice().unwrap()],
-            Symmetry::Asymmetric,
-        )
-        .unwrap();
+        let params =
+            QuantParams::calibrate_minmax(nl.config, [x.as_slice().unwrap()], Symmetry::Asymmetric)
+                .unwrap();
         let q = layer.quantize(&params).unwrap();
         let mut yq = vec![0f32; y32.len()];
         q.forward_f32(x.as_slice().unwrap(), dims4(&x), Layout::Nchw, &mut yq)
@@ -142,7 +139,12 @@ fn int8_requantizes_when_the_range_changes() {
         layer
             .quantize(&p)
             .unwrap()
-            .forward_f32(input.as_slice().unwrap(), dims4(input), Layout::Nchw, &mut yq)
+            .forward_f32(
+                input.as_slice().unwrap(),
+                dims4(input),
+                Layout::Nchw,
+                &mut yq,
+            )
             .unwrap();
         assert_eq!(y, yq);
     }

@@ -51,10 +51,10 @@ pub struct EvalArgs {
     /// Print one JSON object instead of a table.
     #[arg(long)]
     json: bool,
-    /// Compare with model.json's metrics[<set>][ROW]; exit 1 naming each metric that differs by more than 0.002.
+    /// Compare with model.json's metrics of this set's ROW; exit 1 naming each metric that differs by more than 0.002.
     #[arg(long, value_name = "ROW", conflicts_with = "write")]
     check: Option<String>,
-    /// Store the metrics as model.json's metrics[<set>][ROW] (atomic rewrite).
+    /// Store the metrics as model.json's metrics of this set's ROW (atomic rewrite).
     #[arg(long, value_name = "ROW")]
     write: Option<String>,
 }

@@ -32,10 +32,17 @@ fn fails_with(code: i32, args: &[&str], needles: &[&str]) -> String {
     assert_eq!(out.status.code(), Some(code), "dysample {args:?}: {err}");
     assert!(!err.contains("panicked"), "panic for {args:?}: {err}");
     let lines: Vec<&str> = err.lines().collect();
-    assert_eq!(lines.len(), 1, "expected one error line for {args:?}, got: {err}");
+    assert_eq!(
+        lines.len(),
+        1,
+        "expected one error line for {args:?}, got: {err}"
+    );
     assert!(lines[0].starts_with("error: "), "{err}");
     for n in needles {
-        assert!(lines[0].contains(n), "error for {args:?} should mention {n:?}: {err}");
+        assert!(
+            lines[0].contains(n),
+            "error for {args:?} should mention {n:?}: {err}"
+        );
     }
     err
 }
@@ -125,7 +132,11 @@ fn write_then_check_every_row() {
     std::fs::write(f.model.join("model.json"), v3.to_string()).unwrap();
     let mut a = base.to_vec();
     a.extend(["--check", "sdk_int8_minmax"]);
-    fails_with(1, &a, &["sdk_int8_minmax", "boundary_f", "differs", "0.002"]);
+    fails_with(
+        1,
+        &a,
+        &["sdk_int8_minmax", "boundary_f", "differs", "0.002"],
+    );
     // ... and the row's own setup is used: asking for another precision is refused.
     a.extend(["--dysample-precision", "f32"]);
     fails(&a, &["sdk_int8_minmax", "--dysample-precision int8"]);
@@ -146,8 +157,19 @@ fn write_then_check_every_row() {
 #[test]
 fn depth_table_output() {
     let f = fixture(Task::Depth);
-    let out = ok(&["eval", "--model", s(&f.model), "--set", s(&f.set), "--variant", "bilinear"]);
-    assert!(out.contains("absrel") && out.contains("delta1") && out.contains("bilinear"), "{out}");
+    let out = ok(&[
+        "eval",
+        "--model",
+        s(&f.model),
+        "--set",
+        s(&f.set),
+        "--variant",
+        "bilinear",
+    ]);
+    assert!(
+        out.contains("absrel") && out.contains("delta1") && out.contains("bilinear"),
+        "{out}"
+    );
 }
 
 #[test]
@@ -168,15 +190,26 @@ fn bad_model_folders() {
     let good = std::fs::read_to_string(&json).unwrap();
     // Malformed JSON.
     std::fs::write(&json, &good[..good.len() / 2]).unwrap();
-    fails(&["eval", "--model", s(&f.model), "--set", st], &["model.json"]);
+    fails(
+        &["eval", "--model", s(&f.model), "--set", st],
+        &["model.json"],
+    );
     // Unknown key, named with the file.
-    std::fs::write(&json, good.replacen("\"schema\": 1", "\"schema\": 1, \"colour\": \"RGB\"", 1)).unwrap();
+    std::fs::write(
+        &json,
+        good.replacen("\"schema\": 1", "\"schema\": 1, \"colour\": \"RGB\"", 1),
+    )
+    .unwrap();
     fails(
         &["eval", "--model", s(&f.model), "--set", st],
         &["model.json", "colour"],
     );
     // Wrong type, the field path named.
-    std::fs::write(&json, good.replacen("\"channels\": 1", "\"channels\": \"one\"", 1)).unwrap();
+    std::fs::write(
+        &json,
+        good.replacen("\"channels\": 1", "\"channels\": \"one\"", 1),
+    )
+    .unwrap();
     fails(
         &["eval", "--model", s(&f.model), "--set", st],
         &["model.json", "output.channels"],
@@ -237,9 +270,15 @@ fn bad_eval_sets() {
     let man = f.set.join("manifest.json");
     let good = std::fs::read_to_string(&man).unwrap();
     std::fs::write(&man, good.replacen("\"id\"", "\"idx\"", 1)).unwrap();
-    fails(&["eval", "--model", m, "--set", s(&f.set)], &["manifest.json", "idx"]);
+    fails(
+        &["eval", "--model", m, "--set", s(&f.set)],
+        &["manifest.json", "idx"],
+    );
     std::fs::write(&man, good.replacen("\"composite\"", "\"synthetic\"", 1)).unwrap();
-    fails(&["eval", "--model", m, "--set", s(&f.set)], &["manifest.json", "kind"]);
+    fails(
+        &["eval", "--model", m, "--set", s(&f.set)],
+        &["manifest.json", "kind"],
+    );
 }
 
 #[test]

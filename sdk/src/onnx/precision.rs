@@ -77,7 +77,9 @@ impl PrecisionExec {
         match self.precision {
             DySamplePrecision::F32 => T::forward(layer, x, dims, out),
             // An f16 graph already runs the f16 kernels.
-            DySamplePrecision::F16 if matches!(T::TYPE, TensorElementType::Float16) => T::forward(layer, x, dims, out),
+            DySamplePrecision::F16 if matches!(T::TYPE, TensorElementType::Float16) => {
+                T::forward(layer, x, dims, out)
+            }
             DySamplePrecision::F16 => {
                 let xh: Vec<f16> = x.iter().map(|v| f16::from_f32(v.to_f32())).collect();
                 let mut yh = vec![f16::ZERO; out.len()];
