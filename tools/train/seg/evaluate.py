@@ -91,15 +91,32 @@ def predict(model, imgs: np.ndarray) -> np.ndarray:
     return np.concatenate(out)
 
 
+def state_from_onnx(path: Path) -> dict:
+    """A state_dict from an exported ONNX file's initializers (named after the parameters;
+    '_f16' marks those stored as float16 + Cast)."""
+    import onnx
+    import torch
+    from onnx import numpy_helper
+    sd = {}
+    for init in onnx.load(str(path)).graph.initializer:
+        name = init.name[:-4] if init.name.endswith("_f16") else init.name
+        if name.endswith((".weight", ".bias")):
+            sd[name] = torch.from_numpy(numpy_helper.to_array(init).astype(np.float32))
+    return sd
+
+
 def load_model(variant: str, path: Path | None):
-    """variant 'teacher' (the port), or 'dysample'/'bilinear' from a state_dict file."""
+    """variant 'teacher' (the port), or 'dysample'/'bilinear' from a .safetensors or .onnx file."""
     from safetensors.torch import load_file
     from port import teacher_state
     from selfie import build
     if variant == "teacher":
         return build("teacher", teacher_state()).eval()
     m = build(variant)
-    sd = {k: v.float() for k, v in load_file(str(path)).items()}
+    if str(path).endswith(".onnx"):
+        sd = state_from_onnx(path)
+    else:
+        sd = {k: v.float() for k, v in load_file(str(path)).items()}
     m.load_state_dict(sd, strict=True)
     return m.eval()
 
@@ -108,11 +125,12 @@ def cmd_metrics(a):
     import torch
     torch.set_num_threads(1)
     rows = {"pytorch_f32": ("dysample", MODEL_DIR / "model.safetensors"),
-            "bilinear_pytorch_f32": ("bilinear", MODEL_DIR / "bilinear" / "model.safetensors"),
+            "bilinear_pytorch_f32": ("bilinear", MODEL_DIR / "bilinear" / "model.onnx"),
             "teacher_pytorch_f32": ("teacher", None)}
     if a.checkpoints:
         rows["pytorch_f32"] = ("dysample", Path(a.checkpoints) / "dysample" / "final.safetensors")
         rows["bilinear_pytorch_f32"] = ("bilinear", Path(a.checkpoints) / "bilinear" / "final.safetensors")
+    # the shipped weights are the trained ones rounded to float16 values (export.py)
     res = {s: {} for s in SETS}
     for s in SETS:
         imgs, tgts, _ = load_set(s)
