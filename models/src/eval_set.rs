@@ -45,19 +45,22 @@ pub enum TargetKind {
     Disparity,
 }
 
-/// One entry of `samples`.
+/// One entry of `samples`. Keys beyond `id`, `image` and `target` (provenance) are kept in
+/// [`SampleEntry::extra`].
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct SampleEntry {
     pub id: String,
     /// 8-bit RGB PNG (or JPEG), relative to the set folder.
     pub image: String,
     /// Segmentation: 8-bit grey PNG; depth: float32 `.npy` of shape (H, W).
     pub target: String,
+    /// Other keys, unread.
+    #[serde(flatten)]
+    pub extra: std::collections::BTreeMap<String, serde_json::Value>,
 }
 
 /// `manifest.json`. Keys beyond SPEC.md's (provenance such as a list of held-out sources) are
-/// kept in [`Manifest::extra`]; the samples' keys are checked strictly.
+/// kept in [`Manifest::extra`]; a missing or mistyped SPEC key is still an error.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Manifest {
     pub schema: u32,

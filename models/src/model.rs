@@ -474,19 +474,17 @@ impl ModelDir {
     }
 
     /// Sets `metrics[set][row]` in `model.json` and rewrites it atomically: under an exclusive
-    /// lock on `model.json.lock` the file is read again (so rows written meanwhile by another
+    /// lock on the model folder the file is read again (so rows written meanwhile by another
     /// process are kept), updated, written to a temporary file, fsynced and renamed over it.
     /// Values are rounded to 6 decimals.
     pub fn write_metrics(&mut self, set: &str, row: &str, metrics: &Metrics) -> Result<()> {
-        let lock_path = self.dir.join("model.json.lock");
-        let lock = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&lock_path)
-            .map_err(|e| Error::file(&lock_path, format_args!("cannot create: {e}")))?;
+        // The folder itself is the lock (flock on its descriptor): model.json is replaced by
+        // rename, so a lock on the file would guard a stale inode, and a lock file would be
+        // left behind in the model folder.
+        let lock = std::fs::File::open(&self.dir)
+            .map_err(|e| Error::file(&self.dir, format_args!("cannot open: {e}")))?;
         lock.lock()
-            .map_err(|e| Error::file(&lock_path, format_args!("cannot lock: {e}")))?;
+            .map_err(|e| Error::file(&self.dir, format_args!("cannot lock: {e}")))?;
         let text = std::fs::read_to_string(&self.json_path)
             .map_err(|e| Error::file(&self.json_path, format_args!("cannot read: {e}")))?;
         let mut model = ModelJson::from_json(&self.json_path, &text)?;
@@ -677,6 +675,39 @@ mod tests {
             std::fs::read_to_string(d.join("model.json")).unwrap(),
             before
         );
+    }
+
+    /// Concurrent writers (the training scripts run evals in parallel) lose no row.
+    #[test]
+    fn concurrent_metric_writes_keep_every_row() {
+        let tmp = tempfile::tempdir().unwrap();
+        let d = tmp.path().to_path_buf();
+        std::fs::write(d.join("model.json"), SEG_JSON).unwrap();
+        for f in [
+            "model.onnx",
+            "model_lowered.onnx",
+            "model.safetensors",
+            "bilinear/model.onnx",
+        ] {
+            std::fs::create_dir_all(d.join(f).parent().unwrap()).unwrap();
+            std::fs::write(d.join(f), b"x").unwrap();
+        }
+        let threads: Vec<_> = (0..8)
+            .map(|i| {
+                let d = d.clone();
+                std::thread::spawn(move || {
+                    let mut md = ModelDir::open(&d).unwrap();
+                    let m = Metrics::from([("iou".to_string(), i as f64 / 10.0)]);
+                    md.write_metrics("s", &format!("row{i}"), &m).unwrap();
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        let md = ModelDir::open(&d).unwrap();
+        assert_eq!(md.model.metrics["s"].len(), 8, "{:?}", md.model.metrics);
+        assert_eq!(md.model.metrics["s"]["row7"]["iou"], 0.7);
     }
 
     #[test]

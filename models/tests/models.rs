@@ -206,6 +206,30 @@ fn shipped_models_reproduce_references_and_metrics() {
     );
 }
 
+/// Every committed eval set opens and every sample decodes (no ONNX Runtime needed).
+#[test]
+fn committed_eval_sets_are_valid() {
+    let root = models_root().join("eval");
+    let mut n = 0;
+    for e in std::fs::read_dir(&root).into_iter().flatten().flatten() {
+        if !e.path().join("manifest.json").is_file() {
+            continue;
+        }
+        let set = EvalSet::open(e.path()).unwrap_or_else(|err| panic!("{err}"));
+        assert_eq!(
+            set.name(),
+            e.file_name().to_string_lossy(),
+            "{}: the manifest's name is the folder's",
+            e.path().display()
+        );
+        for i in 0..set.len() {
+            set.load(i).unwrap_or_else(|err| panic!("{err}"));
+        }
+        n += 1;
+    }
+    eprintln!("{n} eval set(s) checked");
+}
+
 /// Writes a tiny model and eval set under `root` and fills every row the way the training
 /// scripts will: SDK rows from `evaluate`, PyTorch rows = the f32 figures off by 0.001.
 fn tiny_folder(root: &Path, task: Task, image_size: usize) -> (PathBuf, MetricsTable) {

@@ -266,13 +266,13 @@ fn bad_eval_sets() {
         &["eval", "--model", m, "--set", s(&f.set)],
         &["target/0002.png", "8-bit grey"],
     );
-    // A manifest with an unknown sample key / bad kind.
+    // A manifest sample without its id / with a bad kind.
     let man = f.set.join("manifest.json");
     let good = std::fs::read_to_string(&man).unwrap();
     std::fs::write(&man, good.replacen("\"id\"", "\"idx\"", 1)).unwrap();
     fails(
         &["eval", "--model", m, "--set", s(&f.set)],
-        &["manifest.json", "idx"],
+        &["manifest.json", "samples[0]", "missing field `id`"],
     );
     std::fs::write(&man, good.replacen("\"composite\"", "\"synthetic\"", 1)).unwrap();
     fails(
