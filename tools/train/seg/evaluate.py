@@ -144,7 +144,6 @@ def cmd_metrics(a):
             j.setdefault("metrics", {}).setdefault(s, {})
             for row in ("pytorch_f32", "bilinear_pytorch_f32"):
                 j["metrics"][s][row] = res[s][row]
-        j.setdefault("reference_metrics", {})["teacher_pytorch_f32"] = {s: res[s]["teacher_pytorch_f32"] for s in SETS}
         mj.write_text(json.dumps(j, indent=2) + "\n")
         print("wrote", mj)
     return res
