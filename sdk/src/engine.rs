@@ -294,6 +294,7 @@ impl Engine {
         Ok(Self::with_kernels(kernels, pool, threads == Some(1)))
     }
 
+    #[cfg(feature = "onnxruntime")]
     /// An engine that runs on `pool`, shared with other engines (one pool per ORT session).
     pub(crate) fn with_pool(choice: BackendChoice, pool: Arc<rayon::ThreadPool>) -> Result<Self> {
         let kernels = choice.resolve()?;

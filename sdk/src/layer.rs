@@ -74,6 +74,7 @@ impl DySample {
         Ok(self)
     }
 
+    #[cfg(feature = "onnxruntime")]
     /// Runs on a thread pool shared with other layers (the ONNX Runtime custom op gives every
     /// DySample node of a session the same pool).
     pub(crate) fn with_shared_pool(

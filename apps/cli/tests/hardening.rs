@@ -817,3 +817,179 @@ fn malformed_onnx_graphs_are_refused_by_info_lower_and_fuse() {
         assert!(!out.exists(), "{what}: an output was written");
     }
 }
+
+#[test]
+fn an_input_of_unknown_rank_accepts_a_4d_tensor() {
+    let tmp = tempfile::tempdir().unwrap();
+    let m = tweak("layer_lp_static.onnx", |m| {
+        let g = m.graph.as_mut().unwrap();
+        let t = g.input[0].type_.as_mut().unwrap();
+        match t.value.as_mut().unwrap() {
+            proto::type_proto::Value::TensorType(tt) => tt.shape.clear(),
+            _ => unreachable!(),
+        }
+    });
+    let p = tmp.path().join("any_rank.onnx");
+    graph::save_model(&m, &p).unwrap();
+    let y = tmp.path().join("y.npy");
+    ok(&[
+        "onnx",
+        "run",
+        s(&p),
+        "--input",
+        s(&fx("layer_lp_static_input.npy")),
+        "--output",
+        s(&y),
+    ]);
+    let want = dysample::npy::read_f32(&fx("layer_lp_static_expected.npy")).unwrap();
+    assert_eq!(dysample::npy::read_f32(&y).unwrap().dims, want.dims);
+}
+
+// ---------------------------------------------------------------- lost data
+
+/// `path` holds `old` and shares its inode with a second name: writing in place (truncate +
+/// write) would change the second name too, an atomic rename does not.
+fn linked_old_file(path: &Path, old: &[u8]) -> PathBuf {
+    std::fs::write(path, old).unwrap();
+    let link = path.with_extension("link");
+    std::fs::hard_link(path, &link).unwrap();
+    link
+}
+
+fn no_temp_files(dir: &Path) {
+    let left: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains(".tmp-"))
+        .collect();
+    assert!(left.is_empty(), "temporary files left behind: {left:?}");
+}
+
+#[test]
+fn outputs_are_replaced_atomically_and_side_files_last() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let (w, x) = (module_weights(), module_input());
+    // run: the output is replaced by a rename, never rewritten in place.
+    let y = d.join("y.npy");
+    let link = linked_old_file(&y, b"old output");
+    ok(&layer_args(s(&w), s(&x), s(&y)));
+    assert_eq!(
+        std::fs::read(&link).unwrap(),
+        b"old output",
+        "run rewrote the old file in place"
+    );
+    assert!(dysample::npy::read_f32(&y).is_ok());
+    // --dump-quant is written after the output: a run whose output cannot be written leaves it.
+    let q = d.join("q.json");
+    std::fs::write(&q, b"old params").unwrap();
+    let mut a = layer_args(s(&w), s(&x), "/nonexistent-dir/y.npy");
+    a.extend(["--precision", "int8", "--dump-quant", s(&q)]);
+    fails(&a, &["/nonexistent-dir/y.npy"]);
+    assert_eq!(
+        std::fs::read(&q).unwrap(),
+        b"old params",
+        "--dump-quant written before the output"
+    );
+    // A failed rename (the target is a directory) leaves no temporary file.
+    let dir_target = d.join("is_a_dir");
+    std::fs::create_dir(&dir_target).unwrap();
+    fails(&layer_args(s(&w), s(&x), s(&dir_target)), &["is_a_dir"]);
+    no_temp_files(d);
+
+    // onnx lower / fuse / run.
+    let out = d.join("m.onnx");
+    let link = linked_old_file(&out, b"old model");
+    ok(&["onnx", "lower", s(&fx("layer_lp_static.onnx")), s(&out)]);
+    assert_eq!(
+        std::fs::read(&link).unwrap(),
+        b"old model",
+        "lower rewrote in place"
+    );
+    std::fs::remove_file(&link).unwrap();
+    let link = linked_old_file(&out, b"old model");
+    ok(&[
+        "onnx",
+        "fuse",
+        s(&fx("layer_lp_static_plain_opset16.onnx")),
+        s(&out),
+        "--no-verify",
+    ]);
+    assert_eq!(
+        std::fs::read(&link).unwrap(),
+        b"old model",
+        "fuse rewrote in place"
+    );
+    let oy = d.join("oy.npy");
+    let link = linked_old_file(&oy, b"old output");
+    ok(&[
+        "onnx",
+        "run",
+        s(&fx("layer_lp_static.onnx")),
+        "--input",
+        s(&fx("layer_lp_static_input.npy")),
+        "--output",
+        s(&oy),
+    ]);
+    assert_eq!(
+        std::fs::read(&link).unwrap(),
+        b"old output",
+        "onnx run rewrote in place"
+    );
+    no_temp_files(d);
+}
+
+/// ORT profile files (or our private profile directories) in `dir`. (ONNX Runtime may also
+/// leave a `.ses` session-id file of its own, unrelated to profiling.)
+fn profiles_left(dir: &Path) {
+    let left: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains("profile") || n.ends_with(".json"))
+        .collect();
+    assert!(left.is_empty(), "profile files left in TMPDIR: {left:?}");
+}
+
+#[test]
+fn placement_profiles_are_removed_when_a_run_fails() {
+    let tmp = tempfile::tempdir().unwrap();
+    let tmpdir = tmp.path().join("tmp");
+    std::fs::create_dir(&tmpdir).unwrap();
+    // The wrong channel count fails after the session (and its profiler) started.
+    let x = tmp.path().join("x.npy");
+    write_npy(&x, &[1, 8, 6, 8], &[0.5; 8 * 6 * 8]);
+    let y = tmp.path().join("y.npy");
+    let mut c = bin();
+    c.env("TMPDIR", &tmpdir).args([
+        "onnx",
+        "run",
+        s(&fx("layer_lp_static.onnx")),
+        "--input",
+        s(&x),
+        "--output",
+        s(&y),
+        "--placement",
+    ]);
+    let out = run_limited(c, Duration::from_secs(60));
+    check_err(&out, "placement", &["input"]);
+    profiles_left(&tmpdir);
+    // And a successful run leaves nothing either.
+    let mut c = bin();
+    c.env("TMPDIR", &tmpdir).args([
+        "onnx",
+        "run",
+        s(&fx("layer_lp_static.onnx")),
+        "--input",
+        s(&fx("layer_lp_static_input.npy")),
+        "--output",
+        s(&y),
+        "--placement",
+    ]);
+    let out = run_limited(c, Duration::from_secs(60));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    profiles_left(&tmpdir);
+}
