@@ -14,6 +14,14 @@ RUSTDOCFLAGS="-D warnings" cargo doc --workspace --all-features --no-deps --rele
 echo "== x86_64 tests" >&2
 cargo test --workspace --all-features --release
 
+# Fuzz smoke test: every target for 5 s on its seeds (libFuzzer through cargo-fuzz; stable
+# rustc with RUSTC_BOOTSTRAP=1, see fuzz/README.md). Costs about 2-3 min the first time (ASan
+# build of the SDK) and ~30 s after that. DYSAMPLE_SKIP_FUZZ=1 skips it.
+if [ -z "${DYSAMPLE_SKIP_FUZZ:-}" ]; then
+    echo "== fuzz smoke (5 s per target)" >&2
+    bash fuzz/run.sh 5
+fi
+
 for cpu in cortex-a72 max; do
     QEMU_CPU=$cpu bash cross/test-aarch64.sh --release
 done

@@ -39,8 +39,17 @@ impl FromStr for Style {
     }
 }
 
+/// Most channels a layer may have. Sizes derived from the config (weights, offsets per pixel)
+/// are computed with checked arithmetic; these limits keep every one far from overflow.
+pub const MAX_CHANNELS: usize = 1 << 16;
+/// Largest upsampling factor.
+pub const MAX_SCALE: usize = 16;
+/// Most values one conv weight (`O × Cin`) may hold: 2^26 (256 MiB of f32).
+pub const MAX_WEIGHT_VALUES: usize = 1 << 26;
+
 /// Full description of one DySample layer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct DySampleConfig {
     /// Channels of the input (and output) feature map.
     pub channels: usize,
@@ -80,16 +89,32 @@ impl DySampleConfig {
         if c == 0 {
             problems.push("channels must be ≥ 1".to_string());
         }
+        if c > MAX_CHANNELS {
+            problems.push(format!("channels {c} exceed the limit of {MAX_CHANNELS}"));
+        }
         if s < 2 {
             problems.push(format!("scale must be an integer ≥ 2, got {s}"));
         }
-        if s > 16 {
-            problems.push(format!("scale {s} is unreasonably large (max 16)"));
+        if s > MAX_SCALE {
+            problems.push(format!("scale {s} is unreasonably large (max {MAX_SCALE})"));
         }
         if g == 0 {
             problems.push("groups must be ≥ 1".to_string());
         } else if c % g != 0 {
             problems.push(format!("channels ({c}) must be divisible by groups ({g})"));
+        }
+        // The product below needs the bounds above to be exact.
+        let bounded =
+            (1..=MAX_CHANNELS).contains(&c) && (2..=MAX_SCALE).contains(&s) && (1..=c).contains(&g);
+        let weight_values = if bounded {
+            self.conv_out_channels() * self.conv_in_channels()
+        } else {
+            0
+        };
+        if weight_values > MAX_WEIGHT_VALUES {
+            problems.push(format!(
+                "the offset conv would hold {weight_values} weights, more than the limit of {MAX_WEIGHT_VALUES} (fewer groups or channels)"
+            ));
         }
         if self.style == Style::Pl && s >= 2 {
             let s2 = s * s;
@@ -194,6 +219,21 @@ mod tests {
         assert!(DySampleConfig::new(8, 1, Style::Lp, 1, false).is_err());
         assert!(DySampleConfig::new(0, 2, Style::Lp, 1, false).is_err());
         assert!(DySampleConfig::new(8, 2, Style::Lp, 0, false).is_err());
+    }
+
+    #[test]
+    fn huge_sizes_are_refused_not_wrapped() {
+        for c in [1usize << 61, (1 << 59) * 4, MAX_CHANNELS + 1] {
+            let e = DySampleConfig::new(c, 2, Style::Lp, 1, false)
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("exceed the limit"), "{e}");
+        }
+        let e = DySampleConfig::new(MAX_CHANNELS, 16, Style::Lp, MAX_CHANNELS, false)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("more than the limit"), "{e}");
+        assert!(DySampleConfig::new(1024, 4, Style::Lp, 16, true).is_ok());
     }
 
     #[test]

@@ -273,6 +273,12 @@ impl Engine {
         let pool = match threads {
             None => None,
             Some(0) => return Err(Error::Other("threads must be ≥ 1".into())),
+            Some(n) if n > crate::layer::MAX_THREADS => {
+                return Err(Error::Other(format!(
+                    "{n} threads are more than the limit of {}",
+                    crate::layer::MAX_THREADS
+                )))
+            }
             // One thread runs in the caller's thread: no pool, so no idle worker thread that
             // starts (and allocates) at some unpredictable later moment.
             Some(1) => None,
@@ -286,6 +292,14 @@ impl Engine {
         };
         tracing::debug!(backend = %kernels.backend, ?threads, "engine ready");
         Ok(Self::with_kernels(kernels, pool, threads == Some(1)))
+    }
+
+    #[cfg(feature = "onnxruntime")]
+    /// An engine that runs on `pool`, shared with other engines (one pool per ORT session).
+    pub(crate) fn with_pool(choice: BackendChoice, pool: Arc<rayon::ThreadPool>) -> Result<Self> {
+        let kernels = choice.resolve()?;
+        let sequential = pool.current_num_threads() <= 1;
+        Ok(Self::with_kernels(kernels, Some(pool), sequential))
     }
 
     pub(crate) fn kernels(&self) -> &'static Kernels {

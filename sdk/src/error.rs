@@ -76,8 +76,16 @@ pub enum Error {
     },
 
     /// A tensor holds NaN or infinite values.
-    #[error("{what} contains a non-finite value at index {index}")]
-    NonFinite { what: String, index: usize },
+    #[error(
+        "{what} contains {count} non-finite value(s) (NaN or ±inf), the first at index {index}"
+    )]
+    NonFinite {
+        what: String,
+        /// How many values are NaN or infinite.
+        count: usize,
+        /// Index of the first.
+        index: usize,
+    },
 
     /// Quantization parameters are unusable (bad scale, zero point, or they don't fit the layer).
     #[error("invalid quantization parameters: {0}")]

@@ -12,6 +12,10 @@ use ndarray::{Array4, ArrayView4, ArrayViewMut4};
 use std::path::Path;
 use std::sync::Arc;
 
+/// Most worker threads one layer (or one ONNX Runtime session) may use. More threads than
+/// cores only adds overhead, and each thread costs a stack.
+pub const MAX_THREADS: usize = 256;
+
 /// How a layer executes: which kernels and how many threads.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ExecOptions {
@@ -70,6 +74,19 @@ impl DySample {
         Ok(self)
     }
 
+    #[cfg(feature = "onnxruntime")]
+    /// Runs on a thread pool shared with other layers (the ONNX Runtime custom op gives every
+    /// DySample node of a session the same pool).
+    pub(crate) fn with_shared_pool(
+        mut self,
+        pool: std::sync::Arc<rayon::ThreadPool>,
+    ) -> Result<Self> {
+        let threads = pool.current_num_threads();
+        self.engine = Engine::with_pool(self.exec.backend, pool)?;
+        self.exec.threads = Some(threads);
+        Ok(self)
+    }
+
     /// Chooses the kernel backend (`Auto` honours `DYSAMPLE_BACKEND`).
     pub fn with_backend(self, backend: BackendChoice) -> Result<Self> {
         let exec = ExecOptions {
@@ -118,6 +135,15 @@ impl DySample {
             .dims(layout))
     }
 
+    /// Number of output values for input dimensions `dims`: what a caller must allocate
+    /// (× 4 bytes for f32, × 2 for f16, × 1 for int8) before calling a `forward_slice`.
+    pub fn output_len(&self, dims: [usize; 4], layout: Layout) -> Result<usize> {
+        Ok(self
+            .input_shape(dims, layout)?
+            .upsampled(self.cfg.scale)
+            .len())
+    }
+
     /// Runs the layer on a flat f32 buffer with dimensions `dims` in `layout` order,
     /// writing the upsampled result (same layout) into `out`.
     pub fn forward_slice(
@@ -156,7 +182,9 @@ impl DySample {
     pub fn forward(&self, input: ArrayView4<'_, f32>, layout: Layout) -> Result<Array4<f32>> {
         let dims = dims_of(input.shape());
         let odims = self.output_dims(dims, layout)?;
-        let mut out = Array4::<f32>::zeros(odims);
+        let buf = crate::io::try_alloc(0.0f32, self.output_len(dims, layout)?, "the output")?;
+        let mut out = Array4::from_shape_vec(odims, buf)
+            .map_err(|e| Error::shape("output", e.to_string()))?;
         self.forward_into(input, layout, out.view_mut())?;
         Ok(out)
     }
@@ -181,7 +209,7 @@ impl DySample {
         match out.as_slice_mut() {
             Some(o) => self.forward_slice(x, dims, layout, o),
             None => {
-                let mut tmp = vec![0.0f32; out.len()];
+                let mut tmp = crate::io::try_alloc(0.0f32, out.len(), "the output")?;
                 self.forward_slice(x, dims, layout, &mut tmp)?;
                 out.iter_mut().zip(tmp).for_each(|(d, s)| *d = s);
                 Ok(())
@@ -253,6 +281,7 @@ impl QuantizedDySample {
     }
 
     /// Quantizes an f32 input, runs in int8 and dequantizes: a convenience for float pipelines.
+    /// Non-finite input values are an error (they have no int8 value).
     pub fn forward_f32(
         &self,
         input: &[f32],
@@ -260,10 +289,14 @@ impl QuantizedDySample {
         layout: Layout,
         out: &mut [f32],
     ) -> Result<()> {
+        let cfg = self.config();
+        let shape = check_input_shape(cfg, dims, layout)?;
+        check_lengths(cfg, shape, input.len(), out.len())?;
+        crate::tensor::check_finite("input", input)?;
         let q = self.io_quant();
-        let mut xq = vec![0i8; input.len()];
+        let mut xq = crate::io::try_alloc(0i8, input.len(), "the quantized input")?;
         q.quantize_slice(input, &mut xq);
-        let mut yq = vec![0i8; out.len()];
+        let mut yq = crate::io::try_alloc(0i8, out.len(), "the quantized output")?;
         self.forward_slice(&xq, dims, layout, &mut yq)?;
         q.dequantize_slice(&yq, out);
         Ok(())
@@ -294,8 +327,8 @@ fn check_input_shape(cfg: &DySampleConfig, dims: [usize; 4], layout: Layout) -> 
         .and_then(|v| v.checked_mul(shape.channels))
         .is_some_and(|v| v < u32::MAX as usize);
     let out_ok = shape
-        .upsampled(cfg.scale)
-        .checked_len()
+        .checked_upsampled(cfg.scale)
+        .and_then(|s| s.checked_len())
         .is_some_and(|n| n <= isize::MAX as usize / 4);
     if !img_ok || !out_ok {
         return Err(Error::shape(

@@ -18,8 +18,10 @@ pub mod config;
 pub mod cpu;
 mod engine;
 pub mod error;
+pub mod io;
 pub mod kernels;
 pub mod layer;
+pub mod npy;
 #[cfg(any(feature = "onnxruntime", feature = "onnx-graph"))]
 pub mod onnx;
 mod points;

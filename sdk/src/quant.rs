@@ -35,6 +35,7 @@ pub const QUANT_FORMAT_VERSION: u32 = 1;
 
 /// Per-tensor affine quantization of an activation tensor.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Affine {
     pub scale: f32,
     pub zero_point: i32,
@@ -71,6 +72,14 @@ impl Affine {
         (q as i32 - self.zero_point) as f32 * self.scale
     }
 
+    /// How many of `x` fall outside the representable range `[dequantize(−128), dequantize(127)]`
+    /// (by more than half a step) and so saturate when quantized.
+    pub fn saturated(&self, x: &[f32]) -> usize {
+        let lo = self.dequantize(-128) - 0.5 * self.scale;
+        let hi = self.dequantize(127) + 0.5 * self.scale;
+        x.iter().filter(|&&v| v < lo || v > hi).count()
+    }
+
     pub fn quantize_slice(&self, x: &[f32], out: &mut [i8]) {
         for (o, &v) in out.iter_mut().zip(x) {
             *o = self.quantize(v);
@@ -96,7 +105,10 @@ pub enum Symmetry {
 }
 
 /// Serializable, versioned int8 parameters of one layer (what a calibration tool writes).
+///
+/// Unknown keys are an error (`deny_unknown_fields`): a misspelt key would otherwise be ignored.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct QuantParams {
     /// Always [`QUANT_FORMAT_VERSION`] when written by this crate.
     pub version: u32,
@@ -136,13 +148,8 @@ impl QuantParams {
     ) -> Result<Self> {
         let (mut lo, mut hi, mut n) = (0.0f32, 0.0f32, 0usize);
         for s in samples {
-            for (i, &v) in s.iter().enumerate() {
-                if !v.is_finite() {
-                    return Err(Error::NonFinite {
-                        what: format!("calibration sample {n}"),
-                        index: i,
-                    });
-                }
+            crate::tensor::check_finite(&format!("calibration sample {n}"), s)?;
+            for &v in s {
                 lo = lo.min(v);
                 hi = hi.max(v);
             }
@@ -162,11 +169,11 @@ impl QuantParams {
     /// Reads parameters from JSON, naming the file in errors.
     pub fn from_json_file(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
-        let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        Self::from_json(&text).map_err(|e| Error::Quant(format!("{}: {e}", path.display())))
+        let bytes =
+            crate::io::read_limited(path, "int8 parameter file", crate::io::MAX_JSON_BYTES)?;
+        let text = std::str::from_utf8(&bytes)
+            .map_err(|e| Error::Quant(format!("{}: not UTF-8 text ({e})", path.display())))?;
+        Self::from_json(text).map_err(|e| Error::Quant(format!("{}: {e}", path.display())))
     }
 
     pub fn from_json(text: &str) -> Result<Self> {

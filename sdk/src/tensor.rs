@@ -91,6 +91,16 @@ impl Shape {
         self.len() == 0
     }
 
+    /// The shape after upsampling by `scale`, or `None` when a dimension overflows.
+    pub fn checked_upsampled(&self, scale: usize) -> Option<Self> {
+        Some(Self::new(
+            self.batch,
+            self.channels,
+            self.height.checked_mul(scale)?,
+            self.width.checked_mul(scale)?,
+        ))
+    }
+
     /// The shape after upsampling by `scale`.
     pub fn upsampled(&self, scale: usize) -> Self {
         Self::new(
@@ -127,5 +137,62 @@ impl fmt::Display for Shape {
             "[B={} C={} H={} W={}]",
             self.batch, self.channels, self.height, self.width
         )
+    }
+}
+
+/// Checks that every value is finite; the error names `what`, how many values are NaN or
+/// infinite and where the first one is. This is the SDK's non-finite policy for data read from
+/// files (see the README): reject, never compute on NaN/Inf silently.
+pub fn check_finite(what: &str, data: &[f32]) -> Result<()> {
+    // Branch-free count first (vectorizes); the index only on failure.
+    let count = data.iter().filter(|v| !v.is_finite()).count();
+    if count == 0 {
+        return Ok(());
+    }
+    let index = data.iter().position(|v| !v.is_finite()).unwrap_or(0);
+    Err(Error::NonFinite {
+        what: what.to_string(),
+        count,
+        index,
+    })
+}
+
+/// Checks that every value fits float16 (|v| ≤ 65504) so a conversion cannot overflow to ±inf.
+pub fn check_f16_range(what: &str, data: &[f32]) -> Result<()> {
+    let max = half::f16::MAX.to_f32();
+    let over = |v: &f32| v.abs() > max;
+    let count = data.iter().filter(|v| over(v)).count();
+    if count == 0 {
+        return Ok(());
+    }
+    let index = data.iter().position(over).unwrap_or(0);
+    Err(Error::Other(format!(
+        "{what}: {count} value(s) exceed the float16 range (|v| > 65504), the first at index {index} ({}); use --precision f32",
+        data[index]
+    )))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finite_and_f16_checks_count() {
+        assert!(check_finite("x", &[1.0, 2.0]).is_ok());
+        let e = check_finite("x", &[1.0, f32::NAN, f32::INFINITY])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("x") && e.contains("2 non-finite") && e.contains("index 1"),
+            "{e}"
+        );
+        let e = check_f16_range("x", &[1.0, 1e38, -7e4])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("2 value(s) exceed the float16 range"), "{e}");
+        assert!(check_f16_range("x", &[65504.0, -65504.0]).is_ok());
+        assert!(Shape::new(1, 1, usize::MAX / 2, 1)
+            .checked_upsampled(4)
+            .is_none());
     }
 }

@@ -34,13 +34,7 @@ impl Weights {
                     format!("expected {want} values ({cfg}), got {}", v.len()),
                 ));
             }
-            if let Some(index) = v.iter().position(|x| !x.is_finite()) {
-                return Err(Error::NonFinite {
-                    what: name.to_string(),
-                    index,
-                });
-            }
-            Ok(())
+            crate::tensor::check_finite(name, v)
         };
         check("offset.weight", &offset_weight, o * cin)?;
         check("offset.bias", &offset_bias, o)?;
@@ -97,10 +91,8 @@ impl Weights {
         cfg: &DySampleConfig,
     ) -> Result<Self> {
         let path = path.as_ref();
-        let bytes = std::fs::read(path).map_err(|source| Error::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        cfg.validate()?;
+        let bytes = crate::io::map_regular(path, "safetensors checkpoint")?;
         Self::from_safetensors_bytes(&bytes, path, prefix, cfg)
     }
 
@@ -161,8 +153,9 @@ impl Weights {
             }
         }
         Self::new(cfg, offset_weight, offset_bias, scope_weight).map_err(|e| match e {
-            Error::NonFinite { what, index } => Error::NonFinite {
+            Error::NonFinite { what, count, index } => Error::NonFinite {
                 what: format!("{}: tensor '{}'", path.display(), file.key(&what)),
+                count,
                 index,
             },
             other => other,
@@ -174,11 +167,13 @@ impl Weights {
 /// (`<prefix>offset.weight` next to `<prefix>init_pos`).
 pub fn list_layers(path: impl AsRef<Path>) -> Result<Vec<String>> {
     let path = path.as_ref();
-    let bytes = std::fs::read(path).map_err(|source| Error::Io {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    let st = SafeTensors::deserialize(&bytes).map_err(|e| Error::CorruptFile {
+    let bytes = crate::io::map_regular(path, "safetensors checkpoint")?;
+    list_layers_bytes(&bytes, path)
+}
+
+/// Like [`list_layers`] on bytes already in memory; `path` is only used in messages.
+pub fn list_layers_bytes(bytes: &[u8], path: &Path) -> Result<Vec<String>> {
+    let st = SafeTensors::deserialize(bytes).map_err(|e| Error::CorruptFile {
         path: path.to_path_buf(),
         detail: e.to_string(),
     })?;

@@ -3,6 +3,7 @@
 use crate::{ExecArgs, LayerArgs, Precision};
 use anyhow::{Context, Result};
 use clap::Args;
+use dysample::io::try_alloc;
 use dysample::{Affine, DySample, Layout, QuantParams, Shape};
 use half::f16;
 use rand::{rngs::StdRng, Rng, SeedableRng};
@@ -25,10 +26,10 @@ pub struct BenchArgs {
     /// Memory layout of input and output.
     #[arg(long, default_value = "nchw")]
     layout: String,
-    /// Timed iterations.
+    /// Timed iterations (1 ..= 1000000).
     #[arg(long, default_value_t = 50)]
     iters: usize,
-    /// Untimed warm-up iterations.
+    /// Untimed warm-up iterations (≤ 1000000).
     #[arg(long, default_value_t = 5)]
     warmup: usize,
     /// End with one JSON object on its own line.
@@ -49,28 +50,45 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[i]
 }
 
+/// Most `--iters` / `--warmup` accepted.
+const MAX_ITERS: usize = 1_000_000;
+
 pub fn bench(a: BenchArgs) -> Result<()> {
-    anyhow::ensure!(a.iters >= 1, "--iters must be ≥ 1");
+    anyhow::ensure!(
+        (1..=MAX_ITERS).contains(&a.iters),
+        "--iters must be in 1..={MAX_ITERS}, got {}",
+        a.iters
+    );
+    anyhow::ensure!(
+        a.warmup <= MAX_ITERS,
+        "--warmup must be at most {MAX_ITERS}, got {}",
+        a.warmup
+    );
     let exec = a.exec.options()?;
     let layout: Layout = a.layout.parse().context("--layout")?;
     let cfg = a.layer.config(a.channels)?;
     let layer = DySample::random(cfg, 1)?.with_exec(exec)?;
     let shape = Shape::new(a.batch, a.channels, a.height, a.width);
     let dims = shape.dims(layout);
+    // Sizes first (checked against the layer's limits), then fallible allocations.
     let odims = layer.output_dims(dims, layout)?;
-    let (n_in, n_out) = (shape.len(), odims.iter().product::<usize>());
+    let (n_in, n_out) = (shape.len(), layer.output_len(dims, layout)?);
     let mut rng = StdRng::seed_from_u64(2);
-    let x: Vec<f32> = (0..n_in).map(|_| rng.gen_range(-2.0..2.0)).collect();
+    let mut x = try_alloc(0.0f32, n_in, "the input")?;
+    x.iter_mut().for_each(|v| *v = rng.gen_range(-2.0..2.0));
 
     // Only the layer call is timed: conversions at the edges happen once, outside.
     let mut run: Box<dyn FnMut() -> Result<()>> = match a.exec.precision {
         Precision::F32 => {
-            let mut y = vec![0.0f32; n_out];
+            let mut y = try_alloc(0.0f32, n_out, &format!("the output {odims:?}"))?;
             Box::new(move || Ok(layer.forward_slice(&x, dims, layout, &mut y)?))
         }
         Precision::F16 => {
-            let xh: Vec<f16> = x.iter().map(|&v| f16::from_f32(v)).collect();
-            let mut y = vec![f16::ZERO; n_out];
+            let mut xh = try_alloc(f16::ZERO, n_in, "the input")?;
+            xh.iter_mut()
+                .zip(&x)
+                .for_each(|(h, &v)| *h = f16::from_f32(v));
+            let mut y = try_alloc(f16::ZERO, n_out, &format!("the output {odims:?}"))?;
             Box::new(move || Ok(layer.forward_slice_f16(&xh, dims, layout, &mut y)?))
         }
         Precision::Int8 => {
@@ -79,9 +97,9 @@ pub fn bench(a: BenchArgs) -> Result<()> {
                 zero_point: 0,
             };
             let ql = layer.quantize(&QuantParams::new(cfg, q))?;
-            let mut xq = vec![0i8; n_in];
+            let mut xq = try_alloc(0i8, n_in, "the input")?;
             q.quantize_slice(&x, &mut xq);
-            let mut y = vec![0i8; n_out];
+            let mut y = try_alloc(0i8, n_out, &format!("the output {odims:?}"))?;
             Box::new(move || Ok(ql.forward_slice(&xq, dims, layout, &mut y)?))
         }
     };
@@ -97,7 +115,7 @@ pub fn bench(a: BenchArgs) -> Result<()> {
     times.sort_by(|p, q| p.total_cmp(q));
     let median = percentile(&times, 0.5);
     let (p10, p90) = (percentile(&times, 0.1), percentile(&times, 0.9));
-    let out_px = (a.batch * a.height * a.width * cfg.scale * cfg.scale) as f64;
+    let out_px = (n_out / a.channels) as f64;
     let mpix = out_px / (median * 1e-3) / 1e6;
     let elem = match a.exec.precision {
         Precision::F32 => 4,

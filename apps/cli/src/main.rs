@@ -83,7 +83,7 @@ pub struct ExecArgs {
     /// Kernel backend: auto (fastest usable, or $DYSAMPLE_BACKEND), scalar, avx2, avx2-vnni, avx512, neon, neon-dotprod, neon-dotprod-fp16.
     #[arg(long, default_value = "auto")]
     pub backend: String,
-    /// Worker threads (default: all cores).
+    /// Worker threads, 1 ..= 256 (default: all cores).
     #[arg(long)]
     pub threads: Option<usize>,
 }
@@ -91,8 +91,12 @@ pub struct ExecArgs {
 impl ExecArgs {
     pub fn options(&self) -> Result<ExecOptions> {
         let backend: BackendChoice = self.backend.parse().context("--backend")?;
-        if self.threads == Some(0) {
-            anyhow::bail!("--threads must be ≥ 1");
+        if let Some(n) = self.threads {
+            let max = dysample::layer::MAX_THREADS;
+            anyhow::ensure!(
+                (1..=max).contains(&n),
+                "--threads must be in 1..={max}, got {n}"
+            );
         }
         // Resolve now so an unusable backend fails before any work.
         backend.resolve().context("--backend")?;
@@ -144,6 +148,15 @@ fn info(json: bool) -> Result<()> {
     Ok(())
 }
 
+/// Joins a message's lines: every error is one line (details with DYSAMPLE_LOG).
+fn one_line(s: &str) -> String {
+    s.split(['\n', '\r'])
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 fn main() -> ExitCode {
     // DYSAMPLE_LOG=dysample=debug prints each layer call with its duration when its span closes.
     tracing_subscriber::fmt()
@@ -177,7 +190,7 @@ fn main() -> ExitCode {
         Err(e) => {
             // One readable line: the context chain joined, no backtrace.
             let msg: Vec<String> = e.chain().map(|c| c.to_string()).collect();
-            eprintln!("error: {}", msg.join(": "));
+            eprintln!("error: {}", one_line(&msg.join(": ")));
             // A failed `eval --check` is a result, not a usage error.
             ExitCode::from(if e.is::<eval::CheckFailed>() { 1 } else { 2 })
         }

@@ -4,7 +4,6 @@ use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
 use dysample::onnx::graph::{self, fuse};
 use dysample::onnx::session::{Provider, SessionOptions, TensorRtOptions};
-use ndarray::ArrayD;
 use std::path::{Path, PathBuf};
 
 #[derive(Args, Debug)]
@@ -51,7 +50,7 @@ struct RunArgs {
     /// Execution providers in priority order, comma-separated: cpu, cuda, tensorrt, xnnpack, acl.
     #[arg(long, default_value = "cpu", value_delimiter = ',')]
     ep: Vec<String>,
-    /// Intra-op threads, shared with the DySample kernels (default: all cores).
+    /// Intra-op threads, 1 ..= 256, shared with the DySample kernels (default: all cores).
     #[arg(long)]
     threads: Option<usize>,
     /// Skip requested providers this ONNX Runtime lacks instead of failing.
@@ -150,6 +149,8 @@ fn lower(input: &Path, output: &Path) -> Result<()> {
 
 fn fuse_cmd(input: &Path, output: &Path, no_verify: bool, ort_lib: Option<PathBuf>) -> Result<()> {
     let mut model = graph::load_model(input)?;
+    // DySample nodes already in the model are written out as they are: they must be valid.
+    graph::check_dysample_nodes(&model).with_context(|| input.display().to_string())?;
     let analysis = fuse::analyze(&model);
     let mut accepted = Vec::new();
     let mut skipped: Vec<(String, String)> = analysis
@@ -205,8 +206,11 @@ fn run(a: RunArgs) -> Result<()> {
             .map(|p| Provider::parse(p.trim()))
             .collect::<Result<Vec<_>, _>>()
             .context("--ep")?;
-    if a.threads == Some(0) {
-        bail!("--threads must be >= 1");
+    if let Some(n) = a.threads {
+        let max = dysample::layer::MAX_THREADS;
+        if !(1..=max).contains(&n) {
+            bail!("--threads must be in 1..={max}, got {n}");
+        }
     }
     if a.trt_calibration_table.is_some() && !a.trt_int8 {
         bail!("--trt-calibration-table needs --trt-int8");
@@ -229,17 +233,9 @@ fn run(a: RunArgs) -> Result<()> {
         ort_error_log: std::env::var_os("DYSAMPLE_LOG").is_some(),
         ..SessionOptions::default()
     };
-    let file = std::fs::File::open(&a.input)
-        .with_context(|| format!("--input: cannot open {}", a.input.display()))?;
-    let x: ArrayD<f32> = ndarray_npy::ReadNpyExt::read_npy(file).map_err(|e| {
-        anyhow::anyhow!(
-            "--input {}: not a float32 .npy array ({e})",
-            a.input.display()
-        )
-    })?;
-    let x = x.as_standard_layout().into_owned();
-    let dims = x.shape().to_vec();
-    let data = x.as_slice().context("input array is not contiguous")?;
+    let x = dysample::npy::read_f32(&a.input).context("--input")?;
+    dysample::tensor::check_finite(&format!("--input {}", a.input.display()), &x.data)?;
+    let (dims, data) = (x.dims.clone(), &x.data[..]);
 
     let mut session = opts.build(&a.model)?;
     let t0 = std::time::Instant::now();
@@ -247,11 +243,7 @@ fn run(a: RunArgs) -> Result<()> {
         .run_f32(data, &dims)
         .with_context(|| format!("running {}", a.model.display()))?;
     let ms = t0.elapsed().as_secs_f64() * 1e3;
-    let y = ArrayD::from_shape_vec(odims.clone(), y).context("output shape")?;
-    let out = std::fs::File::create(&a.output)
-        .with_context(|| format!("--output: cannot create {}", a.output.display()))?;
-    ndarray_npy::WriteNpyExt::write_npy(&y, std::io::BufWriter::new(out))
-        .with_context(|| format!("--output: cannot write {}", a.output.display()))?;
+    dysample::npy::write_f32(&a.output, &odims, &y).context("--output")?;
     if a.placement {
         for (node, (op, provider)) in session.placement() {
             println!("{provider:<28} {op:<16} {node}");

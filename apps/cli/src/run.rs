@@ -3,9 +3,9 @@
 use crate::{ExecArgs, LayerArgs, Precision};
 use anyhow::{Context, Result};
 use clap::Args;
+use dysample::io::try_alloc;
 use dysample::{DySample, Layout, QuantParams, Shape, Symmetry};
 use half::f16;
-use ndarray::Array4;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -55,11 +55,18 @@ pub struct DemoArgs {
     exec: ExecArgs,
 }
 
-fn read_npy4(path: &Path) -> Result<Array4<f32>> {
-    let file =
-        std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
-    ndarray_npy::ReadNpyExt::read_npy(file)
-        .map_err(|e| anyhow::anyhow!("{}: not a 4-D float32 .npy array ({e})", path.display()))
+/// A 4-D float32 `.npy` input, checked for NaN/Inf (the non-finite policy: reject).
+fn read_npy4(path: &Path) -> Result<([usize; 4], Vec<f32>)> {
+    let a = dysample::npy::read_f32(path)?;
+    let dims: [usize; 4] = a.dims.as_slice().try_into().map_err(|_| {
+        anyhow::anyhow!(
+            "{}: not a 4-D float32 .npy array (it has shape {:?})",
+            path.display(),
+            a.dims
+        )
+    })?;
+    dysample::tensor::check_finite(&format!("input {}", path.display()), &a.data)?;
+    Ok((dims, a.data))
 }
 
 /// Runs `layer` at `precision` on f32 data, converting at the edges. Returns the parameters used for int8.
@@ -79,8 +86,12 @@ pub fn forward_at(
             Ok(None)
         }
         Precision::F16 => {
-            let xh: Vec<f16> = x.iter().map(|&v| f16::from_f32(v)).collect();
-            let mut yh = vec![f16::ZERO; out.len()];
+            dysample::tensor::check_f16_range("input", x)?;
+            let mut xh = try_alloc(f16::ZERO, x.len(), "the float16 input")?;
+            xh.iter_mut()
+                .zip(x)
+                .for_each(|(h, &v)| *h = f16::from_f32(v));
+            let mut yh = try_alloc(f16::ZERO, out.len(), "the float16 output")?;
             layer.forward_slice_f16(&xh, dims, layout, &mut yh)?;
             out.iter_mut().zip(&yh).for_each(|(o, v)| *o = v.to_f32());
             Ok(None)
@@ -99,6 +110,18 @@ pub fn forward_at(
                 )?,
             };
             let q = layer.quantize(&params)?;
+            if quant.is_some() {
+                let n = params.input.saturated(x);
+                if n > 0 {
+                    eprintln!(
+                        "warning: {n} of {} input values ({:.2}%) lie outside the int8 range of the --quant input scale ({} .. {}) and saturate",
+                        x.len(),
+                        100.0 * n as f64 / x.len() as f64,
+                        params.input.dequantize(-128),
+                        params.input.dequantize(127)
+                    );
+                }
+            }
             q.forward_f32(x, dims, layout, out)?;
             Ok(Some(params))
         }
@@ -111,43 +134,40 @@ pub fn run(args: RunArgs) -> Result<()> {
     if args.precision_needs_quant_only() && args.exec.precision != Precision::Int8 {
         anyhow::bail!("--quant/--dump-quant/--symmetric only apply with --precision int8");
     }
+    if args.symmetric && args.quant.is_some() {
+        anyhow::bail!("--symmetric applies to the built-in calibration; with --quant the file's input scale and zero point are used (drop one of the two)");
+    }
     let quant = args
         .quant
         .as_ref()
         .map(|p| QuantParams::from_json_file(p).with_context(|| "--quant".to_string()))
         .transpose()?;
-    let x = read_npy4(&args.input)?;
-    let dims = [x.shape()[0], x.shape()[1], x.shape()[2], x.shape()[3]];
+    let (dims, xs) = read_npy4(&args.input)?;
     let channels = Shape::from_dims(dims, layout).channels;
     let cfg = args.layer.config(channels)?;
     let layer = DySample::load(&args.weights, &args.prefix, cfg)?.with_exec(exec)?;
-    let x = x.as_standard_layout();
-    let xs = x.as_slice().expect("standard layout");
-    let odims = layer
-        .output_dims(dims, layout)
-        .with_context(|| format!("input {}", args.input.display()))?;
-    let mut y = Array4::<f32>::zeros(odims);
+    let ctx = || format!("input {}", args.input.display());
+    let odims = layer.output_dims(dims, layout).with_context(ctx)?;
+    let n_out = layer.output_len(dims, layout).with_context(ctx)?;
+    let mut y = try_alloc(0.0f32, n_out, &format!("the output {odims:?}")).with_context(ctx)?;
     let t0 = Instant::now();
     let used = forward_at(
         &layer,
         args.exec.precision,
-        xs,
+        &xs,
         dims,
         layout,
-        y.as_slice_mut().expect("fresh array"),
+        &mut y,
         quant.as_ref(),
         args.symmetric,
     )
-    .with_context(|| format!("input {}", args.input.display()))?;
+    .with_context(ctx)?;
     let elapsed = t0.elapsed();
+    // The output first, the side file last: a failure leaves neither half-written.
+    dysample::npy::write_f32(&args.output, &odims, &y)?;
     if let (Some(path), Some(p)) = (&args.dump_quant, &used) {
-        std::fs::write(path, p.to_json() + "\n")
-            .with_context(|| format!("cannot write {}", path.display()))?;
+        dysample::io::write_bytes_atomic(path, (p.to_json() + "\n").as_bytes())?;
     }
-    let file = std::fs::File::create(&args.output)
-        .with_context(|| format!("cannot create {}", args.output.display()))?;
-    ndarray_npy::WriteNpyExt::write_npy(&y, std::io::BufWriter::new(file))
-        .with_context(|| format!("cannot write {}", args.output.display()))?;
     eprintln!(
         "{cfg} {:?} {dims:?} -> {odims:?} [{:?}, {}] in {:.3} ms -> {}",
         layout,
@@ -170,13 +190,21 @@ pub fn demo(args: DemoArgs) -> Result<()> {
     let cfg = args.layer.config(args.channels)?;
     let layer = DySample::random(cfg, 42)?.with_exec(exec)?;
     let dims = [1, args.channels, args.height, args.width];
-    let mut x = Array4::<f32>::zeros(dims);
-    // Deterministic input so the checksum is reproducible across runs and machines.
-    for ((b, c, y, xx), v) in x.indexed_iter_mut() {
-        *v = ((c * 7 + y * 3 + xx * 5 + b) % 23) as f32 / 11.0 - 1.0;
-    }
+    // Sizes first (checked), then fallible allocations.
     let odims = layer.output_dims(dims, Layout::Nchw)?;
-    let mut out = vec![0.0f32; odims.iter().product()];
+    let n_out = layer.output_len(dims, Layout::Nchw)?;
+    let mut x = try_alloc(
+        0.0f32,
+        args.channels * args.height * args.width,
+        "the input",
+    )?;
+    // Deterministic input so the checksum is reproducible across runs and machines.
+    let (h, w) = (args.height, args.width);
+    for (i, v) in x.iter_mut().enumerate() {
+        let (c, y, xx) = (i / (h * w), i / w % h, i % w);
+        *v = ((c * 7 + y * 3 + xx * 5) % 23) as f32 / 11.0 - 1.0;
+    }
+    let mut out = try_alloc(0.0f32, n_out, &format!("the output {odims:?}"))?;
     // The first call starts worker threads and fills scratch pools: time the calls after it.
     let mut times = Vec::new();
     for _ in 0..6 {
@@ -184,7 +212,7 @@ pub fn demo(args: DemoArgs) -> Result<()> {
         forward_at(
             &layer,
             args.exec.precision,
-            x.as_slice().unwrap(),
+            &x,
             dims,
             Layout::Nchw,
             &mut out,

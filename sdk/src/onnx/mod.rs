@@ -11,6 +11,8 @@
 
 use crate::config::{DySampleConfig, Style};
 
+#[cfg(feature = "onnxruntime")]
+pub mod external;
 #[cfg(feature = "onnx-graph")]
 pub mod graph;
 #[cfg(feature = "onnxruntime")]
@@ -148,9 +150,16 @@ impl NodeAttrs {
         conv_in: usize,
     ) -> std::result::Result<DySampleConfig, String> {
         let channels = match self.style {
-            Style::Lp => conv_in,
-            Style::Pl => conv_in * self.scale * self.scale,
-        };
+            Style::Lp => Some(conv_in),
+            Style::Pl => conv_in.checked_mul(self.scale * self.scale),
+        }
+        .filter(|&c| c <= crate::config::MAX_CHANNELS)
+        .ok_or_else(|| {
+            format!(
+                "offset_weight has {conv_in} input channels: the layer would have more than {} channels",
+                crate::config::MAX_CHANNELS
+            )
+        })?;
         let cfg = DySampleConfig::new(channels, self.scale, self.style, self.groups, self.dyscope)
             .map_err(|e| e.to_string())?;
         if cfg.conv_out_channels() != conv_out {
@@ -192,6 +201,14 @@ mod tests {
         );
         let e = NodeAttrs::parse(None, Some("lp"), Some(1), None).unwrap_err();
         assert!(e.contains("'scale' is missing"), "{e}");
+    }
+
+    #[test]
+    fn huge_channel_counts_are_refused() {
+        let a = NodeAttrs::parse(Some(2), Some("pl"), Some(1), None).unwrap();
+        assert!(a.config(2, 1 << 59).unwrap_err().contains("more than"));
+        let a = NodeAttrs::parse(Some(2), Some("lp"), Some(1), None).unwrap();
+        assert!(a.config(8, 1 << 59).unwrap_err().contains("more than"));
     }
 
     #[test]

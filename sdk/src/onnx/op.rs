@@ -2,9 +2,11 @@
 //!
 //! Weights must be initializers: they are read once, when ORT creates the kernel, together with
 //! the attributes, so a malformed node fails at session creation with an error naming it.
-//! Threads: each kernel runs on a private pool sized to the session's intra-op thread count.
-//! ORT executes one node at a time (sequential executor), so while a DySample node runs its
-//! pool replaces ORT's rather than adding to it; `--threads N` stays the total.
+//! Threads: every DySample node of a session runs on **one** pool sized to the session's
+//! intra-op thread count, started when the first node is created (a model with a thousand
+//! DySample nodes still has one pool). ORT executes one node at a time (sequential executor),
+//! so while a DySample node runs the pool replaces ORT's rather than adding to it; `--threads N`
+//! stays the total.
 
 use super::precision::{DySamplePrecision, PrecisionExec};
 use super::{conv_weight_dims, NodeAttrs, DOMAIN, OP_TYPE};
@@ -14,6 +16,32 @@ use ort::operator::{
 };
 use ort::value::{DynValueTypeMarker, PrimitiveTensorElementType, TensorElementType};
 use std::marker::PhantomData;
+use std::sync::{Arc, Mutex};
+
+/// The session's pool, shared by the f32 and f16 operators and all their kernels.
+#[derive(Debug)]
+struct SharedPool {
+    threads: usize,
+    pool: Mutex<Option<Arc<rayon::ThreadPool>>>,
+}
+
+impl SharedPool {
+    fn get(&self) -> Result<Arc<rayon::ThreadPool>, String> {
+        let mut p = self.pool.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(pool) = p.as_ref() {
+            return Ok(pool.clone());
+        }
+        let pool = Arc::new(
+            rayon::ThreadPoolBuilder::new()
+                .num_threads(self.threads)
+                .thread_name(|i| format!("dysample-ort-{i}"))
+                .build()
+                .map_err(|e| format!("cannot start {} threads: {e}", self.threads))?,
+        );
+        *p = Some(pool.clone());
+        Ok(pool)
+    }
+}
 
 /// Element types the operator is registered for.
 pub trait Element:
@@ -69,17 +97,26 @@ impl Element for half::f16 {
 /// The operator for one element type; register both with [`domain`].
 #[derive(Debug)]
 pub struct DySampleOp<T> {
-    /// Worker threads per kernel: the session's intra-op thread count.
-    threads: usize,
+    /// The session's intra-op thread count, in one pool for all kernels.
+    pool: Arc<SharedPool>,
     /// Precision the kernels compute in (see [`super::precision`]).
     precision: DySamplePrecision,
     _t: PhantomData<fn() -> T>,
 }
 
 impl<T> DySampleOp<T> {
+    /// An operator whose kernels share one pool of `threads` workers.
     pub fn new(threads: usize) -> Self {
+        let threads = threads.clamp(1, crate::layer::MAX_THREADS);
+        Self::with_pool(Arc::new(SharedPool {
+            threads,
+            pool: Mutex::new(None),
+        }))
+    }
+
+    fn with_pool(pool: Arc<SharedPool>) -> Self {
         Self {
-            threads: threads.max(1),
+            pool,
             precision: DySamplePrecision::F32,
             _t: PhantomData,
         }
@@ -98,14 +135,15 @@ pub fn domain(threads: usize) -> super::Result<OperatorDomain> {
     domain_with_precision(threads, DySamplePrecision::F32)
 }
 
-/// Like [`domain`], with every DySample node computed in `precision`.
+/// Like [`domain`], with every DySample node computed in `precision`; both element types'
+/// operators (and so every kernel of the session) share one pool.
 pub fn domain_with_precision(
     threads: usize,
     precision: DySamplePrecision,
 ) -> super::Result<OperatorDomain> {
-    Ok(OperatorDomain::new(DOMAIN)?
-        .add(DySampleOp::<f32>::new(threads).with_precision(precision))?
-        .add(DySampleOp::<half::f16>::new(threads).with_precision(precision))?)
+    let f32_op = DySampleOp::<f32>::new(threads).with_precision(precision);
+    let f16_op = DySampleOp::<half::f16>::with_pool(f32_op.pool.clone()).with_precision(precision);
+    Ok(OperatorDomain::new(DOMAIN)?.add(f32_op)?.add(f16_op)?)
 }
 
 /// One node's kernel: the layer built from the node's attributes and initializers.
@@ -139,8 +177,9 @@ fn read_weight<T: Element>(
 /// Builds the layer from the node, validating everything ORT lets us see before the first run.
 fn build_layer<T: Element>(
     kctx: &KernelContext<'_>,
-    threads: usize,
+    pool: &SharedPool,
 ) -> ort::Result<(String, DySample)> {
+    let threads = pool.threads;
     let node = kctx.node_name().unwrap_or_default();
     let node = if node.is_empty() {
         "<unnamed>".to_string()
@@ -193,10 +232,15 @@ fn build_layer<T: Element>(
     };
     let cfg = attrs.config(o, cin).map_err(|e| err(&node, e))?;
     let weights = Weights::new(&cfg, w, b, scope).map_err(|e| err(&node, e))?;
-    // A private pool of the session's size, never rayon's global one (all cores).
-    let layer = DySample::new(cfg, weights)
-        .and_then(|l| l.with_threads(threads.max(1)))
-        .map_err(|e| err(&node, e))?;
+    // The session's shared pool, never rayon's global one (all cores); one thread runs inline.
+    let layer = DySample::new(cfg, weights).map_err(|e| err(&node, e))?;
+    let layer = if threads <= 1 {
+        layer.with_threads(1)
+    } else {
+        let pool = pool.get().map_err(|e| err(&node, e))?;
+        layer.with_shared_pool(pool)
+    }
+    .map_err(|e| err(&node, e))?;
     tracing::debug!(node = %node, config = %cfg, threads, backend = ?layer.backend(), "created DySample kernel");
     Ok((node, layer))
 }
@@ -225,7 +269,7 @@ impl<T: Element> Operator for DySampleOp<T> {
         &self,
         kctx: &KernelContext<'attr>,
     ) -> ort::Result<Self::Kernel<'attr>> {
-        let (node, layer) = build_layer::<T>(kctx, self.threads)?;
+        let (node, layer) = build_layer::<T>(kctx, &self.pool)?;
         Ok(DySampleKernel {
             node,
             layer,

@@ -11,6 +11,20 @@
 //!
 //! A path given explicitly (1 or 2) is used alone: if it fails, that is the error, so a typo
 //! never silently loads another build. The library can be loaded once per process.
+//!
+//! **The current directory is never searched** unless the user names a path in it (1 or 2):
+//! a library's constructors run inside this process, so a directory holding a planted
+//! `libonnxruntime.so` or `onnxruntime/` package must not be able to inject code.
+//! - step 4 runs Python isolated (`python3 -I`: no current or script directory on `sys.path`,
+//!   no `PYTHON*` variables, no user site-packages) from `/`, finds `python3` only in absolute
+//!   `PATH` entries, and accepts only an absolute package directory. A `pip install --user`
+//!   package is therefore not found: pass `--ort-lib` or use a virtual environment's python
+//!   in `DYSAMPLE_PYTHON`;
+//! - step 5 hands the bare file name to the dynamic loader, which searches `LD_LIBRARY_PATH`
+//!   and the ld.so cache but not the current directory, unless `LD_LIBRARY_PATH` has an empty
+//!   or relative entry (an `export LD_LIBRARY_PATH=/x:$LD_LIBRARY_PATH` with it unset ends in
+//!   `:`, which means the current directory): then only its absolute entries and the standard
+//!   library directories are searched, by full path.
 
 use super::{OnnxError, Result};
 use std::path::{Path, PathBuf};
@@ -98,8 +112,19 @@ fn libs_in(dir: &Path) -> Vec<PathBuf> {
 /// and may fail for unrelated reasons).
 fn python_package_dir(python: &str) -> std::result::Result<PathBuf, String> {
     let script = "import importlib.util as u\ns = u.find_spec('onnxruntime')\nprint(list(s.submodule_search_locations)[0] if s and s.submodule_search_locations else '')";
-    let out = std::process::Command::new(python)
-        .args(["-c", script])
+    // A bare name is looked up in the absolute PATH entries only (an empty or `.` entry would
+    // run a `python3` planted in the current directory).
+    let exe = if python.contains('/') {
+        PathBuf::from(python)
+    } else {
+        find_in_path(python, std::env::var_os("PATH").as_deref())
+            .ok_or_else(|| format!("cannot run {python}: not found in the absolute PATH entries"))?
+    };
+    let out = std::process::Command::new(&exe)
+        // -I: isolated mode, so neither the current directory nor PYTHONPATH can supply a
+        // fake `onnxruntime` package.
+        .args(["-I", "-c", script])
+        .current_dir("/")
         .stdin(std::process::Stdio::null())
         .output()
         .map_err(|e| format!("cannot run {python}: {e}"))?;
@@ -107,7 +132,38 @@ fn python_package_dir(python: &str) -> std::result::Result<PathBuf, String> {
     if !out.status.success() || dir.is_empty() {
         return Err(format!("{python} has no 'onnxruntime' package"));
     }
-    Ok(PathBuf::from(dir))
+    let dir = PathBuf::from(dir);
+    if !dir.is_absolute() {
+        return Err(format!(
+            "{python} reported a relative package directory {}; ignored",
+            dir.display()
+        ));
+    }
+    Ok(dir)
+}
+
+/// `name` in the absolute entries of a `PATH`-like list.
+fn find_in_path(name: &str, path: Option<&std::ffi::OsStr>) -> Option<PathBuf> {
+    std::env::split_paths(path?)
+        .filter(|d| d.is_absolute())
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
+}
+
+/// Directories of the dynamic loader's default search, for when `LD_LIBRARY_PATH` is unsafe.
+const STANDARD_LIB_DIRS: &[&str] = &[
+    "/usr/local/lib",
+    "/usr/lib",
+    "/lib",
+    "/usr/lib/x86_64-linux-gnu",
+    "/usr/lib/aarch64-linux-gnu",
+    "/usr/lib64",
+    "/lib64",
+];
+
+/// Whether a `LD_LIBRARY_PATH` value would make the loader search the current directory.
+fn searches_cwd(ld_library_path: &std::ffi::OsStr) -> bool {
+    std::env::split_paths(ld_library_path).any(|d| !d.is_absolute())
 }
 
 /// The ordered places to look. `python` is the interpreter for step 4 (`None`: skip it).
@@ -162,13 +218,32 @@ pub fn candidates(
             Err(e) => notes.push(format!("Python onnxruntime package: {e}")),
         }
     }
-    for name in lib_names() {
-        // A bare name makes dlopen search LD_LIBRARY_PATH and the ld.so cache.
-        out.push(Candidate {
-            path: PathBuf::from(name),
-            source: "system library paths",
-            pinned: false,
-        });
+    let ld = std::env::var_os("LD_LIBRARY_PATH");
+    if ld.as_deref().is_some_and(searches_cwd) {
+        notes.push("LD_LIBRARY_PATH has an empty or relative entry (the current directory): searched only its absolute entries and the standard directories".into());
+        let dirs = std::env::split_paths(ld.as_deref().unwrap_or_default())
+            .filter(|d| d.is_absolute())
+            .chain(STANDARD_LIB_DIRS.iter().map(PathBuf::from))
+            .collect::<Vec<_>>();
+        for d in dirs {
+            for path in libs_in(&d).into_iter().filter(|p| p.is_file()) {
+                out.push(Candidate {
+                    path,
+                    source: "system library paths",
+                    pinned: false,
+                });
+            }
+        }
+    } else {
+        for name in lib_names() {
+            // A bare name makes dlopen search LD_LIBRARY_PATH and the ld.so cache (never the
+            // current directory).
+            out.push(Candidate {
+                path: PathBuf::from(name),
+                source: "system library paths",
+                pinned: false,
+            });
+        }
     }
     (out, notes)
 }
@@ -203,7 +278,10 @@ pub fn load(explicit: Option<&Path>) -> Result<&'static Runtime> {
         Some(&python),
     );
     for c in &cands {
-        let is_bare = c.path.components().count() == 1 && !c.path.is_file();
+        // A bare file name goes to the dynamic loader as it is (its search never includes the
+        // current directory); it must not be turned into `./name` because such a file exists,
+        // unless the user named exactly that (`--ort-lib`/`ORT_DYLIB_PATH`).
+        let is_bare = c.path.components().count() == 1 && !(c.pinned && c.path.is_file());
         if !is_bare && !c.path.exists() {
             tried.push(format!("{} ({}): no such file", c.path.display(), c.source));
             continue;

@@ -162,19 +162,48 @@ impl SessionOptions {
     }
 
     /// Loads ONNX Runtime if needed, registers the providers and the DySample op, loads the model.
+    /// External data is resolved against the model file's directory and may not leave it
+    /// (see [`super::external`]).
     pub fn build(&self, model: &Path) -> Result<DySampleSession> {
-        let bytes = std::fs::read(model).map_err(|e| OnnxError::Model {
-            path: model.display().to_string(),
-            detail: format!("cannot read: {e}"),
-        })?;
-        self.build_from_bytes(&bytes, model)
+        let bytes = crate::io::read_limited(model, "ONNX model", crate::io::MAX_MODEL_BYTES)
+            .map_err(|e| OnnxError::Model {
+                path: model.display().to_string(),
+                detail: match e {
+                    crate::Error::Io { source, .. } => format!("cannot read: {source}"),
+                    other => strip_path(&other.to_string(), model),
+                },
+            })?;
+        let dir = match model.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d,
+            _ => Path::new("."),
+        };
+        self.build_in(&bytes, Some(dir), model)
     }
 
     /// Like [`SessionOptions::build`] for a model in memory; `model` names it in messages.
+    /// Such a model may not reference external data (there is no directory to resolve it in).
     pub fn build_from_bytes(&self, bytes: &[u8], model: &Path) -> Result<DySampleSession> {
+        self.build_in(bytes, None, model)
+    }
+
+    fn build_in(&self, bytes: &[u8], dir: Option<&Path>, model: &Path) -> Result<DySampleSession> {
+        if self.threads > crate::layer::MAX_THREADS {
+            return Err(OnnxError::Data {
+                what: "threads".into(),
+                detail: format!(
+                    "{} is more than the limit of {}",
+                    self.threads,
+                    crate::layer::MAX_THREADS
+                ),
+            });
+        }
+        let inlined = super::external::inline_external_data(bytes, dir, model)?;
+        let bytes = inlined.as_deref().unwrap_or(bytes);
         let rt = runtime::load(self.ort_lib.as_deref())?;
         let threads = if self.threads == 0 {
-            std::thread::available_parallelism().map_or(1, |n| n.get())
+            std::thread::available_parallelism()
+                .map_or(1, |n| n.get())
+                .min(crate::layer::MAX_THREADS)
         } else {
             self.threads
         };
@@ -219,11 +248,12 @@ impl SessionOptions {
                 ort::logging::LogLevel::Fatal
             })?
             .with_operators(op::domain_with_precision(threads, self.dysample_precision)?)?;
-        let profile_prefix = if self.record_placement {
-            let prefix =
-                std::env::temp_dir().join(format!("dysample-ort-profile-{}", std::process::id()));
-            builder = builder.with_profiling(&prefix)?;
-            Some(prefix)
+        // ORT writes its profile when profiling ends or the session is destroyed: into a private
+        // directory that `ProfileDir` removes whatever happens.
+        let profile_dir = if self.record_placement {
+            let dir = ProfileDir::create()?;
+            builder = builder.with_profiling(dir.0.join("profile"))?;
+            Some(dir)
         } else {
             None
         };
@@ -250,8 +280,9 @@ impl SessionOptions {
             model: model.to_path_buf(),
             providers: used,
             threads,
-            profiling: profile_prefix.is_some(),
+            profiling: profile_dir.is_some(),
             placement: BTreeMap::new(),
+            _profile_dir: profile_dir,
         })
     }
 
@@ -299,6 +330,58 @@ pub struct DySampleSession {
     threads: usize,
     profiling: bool,
     placement: BTreeMap<String, (String, String)>,
+    /// Declared after `session`, so it is removed after the session (which may still write its
+    /// profile when dropped).
+    _profile_dir: Option<ProfileDir>,
+}
+
+/// A private temporary directory for ORT's profile files, removed on drop.
+#[derive(Debug)]
+struct ProfileDir(PathBuf);
+
+impl ProfileDir {
+    fn create() -> Result<Self> {
+        use std::sync::atomic::{AtomicU64, Ordering};
+        static N: AtomicU64 = AtomicU64::new(0);
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+        let dir = std::env::temp_dir().join(format!(
+            "dysample-ort-profile-{}-{nanos}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        std::fs::create_dir(&dir).map_err(|e| {
+            OnnxError::Runtime(format!(
+                "cannot create profile directory {}: {e}",
+                dir.display()
+            ))
+        })?;
+        Ok(Self(dir))
+    }
+}
+
+impl Drop for ProfileDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+impl Drop for DySampleSession {
+    fn drop(&mut self) {
+        if self.profiling {
+            // End profiling now so the file lands in the directory before it is removed.
+            if let Ok(f) = self.session.end_profiling() {
+                let _ = std::fs::remove_file(f);
+            }
+        }
+    }
+}
+
+/// An error message without a leading `path: ` (the caller adds the path itself).
+fn strip_path(msg: &str, path: &Path) -> String {
+    let p = format!("{}: ", path.display());
+    msg.strip_prefix(&p).unwrap_or(msg).to_string()
 }
 
 /// Output of a run: dims and f32 values (f16 outputs are widened losslessly).
@@ -339,11 +422,13 @@ impl DySampleSession {
         let ty = inputs[0].dtype().tensor_type();
         if let Some(shape) = inputs[0].dtype().tensor_shape() {
             let want: Vec<i64> = shape.to_vec();
-            let ok = want.len() == dims.len()
-                && want
-                    .iter()
-                    .zip(dims)
-                    .all(|(&w, &d)| w < 0 || w as usize == d);
+            // ORT reports an input of unknown rank with no dims, like a scalar: leave those to ORT.
+            let ok = want.is_empty()
+                || want.len() == dims.len()
+                    && want
+                        .iter()
+                        .zip(dims)
+                        .all(|(&w, &d)| w < 0 || w as usize == d);
             if !ok {
                 return Err(OnnxError::Data {
                     what: format!("input '{name}'"),
@@ -361,6 +446,12 @@ impl DySampleSession {
                 self.session.run(ort::inputs![name.as_str() => t])?
             }
             Some(TensorElementType::Float16) => {
+                crate::tensor::check_f16_range(&format!("input '{name}'"), data).map_err(|e| {
+                    OnnxError::Data {
+                        what: self.model.display().to_string(),
+                        detail: e.to_string(),
+                    }
+                })?;
                 let v: Vec<half::f16> = data.iter().map(|&x| half::f16::from_f32(x)).collect();
                 let t = Tensor::from_array((shape, v))?;
                 self.session.run(ort::inputs![name.as_str() => t])?

@@ -21,16 +21,27 @@ use std::path::Path;
 
 pub use onnx_protobuf as proto;
 
-/// Reads and parses an ONNX file.
+/// Reads and parses an ONNX file (a regular file of at most [`crate::io::MAX_MODEL_BYTES`]).
 pub fn load_model(path: &Path) -> Result<ModelProto> {
-    let bytes = std::fs::read(path).map_err(|e| OnnxError::Model {
-        path: path.display().to_string(),
-        detail: format!("cannot read: {e}"),
-    })?;
+    let bytes =
+        crate::io::read_limited(path, "ONNX model", crate::io::MAX_MODEL_BYTES).map_err(|e| {
+            OnnxError::Model {
+                path: path.display().to_string(),
+                detail: match e {
+                    crate::Error::Io { source, .. } => format!("cannot read: {source}"),
+                    other => {
+                        let m = other.to_string();
+                        let p = format!("{}: ", path.display());
+                        m.strip_prefix(&p).unwrap_or(&m).to_string()
+                    }
+                },
+            }
+        })?;
     parse_model(&bytes, path)
 }
 
-/// Parses ONNX bytes; `path` is only used in messages.
+/// Parses ONNX bytes and checks the main graph's structure ([`check_graph`]); `path` is only
+/// used in messages.
 pub fn parse_model(bytes: &[u8], path: &Path) -> Result<ModelProto> {
     let bad = |detail: String| OnnxError::Model {
         path: path.display().to_string(),
@@ -46,18 +57,135 @@ pub fn parse_model(bytes: &[u8], path: &Path) -> Result<ModelProto> {
             "not a valid ONNX model: no graph, IR version or opset".into()
         ));
     }
+    check_graph(graph(&model)).map_err(bad)?;
     Ok(model)
 }
 
-/// Writes a model.
+/// Structural checks of a graph that ONNX Runtime would reject (or that would make `lower` and
+/// `fuse` write a broken model): no attribute twice in a node, every value produced once, no
+/// duplicate graph outputs, every node input defined, and no cycle.
+pub fn check_graph(g: &GraphProto) -> std::result::Result<(), String> {
+    use std::collections::{HashMap, HashSet};
+    let mut produced: HashMap<&str, String> = HashMap::new();
+    for v in &g.input {
+        produced.insert(v.name.as_str(), format!("graph input '{}'", v.name));
+    }
+    for t in &g.initializer {
+        // Older exporters list initializers as graph inputs too: that is not a duplicate.
+        produced
+            .entry(t.name.as_str())
+            .or_insert_with(|| format!("initializer '{}'", t.name));
+    }
+    for (i, n) in g.node.iter().enumerate() {
+        let mut attrs = HashSet::new();
+        for a in &n.attribute {
+            if !attrs.insert(a.name.as_str()) {
+                return Err(format!(
+                    "node {} has attribute '{}' twice",
+                    node_label(n, i),
+                    a.name
+                ));
+            }
+        }
+        for o in n.output.iter().filter(|o| !o.is_empty()) {
+            if let Some(prev) = produced.insert(o.as_str(), format!("node {}", node_label(n, i))) {
+                return Err(format!(
+                    "value '{o}' is produced twice (by {prev} and by node {})",
+                    node_label(n, i)
+                ));
+            }
+        }
+    }
+    for t in &g.initializer {
+        let width = match data_type(t) {
+            Some(DataType::FLOAT | DataType::INT32 | DataType::UINT32) => 4,
+            Some(DataType::FLOAT16 | DataType::BFLOAT16 | DataType::INT16 | DataType::UINT16) => 2,
+            Some(DataType::DOUBLE | DataType::INT64 | DataType::UINT64) => 8,
+            Some(DataType::INT8 | DataType::UINT8 | DataType::BOOL) => 1,
+            _ => continue,
+        };
+        if !t.raw_data.is_empty() {
+            let n = element_count(t)?;
+            check_raw_len(t, n, width)?;
+        }
+    }
+    let mut outs = HashSet::new();
+    for o in &g.output {
+        if !outs.insert(o.name.as_str()) {
+            return Err(format!("graph output '{}' is listed twice", o.name));
+        }
+        if !produced.contains_key(o.name.as_str()) {
+            return Err(format!(
+                "graph output '{}' is not produced by any node, input or initializer",
+                o.name
+            ));
+        }
+    }
+    // Kahn's algorithm over node → node edges.
+    let producer: HashMap<&str, usize> = g
+        .node
+        .iter()
+        .enumerate()
+        .flat_map(|(i, n)| {
+            n.output
+                .iter()
+                .filter(|o| !o.is_empty())
+                .map(move |o| (o.as_str(), i))
+        })
+        .collect();
+    let mut indegree = vec![0usize; g.node.len()];
+    let mut users: Vec<Vec<usize>> = vec![Vec::new(); g.node.len()];
+    for (i, n) in g.node.iter().enumerate() {
+        for inp in n.input.iter().filter(|s| !s.is_empty()) {
+            match producer.get(inp.as_str()) {
+                Some(&p) => {
+                    indegree[i] += 1;
+                    users[p].push(i);
+                }
+                None if produced.contains_key(inp.as_str()) => {}
+                None => {
+                    return Err(format!(
+                        "node {} reads '{inp}', which no node, graph input or initializer provides",
+                        node_label(n, i)
+                    ))
+                }
+            }
+        }
+    }
+    let mut ready: Vec<usize> = (0..g.node.len()).filter(|&i| indegree[i] == 0).collect();
+    let mut done = 0;
+    while let Some(i) = ready.pop() {
+        done += 1;
+        for &u in &users[i] {
+            indegree[u] -= 1;
+            if indegree[u] == 0 {
+                ready.push(u);
+            }
+        }
+    }
+    if done != g.node.len() {
+        let i = indegree.iter().position(|&d| d > 0).unwrap_or(0);
+        return Err(format!(
+            "the graph has a cycle (through node {})",
+            node_label(&g.node[i], i)
+        ));
+    }
+    Ok(())
+}
+
+/// Writes a model atomically (temporary file, fsync, rename; see [`crate::io::write_atomic`]).
 pub fn save_model(model: &ModelProto, path: &Path) -> Result<()> {
     let bytes = model.write_to_bytes().map_err(|e| OnnxError::Model {
         path: path.display().to_string(),
         detail: format!("cannot serialize: {e}"),
     })?;
-    std::fs::write(path, bytes).map_err(|e| OnnxError::Model {
+    crate::io::write_bytes_atomic(path, &bytes).map_err(|e| OnnxError::Model {
         path: path.display().to_string(),
-        detail: format!("cannot write: {e}"),
+        detail: {
+            let m = e.to_string();
+            let p = format!("cannot write {}: ", path.display());
+            format!("cannot write: {}", m.strip_prefix(&p).unwrap_or(&m))
+        },
     })
 }
 
@@ -123,7 +251,14 @@ pub fn tensor_f32(t: &TensorProto) -> std::result::Result<Vec<f32>, String> {
             t.name
         ));
     }
-    let n: i64 = t.dims.iter().product();
+    let n = element_count(t)?;
+    let width = match data_type(t) {
+        Some(DataType::FLOAT) => 4,
+        Some(DataType::FLOAT16) => 2,
+        Some(DataType::DOUBLE) => 8,
+        _ => 1,
+    };
+    check_raw_len(t, n, width)?;
     let out: Vec<f32> = match data_type(t) {
         Some(DataType::FLOAT) if !t.raw_data.is_empty() => t
             .raw_data
@@ -154,7 +289,7 @@ pub fn tensor_f32(t: &TensorProto) -> std::result::Result<Vec<f32>, String> {
             ))
         }
     };
-    if out.len() as i64 != n {
+    if out.len() != n {
         return Err(format!(
             "tensor '{}' holds {} values but its dims {:?} need {n}",
             t.name,
@@ -165,8 +300,73 @@ pub fn tensor_f32(t: &TensorProto) -> std::result::Result<Vec<f32>, String> {
     Ok(out)
 }
 
+/// Most values one tensor read by the graph tools may hold (2^31).
+pub const MAX_TENSOR_VALUES: usize = 1 << 31;
+
+/// `Π dims`, checked: no negative dims, no overflow, at most [`MAX_TENSOR_VALUES`].
+pub fn element_count(t: &TensorProto) -> std::result::Result<usize, String> {
+    let mut n: usize = 1;
+    for &d in &t.dims {
+        let d = usize::try_from(d).map_err(|_| {
+            format!(
+                "tensor '{}' has a negative dimension in {:?}",
+                t.name, t.dims
+            )
+        })?;
+        n = n
+            .checked_mul(d)
+            .filter(|&n| n <= MAX_TENSOR_VALUES)
+            .ok_or_else(|| {
+                format!(
+                    "tensor '{}' has dims {:?}, more than {MAX_TENSOR_VALUES} values",
+                    t.name, t.dims
+                )
+            })?;
+    }
+    Ok(n)
+}
+
+/// Raw data, when present, must hold exactly `n` elements of `width` bytes.
+fn check_raw_len(t: &TensorProto, n: usize, width: usize) -> std::result::Result<(), String> {
+    if !t.raw_data.is_empty() && t.raw_data.len() != n * width {
+        return Err(format!(
+            "tensor '{}' has {} bytes of raw data, but its dims {:?} need {n} values ({} bytes)",
+            t.name,
+            t.raw_data.len(),
+            t.dims,
+            n * width
+        ));
+    }
+    Ok(())
+}
+
 /// Tensor values as i64 (int64 or int32 storage).
 pub fn tensor_i64(t: &TensorProto) -> std::result::Result<Vec<i64>, String> {
+    if !t.external_data.is_empty() {
+        return Err(format!(
+            "tensor '{}' uses external data, which is not supported",
+            t.name
+        ));
+    }
+    let n = element_count(t)?;
+    let width = match data_type(t) {
+        Some(DataType::INT64) => 8,
+        _ => 4,
+    };
+    check_raw_len(t, n, width)?;
+    let v = tensor_i64_values(t)?;
+    if v.len() != n {
+        return Err(format!(
+            "tensor '{}' holds {} values but its dims {:?} need {n}",
+            t.name,
+            v.len(),
+            t.dims
+        ));
+    }
+    Ok(v)
+}
+
+fn tensor_i64_values(t: &TensorProto) -> std::result::Result<Vec<i64>, String> {
     match data_type(t) {
         Some(DataType::INT64) if !t.raw_data.is_empty() => Ok(t
             .raw_data
@@ -285,6 +485,32 @@ pub fn read_dysample(graph: &GraphProto, node: &NodeProto, index: usize) -> Resu
     let w = init(1, "offset_weight")?;
     let b = init(2, "offset_bias")?;
     let elem = data_type(w).unwrap_or(DataType::UNDEFINED);
+    // DySample has one type constraint T for X, the weights and Y (f32 or f16).
+    if !matches!(elem, DataType::FLOAT | DataType::FLOAT16) {
+        return Err(bad(format!(
+            "offset_weight has element type {elem:?}; DySample takes FLOAT or FLOAT16"
+        )));
+    }
+    let mut typed = vec![("offset_bias", b)];
+    if has_scope {
+        typed.push(("scope_weight", init(3, "scope_weight")?));
+    }
+    for (what, t) in typed {
+        let e = data_type(t).unwrap_or(DataType::UNDEFINED);
+        if e != elem {
+            return Err(bad(format!(
+                "{what} is {e:?} but offset_weight is {elem:?}; all DySample inputs share one element type"
+            )));
+        }
+    }
+    if let Some(x) = value_elem_type(graph, inputs[0]) {
+        if x != elem {
+            return Err(bad(format!(
+                "input X '{}' is {x:?} but the weights are {elem:?}; all DySample inputs share one element type (convert the initializers)",
+                inputs[0]
+            )));
+        }
+    }
     let (o, cin) = conv_weight_dims(&w.dims).map_err(|e| bad(format!("offset_weight: {e}")))?;
     if b.dims != [o as i64] {
         return Err(bad(format!(
@@ -313,6 +539,35 @@ pub fn read_dysample(graph: &GraphProto, node: &NodeProto, index: usize) -> Resu
         weights,
         elem,
     })
+}
+
+/// The element type of a value, where the graph declares it (inputs, outputs, value_info,
+/// initializers).
+pub(crate) fn value_elem_type(g: &GraphProto, name: &str) -> Option<DataType> {
+    use onnx_protobuf::type_proto::Value;
+    if let Some(t) = g.initializer.iter().find(|t| t.name == name) {
+        return data_type(t);
+    }
+    g.input
+        .iter()
+        .chain(&g.value_info)
+        .chain(&g.output)
+        .find(|v| v.name == name)
+        .and_then(|v| match v.type_.as_ref()?.value.as_ref()? {
+            Value::TensorType(t) => protobuf::Enum::from_i32(t.elem_type),
+            _ => None,
+        })
+}
+
+/// Validates every DySample node of the main graph ([`read_dysample`]); the first error.
+pub fn check_dysample_nodes(model: &ModelProto) -> Result<()> {
+    let g = graph(model);
+    for (i, n) in g.node.iter().enumerate() {
+        if is_dysample(n) {
+            read_dysample(g, n, i)?;
+        }
+    }
+    Ok(())
 }
 
 /// A graph input or output.
