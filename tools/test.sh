@@ -15,8 +15,9 @@ echo "== x86_64 tests" >&2
 cargo test --workspace --all-features --release
 
 # Fuzz smoke test: every target for 5 s on its seeds (libFuzzer through cargo-fuzz; stable
-# rustc with RUSTC_BOOTSTRAP=1, see fuzz/README.md). Costs about 2-3 min the first time (ASan
-# build of the SDK) and ~30 s after that. DYSAMPLE_SKIP_FUZZ=1 skips it.
+# rustc with RUSTC_BOOTSTRAP=1, see fuzz/README.md). Costs ~25 s of fuzzing plus, the first
+# time, installing cargo-fuzz (~3 min) and an ASan build of the SDK and its dependencies
+# (measured 16 min on 2 cores shared with a test build). DYSAMPLE_SKIP_FUZZ=1 skips it.
 if [ -z "${DYSAMPLE_SKIP_FUZZ:-}" ]; then
     echo "== fuzz smoke (5 s per target)" >&2
     bash fuzz/run.sh 5

@@ -116,7 +116,8 @@ impl DySampleConfig {
                 "the offset conv would hold {weight_values} weights, more than the limit of {MAX_WEIGHT_VALUES} (fewer groups or channels)"
             ));
         }
-        if self.style == Style::Pl && s >= 2 {
+        // (Only for a valid scale: s² of an unchecked one overflows; found by fuzz/quant_json.)
+        if self.style == Style::Pl && (2..=MAX_SCALE).contains(&s) {
             let s2 = s * s;
             if c < s2 || c % s2 != 0 {
                 problems.push(format!(
@@ -234,6 +235,11 @@ mod tests {
             .to_string();
         assert!(e.contains("more than the limit"), "{e}");
         assert!(DySampleConfig::new(1024, 4, Style::Lp, 16, true).is_ok());
+        // Style pl with a huge scale used to overflow computing scale².
+        let e = DySampleConfig::new(8, 22222222222222222, Style::Pl, 2, true)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("unreasonably large"), "{e}");
     }
 
     #[test]

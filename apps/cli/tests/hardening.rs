@@ -10,8 +10,16 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
+/// The binary under test; `DYSAMPLE_TEST_BIN` runs these tests against another build (e.g. one
+/// from before the fixes, to see them fail).
+fn exe() -> PathBuf {
+    std::env::var_os("DYSAMPLE_TEST_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_dysample")))
+}
+
 fn bin() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_dysample"));
+    let mut c = Command::new(exe());
     c.env_remove("DYSAMPLE_BACKEND").env_remove("DYSAMPLE_LOG");
     c
 }
@@ -97,7 +105,7 @@ fn capped(args: &[&str]) -> Output {
     let mut c = Command::new("sh");
     c.arg("-c")
         .arg("ulimit -v 4000000 && exec \"$0\" \"$@\"")
-        .arg(env!("CARGO_BIN_EXE_dysample"))
+        .arg(exe())
         .args(args)
         .env_remove("DYSAMPLE_LOG");
     run_limited(c, Duration::from_secs(60))
