@@ -6,6 +6,7 @@ use dysample::{Backend, BackendChoice, CpuFeatures, DySampleConfig, ExecOptions,
 use std::process::ExitCode;
 
 mod bench;
+mod eval;
 mod onnx;
 mod run;
 
@@ -32,6 +33,8 @@ enum Command {
     Demo(run::DemoArgs),
     /// ONNX models: info, lower, fuse and run (DySample as an ONNX Runtime custom op).
     Onnx(onnx::OnnxArgs),
+    /// A model folder's metrics on an eval set (models/SPEC.md); --check / --write model.json rows.
+    Eval(eval::EvalArgs),
 }
 
 /// The layer's hyper-parameters (channels come from the data).
@@ -167,6 +170,7 @@ fn main() -> ExitCode {
         Command::Info { json } => info(json),
         Command::Demo(a) => run::demo(a),
         Command::Onnx(a) => onnx::onnx(a),
+        Command::Eval(a) => eval::eval(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -174,7 +178,8 @@ fn main() -> ExitCode {
             // One readable line: the context chain joined, no backtrace.
             let msg: Vec<String> = e.chain().map(|c| c.to_string()).collect();
             eprintln!("error: {}", msg.join(": "));
-            ExitCode::from(2)
+            // A failed `eval --check` is a result, not a usage error.
+            ExitCode::from(if e.is::<eval::CheckFailed>() { 1 } else { 2 })
         }
     }
 }

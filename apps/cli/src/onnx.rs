@@ -227,6 +227,7 @@ fn run(a: RunArgs) -> Result<()> {
         ort_lib: a.ort_lib.clone(),
         // Errors come back as one line; ORT's own copy only with DYSAMPLE_LOG set.
         ort_error_log: std::env::var_os("DYSAMPLE_LOG").is_some(),
+        ..SessionOptions::default()
     };
     let file = std::fs::File::open(&a.input)
         .with_context(|| format!("--input: cannot open {}", a.input.display()))?;

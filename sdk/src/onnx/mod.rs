@@ -16,6 +16,8 @@ pub mod graph;
 #[cfg(feature = "onnxruntime")]
 pub mod op;
 #[cfg(feature = "onnxruntime")]
+pub mod precision;
+#[cfg(feature = "onnxruntime")]
 pub mod runtime;
 #[cfg(feature = "onnxruntime")]
 pub mod session;

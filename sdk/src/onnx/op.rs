@@ -6,6 +6,7 @@
 //! ORT executes one node at a time (sequential executor), so while a DySample node runs its
 //! pool replaces ORT's rather than adding to it; `--threads N` stays the total.
 
+use super::precision::{DySamplePrecision, PrecisionExec};
 use super::{conv_weight_dims, NodeAttrs, DOMAIN, OP_TYPE};
 use crate::{DySample, Layout, Weights};
 use ort::operator::{
@@ -20,6 +21,7 @@ pub trait Element:
 {
     const TYPE: TensorElementType;
     fn to_f32(self) -> f32;
+    fn from_f32(v: f32) -> Self;
     fn forward(
         layer: &DySample,
         x: &[Self],
@@ -32,6 +34,9 @@ impl Element for f32 {
     const TYPE: TensorElementType = TensorElementType::Float32;
     fn to_f32(self) -> f32 {
         self
+    }
+    fn from_f32(v: f32) -> Self {
+        v
     }
     fn forward(
         layer: &DySample,
@@ -48,6 +53,9 @@ impl Element for half::f16 {
     fn to_f32(self) -> f32 {
         half::f16::to_f32(self)
     }
+    fn from_f32(v: f32) -> Self {
+        half::f16::from_f32(v)
+    }
     fn forward(
         layer: &DySample,
         x: &[Self],
@@ -63,6 +71,8 @@ impl Element for half::f16 {
 pub struct DySampleOp<T> {
     /// Worker threads per kernel: the session's intra-op thread count.
     threads: usize,
+    /// Precision the kernels compute in (see [`super::precision`]).
+    precision: DySamplePrecision,
     _t: PhantomData<fn() -> T>,
 }
 
@@ -70,17 +80,32 @@ impl<T> DySampleOp<T> {
     pub fn new(threads: usize) -> Self {
         Self {
             threads: threads.max(1),
+            precision: DySamplePrecision::F32,
             _t: PhantomData,
         }
+    }
+
+    /// Computes every DySample node in `precision` instead of the graph's element type.
+    pub fn with_precision(mut self, precision: DySamplePrecision) -> Self {
+        self.precision = precision;
+        self
     }
 }
 
 /// The `ai.dysample` operator domain with DySample for f32 and f16; `threads` should equal the
 /// session's intra-op threads (`SessionBuilder::with_intra_threads`).
 pub fn domain(threads: usize) -> super::Result<OperatorDomain> {
+    domain_with_precision(threads, DySamplePrecision::F32)
+}
+
+/// Like [`domain`], with every DySample node computed in `precision`.
+pub fn domain_with_precision(
+    threads: usize,
+    precision: DySamplePrecision,
+) -> super::Result<OperatorDomain> {
     Ok(OperatorDomain::new(DOMAIN)?
-        .add(DySampleOp::<f32>::new(threads))?
-        .add(DySampleOp::<half::f16>::new(threads))?)
+        .add(DySampleOp::<f32>::new(threads).with_precision(precision))?
+        .add(DySampleOp::<half::f16>::new(threads).with_precision(precision))?)
 }
 
 /// One node's kernel: the layer built from the node's attributes and initializers.
@@ -88,6 +113,7 @@ pub fn domain(threads: usize) -> super::Result<OperatorDomain> {
 pub struct DySampleKernel<T> {
     node: String,
     layer: DySample,
+    exec: PrecisionExec,
     _t: PhantomData<fn() -> T>,
 }
 
@@ -203,6 +229,7 @@ impl<T: Element> Operator for DySampleOp<T> {
         Ok(DySampleKernel {
             node,
             layer,
+            exec: PrecisionExec::new(self.precision),
             _t: PhantomData,
         })
     }
@@ -243,6 +270,8 @@ impl<T: Element> Kernel for DySampleKernel<T> {
             .ok_or_else(|| err(node, "output Y is not requested"))?;
         let (_, ys) = y.try_extract_tensor_mut::<T>()?;
 
-        T::forward(&self.layer, xs, dims, ys).map_err(|e| err(node, e))
+        self.exec
+            .forward(&self.layer, xs, dims, ys)
+            .map_err(|e| err(node, e))
     }
 }

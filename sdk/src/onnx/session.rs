@@ -7,6 +7,7 @@
 //! # Ok::<(), dysample::onnx::OnnxError>(())
 //! ```
 
+pub use super::precision::DySamplePrecision;
 use super::{op, runtime, OnnxError, Result};
 use ort::ep::{self, ExecutionProvider};
 use ort::session::Session;
@@ -119,6 +120,9 @@ pub struct SessionOptions {
     /// Let ONNX Runtime log its own errors (they are returned as errors either way; a CLI that
     /// prints one line per error turns this off).
     pub ort_error_log: bool,
+    /// Precision of the DySample nodes: the graph's own (`F32`), or f16 / int8 (min/max on each
+    /// call's input) on an f32 graph; the other nodes are unaffected.
+    pub dysample_precision: DySamplePrecision,
 }
 
 impl Default for SessionOptions {
@@ -132,6 +136,7 @@ impl Default for SessionOptions {
             record_placement: false,
             ort_lib: None,
             ort_error_log: true,
+            dysample_precision: DySamplePrecision::F32,
         }
     }
 }
@@ -149,6 +154,10 @@ impl SessionOptions {
     }
     pub fn threads(mut self, n: usize) -> Self {
         self.threads = n;
+        self
+    }
+    pub fn dysample_precision(mut self, p: DySamplePrecision) -> Self {
+        self.dysample_precision = p;
         self
     }
 
@@ -209,7 +218,7 @@ impl SessionOptions {
             } else {
                 ort::logging::LogLevel::Fatal
             })?
-            .with_operators(op::domain(threads)?)?;
+            .with_operators(op::domain_with_precision(threads, self.dysample_precision)?)?;
         let profile_prefix = if self.record_placement {
             let prefix =
                 std::env::temp_dir().join(format!("dysample-ort-profile-{}", std::process::id()));
@@ -235,7 +244,7 @@ impl SessionOptions {
                 path: model.display().to_string(),
                 detail: e.to_string().replace('\n', " "),
             })?;
-        tracing::info!(model = %model.display(), threads, providers = ?used, "ONNX Runtime session ready");
+        tracing::info!(model = %model.display(), threads, providers = ?used, dysample_precision = %self.dysample_precision, "ONNX Runtime session ready");
         Ok(DySampleSession {
             session,
             model: model.to_path_buf(),

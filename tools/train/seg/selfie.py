@@ -68,7 +68,7 @@ class SelfieSeg(nn.Module):
         return [op["name"] for op in self.ops if op["op"] == "up"] if self.upsampler == "dysample" else []
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        t = {self.input_id: x}
+        t = {self.input_id: x.contiguous()}
         for op in self.ops:
             kind = op["op"]
             a = t[op["in"][0]]
