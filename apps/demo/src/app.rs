@@ -4,7 +4,7 @@
 
 use crate::model::Model;
 use crate::tasks::TaskRenderer;
-use dysample::onnx::session::{DySampleSession, Provider, SessionOptions};
+use dysample::onnx::session::{DySamplePrecision, DySampleSession, Provider, SessionOptions};
 use dysample_video::preprocess::Preprocessor;
 use dysample_video::queue::{LatestQueue, Pop};
 use dysample_video::sink::FrameSink;
@@ -42,18 +42,14 @@ impl Precision {
     }
 }
 
-/// Sets the DySample precision of a session.
-fn set_precision(opts: &mut SessionOptions, p: Precision) -> Result<(), String> {
-    match p {
-        Precision::F32 => Ok(()),
-        other => {
-            let _ = opts;
-            Err(format!(
-                "--precision {}: this SDK build runs the DySample custom op in f32 only",
-                other.name()
-            ))
-        }
-    }
+/// Sets the DySample precision of a session (f16 kernels, or int8 with min/max parameters
+/// from each frame's own input until calibrated parameters ship).
+fn set_precision(opts: &mut SessionOptions, p: Precision) {
+    opts.dysample_precision = match p {
+        Precision::F32 => DySamplePrecision::F32,
+        Precision::F16 => DySamplePrecision::F16,
+        Precision::Int8 => DySamplePrecision::Int8MinMax,
+    };
 }
 
 /// The network: an ONNX Runtime session over the model's custom-op or lowered ONNX file.
@@ -81,8 +77,9 @@ impl Network {
     ) -> Result<Self, String> {
         let lowered = lowered || matches!(provider, Provider::Cuda | Provider::TensorRt);
         let path = model.onnx(lowered)?;
+        let found = crate::ort::ensure(ort_lib.as_deref())?;
         let mut opts = SessionOptions::new().provider(provider).threads(threads);
-        opts.ort_lib = ort_lib;
+        opts.ort_lib = ort_lib.or(found);
         opts.ort_error_log = false;
         if provider != Provider::Cpu {
             opts.providers.push(Provider::Cpu);
@@ -104,7 +101,7 @@ impl Network {
                 ));
             }
         } else {
-            set_precision(&mut opts, precision)?;
+            set_precision(&mut opts, precision);
         }
         let session = opts.build(&path).map_err(|e| e.to_string())?;
         let backend = if lowered {
@@ -122,7 +119,8 @@ impl Network {
 
     /// `int8 · cpu/avx512-amx` and the like.
     pub fn label(&self) -> String {
-        format!("{} | {}/{}", self.precision.name(), self.provider, self.backend)
+        let form = if self.lowered { "lowered" } else { "custom op" };
+        format!("{} | {} {form} | {}", self.precision.name(), self.provider, self.backend)
     }
 }
 
@@ -320,7 +318,8 @@ pub fn run(
             break;
         }
         stats.frame_done();
-        if stats.frames() == cfg.warmup && cfg.warmup > 0 {
+        done += 1;
+        if done == cfg.warmup {
             stats.reset();
         }
         if cfg.status {
@@ -339,7 +338,6 @@ pub fn run(
                 c.set_title(&title);
             }
         }
-        done += 1;
         if cfg.max_frames.is_some_and(|m| done >= m) {
             break;
         }

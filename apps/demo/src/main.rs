@@ -12,6 +12,7 @@
 
 mod app;
 mod model;
+mod ort;
 mod tasks;
 
 use app::{Network, Precision, RunConfig, RunReport};
@@ -352,7 +353,7 @@ fn open_model(dir: Option<PathBuf>, default: &str, want: Task) -> Result<Model, 
 
 fn preprocessor(m: &Model) -> Preprocessor {
     let i = &m.json.input;
-    Preprocessor::new(i.width, i.height, Normalize { mean: i.mean, std: i.std, bgr: i.color == "BGR" })
+    Preprocessor::new(i.width, i.height, Normalize { mean: i.mean, std: i.std, bgr: m.bgr() })
 }
 
 /// `--bench`: the same pipeline, headless into nothing, once per precision with the SDK's

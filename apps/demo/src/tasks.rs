@@ -5,7 +5,7 @@ use crate::model::Model;
 use dysample_video::pointcloud::{back_project, write_ply, Intrinsics};
 use dysample_video::preprocess::{resize_once, Resizer};
 use dysample_video::render::{
-    blend_mask, colorize_mask, composite_over, draw_legend, normalize_to_u8, prob_to_u8, side_by_side, Blur, Colormap,
+    blend_mask, colorize_mask, composite_over, draw_legend, normalize_robust_to_u8, prob_to_u8, side_by_side, Blur, Colormap,
 };
 use dysample_video::{Frame, Result, VideoError};
 use std::path::PathBuf;
@@ -99,9 +99,9 @@ impl Background {
 pub trait TaskRenderer: Send {
     /// Turns the network output (`dims`, values) into this task's maps at the frame's size.
     fn postprocess(&mut self, out: &[f32], dims: &[usize], frame: &Frame) -> Result<()>;
-    /// Draws view `view % views()` of the last postprocessed frame into `out`.
+    /// Draws view number `view` (counting from the chosen one, cycling) of the last
+    /// postprocessed frame into `out`.
     fn render(&mut self, frame: &Frame, view: usize, out: &mut Frame) -> Result<()>;
-    fn views(&self) -> usize;
     fn view_name(&self, view: usize) -> &'static str;
     /// A per-frame figure for the summary (segmentation: person coverage; depth: none).
     fn frame_metric(&self) -> Option<f64> {
@@ -228,9 +228,6 @@ impl TaskRenderer for Segmenter {
         Ok(())
     }
 
-    fn views(&self) -> usize {
-        SegView::ALL.len()
-    }
     fn view_name(&self, view: usize) -> &'static str {
         SegView::ALL[(self.initial + view) % SegView::ALL.len()].name()
     }
@@ -257,6 +254,7 @@ pub struct DepthMapper {
     initial: usize,
     out_hw: (usize, usize),
     raw: Vec<f32>,
+    scratch: Vec<f32>,
     raw_hw: (usize, usize),
     small: Vec<u8>,
     full: Vec<u8>,
@@ -274,6 +272,7 @@ impl DepthMapper {
             initial: DepthView::ALL.iter().position(|&v| v == view).unwrap_or(0),
             out_hw: (model.json.output.height, model.json.output.width),
             raw: Vec::new(),
+            scratch: Vec::new(),
             raw_hw: (0, 0),
             small: Vec::new(),
             full: Vec::new(),
@@ -289,7 +288,7 @@ impl DepthMapper {
 impl TaskRenderer for DepthMapper {
     fn postprocess(&mut self, out: &[f32], dims: &[usize], frame: &Frame) -> Result<()> {
         let (oh, ow) = check_dims(dims, out.len(), self.out_hw.0, self.out_hw.1)?;
-        self.range = normalize_to_u8(out, &mut self.small);
+        self.range = normalize_robust_to_u8(out, 0.01, &mut self.scratch, &mut self.small);
         if self.cloud.is_some() {
             self.raw.clear();
             self.raw.extend_from_slice(out);
@@ -310,9 +309,6 @@ impl TaskRenderer for DepthMapper {
         Ok(())
     }
 
-    fn views(&self) -> usize {
-        DepthView::ALL.len()
-    }
     fn view_name(&self, view: usize) -> &'static str {
         DepthView::ALL[(self.initial + view) % DepthView::ALL.len()].name()
     }

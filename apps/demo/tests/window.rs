@@ -48,7 +48,7 @@ fn screenshot(display: &str) -> (usize, usize, Vec<u8>) {
     let be = |i: usize| u32::from_be_bytes(b[i * 4..i * 4 + 4].try_into().unwrap()) as usize;
     let (header, format, width, height) = (be(0), be(2), be(4), be(5));
     let (byte_order, bpp, bpl, ncolors) = (be(7), be(11), be(12), be(19));
-    let (rmask, gmask, bmask) = (be(13), be(14), be(15));
+    let (rmask, gmask, bmask) = (be(14), be(15), be(16));
     assert_eq!((format, bpp), (2, 32), "unexpected XWD format");
     let data = &b[header + ncolors * 12..];
     let mut rgb = Vec::with_capacity(width * height * 3);
@@ -122,10 +122,30 @@ fn shot(x: &Xvfb, args: &[&str], name: &str) -> ((usize, usize, Vec<u8>), String
     (img, log)
 }
 
-fn count(px: &[u8], w: usize, x0: usize, x1: usize, y1: usize, f: impl Fn(&[u8]) -> bool) -> usize {
+/// The bounding box (x0, y0, x1, y1) of the lit pixels: the window on the black root.
+fn window_box(px: &[u8], w: usize) -> (usize, usize, usize, usize) {
+    let (mut x0, mut y0, mut x1, mut y1) = (usize::MAX, usize::MAX, 0, 0);
+    for (i, p) in px.chunks_exact(3).enumerate() {
+        if p.iter().any(|&v| v > 8) {
+            let (x, y) = (i % w, i / w);
+            (x0, y0, x1, y1) = (x0.min(x), y0.min(y), x1.max(x + 1), y1.max(y + 1));
+        }
+    }
+    assert!(x1 > x0, "the screen is blank");
+    (x0, y0, x1, y1)
+}
+
+/// Where a `ww x wh` window centred on a `w x h` screen lies.
+fn centred(w: usize, h: usize, ww: usize, wh: usize) -> (usize, usize, usize, usize) {
+    let (x0, y0) = ((w - ww) / 2, (h - wh) / 2);
+    (x0, y0, x0 + ww, y0 + wh)
+}
+
+fn count(px: &[u8], w: usize, b: (usize, usize, usize, usize), f: impl Fn(&[u8]) -> bool) -> usize {
+    let (x0, y0, x1, y1) = b;
     px.chunks_exact(3).enumerate().filter(|(i, p)| {
         let (x, y) = (i % w, i / w);
-        x >= x0 && x < x1 && y < y1 && f(p)
+        x >= x0 && x < x1 && y >= y0 && y < y1 && f(p)
     }).count()
 }
 
@@ -138,22 +158,36 @@ fn window_shows_the_rendered_views() {
     for view in ["overlay", "mask", "composite"] {
         let ((w, h, px), log) = shot(&x, &["segment", "builtin://", "display://0", "--model", m, "--visualize", view], &format!("segment-{view}"));
         let width = if view == "composite" { 1280 } else { 640 };
-        // The window sits at the top left; the rest of the root stays black.
-        let inside = count(&px, w, 0, width, 480.min(h), |p| p.iter().any(|&v| v > 8));
-        assert!(inside > width * 480 / 3, "{view}: the window looks blank ({inside} lit pixels)");
-        // Person colour below the legend.
-        let pink = count(&px, w, 0, width, 480.min(h), pinkish) - count(&px, w, 0, 200, 30, pinkish);
+        // minifb centres the window on the screen.
+        let b = centred(w, h, width, 480);
+        if view != "mask" {
+            let lit_box = window_box(&px, w);
+            assert!(lit_box.2 - lit_box.0 >= width - 8 && lit_box.0 >= b.0 && lit_box.2 <= b.2, "{view}: lit area {lit_box:?}, window {b:?}");
+        }
+        let lit = count(&px, w, b, |p| p.iter().any(|&v| v > 8));
+        if view != "mask" {
+            assert!(lit > width * 480 / 3, "{view}: the window looks blank ({lit} lit pixels)");
+        }
+        // Person colour outside the legend.
+        let legend = (b.0, b.1, b.0 + 200, b.1 + 30);
+        let pink = count(&px, w, b, pinkish) - count(&px, w, legend, pinkish);
         assert!(pink > 150, "{view}: only {pink} overlay-coloured pixels");
         if view == "mask" {
             // The mask view is class colours only: background black.
-            let black = count(&px, w, 0, 640, 480, |p| p.iter().all(|&v| v < 6));
+            let black = count(&px, w, b, |p| p.iter().all(|&v| v < 6));
             assert!(black > 640 * 480 / 2, "mask: {black} black pixels");
         }
         assert!(log.contains("showed"), "{log}");
     }
     let depth = model("depth");
     let ((w, _, px), _) = shot(&x, &["depth", "builtin://", "display://0", "--model", depth.to_str().unwrap()], "depth-composite");
-    // Left half the input, right half the colormap (inferno: no green-dominant pixels).
-    let right = count(&px, w, 640, 1280, 480, |p| p.iter().any(|&v| v > 8));
-    assert!(right > 640 * 480 / 2, "depth half blank: {right}");
+    // Input on the left, the inferno colormap on the right: mostly purple (blue and red over
+    // green), which the outdoor input is not.
+    let b = centred(w, px.len() / 3 / w, 1280, 480);
+    let lit = window_box(&px, w);
+    assert!(lit.2 - lit.0 >= 1270, "depth window lit area {lit:?}");
+    let mid = b.0 + 640;
+    let purple = |p: &[u8]| p[2] as i32 > p[1] as i32 + 20 && p[0] as i32 > p[1] as i32;
+    let (left, right) = (count(&px, w, (b.0, b.1, mid, b.3), purple), count(&px, w, (mid, b.1, b.2, b.3), purple));
+    assert!(right > 640 * 480 / 2 && left < 640 * 480 / 10, "purple pixels: input {left}, depth {right}");
 }

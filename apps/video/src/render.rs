@@ -89,6 +89,32 @@ pub fn normalize_to_u8(v: &[f32], out: &mut Vec<u8>) -> (f32, f32) {
     (lo, hi)
 }
 
+/// Like [`normalize_to_u8`] but between the `q`-th and `(1-q)`-th quantiles (a few outlier
+/// pixels do not flatten the rest); `scratch` is reused. Returns the (low, high) used.
+pub fn normalize_robust_to_u8(v: &[f32], q: f64, scratch: &mut Vec<f32>, out: &mut Vec<u8>) -> (f32, f32) {
+    scratch.clear();
+    scratch.extend(v.iter().copied().filter(|x| x.is_finite()));
+    out.resize(v.len(), 0);
+    if scratch.len() < 2 {
+        out.fill(0);
+        return (0.0, 0.0);
+    }
+    let n = scratch.len();
+    let (a, b) = (((n - 1) as f64 * q) as usize, ((n - 1) as f64 * (1.0 - q)) as usize);
+    let lo = *scratch.select_nth_unstable_by(a, f32::total_cmp).1;
+    let hi = *scratch.select_nth_unstable_by(b, f32::total_cmp).1;
+    if !(hi > lo) {
+        out.fill(0);
+        return (lo, hi);
+    }
+    let k = 255.0 / (hi - lo);
+    for (o, &x) in out.iter_mut().zip(v) {
+        // `as u8` saturates below 0 and above 255.
+        *o = if x.is_finite() { ((x - lo) * k + 0.5) as u8 } else { 0 };
+    }
+    (lo, hi)
+}
+
 /// Background blur: area downscale by `factor`, bilinear upscale back.
 #[derive(Debug)]
 pub struct Blur {
@@ -255,6 +281,12 @@ mod tests {
         assert_eq!(o, [0, 0, 255, 128]);
         normalize_to_u8(&[2.0, 2.0], &mut o);
         assert_eq!(o, [0, 0]);
+        let mut scratch = Vec::new();
+        let mut v: Vec<f32> = (0..100).map(|i| i as f32).collect();
+        v[7] = 1e9; // an outlier does not flatten the rest
+        normalize_robust_to_u8(&v, 0.02, &mut scratch, &mut o);
+        assert_eq!((o[0], o[1], o[98], o[99], o[7]), (0, 0, 255, 255, 255));
+        assert!((128..=130).contains(&o[50]), "{}", o[50]);
         prob_to_u8(&[0.0, 1.0, 2.0, -1.0, f32::NAN, 0.5], &mut o);
         assert_eq!(o, [0, 255, 255, 0, 0, 128]);
     }
