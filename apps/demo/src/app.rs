@@ -92,7 +92,8 @@ impl Network {
                     return Err("--precision int8 --ep tensorrt: TensorRT int8 needs a calibrated (QDQ) model; use f16 on TensorRT or int8 on the CPU".into())
                 }
             }
-            opts.tensorrt.engine_cache_dir = std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/dysample-trt"));
+            opts.tensorrt.engine_cache_dir =
+                std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/dysample-trt"));
         } else if lowered {
             if precision != Precision::F32 {
                 return Err(format!(
@@ -107,9 +108,19 @@ impl Network {
         let backend = if lowered {
             "ort-gridsample".to_string()
         } else {
-            dysample::BackendChoice::Auto.resolve().map(|k| k.backend.name().to_string()).unwrap_or_else(|_| "?".into())
+            dysample::BackendChoice::Auto
+                .resolve()
+                .map(|k| k.backend.name().to_string())
+                .unwrap_or_else(|_| "?".into())
         };
-        Ok(Self { session, path, precision, provider, lowered, backend })
+        Ok(Self {
+            session,
+            path,
+            precision,
+            provider,
+            lowered,
+            backend,
+        })
     }
 
     /// Runs the model on an NCHW tensor.
@@ -120,7 +131,12 @@ impl Network {
     /// `int8 · cpu/avx512-amx` and the like.
     pub fn label(&self) -> String {
         let form = if self.lowered { "lowered" } else { "custom op" };
-        format!("{} | {} {form} | {}", self.precision.name(), self.provider, self.backend)
+        format!(
+            "{} | {} {form} | {}",
+            self.precision.name(),
+            self.provider,
+            self.backend
+        )
     }
 }
 
@@ -174,7 +190,13 @@ pub fn run(
     let halt = Arc::new(AtomicBool::new(false));
 
     let capture = {
-        let (q, corrupt, err, halt, stop) = (queue.clone(), corrupt.clone(), capture_error.clone(), halt.clone(), stop.clone());
+        let (q, corrupt, err, halt, stop) = (
+            queue.clone(),
+            corrupt.clone(),
+            capture_error.clone(),
+            halt.clone(),
+            stop.clone(),
+        );
         let looping = cfg.looping;
         std::thread::Builder::new()
             .name("capture".into())
@@ -184,7 +206,14 @@ pub fn run(
                 let note_corrupt = |e: &dysample_video::VideoError| {
                     let n = corrupt.fetch_add(1, Ordering::Relaxed) + 1;
                     if n <= 3 {
-                        eprintln!("skipped a {e}{}", if n == 3 { " (further ones are only counted)" } else { "" });
+                        eprintln!(
+                            "skipped a {e}{}",
+                            if n == 3 {
+                                " (further ones are only counted)"
+                            } else {
+                                ""
+                            }
+                        );
                     }
                 };
                 while !halt.load(Ordering::Relaxed) && !stop.load(Ordering::Relaxed) {
@@ -232,7 +261,11 @@ pub fn run(
                     f.capture_ns = cap;
                     f.seq = seq;
                     seq += 1;
-                    let ok = if live { q.push_latest(f) } else { q.push_wait(f) };
+                    let ok = if live {
+                        q.push_latest(f)
+                    } else {
+                        q.push_wait(f)
+                    };
                     if !ok {
                         break;
                     }
@@ -291,17 +324,21 @@ pub fn run(
             let t = Instant::now();
             {
                 let _s = tracing::trace_span!("postprocess").entered();
-                task.postprocess(&out, &odims, &f).map_err(|e| e.to_string())?;
+                task.postprocess(&out, &odims, &f)
+                    .map_err(|e| e.to_string())?;
             }
             stats.record(Stage::Postprocess, ns_since(t));
             if let Some(m) = task.frame_metric() {
                 metrics.push(m);
             }
             let t = Instant::now();
-            let view = controls.as_ref().map_or(0, |c| c.cycle.load(Ordering::Relaxed) as usize);
+            let view = controls
+                .as_ref()
+                .map_or(0, |c| c.cycle.load(Ordering::Relaxed) as usize);
             {
                 let _s = tracing::trace_span!("render").entered();
-                task.render(&f, view, &mut rendered).map_err(|e| e.to_string())?;
+                task.render(&f, view, &mut rendered)
+                    .map_err(|e| e.to_string())?;
             }
             stats.record(Stage::Render, ns_since(t));
             let t = Instant::now();
@@ -334,7 +371,14 @@ pub fn run(
                 last_title = Instant::now();
                 title.clear();
                 let view = c.cycle.load(Ordering::Relaxed) as usize;
-                let _ = write!(title, "{} | {} | {:.1} fps | {}", cfg.title, net.label(), stats.fps(), task.view_name(view));
+                let _ = write!(
+                    title,
+                    "{} | {} | {:.1} fps | {}",
+                    cfg.title,
+                    net.label(),
+                    stats.fps(),
+                    task.view_name(view)
+                );
                 c.set_title(&title);
             }
         }
@@ -361,13 +405,19 @@ pub fn run(
     }
     let sink_summary = sink.finish().map_err(|e| e.to_string());
     result?;
-    if let Some(e) = capture_error.lock().unwrap_or_else(|p| p.into_inner()).take() {
+    if let Some(e) = capture_error
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .take()
+    {
         if !last_frame_seen {
             return Err(e);
         }
         eprintln!("input stopped: {e}");
     }
-    let task_summary = task.finish(pre.resized(), dims[3], dims[2]).map_err(|e| e.to_string())?;
+    let task_summary = task
+        .finish(pre.resized(), dims[3], dims[2])
+        .map_err(|e| e.to_string())?;
     Ok(RunReport {
         frames: stats.frames(),
         stats,

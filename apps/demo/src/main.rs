@@ -32,7 +32,11 @@ use std::sync::Arc;
 use tasks::{Background, DepthMapper, DepthView, PointCloud, SegView, Segmenter, TaskRenderer};
 
 #[derive(Parser, Debug)]
-#[command(name = "dysample-demo", version, about = "Live camera person segmentation and depth with DySample models")]
+#[command(
+    name = "dysample-demo",
+    version,
+    about = "Live camera person segmentation and depth with DySample models"
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -52,7 +56,7 @@ struct Common {
     /// [default: the first camera, else builtin://]
     input: Option<String>,
     /// Output: display://0, file://PATH (.png, DIR/, .avi, .y4m) [default: display://0 when
-    /// there is a display, else dysample-demo-out/<task>/]
+    /// there is a display, else dysample-demo-out/segment/ or depth/]
     output: Option<String>,
     /// Model folder with model.json [default: models/person-seg or models/depth]
     #[arg(long)]
@@ -156,8 +160,12 @@ struct DepthArgs {
 }
 
 fn main() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
     let cli = Cli::parse();
     let stop = Arc::new(AtomicBool::new(false));
     {
@@ -182,24 +190,42 @@ fn main() {
     }
 }
 
+/// Builds the task's renderer for a model.
+type MakeRenderer = Box<dyn Fn(&Model) -> Result<Box<dyn TaskRenderer>, String>>;
+
 /// Everything task-specific the generic code needs.
 struct TaskSetup {
     task: Task,
     model: Model,
-    make: Box<dyn Fn(&Model) -> Result<Box<dyn TaskRenderer>, String>>,
+    make: MakeRenderer,
 }
 
 fn run(cli: Cli, stop: Arc<AtomicBool>) -> Result<i32, String> {
     let (common, setup) = match cli.cmd {
         Cmd::Segment(a) => {
             let view = SegView::parse(&a.visualize)?;
-            let background = a.background.as_deref().map(Background::parse).transpose()?.unwrap_or(Background::None);
+            let background = a
+                .background
+                .as_deref()
+                .map(Background::parse)
+                .transpose()?
+                .unwrap_or(Background::None);
             let model = open_model(a.common.model.clone(), "person-seg", Task::Segmentation)?;
             let alpha = a.alpha;
             let make = Box::new(move |m: &Model| -> Result<Box<dyn TaskRenderer>, String> {
-                Ok(Box::new(Segmenter::new(m, view, alpha, background.clone()).map_err(|e| e.to_string())?))
+                Ok(Box::new(
+                    Segmenter::new(m, view, alpha, background.clone())
+                        .map_err(|e| e.to_string())?,
+                ))
             });
-            (a.common, TaskSetup { task: Task::Segmentation, model, make })
+            (
+                a.common,
+                TaskSetup {
+                    task: Task::Segmentation,
+                    model,
+                    make,
+                },
+            )
         }
         Cmd::Depth(a) => {
             let view = DepthView::parse(&a.visualize)?;
@@ -207,29 +233,63 @@ fn run(cli: Cli, stop: Arc<AtomicBool>) -> Result<i32, String> {
             let model = open_model(a.common.model.clone(), "depth", Task::Depth)?;
             let intrinsics = match (a.fx, a.fy, a.cx, a.cy) {
                 (None, None, None, None) => None,
-                (Some(fx), Some(fy), Some(cx), Some(cy)) if fx > 0.0 && fy > 0.0 => Some(dysample_video::pointcloud::Intrinsics { fx, fy, cx, cy }),
-                _ => return Err("--fx, --fy, --cx and --cy go together (fx, fy > 0), or give --fov".into()),
+                (Some(fx), Some(fy), Some(cx), Some(cy)) if fx > 0.0 && fy > 0.0 => {
+                    Some(dysample_video::pointcloud::Intrinsics { fx, fy, cx, cy })
+                }
+                _ => {
+                    return Err(
+                        "--fx, --fy, --cx and --cy go together (fx, fy > 0), or give --fov".into(),
+                    )
+                }
             };
             if !(a.near > 0.0 && a.far > a.near) {
-                return Err(format!("--near {} --far {}: need 0 < near < far", a.near, a.far));
+                return Err(format!(
+                    "--near {} --far {}: need 0 < near < far",
+                    a.near, a.far
+                ));
             }
-            let cloud = a.pointcloud.map(|path| PointCloud { path, intrinsics, fov: a.fov, near: a.near, far: a.far });
+            let cloud = a.pointcloud.map(|path| PointCloud {
+                path,
+                intrinsics,
+                fov: a.fov,
+                near: a.near,
+                far: a.far,
+            });
             if cloud.is_some() && intrinsics.is_none() {
-                dysample_video::pointcloud::Intrinsics::from_fov(640, 480, a.fov).map_err(|e| e.to_string())?;
+                dysample_video::pointcloud::Intrinsics::from_fov(640, 480, a.fov)
+                    .map_err(|e| e.to_string())?;
             }
             let make = Box::new(move |m: &Model| -> Result<Box<dyn TaskRenderer>, String> {
-                Ok(Box::new(DepthMapper::new(m, view, cmap.clone(), cloud.clone())))
+                Ok(Box::new(DepthMapper::new(
+                    m,
+                    view,
+                    cmap.clone(),
+                    cloud.clone(),
+                )))
             });
-            (a.common, TaskSetup { task: Task::Depth, model, make })
+            (
+                a.common,
+                TaskSetup {
+                    task: Task::Depth,
+                    model,
+                    make,
+                },
+            )
         }
     };
     let precision = Precision::parse(&common.precision)?;
     let provider = Provider::parse(&common.ep).map_err(|e| e.to_string())?;
-    if !matches!(provider, Provider::Cpu | Provider::Cuda | Provider::TensorRt) {
+    if !matches!(
+        provider,
+        Provider::Cpu | Provider::Cuda | Provider::TensorRt
+    ) {
         return Err(format!("--ep {}: choose cpu, cuda or tensorrt", common.ep));
     }
     if let Some(c) = &common.input_codec {
-        if !matches!(c.to_ascii_lowercase().as_str(), "yuyv" | "yuy2" | "mjpeg" | "mjpg") {
+        if !matches!(
+            c.to_ascii_lowercase().as_str(),
+            "yuyv" | "yuy2" | "mjpeg" | "mjpg"
+        ) {
             return Err(format!("--input-codec {c}: choose yuyv or mjpeg"));
         }
     }
@@ -256,29 +316,68 @@ fn run(cli: Cli, stop: Arc<AtomicBool>) -> Result<i32, String> {
     let output = match &common.output {
         Some(s) => parse_output(s).map_err(|e| e.to_string())?,
         None if !common.headless && display_available() => OutputUri::Display,
-        None => OutputUri::File(PathBuf::from(format!("dysample-demo-out/{}/", match setup.task {
-            Task::Segmentation => "segment",
-            Task::Depth => "depth",
-        }))),
+        None => OutputUri::File(PathBuf::from(format!(
+            "dysample-demo-out/{}/",
+            match setup.task {
+                Task::Segmentation => "segment",
+                Task::Depth => "depth",
+            }
+        ))),
     };
     if common.headless && output == OutputUri::Display {
         return Err("--headless with display://0: give a file output or drop --headless".into());
     }
-    let mut net = Network::open(&setup.model, precision, provider, common.threads, common.lowered, common.ort_lib.clone())?;
+    let mut net = Network::open(
+        &setup.model,
+        precision,
+        provider,
+        common.threads,
+        common.lowered,
+        common.ort_lib.clone(),
+    )?;
     let mut renderer = (setup.make)(&setup.model)?;
     let mut pre = preprocessor(&setup.model);
     let source = open_source(&input, &source_opts).map_err(|e| e.to_string())?;
     let fps = source.fps().unwrap_or(30.0).round().max(1.0) as u32;
-    let title = format!("dysample-demo {} | {}", setup.task.name(), setup.model.json.name);
-    let sink = open_sink(&output, fps, &format!("{title} | {}", net.label())).map_err(|e| e.to_string())?;
-    eprintln!("{} -> {} | {} | {}", source.describe(), output, setup.model.json.name, net.label());
-    let cfg = RunConfig { looping: common.looping, max_frames: common.frames, status: !common.quiet, warmup: 0, title };
-    let report = app::run(&cfg, source, &mut net, &mut pre, renderer.as_mut(), sink, stop)?;
+    let title = format!(
+        "dysample-demo {} | {}",
+        setup.task.name(),
+        setup.model.json.name
+    );
+    let sink = open_sink(&output, fps, &format!("{title} | {}", net.label()))
+        .map_err(|e| e.to_string())?;
+    eprintln!(
+        "{} -> {} | {} | {}",
+        source.describe(),
+        output,
+        setup.model.json.name,
+        net.label()
+    );
+    let cfg = RunConfig {
+        looping: common.looping,
+        max_frames: common.frames,
+        status: !common.quiet,
+        warmup: 0,
+        title,
+    };
+    let report = app::run(
+        &cfg,
+        source,
+        &mut net,
+        &mut pre,
+        renderer.as_mut(),
+        sink,
+        stop,
+    )?;
     eprintln!("{}", report.stats.table());
     eprintln!(
         "{} frames{}, {} dropped, {} corrupt skipped{}",
         report.frames,
-        if report.interrupted { " (interrupted)" } else { "" },
+        if report.interrupted {
+            " (interrupted)"
+        } else {
+            ""
+        },
         report.dropped,
         report.corrupt,
         coverage_note(&report)
@@ -309,7 +408,10 @@ fn run(cli: Cli, stop: Arc<AtomicBool>) -> Result<i32, String> {
             "output_summary": report.sink_summary,
             "task_summary": report.task_summary,
         });
-        println!("{}", serde_json::to_string_pretty(&j).map_err(|e| e.to_string())?);
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&j).map_err(|e| e.to_string())?
+        );
     }
     Ok(if report.interrupted { 130 } else { 0 })
 }
@@ -345,7 +447,11 @@ fn open_model(dir: Option<PathBuf>, default: &str, want: Task) -> Result<Model, 
             "{}: is a {} model; run it with `dysample-demo {}`",
             dir.join("model.json").display(),
             m.task.name(),
-            if m.task == Task::Depth { "depth" } else { "segment" }
+            if m.task == Task::Depth {
+                "depth"
+            } else {
+                "segment"
+            }
         ));
     }
     Ok(m)
@@ -353,12 +459,26 @@ fn open_model(dir: Option<PathBuf>, default: &str, want: Task) -> Result<Model, 
 
 fn preprocessor(m: &Model) -> Preprocessor {
     let i = &m.json.input;
-    Preprocessor::new(i.width, i.height, Normalize { mean: i.mean, std: i.std, bgr: m.bgr() })
+    Preprocessor::new(
+        i.width,
+        i.height,
+        Normalize {
+            mean: i.mean,
+            std: i.std,
+            bgr: m.bgr(),
+        },
+    )
 }
 
 /// `--bench`: the same pipeline, headless into nothing, once per precision with the SDK's
 /// custom op and once with the lowered model through plain ONNX Runtime.
-fn bench(common: &Common, setup: &TaskSetup, input: &InputUri, sopts: &SourceOptions, stop: Arc<AtomicBool>) -> Result<i32, String> {
+fn bench(
+    common: &Common,
+    setup: &TaskSetup,
+    input: &InputUri,
+    sopts: &SourceOptions,
+    stop: Arc<AtomicBool>,
+) -> Result<i32, String> {
     let provider = Provider::parse(&common.ep).map_err(|e| e.to_string())?;
     let n = common.frames.unwrap_or(200);
     let mut rows = Vec::new();
@@ -368,11 +488,21 @@ fn bench(common: &Common, setup: &TaskSetup, input: &InputUri, sopts: &SourceOpt
         (Precision::Int8, false, "SDK custom op int8"),
         (Precision::F32, true, "plain ORT, lowered (GridSample) f32"),
     ];
-    let cfg = RunConfig { looping: true, max_frames: Some(common.warmup + n), status: false, warmup: common.warmup, title: String::new() };
+    let cfg = RunConfig {
+        looping: true,
+        max_frames: Some(common.warmup + n),
+        status: false,
+        warmup: common.warmup,
+        title: String::new(),
+    };
     eprintln!(
         "bench: {} on {input}, {} threads, {} warm-up + {n} frames per row, headless",
         setup.model.json.name,
-        if common.threads == 0 { std::thread::available_parallelism().map_or(1, |n| n.get()) } else { common.threads },
+        if common.threads == 0 {
+            std::thread::available_parallelism().map_or(1, |n| n.get())
+        } else {
+            common.threads
+        },
         common.warmup
     );
     for (precision, lowered, label) in configs {
@@ -380,20 +510,46 @@ fn bench(common: &Common, setup: &TaskSetup, input: &InputUri, sopts: &SourceOpt
             break;
         }
         let row = (|| -> Result<(RunReport, String), String> {
-            let mut net = Network::open(&setup.model, precision, provider, common.threads, lowered, common.ort_lib.clone())?;
+            let mut net = Network::open(
+                &setup.model,
+                precision,
+                provider,
+                common.threads,
+                lowered,
+                common.ort_lib.clone(),
+            )?;
             let mut renderer = (setup.make)(&setup.model)?;
             let mut pre = preprocessor(&setup.model);
             let source = open_source(input, sopts).map_err(|e| e.to_string())?;
             let sink = open_sink(&OutputUri::Null, 30, "").map_err(|e| e.to_string())?;
             let backend = net.backend.clone();
-            Ok((app::run(&cfg, source, &mut net, &mut pre, renderer.as_mut(), sink, stop.clone())?, backend))
+            Ok((
+                app::run(
+                    &cfg,
+                    source,
+                    &mut net,
+                    &mut pre,
+                    renderer.as_mut(),
+                    sink,
+                    stop.clone(),
+                )?,
+                backend,
+            ))
         })();
         match row {
             Ok((r, backend)) => rows.push((label, precision, lowered, Ok((r, backend)))),
             Err(e) => rows.push((label, precision, lowered, Err(e))),
         }
     }
-    let stages = [Stage::Capture, Stage::Decode, Stage::Preprocess, Stage::Network, Stage::Postprocess, Stage::Render, Stage::Display];
+    let stages = [
+        Stage::Capture,
+        Stage::Decode,
+        Stage::Preprocess,
+        Stage::Network,
+        Stage::Postprocess,
+        Stage::Render,
+        Stage::Display,
+    ];
     let mut table = format!("{:<38} {:>7}", "pipeline (median ms per stage)", "fps");
     for s in stages {
         table.push_str(&format!(" {:>8}", &s.name()[..s.name().len().min(8)]));
@@ -403,11 +559,21 @@ fn bench(common: &Common, setup: &TaskSetup, input: &InputUri, sopts: &SourceOpt
     for (label, precision, lowered, r) in &rows {
         match r {
             Ok((rep, backend)) => {
-                table.push_str(&format!("\n{:<38} {:>7.1}", format!("{label} [{backend}]"), rep.stats.fps()));
+                table.push_str(&format!(
+                    "\n{:<38} {:>7.1}",
+                    format!("{label} [{backend}]"),
+                    rep.stats.fps()
+                ));
                 for s in stages {
-                    table.push_str(&format!(" {:>8.2}", rep.stats.histogram(s).quantile_ms(0.5)));
+                    table.push_str(&format!(
+                        " {:>8.2}",
+                        rep.stats.histogram(s).quantile_ms(0.5)
+                    ));
                 }
-                table.push_str(&format!(" {:>9.2}", rep.stats.histogram(Stage::Network).quantile_ms(0.99)));
+                table.push_str(&format!(
+                    " {:>9.2}",
+                    rep.stats.histogram(Stage::Network).quantile_ms(0.99)
+                ));
                 json_rows.push(json!({"row": label, "precision": precision.name(), "lowered": lowered, "backend": backend,
                     "frames": rep.frames, "fps": rep.stats.fps(), "stages": stages_json(rep)}));
             }
@@ -421,7 +587,14 @@ fn bench(common: &Common, setup: &TaskSetup, input: &InputUri, sopts: &SourceOpt
     if common.json {
         let j = json!({"bench": {"task": setup.task.name(), "model": setup.model.json.name, "input": input.to_string(),
             "threads": common.threads, "warmup": common.warmup, "frames": n, "rows": json_rows}});
-        println!("{}", serde_json::to_string_pretty(&j).map_err(|e| e.to_string())?);
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&j).map_err(|e| e.to_string())?
+        );
     }
-    Ok(if rows.iter().any(|r| r.3.is_ok()) { 0 } else { 1 })
+    Ok(if rows.iter().any(|r| r.3.is_ok()) {
+        0
+    } else {
+        1
+    })
 }

@@ -4,6 +4,9 @@ use dysample_models::model::ColorOrder;
 pub use dysample_models::{ModelDir, ModelJson, Task, Variant};
 use std::path::{Path, PathBuf};
 
+/// A legend entry: class name and colour.
+pub type Legend = (String, [u8; 3]);
+
 /// An opened model folder.
 #[derive(Clone, Debug)]
 pub struct Model {
@@ -18,13 +21,22 @@ impl Model {
     /// the file and field.
     pub fn open(dir: &Path) -> Result<Self, String> {
         let inner = ModelDir::open(dir).map_err(|e| e.to_string())?;
-        Ok(Self { dir: inner.dir.clone(), json: inner.model.clone(), task: inner.model.task, inner })
+        Ok(Self {
+            dir: inner.dir.clone(),
+            json: inner.model.clone(),
+            task: inner.model.task,
+            inner,
+        })
     }
 
     /// The ONNX file to run: the custom-op form, or the lowered (standard-op) form.
     pub fn onnx(&self, lowered: bool) -> Result<PathBuf, String> {
         self.inner
-            .onnx_path(if lowered { Variant::Lowered } else { Variant::Custom })
+            .onnx_path(if lowered {
+                Variant::Lowered
+            } else {
+                Variant::Custom
+            })
             .map_err(|e| e.to_string())
     }
 
@@ -34,7 +46,7 @@ impl Model {
     }
 
     /// The person colour, the background colour and the legend entries.
-    pub fn seg_colors(&self) -> ([u8; 3], [u8; 3], Vec<(String, [u8; 3])>) {
+    pub fn seg_colors(&self) -> ([u8; 3], [u8; 3], Vec<Legend>) {
         let classes = self.json.classes.as_deref().unwrap_or(&[]);
         let fg = classes.get(1).map_or([255, 64, 160], |c| c.color);
         let bg = classes.first().map_or([0, 0, 0], |c| c.color);

@@ -5,7 +5,8 @@ use crate::model::Model;
 use dysample_video::pointcloud::{back_project, write_ply, Intrinsics};
 use dysample_video::preprocess::{resize_once, Resizer};
 use dysample_video::render::{
-    blend_mask, colorize_mask, composite_over, draw_legend, normalize_robust_to_u8, prob_to_u8, side_by_side, Blur, Colormap,
+    blend_mask, colorize_mask, composite_over, draw_legend, normalize_robust_to_u8, prob_to_u8,
+    side_by_side, Blur, Colormap,
 };
 use dysample_video::{Frame, Result, VideoError};
 use std::path::PathBuf;
@@ -22,14 +23,20 @@ impl SegView {
     pub const ALL: [SegView; 3] = [SegView::Overlay, SegView::Mask, SegView::Composite];
     /// `overlay`, `mask`, `composite`, or jetson-inference's `overlay,mask` (= composite).
     pub fn parse(s: &str) -> std::result::Result<Self, String> {
-        let mut parts: Vec<&str> = s.split(',').map(str::trim).filter(|p| !p.is_empty()).collect();
+        let mut parts: Vec<&str> = s
+            .split(',')
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+            .collect();
         parts.sort_unstable();
         parts.dedup();
         match parts.as_slice() {
             ["overlay"] => Ok(SegView::Overlay),
             ["mask"] => Ok(SegView::Mask),
             ["composite"] | ["mask", "overlay"] => Ok(SegView::Composite),
-            _ => Err(format!("--visualize {s}: choose overlay, mask or composite (overlay,mask)")),
+            _ => Err(format!(
+                "--visualize {s}: choose overlay, mask or composite (overlay,mask)"
+            )),
         }
     }
     pub fn name(self) -> &'static str {
@@ -53,13 +60,19 @@ impl DepthView {
     pub const ALL: [DepthView; 2] = [DepthView::Composite, DepthView::Depth];
     /// `composite` (= jetson-inference's `input,depth`) or `depth`.
     pub fn parse(s: &str) -> std::result::Result<Self, String> {
-        let mut parts: Vec<&str> = s.split(',').map(str::trim).filter(|p| !p.is_empty()).collect();
+        let mut parts: Vec<&str> = s
+            .split(',')
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+            .collect();
         parts.sort_unstable();
         parts.dedup();
         match parts.as_slice() {
             ["composite"] | ["depth", "input"] => Ok(DepthView::Composite),
             ["depth"] => Ok(DepthView::Depth),
-            _ => Err(format!("--visualize {s}: choose composite (input,depth) or depth")),
+            _ => Err(format!(
+                "--visualize {s}: choose composite (input,depth) or depth"
+            )),
         }
     }
     pub fn name(self) -> &'static str {
@@ -90,7 +103,9 @@ impl Background {
         } else if s == "none" {
             Ok(Background::None)
         } else {
-            Err(format!("--background {s}: choose blur, replace:IMAGE or none"))
+            Err(format!(
+                "--background {s}: choose blur, replace:IMAGE or none"
+            ))
         }
     }
 }
@@ -108,7 +123,12 @@ pub trait TaskRenderer: Send {
         None
     }
     /// Called once at the end with the last frame's model-input RGB (`rgb_w x rgb_h`), for `--pointcloud`.
-    fn finish(&mut self, _model_rgb: &[u8], _rgb_w: usize, _rgb_h: usize) -> Result<Option<String>> {
+    fn finish(
+        &mut self,
+        _model_rgb: &[u8],
+        _rgb_w: usize,
+        _rgb_h: usize,
+    ) -> Result<Option<String>> {
         Ok(None)
     }
 }
@@ -116,10 +136,16 @@ pub trait TaskRenderer: Send {
 fn check_dims(dims: &[usize], len: usize, h: usize, w: usize) -> Result<(usize, usize)> {
     let (oh, ow) = match dims {
         [1, 1, oh, ow] | [1, oh, ow] | [oh, ow] => (*oh, *ow),
-        _ => return Err(VideoError::Usage(format!("model output has shape {dims:?}; expected [1, 1, H, W]"))),
+        _ => {
+            return Err(VideoError::Usage(format!(
+                "model output has shape {dims:?}; expected [1, 1, H, W]"
+            )))
+        }
     };
     if oh * ow != len || oh == 0 || ow == 0 {
-        return Err(VideoError::Usage(format!("model output shape {dims:?} does not match its {len} values")));
+        return Err(VideoError::Usage(format!(
+            "model output shape {dims:?} does not match its {len} values"
+        )));
     }
     if (h, w) != (0, 0) && (h, w) != (oh, ow) {
         tracing::debug!("model.json says output {w}x{h}, the model gives {ow}x{oh}");
@@ -154,7 +180,11 @@ impl Segmenter {
         let (fg, bg, legend) = model.seg_colors();
         let bg_image = match &background {
             Background::Replace(p) => {
-                let img = image::open(p).map_err(|e| VideoError::Usage(format!("--background replace:{}: {e}", p.display())))?.into_rgb8();
+                let img = image::open(p)
+                    .map_err(|e| {
+                        VideoError::Usage(format!("--background replace:{}: {e}", p.display()))
+                    })?
+                    .into_rgb8();
                 let mut f = Frame::with_size(img.width() as usize, img.height() as usize);
                 f.data.copy_from_slice(img.as_raw());
                 Some((f, Frame::new()))
@@ -188,8 +218,17 @@ impl TaskRenderer for Segmenter {
         let (oh, ow) = check_dims(dims, out.len(), self.out_hw.0, self.out_hw.1)?;
         prob_to_u8(out, &mut self.small);
         let t = (self.threshold * 255.0).round() as u8;
-        self.coverage = self.small.iter().filter(|&&v| v > t).count() as f64 / self.small.len() as f64;
-        self.resizer.resize(&self.small, ow, oh, &mut self.mask, frame.width, frame.height, 1)
+        self.coverage =
+            self.small.iter().filter(|&&v| v > t).count() as f64 / self.small.len() as f64;
+        self.resizer.resize(
+            &self.small,
+            ow,
+            oh,
+            &mut self.mask,
+            frame.width,
+            frame.height,
+            1,
+        )
     }
 
     fn render(&mut self, frame: &Frame, view: usize, out: &mut Frame) -> Result<()> {
@@ -198,7 +237,13 @@ impl TaskRenderer for Segmenter {
         // The main picture: the frame over its new background, or with the overlay.
         self.main.reshape(w, h);
         match &self.background {
-            Background::None => blend_mask(&frame.data, &self.mask, self.fg, self.alpha, &mut self.main.data),
+            Background::None => blend_mask(
+                &frame.data,
+                &self.mask,
+                self.fg,
+                self.alpha,
+                &mut self.main.data,
+            ),
             Background::Blur => {
                 self.blur.run(frame, &mut self.back)?;
                 composite_over(&frame.data, &self.back, &self.mask, &mut self.main.data);
@@ -222,7 +267,11 @@ impl TaskRenderer for Segmenter {
             SegView::Composite => side_by_side(&self.main.data, &self.mask_rgb.data, w, h, out),
         }
         if self.background == Background::None || view != SegView::Overlay {
-            let entries: [(&str, [u8; 3]); 4] = std::array::from_fn(|i| self.legend.get(i).map_or(("", [0; 3]), |(n, c)| (n.as_str(), *c)));
+            let entries: [(&str, [u8; 3]); 4] = std::array::from_fn(|i| {
+                self.legend
+                    .get(i)
+                    .map_or(("", [0; 3]), |(n, c)| (n.as_str(), *c))
+            });
             draw_legend(out, &entries[..self.legend.len().min(4)]);
         }
         Ok(())
@@ -295,7 +344,15 @@ impl TaskRenderer for DepthMapper {
             self.raw_hw = (oh, ow);
         }
         self.frame_hw = (frame.height, frame.width);
-        self.resizer.resize(&self.small, ow, oh, &mut self.full, frame.width, frame.height, 1)?;
+        self.resizer.resize(
+            &self.small,
+            ow,
+            oh,
+            &mut self.full,
+            frame.width,
+            frame.height,
+            1,
+        )?;
         self.color.reshape(frame.width, frame.height);
         self.cmap.apply(&self.full, &mut self.color.data);
         Ok(())
@@ -303,7 +360,13 @@ impl TaskRenderer for DepthMapper {
 
     fn render(&mut self, frame: &Frame, view: usize, out: &mut Frame) -> Result<()> {
         match DepthView::ALL[(self.initial + view) % DepthView::ALL.len()] {
-            DepthView::Composite => side_by_side(&frame.data, &self.color.data, frame.width, frame.height, out),
+            DepthView::Composite => side_by_side(
+                &frame.data,
+                &self.color.data,
+                frame.width,
+                frame.height,
+                out,
+            ),
             DepthView::Depth => out.copy_from(&self.color),
         }
         Ok(())
@@ -314,10 +377,15 @@ impl TaskRenderer for DepthMapper {
     }
 
     fn finish(&mut self, model_rgb: &[u8], rgb_w: usize, rgb_h: usize) -> Result<Option<String>> {
-        let Some(pc) = &self.cloud else { return Ok(None) };
+        let Some(pc) = &self.cloud else {
+            return Ok(None);
+        };
         let (oh, ow) = self.raw_hw;
         if oh == 0 {
-            return Ok(Some(format!("{}: no frame, no point cloud", pc.path.display())));
+            return Ok(Some(format!(
+                "{}: no frame, no point cloud",
+                pc.path.display()
+            )));
         }
         let (fh, fw) = self.frame_hw;
         let k = match pc.intrinsics {

@@ -26,7 +26,14 @@ fn xvfb() -> Xvfb {
     let n = 60 + std::process::id() % 200;
     let display = format!(":{n}");
     let child = Command::new("Xvfb")
-        .args([display.as_str(), "-screen", "0", "1400x560x24", "-nolisten", "tcp"])
+        .args([
+            display.as_str(),
+            "-screen",
+            "0",
+            "1400x560x24",
+            "-nolisten",
+            "tcp",
+        ])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -42,7 +49,10 @@ fn xvfb() -> Xvfb {
 
 /// The root window as RGB, through `xwd` (XWD ZPixmap, 24-bit depth in 32-bit pixels).
 fn screenshot(display: &str) -> (usize, usize, Vec<u8>) {
-    let o = Command::new("xwd").args(["-root", "-silent", "-display", display]).output().expect("xwd (apt-get install x11-apps)");
+    let o = Command::new("xwd")
+        .args(["-root", "-silent", "-display", display])
+        .output()
+        .expect("xwd (apt-get install x11-apps)");
     assert!(o.status.success(), "xwd failed");
     let b = o.stdout;
     let be = |i: usize| u32::from_be_bytes(b[i * 4..i * 4 + 4].try_into().unwrap()) as usize;
@@ -55,7 +65,11 @@ fn screenshot(display: &str) -> (usize, usize, Vec<u8>) {
     for y in 0..height {
         for x in 0..width {
             let p = &data[y * bpl + x * 4..y * bpl + x * 4 + 4];
-            let v = if byte_order == 0 { u32::from_le_bytes(p.try_into().unwrap()) } else { u32::from_be_bytes(p.try_into().unwrap()) } as usize;
+            let v = if byte_order == 0 {
+                u32::from_le_bytes(p.try_into().unwrap())
+            } else {
+                u32::from_be_bytes(p.try_into().unwrap())
+            } as usize;
             for m in [rmask, gmask, bmask] {
                 rgb.push(((v & m) >> m.trailing_zeros()) as u8);
             }
@@ -104,21 +118,37 @@ fn shot(x: &Xvfb, args: &[&str], name: &str) -> ((usize, usize, Vec<u8>), String
     if let Some(dir) = std::env::var_os("DYSAMPLE_SCREENSHOTS") {
         let (w, h, px) = &img;
         std::fs::create_dir_all(&dir).unwrap();
-        image::save_buffer(Path::new(&dir).join(format!("{name}.png")), px, *w as u32, *h as u32, image::ExtendedColorType::Rgb8).unwrap();
+        image::save_buffer(
+            Path::new(&dir).join(format!("{name}.png")),
+            px,
+            *w as u32,
+            *h as u32,
+            image::ExtendedColorType::Rgb8,
+        )
+        .unwrap();
     }
-    let st = Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    let st = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
     assert!(st.success());
     let t = Instant::now();
     let code = loop {
         if let Some(s) = child.try_wait().unwrap() {
             break s.code();
         }
-        assert!(t.elapsed() < Duration::from_secs(30), "did not exit after Ctrl-C");
+        assert!(
+            t.elapsed() < Duration::from_secs(30),
+            "did not exit after Ctrl-C"
+        );
         std::thread::sleep(Duration::from_millis(50));
     };
     let log = reader.join().unwrap();
     assert_eq!(code, Some(130), "exit after Ctrl-C: {log}");
-    assert!(log.contains("interrupted") && log.contains("p99 ms") && log.contains("network"), "no summary after Ctrl-C: {log}");
+    assert!(
+        log.contains("interrupted") && log.contains("p99 ms") && log.contains("network"),
+        "no summary after Ctrl-C: {log}"
+    );
     (img, log)
 }
 
@@ -143,10 +173,13 @@ fn centred(w: usize, h: usize, ww: usize, wh: usize) -> (usize, usize, usize, us
 
 fn count(px: &[u8], w: usize, b: (usize, usize, usize, usize), f: impl Fn(&[u8]) -> bool) -> usize {
     let (x0, y0, x1, y1) = b;
-    px.chunks_exact(3).enumerate().filter(|(i, p)| {
-        let (x, y) = (i % w, i / w);
-        x >= x0 && x < x1 && y >= y0 && y < y1 && f(p)
-    }).count()
+    px.chunks_exact(3)
+        .enumerate()
+        .filter(|(i, p)| {
+            let (x, y) = (i % w, i / w);
+            x >= x0 && x < x1 && y >= y0 && y < y1 && f(p)
+        })
+        .count()
 }
 
 #[test]
@@ -156,17 +189,35 @@ fn window_shows_the_rendered_views() {
     let m = seg.to_str().unwrap();
     let pinkish = |p: &[u8]| p[0] as i32 - p[1] as i32 > 60 && p[2] as i32 - p[1] as i32 > 30;
     for view in ["overlay", "mask", "composite"] {
-        let ((w, h, px), log) = shot(&x, &["segment", "builtin://", "display://0", "--model", m, "--visualize", view], &format!("segment-{view}"));
+        let ((w, h, px), log) = shot(
+            &x,
+            &[
+                "segment",
+                "builtin://",
+                "display://0",
+                "--model",
+                m,
+                "--visualize",
+                view,
+            ],
+            &format!("segment-{view}"),
+        );
         let width = if view == "composite" { 1280 } else { 640 };
         // minifb centres the window on the screen.
         let b = centred(w, h, width, 480);
         if view != "mask" {
             let lit_box = window_box(&px, w);
-            assert!(lit_box.2 - lit_box.0 >= width - 8 && lit_box.0 >= b.0 && lit_box.2 <= b.2, "{view}: lit area {lit_box:?}, window {b:?}");
+            assert!(
+                lit_box.2 - lit_box.0 >= width - 8 && lit_box.0 >= b.0 && lit_box.2 <= b.2,
+                "{view}: lit area {lit_box:?}, window {b:?}"
+            );
         }
         let lit = count(&px, w, b, |p| p.iter().any(|&v| v > 8));
         if view != "mask" {
-            assert!(lit > width * 480 / 3, "{view}: the window looks blank ({lit} lit pixels)");
+            assert!(
+                lit > width * 480 / 3,
+                "{view}: the window looks blank ({lit} lit pixels)"
+            );
         }
         // Person colour outside the legend.
         let legend = (b.0, b.1, b.0 + 200, b.1 + 30);
@@ -180,7 +231,17 @@ fn window_shows_the_rendered_views() {
         assert!(log.contains("showed"), "{log}");
     }
     let depth = model("depth");
-    let ((w, _, px), _) = shot(&x, &["depth", "builtin://", "display://0", "--model", depth.to_str().unwrap()], "depth-composite");
+    let ((w, _, px), _) = shot(
+        &x,
+        &[
+            "depth",
+            "builtin://",
+            "display://0",
+            "--model",
+            depth.to_str().unwrap(),
+        ],
+        "depth-composite",
+    );
     // Input on the left, the inferno colormap on the right: mostly purple (blue and red over
     // green), which the outdoor input is not.
     let b = centred(w, px.len() / 3 / w, 1280, 480);
@@ -188,6 +249,12 @@ fn window_shows_the_rendered_views() {
     assert!(lit.2 - lit.0 >= 1270, "depth window lit area {lit:?}");
     let mid = b.0 + 640;
     let purple = |p: &[u8]| p[2] as i32 > p[1] as i32 + 20 && p[0] as i32 > p[1] as i32;
-    let (left, right) = (count(&px, w, (b.0, b.1, mid, b.3), purple), count(&px, w, (mid, b.1, b.2, b.3), purple));
-    assert!(right > 640 * 480 / 2 && left < 640 * 480 / 10, "purple pixels: input {left}, depth {right}");
+    let (left, right) = (
+        count(&px, w, (b.0, b.1, mid, b.3), purple),
+        count(&px, w, (mid, b.1, b.2, b.3), purple),
+    );
+    assert!(
+        right > 640 * 480 / 2 && left < 640 * 480 / 10,
+        "purple pixels: input {left}, depth {right}"
+    );
 }

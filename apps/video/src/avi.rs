@@ -9,7 +9,9 @@ use crate::{Frame, Result, VideoError, MAX_SIDE};
 use std::io::{Read, Seek, SeekFrom, Write};
 
 /// FourCCs of MJPEG video streams.
-const MJPEG: &[&[u8; 4]] = &[b"MJPG", b"mjpg", b"JPEG", b"jpeg", b"AVRn", b"dmb1", b"MJLS"];
+const MJPEG: &[&[u8; 4]] = &[
+    b"MJPG", b"mjpg", b"JPEG", b"jpeg", b"AVRn", b"dmb1", b"MJLS",
+];
 
 /// What the headers say about the video stream.
 #[derive(Clone, Debug, PartialEq)]
@@ -28,7 +30,13 @@ pub struct AviInfo {
 
 fn fourcc(b: &[u8]) -> String {
     b.iter()
-        .map(|&c| if c.is_ascii_graphic() || c == b' ' { c as char } else { '?' })
+        .map(|&c| {
+            if c.is_ascii_graphic() || c == b' ' {
+                c as char
+            } else {
+                '?'
+            }
+        })
         .collect()
 }
 
@@ -55,10 +63,14 @@ impl<R: Read + Seek> AviReader<R> {
     /// Parses the headers; `name` is used in messages.
     pub fn new(mut r: R, name: &str) -> Result<Self> {
         let bad = |d: &str| VideoError::format(name, d);
-        let file_len = r.seek(SeekFrom::End(0)).map_err(|e| VideoError::io(name, e))?;
-        r.seek(SeekFrom::Start(0)).map_err(|e| VideoError::io(name, e))?;
+        let file_len = r
+            .seek(SeekFrom::End(0))
+            .map_err(|e| VideoError::io(name, e))?;
+        r.seek(SeekFrom::Start(0))
+            .map_err(|e| VideoError::io(name, e))?;
         let mut head = [0u8; 12];
-        r.read_exact(&mut head).map_err(|_| bad("not an AVI file (shorter than a RIFF header)"))?;
+        r.read_exact(&mut head)
+            .map_err(|_| bad("not an AVI file (shorter than a RIFF header)"))?;
         if &head[0..4] != b"RIFF" || &head[8..12] != b"AVI " {
             return Err(bad("not an AVI file (no RIFF/AVI header)"));
         }
@@ -71,13 +83,16 @@ impl<R: Read + Seek> AviReader<R> {
         // Top-level and hdrl chunks: small, read whole (bounded).
         while pos + 8 <= riff_end {
             let mut ch = [0u8; 12];
-            r.seek(SeekFrom::Start(pos)).map_err(|e| VideoError::io(name, e))?;
-            r.read_exact(&mut ch[..8]).map_err(|e| VideoError::io(name, e))?;
+            r.seek(SeekFrom::Start(pos))
+                .map_err(|e| VideoError::io(name, e))?;
+            r.read_exact(&mut ch[..8])
+                .map_err(|e| VideoError::io(name, e))?;
             let size = le32(&ch, 4) as u64;
             let body = pos + 8;
             let is_list = &ch[0..4] == b"LIST" && size >= 4;
             if is_list {
-                r.read_exact(&mut ch[8..12]).map_err(|e| VideoError::io(name, e))?;
+                r.read_exact(&mut ch[8..12])
+                    .map_err(|e| VideoError::io(name, e))?;
             }
             if is_list && &ch[8..12] == b"movi" {
                 // A recording cut short still has its first frames: read up to the end.
@@ -85,20 +100,18 @@ impl<R: Read + Seek> AviReader<R> {
                 break;
             }
             if body + size > riff_end {
-                return Err(bad(&format!("chunk '{}' runs past the end of the file", fourcc(&ch[0..4]))));
+                return Err(bad(&format!(
+                    "chunk '{}' runs past the end of the file",
+                    fourcc(&ch[0..4])
+                )));
             }
-            if is_list {
-                match &ch[8..12] {
-                    b"hdrl" => {
-                        if size > 1 << 20 {
-                            return Err(bad("header list larger than 1 MiB"));
-                        }
-                        let mut h = vec![0u8; size as usize - 4];
-                        r.read_exact(&mut h).map_err(|e| VideoError::io(name, e))?;
-                        parse_hdrl(&h, &mut avih, &mut video, &mut stream_index);
-                    }
-                    _ => {}
+            if is_list && &ch[8..12] == b"hdrl" {
+                if size > 1 << 20 {
+                    return Err(bad("header list larger than 1 MiB"));
                 }
+                let mut h = vec![0u8; size as usize - 4];
+                r.read_exact(&mut h).map_err(|e| VideoError::io(name, e))?;
+                parse_hdrl(&h, &mut avih, &mut video, &mut stream_index);
             }
             pos = body + size + (size & 1);
         }
@@ -111,7 +124,9 @@ impl<R: Read + Seek> AviReader<R> {
         }
         let (width, height) = if sw > 0 && sh > 0 { (sw, sh) } else { (aw, ah) };
         if width == 0 || height == 0 || width > MAX_SIDE || height > MAX_SIDE {
-            return Err(bad(&format!("frame size {width}x{height} out of range (1..={MAX_SIDE})")));
+            return Err(bad(&format!(
+                "frame size {width}x{height} out of range (1..={MAX_SIDE})"
+            )));
         }
         let fps = if rate > 0.0 {
             rate
@@ -129,7 +144,14 @@ impl<R: Read + Seek> AviReader<R> {
         Ok(Self {
             r,
             name: name.to_string(),
-            info: AviInfo { width, height, fps, frames, codec, stream },
+            info: AviInfo {
+                width,
+                height,
+                fps,
+                frames,
+                codec,
+                stream,
+            },
             movi,
             first_movi: movi,
             file_len,
@@ -160,7 +182,9 @@ impl<R: Read + Seek> AviReader<R> {
                 continue;
             }
             let mut ch = [0u8; 8];
-            self.r.seek(SeekFrom::Start(self.pos)).map_err(|e| VideoError::io(&self.name, e))?;
+            self.r
+                .seek(SeekFrom::Start(self.pos))
+                .map_err(|e| VideoError::io(&self.name, e))?;
             if self.r.read_exact(&mut ch).is_err() {
                 return Ok(false); // cut short: the frames so far were good
             }
@@ -186,7 +210,9 @@ impl<R: Read + Seek> AviReader<R> {
                 )));
             }
             buf.resize(size as usize, 0);
-            self.r.read_exact(buf).map_err(|e| VideoError::io(&self.name, e))?;
+            self.r
+                .read_exact(buf)
+                .map_err(|e| VideoError::io(&self.name, e))?;
             return Ok(true);
         }
     }
@@ -197,9 +223,17 @@ impl<R: Read + Seek> AviReader<R> {
         // Find the RIFF chunk that holds the current movi's end, then the next top-level RIFF.
         let mut h = [0u8; 24];
         while pos + 24 <= self.file_len {
-            self.r.seek(SeekFrom::Start(pos)).map_err(|e| VideoError::io(&self.name, e))?;
-            self.r.read_exact(&mut h).map_err(|e| VideoError::io(&self.name, e))?;
-            if &h[0..4] == b"RIFF" && &h[8..12] == b"AVIX" && &h[12..16] == b"LIST" && &h[20..24] == b"movi" {
+            self.r
+                .seek(SeekFrom::Start(pos))
+                .map_err(|e| VideoError::io(&self.name, e))?;
+            self.r
+                .read_exact(&mut h)
+                .map_err(|e| VideoError::io(&self.name, e))?;
+            if &h[0..4] == b"RIFF"
+                && &h[8..12] == b"AVIX"
+                && &h[12..16] == b"LIST"
+                && &h[20..24] == b"movi"
+            {
                 let end = (pos + 20 + le32(&h, 16) as u64).min(self.file_len);
                 self.movi = (pos + 24, end);
                 self.pos = self.movi.0;
@@ -230,7 +264,12 @@ fn parse_hdrl(
         match id {
             b"avih" if end - body >= 40 => {
                 let b = &h[body..end];
-                *avih = Some((le32(b, 0) as f64, le32(b, 16) as usize, le32(b, 32) as usize, le32(b, 36) as usize));
+                *avih = Some((
+                    le32(b, 0) as f64,
+                    le32(b, 16) as usize,
+                    le32(b, 32) as usize,
+                    le32(b, 36) as usize,
+                ));
             }
             b"LIST" if end - body >= 4 && &h[body..body + 4] == b"strl" => {
                 let s = &h[body + 4..end];
@@ -287,7 +326,13 @@ const HDR_LEN: usize = 12 + 8 + 4 + 64 + 12 + 64 + 48 + 12;
 
 impl<W: Write + Seek> AviWriter<W> {
     /// Starts a file for `width x height` frames at `fps`.
-    pub fn new(mut w: W, width: usize, height: usize, fps: u32, quality: u8) -> std::io::Result<Self> {
+    pub fn new(
+        mut w: W,
+        width: usize,
+        height: usize,
+        fps: u32,
+        quality: u8,
+    ) -> std::io::Result<Self> {
         w.write_all(&[0u8; HDR_LEN])?; // rewritten by finish()
         Ok(Self {
             w,
@@ -314,10 +359,17 @@ impl<W: Write + Seek> AviWriter<W> {
         }
         self.jpeg.clear();
         image::codecs::jpeg::JpegEncoder::new_with_quality(&mut self.jpeg, self.quality)
-            .encode(&frame.data, frame.width as u32, frame.height as u32, image::ExtendedColorType::Rgb8)
+            .encode(
+                &frame.data,
+                frame.width as u32,
+                frame.height as u32,
+                image::ExtendedColorType::Rgb8,
+            )
             .map_err(|e| VideoError::io("JPEG encoder", e))?;
         if self.pos as usize + self.jpeg.len() + 16 * (self.index.len() + 2) > self.max_bytes {
-            return Err(VideoError::Usage("AVI output reached the 1 GiB limit of AVI 1.0".into()));
+            return Err(VideoError::Usage(
+                "AVI output reached the 1 GiB limit of AVI 1.0".into(),
+            ));
         }
         let n = self.jpeg.len() as u32;
         let io = |e| VideoError::io("AVI output", e);
@@ -336,7 +388,8 @@ impl<W: Write + Seek> AviWriter<W> {
     /// Writes the index and the headers; returns the writer.
     pub fn finish(mut self) -> std::io::Result<W> {
         self.w.write_all(b"idx1")?;
-        self.w.write_all(&((self.index.len() * 16) as u32).to_le_bytes())?;
+        self.w
+            .write_all(&((self.index.len() * 16) as u32).to_le_bytes())?;
         for &(off, len) in &self.index {
             self.w.write_all(b"00dc")?;
             self.w.write_all(&0x10u32.to_le_bytes())?; // AVIIF_KEYFRAME
@@ -353,7 +406,22 @@ impl<W: Write + Seek> AviWriter<W> {
         u(&mut h, 4 + 64 + 12 + 64 + 48);
         h.extend_from_slice(b"hdrlavih");
         u(&mut h, 56);
-        for v in [1_000_000 / self.fps, 0, 0, 0x10, self.frames, 0, 1, w * hh * 3, w, hh, 0, 0, 0, 0] {
+        for v in [
+            1_000_000 / self.fps,
+            0,
+            0,
+            0x10,
+            self.frames,
+            0,
+            1,
+            w * hh * 3,
+            w,
+            hh,
+            0,
+            0,
+            0,
+            0,
+        ] {
             u(&mut h, v);
         }
         h.extend_from_slice(b"LIST");
@@ -361,7 +429,18 @@ impl<W: Write + Seek> AviWriter<W> {
         h.extend_from_slice(b"strlstrh");
         u(&mut h, 56);
         h.extend_from_slice(b"vidsMJPG");
-        for v in [0, 0, 0, 1, self.fps, 0, self.frames, w * hh * 3, u32::MAX, 0] {
+        for v in [
+            0,
+            0,
+            0,
+            1,
+            self.fps,
+            0,
+            self.frames,
+            w * hh * 3,
+            u32::MAX,
+            0,
+        ] {
             u(&mut h, v);
         }
         u(&mut h, 0);

@@ -39,8 +39,14 @@ fn chroma(u: u8, v: u8) -> (i32, i32, i32) {
 
 /// Packed YUYV 4:2:2 (`Y0 U Y1 V`, V4L2's `YUYV`) of `width x height` into `out` (resized).
 /// `stride` is the source row length in bytes (`width * 2` when rows are packed).
-pub fn yuyv_to_rgb(src: &[u8], width: usize, height: usize, stride: usize, out: &mut Frame) -> Result<()> {
-    if width % 2 != 0 || width == 0 || height == 0 || stride < width * 2 {
+pub fn yuyv_to_rgb(
+    src: &[u8],
+    width: usize,
+    height: usize,
+    stride: usize,
+    out: &mut Frame,
+) -> Result<()> {
+    if !width.is_multiple_of(2) || width == 0 || height == 0 || stride < width * 2 {
         return Err(VideoError::Usage(format!(
             "YUYV frame {width}x{height} (stride {stride}): width must be even and stride ≥ 2·width"
         )));
@@ -99,7 +105,13 @@ impl Chroma {
 }
 
 /// Planar Y'CbCr (Y plane, then Cb, then Cr) into `out` (resized).
-pub fn yuv_planar_to_rgb(src: &[u8], width: usize, height: usize, chroma_kind: Chroma, out: &mut Frame) -> Result<()> {
+pub fn yuv_planar_to_rgb(
+    src: &[u8],
+    width: usize,
+    height: usize,
+    chroma_kind: Chroma,
+    out: &mut Frame,
+) -> Result<()> {
     let need = chroma_kind.frame_bytes(width, height);
     if src.len() < need {
         return Err(VideoError::Corrupt(format!(
@@ -216,7 +228,12 @@ mod tests {
         rgb_to_yuv444(&rgb, &mut yuv);
         let mut f = Frame::new();
         yuv_planar_to_rgb(&yuv, 100, 1, Chroma::C444, &mut f).unwrap();
-        let worst = rgb.iter().zip(&f.data).map(|(a, b)| (*a as i32 - *b as i32).abs()).max().unwrap();
+        let worst = rgb
+            .iter()
+            .zip(&f.data)
+            .map(|(a, b)| (*a as i32 - *b as i32).abs())
+            .max()
+            .unwrap();
         assert!(worst <= 4, "worst {worst}");
     }
 }

@@ -23,16 +23,28 @@ impl Intrinsics {
     /// From a horizontal field of view in degrees (square pixels, centred principal point).
     pub fn from_fov(width: usize, height: usize, hfov_deg: f64) -> Result<Self> {
         if !(hfov_deg > 1.0 && hfov_deg < 179.0) {
-            return Err(VideoError::Usage(format!("--fov {hfov_deg}: give a horizontal field of view between 1 and 179 degrees")));
+            return Err(VideoError::Usage(format!(
+                "--fov {hfov_deg}: give a horizontal field of view between 1 and 179 degrees"
+            )));
         }
         let f = width as f64 / 2.0 / (hfov_deg.to_radians() / 2.0).tan();
-        Ok(Self { fx: f, fy: f, cx: width as f64 / 2.0, cy: height as f64 / 2.0 })
+        Ok(Self {
+            fx: f,
+            fy: f,
+            cx: width as f64 / 2.0,
+            cy: height as f64 / 2.0,
+        })
     }
 
     /// The same camera for an image resized from `from` to `to` (width, height).
     pub fn scaled(&self, from: (usize, usize), to: (usize, usize)) -> Self {
         let (sx, sy) = (to.0 as f64 / from.0 as f64, to.1 as f64 / from.1 as f64);
-        Self { fx: self.fx * sx, fy: self.fy * sy, cx: self.cx * sx, cy: self.cy * sy }
+        Self {
+            fx: self.fx * sx,
+            fy: self.fy * sy,
+            cx: self.cx * sx,
+            cy: self.cy * sy,
+        }
     }
 
     pub fn matrix(&self) -> Matrix3<f64> {
@@ -52,13 +64,25 @@ pub fn back_project(
     far: f64,
 ) -> Result<Vec<([f32; 3], [u8; 3])>> {
     if !(near > 0.0 && far > near) {
-        return Err(VideoError::Usage(format!("point cloud range: need 0 < near < far, got {near}..{far}")));
+        return Err(VideoError::Usage(format!(
+            "point cloud range: need 0 < near < far, got {near}..{far}"
+        )));
     }
     if inv_depth.len() != width * height || rgb.len() != width * height * 3 {
-        return Err(VideoError::Usage("point cloud: depth and colour sizes differ".into()));
+        return Err(VideoError::Usage(
+            "point cloud: depth and colour sizes differ".into(),
+        ));
     }
-    let kinv = k.matrix().try_inverse().ok_or_else(|| VideoError::Usage("camera matrix is singular (fx or fy is 0)".into()))?;
-    let (lo, hi) = inv_depth.iter().filter(|v| v.is_finite()).fold((f32::INFINITY, f32::NEG_INFINITY), |(a, b), &v| (a.min(v), b.max(v)));
+    let kinv = k
+        .matrix()
+        .try_inverse()
+        .ok_or_else(|| VideoError::Usage("camera matrix is singular (fx or fy is 0)".into()))?;
+    let (lo, hi) = inv_depth
+        .iter()
+        .filter(|v| v.is_finite())
+        .fold((f32::INFINITY, f32::NEG_INFINITY), |(a, b), &v| {
+            (a.min(v), b.max(v))
+        });
     let span = if hi > lo { (hi - lo) as f64 } else { 1.0 };
     let (inear, ifar) = (1.0 / near, 1.0 / far);
     let mut pts = Vec::with_capacity(width * height);
@@ -72,7 +96,10 @@ pub fn back_project(
             let z = 1.0 / (n * (inear - ifar) + ifar);
             let p: Vector3<f64> = kinv * Vector3::new(u as f64 + 0.5, v as f64 + 0.5, 1.0) * z;
             let i = (v * width + u) * 3;
-            pts.push(([p.x as f32, p.y as f32, p.z as f32], [rgb[i], rgb[i + 1], rgb[i + 2]]));
+            pts.push((
+                [p.x as f32, p.y as f32, p.z as f32],
+                [rgb[i], rgb[i + 1], rgb[i + 2]],
+            ));
         }
     }
     Ok(pts)

@@ -58,7 +58,14 @@ impl Resizer {
         Self::with_mode(Mode::Area)
     }
     fn with_mode(mode: Mode) -> Self {
-        Self { mode, key: (0, 0, 0, 0, 0), xs: Vec::new(), ys: Vec::new(), rows: [Vec::new(), Vec::new()], held: [usize::MAX; 2] }
+        Self {
+            mode,
+            key: (0, 0, 0, 0, 0),
+            xs: Vec::new(),
+            ys: Vec::new(),
+            rows: [Vec::new(), Vec::new()],
+            held: [usize::MAX; 2],
+        }
     }
 
     fn prepare(&mut self, sw: usize, sh: usize, dw: usize, dh: usize, ch: usize) {
@@ -66,9 +73,11 @@ impl Resizer {
         if self.key != key {
             self.key = key;
             self.xs.clear();
-            self.xs.extend(taps(sw, dw).map(|(a, b, w)| ((a * ch) as u32, (b * ch) as u32, w)));
+            self.xs
+                .extend(taps(sw, dw).map(|(a, b, w)| ((a * ch) as u32, (b * ch) as u32, w)));
             self.ys.clear();
-            self.ys.extend(taps(sh, dh).map(|(a, b, w)| (a as u32, b as u32, w)));
+            self.ys
+                .extend(taps(sh, dh).map(|(a, b, w)| (a as u32, b as u32, w)));
             for r in &mut self.rows {
                 r.resize(dw * ch, 0);
             }
@@ -78,7 +87,7 @@ impl Resizer {
 
     fn hrow(xs: &[(u32, u32, u16)], src: &[u8], ch: usize, out: &mut [u16]) {
         for (&(a, b, w), o) in xs.iter().zip(out.chunks_exact_mut(ch)) {
-            let (a, b, w) = (a as usize, b as usize, w as u16);
+            let (a, b, w) = (a as usize, b as usize, w);
             for c in 0..ch {
                 o[c] = src[a + c] as u16 * (256 - w) + src[b + c] as u16 * w;
             }
@@ -95,25 +104,43 @@ impl Resizer {
             return 1;
         }
         let slot = if self.held[0] == keep { 1 } else { 0 };
-        Self::hrow(&self.xs, &src[sy * row_len..(sy + 1) * row_len], ch, &mut self.rows[slot]);
+        Self::hrow(
+            &self.xs,
+            &src[sy * row_len..(sy + 1) * row_len],
+            ch,
+            &mut self.rows[slot],
+        );
         self.held[slot] = sy;
         slot
     }
 
     /// `src` (`sw x sh`, `channels` 1 or 3) into `dst` (`dw x dh`, resized to fit).
-    pub fn resize(&mut self, src: &[u8], sw: usize, sh: usize, dst: &mut Vec<u8>, dw: usize, dh: usize, channels: usize) -> Result<()> {
+    pub fn resize(
+        &mut self,
+        src: &[u8],
+        sw: usize,
+        sh: usize,
+        dst: &mut Vec<u8>,
+        dw: usize,
+        dh: usize,
+        channels: usize,
+    ) -> Result<()> {
         if !(channels == 1 || channels == 3) {
-            return Err(VideoError::Usage(format!("cannot resize {channels}-channel images")));
+            return Err(VideoError::Usage(format!(
+                "cannot resize {channels}-channel images"
+            )));
         }
         if sw == 0 || sh == 0 || dw == 0 || dh == 0 || src.len() < sw * sh * channels {
-            return Err(VideoError::Usage(format!("resize {sw}x{sh} -> {dw}x{dh}: bad size or short buffer")));
+            return Err(VideoError::Usage(format!(
+                "resize {sw}x{sh} -> {dw}x{dh}: bad size or short buffer"
+            )));
         }
         dst.resize(dw * dh * channels, 0);
         if (sw, sh) == (dw, dh) {
             dst.copy_from_slice(&src[..dw * dh * channels]);
             return Ok(());
         }
-        if self.mode == Mode::Area && sw % dw == 0 && sh % dh == 0 {
+        if self.mode == Mode::Area && sw.is_multiple_of(dw) && sh.is_multiple_of(dh) {
             box_down(src, sw, dst, dw, dh, channels, sw / dw, sh / dh);
             return Ok(());
         }
@@ -136,7 +163,16 @@ impl Resizer {
 }
 
 /// Mean of `fx x fy` blocks.
-fn box_down(src: &[u8], sw: usize, dst: &mut [u8], dw: usize, dh: usize, ch: usize, fx: usize, fy: usize) {
+fn box_down(
+    src: &[u8],
+    sw: usize,
+    dst: &mut [u8],
+    dw: usize,
+    dh: usize,
+    ch: usize,
+    fx: usize,
+    fy: usize,
+) {
     let n = (fx * fy) as u32;
     for y in 0..dh {
         for x in 0..dw {
@@ -144,7 +180,12 @@ fn box_down(src: &[u8], sw: usize, dst: &mut [u8], dw: usize, dh: usize, ch: usi
                 let mut sum = 0u32;
                 for yy in y * fy..(y + 1) * fy {
                     let row = &src[(yy * sw + x * fx) * ch..(yy * sw + (x + 1) * fx) * ch];
-                    sum += row.iter().skip(c).step_by(ch).map(|&v| v as u32).sum::<u32>();
+                    sum += row
+                        .iter()
+                        .skip(c)
+                        .step_by(ch)
+                        .map(|&v| v as u32)
+                        .sum::<u32>();
                 }
                 dst[(y * dw + x) * ch + c] = ((sum + n / 2) / n) as u8;
             }
@@ -161,9 +202,14 @@ pub fn resize_once(src: &[u8], sw: usize, sh: usize, dw: usize, dh: usize) -> Re
         dst.copy_from_slice(&src[..dw * dh * 3]);
         return Ok(dst);
     }
-    let s = fr::images::ImageRef::new(sw as u32, sh as u32, src, fr::PixelType::U8x3).map_err(|e| VideoError::Usage(format!("resize source: {e}")))?;
-    let mut d = fr::images::Image::from_slice_u8(dw as u32, dh as u32, &mut dst, fr::PixelType::U8x3).map_err(|e| VideoError::Usage(format!("resize target: {e}")))?;
-    fr::Resizer::new().resize(&s, &mut d, &fr::ResizeOptions::new()).map_err(|e| VideoError::Usage(format!("resize: {e}")))?;
+    let s = fr::images::ImageRef::new(sw as u32, sh as u32, src, fr::PixelType::U8x3)
+        .map_err(|e| VideoError::Usage(format!("resize source: {e}")))?;
+    let mut d =
+        fr::images::Image::from_slice_u8(dw as u32, dh as u32, &mut dst, fr::PixelType::U8x3)
+            .map_err(|e| VideoError::Usage(format!("resize target: {e}")))?;
+    fr::Resizer::new()
+        .resize(&s, &mut d, &fr::ResizeOptions::new())
+        .map_err(|e| VideoError::Usage(format!("resize: {e}")))?;
     Ok(dst)
 }
 
@@ -178,7 +224,11 @@ pub struct Normalize {
 
 impl Default for Normalize {
     fn default() -> Self {
-        Self { mean: [0.0; 3], std: [1.0; 3], bgr: false }
+        Self {
+            mean: [0.0; 3],
+            std: [1.0; 3],
+            bgr: false,
+        }
     }
 }
 
@@ -222,7 +272,15 @@ impl Preprocessor {
 
     /// Fills the tensor from `frame` and returns it.
     pub fn run(&mut self, frame: &Frame) -> Result<&[f32]> {
-        self.resizer.resize(&frame.data, frame.width, frame.height, &mut self.resized, self.width, self.height, 3)?;
+        self.resizer.resize(
+            &frame.data,
+            frame.width,
+            frame.height,
+            &mut self.resized,
+            self.width,
+            self.height,
+            3,
+        )?;
         let n = self.width * self.height;
         let (r, rest) = self.tensor.split_at_mut(n);
         let (g, b) = rest.split_at_mut(n);
@@ -278,7 +336,11 @@ mod tests {
             let s = &src[..sw * sh * ch];
             r.resize(s, sw, sh, &mut dst, dw, dh, ch).unwrap();
             let want = reference(s, sw, sh, dw, dh, ch);
-            let worst = dst.iter().zip(&want).map(|(&a, &b)| (a as f64 - b).abs()).fold(0.0, f64::max);
+            let worst = dst
+                .iter()
+                .zip(&want)
+                .map(|(&a, &b)| (a as f64 - b).abs())
+                .fold(0.0, f64::max);
             assert!(worst <= 1.6, "{dw}x{dh}x{ch}: worst {worst}");
         }
         assert!(r.resize(&src, sw, sh, &mut dst, 0, 4, 3).is_err());
@@ -289,7 +351,9 @@ mod tests {
     fn box_downscale_averages() {
         let src = [0u8, 10, 20, 30, 100, 110, 120, 130];
         let mut dst = Vec::new();
-        Resizer::area().resize(&src, 4, 2, &mut dst, 2, 1, 1).unwrap();
+        Resizer::area()
+            .resize(&src, 4, 2, &mut dst, 2, 1, 1)
+            .unwrap();
         assert_eq!(dst, [55, 75]);
     }
 }

@@ -42,7 +42,13 @@ impl<T> LatestQueue<T> {
             free.push(make());
         }
         Self {
-            state: Mutex::new(State { slot: None, free, closed: false, dropped: 0, pushed: 0 }),
+            state: Mutex::new(State {
+                slot: None,
+                free,
+                closed: false,
+                dropped: 0,
+                pushed: 0,
+            }),
             cv: Condvar::new(),
         }
     }
@@ -123,7 +129,11 @@ impl<T> LatestQueue<T> {
             if now >= deadline {
                 return Pop::Timeout;
             }
-            s = self.cv.wait_timeout(s, deadline - now).unwrap_or_else(|p| p.into_inner()).0;
+            s = self
+                .cv
+                .wait_timeout(s, deadline - now)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
         }
     }
 

@@ -26,7 +26,12 @@ pub fn blend_mask(src: &[u8], mask: &[u8], color: [u8; 3], alpha: u8, out: &mut 
 
 /// `out = fg * mask + bg * (1 - mask)` per pixel, all RGB of the same size.
 pub fn composite_over(fg: &[u8], bg: &[u8], mask: &[u8], out: &mut [u8]) {
-    for (((f, b), &m), o) in fg.chunks_exact(3).zip(bg.chunks_exact(3)).zip(mask).zip(out.chunks_exact_mut(3)) {
+    for (((f, b), &m), o) in fg
+        .chunks_exact(3)
+        .zip(bg.chunks_exact(3))
+        .zip(mask)
+        .zip(out.chunks_exact_mut(3))
+    {
         let (m, im) = (m as u32, 255 - m as u32);
         o[0] = div255(f[0] as u32 * m + b[0] as u32 * im) as u8;
         o[1] = div255(f[1] as u32 * m + b[1] as u32 * im) as u8;
@@ -78,20 +83,29 @@ pub fn normalize_to_u8(v: &[f32], out: &mut Vec<u8>) -> (f32, f32) {
         }
     }
     out.resize(v.len(), 0);
-    if !(hi > lo) {
+    if hi.partial_cmp(&lo) != Some(std::cmp::Ordering::Greater) {
         out.fill(0);
         return (lo, hi);
     }
     let k = 255.0 / (hi - lo);
     for (o, &x) in out.iter_mut().zip(v) {
-        *o = if x.is_finite() { ((x - lo) * k + 0.5) as u8 } else { 0 };
+        *o = if x.is_finite() {
+            ((x - lo) * k + 0.5) as u8
+        } else {
+            0
+        };
     }
     (lo, hi)
 }
 
 /// Like [`normalize_to_u8`] but between the `q`-th and `(1-q)`-th quantiles (a few outlier
 /// pixels do not flatten the rest); `scratch` is reused. Returns the (low, high) used.
-pub fn normalize_robust_to_u8(v: &[f32], q: f64, scratch: &mut Vec<f32>, out: &mut Vec<u8>) -> (f32, f32) {
+pub fn normalize_robust_to_u8(
+    v: &[f32],
+    q: f64,
+    scratch: &mut Vec<f32>,
+    out: &mut Vec<u8>,
+) -> (f32, f32) {
     scratch.clear();
     scratch.extend(v.iter().copied().filter(|x| x.is_finite()));
     out.resize(v.len(), 0);
@@ -100,17 +114,24 @@ pub fn normalize_robust_to_u8(v: &[f32], q: f64, scratch: &mut Vec<f32>, out: &m
         return (0.0, 0.0);
     }
     let n = scratch.len();
-    let (a, b) = (((n - 1) as f64 * q) as usize, ((n - 1) as f64 * (1.0 - q)) as usize);
+    let (a, b) = (
+        ((n - 1) as f64 * q) as usize,
+        ((n - 1) as f64 * (1.0 - q)) as usize,
+    );
     let lo = *scratch.select_nth_unstable_by(a, f32::total_cmp).1;
     let hi = *scratch.select_nth_unstable_by(b, f32::total_cmp).1;
-    if !(hi > lo) {
+    if hi.partial_cmp(&lo) != Some(std::cmp::Ordering::Greater) {
         out.fill(0);
         return (lo, hi);
     }
     let k = 255.0 / (hi - lo);
     for (o, &x) in out.iter_mut().zip(v) {
         // `as u8` saturates below 0 and above 255.
-        *o = if x.is_finite() { ((x - lo) * k + 0.5) as u8 } else { 0 };
+        *o = if x.is_finite() {
+            ((x - lo) * k + 0.5) as u8
+        } else {
+            0
+        };
     }
     (lo, hi)
 }
@@ -126,13 +147,30 @@ pub struct Blur {
 
 impl Blur {
     pub fn new(factor: usize) -> Self {
-        Self { factor: factor.max(2), small: Vec::new(), down: Resizer::area(), up: Resizer::bilinear() }
+        Self {
+            factor: factor.max(2),
+            small: Vec::new(),
+            down: Resizer::area(),
+            up: Resizer::bilinear(),
+        }
     }
     /// Blurred `frame` into `out`.
     pub fn run(&mut self, frame: &Frame, out: &mut Vec<u8>) -> Result<()> {
-        let (sw, sh) = ((frame.width / self.factor).max(1), (frame.height / self.factor).max(1));
-        self.down.resize(&frame.data, frame.width, frame.height, &mut self.small, sw, sh, 3)?;
-        self.up.resize(&self.small, sw, sh, out, frame.width, frame.height, 3)
+        let (sw, sh) = (
+            (frame.width / self.factor).max(1),
+            (frame.height / self.factor).max(1),
+        );
+        self.down.resize(
+            &frame.data,
+            frame.width,
+            frame.height,
+            &mut self.small,
+            sw,
+            sh,
+            3,
+        )?;
+        self.up
+            .resize(&self.small, sw, sh, out, frame.width, frame.height, 3)
     }
 }
 
@@ -212,7 +250,11 @@ pub fn shade_rect(f: &mut Frame, x: usize, y: usize, w: usize, h: usize) {
 pub fn draw_text(f: &mut Frame, x: usize, y: usize, text: &str, color: [u8; 3], scale: usize) {
     let mut cx = x;
     for ch in text.chars() {
-        let code = if ch.is_ascii() { ch as usize } else { b'?' as usize };
+        let code = if ch.is_ascii() {
+            ch as usize
+        } else {
+            b'?' as usize
+        };
         let glyph = font8x8::legacy::BASIC_LEGACY[code];
         for (gy, bits) in glyph.iter().enumerate() {
             for gx in 0..8 {

@@ -58,9 +58,18 @@ pub trait FrameSink: Send {
 fn encode_png(frame: &Frame, buf: &mut Vec<u8>) -> Result<()> {
     use image::ImageEncoder;
     buf.clear();
-    image::codecs::png::PngEncoder::new_with_quality(&mut *buf, image::codecs::png::CompressionType::Fast, image::codecs::png::FilterType::Sub)
-        .write_image(&frame.data, frame.width as u32, frame.height as u32, image::ExtendedColorType::Rgb8)
-        .map_err(|e| VideoError::io("PNG encoder", e))
+    image::codecs::png::PngEncoder::new_with_quality(
+        &mut *buf,
+        image::codecs::png::CompressionType::Fast,
+        image::codecs::png::FilterType::Sub,
+    )
+    .write_image(
+        &frame.data,
+        frame.width as u32,
+        frame.height as u32,
+        image::ExtendedColorType::Rgb8,
+    )
+    .map_err(|e| VideoError::io("PNG encoder", e))
 }
 
 /// Writes `bytes` to a temporary name beside `path`, then renames it over `path`.
@@ -96,11 +105,18 @@ impl FrameSink for PngFile {
     }
     fn finish(&mut self) -> Result<String> {
         if self.frames == 0 {
-            return Ok(format!("{}: no frames, nothing written", self.path.display()));
+            return Ok(format!(
+                "{}: no frames, nothing written",
+                self.path.display()
+            ));
         }
         encode_png(&self.last, &mut self.buf)?;
         write_atomic(&self.path, &self.buf)?;
-        Ok(format!("wrote the last of {} frames to {}", self.frames, self.path.display()))
+        Ok(format!(
+            "wrote the last of {} frames to {}",
+            self.frames,
+            self.path.display()
+        ))
     }
 }
 
@@ -127,7 +143,11 @@ impl FrameSink for PngDir {
         Ok(())
     }
     fn finish(&mut self) -> Result<String> {
-        Ok(format!("wrote {} frames to {}/ (000000.png ...)", self.frames, self.dir.display()))
+        Ok(format!(
+            "wrote {} frames to {}/ (000000.png ...)",
+            self.frames,
+            self.dir.display()
+        ))
     }
 }
 
@@ -148,24 +168,39 @@ impl FrameSink for AviFile {
     fn write(&mut self, frame: &Frame) -> Result<()> {
         if self.w.is_none() {
             let f = File::create(&self.tmp).map_err(|e| VideoError::io(self.tmp.display(), e))?;
-            let w = AviWriter::new(BufWriter::with_capacity(1 << 20, f), frame.width, frame.height, self.fps, 85)
-                .map_err(|e| VideoError::io(self.tmp.display(), e))?;
+            let w = AviWriter::new(
+                BufWriter::with_capacity(1 << 20, f),
+                frame.width,
+                frame.height,
+                self.fps,
+                85,
+            )
+            .map_err(|e| VideoError::io(self.tmp.display(), e))?;
             self.w = Some(w);
         }
         self.w.as_mut().expect("set above").write(frame)
     }
     fn finish(&mut self) -> Result<String> {
         let Some(w) = self.w.take() else {
-            return Ok(format!("{}: no frames, nothing written", self.path.display()));
+            return Ok(format!(
+                "{}: no frames, nothing written",
+                self.path.display()
+            ));
         };
         self.done = w.frames();
-        let f = w.finish().map_err(|e| VideoError::io(self.tmp.display(), e))?;
+        let f = w
+            .finish()
+            .map_err(|e| VideoError::io(self.tmp.display(), e))?;
         f.into_inner()
             .map_err(|e| VideoError::io(self.tmp.display(), e.into_error()))?
             .sync_all()
             .and_then(|_| std::fs::rename(&self.tmp, &self.path))
             .map_err(|e| VideoError::io(self.path.display(), e))?;
-        Ok(format!("wrote {} frames to {} (MJPEG AVI)", self.done, self.path.display()))
+        Ok(format!(
+            "wrote {} frames to {} (MJPEG AVI)",
+            self.done,
+            self.path.display()
+        ))
     }
 }
 
@@ -193,24 +228,37 @@ impl FrameSink for Y4mFile {
     fn write(&mut self, frame: &Frame) -> Result<()> {
         if self.w.is_none() {
             let f = File::create(&self.tmp).map_err(|e| VideoError::io(self.tmp.display(), e))?;
-            let w = Y4mWriter::new(BufWriter::with_capacity(1 << 20, f), frame.width, frame.height, self.fps)
-                .map_err(|e| VideoError::io(self.tmp.display(), e))?;
+            let w = Y4mWriter::new(
+                BufWriter::with_capacity(1 << 20, f),
+                frame.width,
+                frame.height,
+                self.fps,
+            )
+            .map_err(|e| VideoError::io(self.tmp.display(), e))?;
             self.w = Some(w);
         }
         self.w.as_mut().expect("set above").write(frame)
     }
     fn finish(&mut self) -> Result<String> {
         let Some(w) = self.w.take() else {
-            return Ok(format!("{}: no frames, nothing written", self.path.display()));
+            return Ok(format!(
+                "{}: no frames, nothing written",
+                self.path.display()
+            ));
         };
         let n = w.frames();
-        let f = w.finish().map_err(|e| VideoError::io(self.tmp.display(), e))?;
+        let f = w
+            .finish()
+            .map_err(|e| VideoError::io(self.tmp.display(), e))?;
         f.into_inner()
             .map_err(|e| VideoError::io(self.tmp.display(), e.into_error()))?
             .sync_all()
             .and_then(|_| std::fs::rename(&self.tmp, &self.path))
             .map_err(|e| VideoError::io(self.path.display(), e))?;
-        Ok(format!("wrote {n} frames to {} (Y4M 4:4:4)", self.path.display()))
+        Ok(format!(
+            "wrote {n} frames to {} (Y4M 4:4:4)",
+            self.path.display()
+        ))
     }
 }
 
@@ -246,7 +294,10 @@ impl FrameSink for NullSink {
 /// (created). `fps` is the rate written into video headers.
 pub fn open_file_sink(path: &Path, fps: u32) -> Result<Box<dyn FrameSink>> {
     let s = path.to_string_lossy();
-    let ext = path.extension().and_then(|e| e.to_str()).map(|e| e.to_ascii_lowercase());
+    let ext = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .map(|e| e.to_ascii_lowercase());
     let is_dir = s.ends_with('/') || path.is_dir() || ext.is_none();
     let parent_ok = |p: &Path| -> Result<()> {
         match p.parent() {
@@ -259,7 +310,12 @@ pub fn open_file_sink(path: &Path, fps: u32) -> Result<Box<dyn FrameSink>> {
     if is_dir {
         std::fs::create_dir_all(path).map_err(|e| VideoError::io(path.display(), e))?;
         let dir = PathBuf::from(s.trim_end_matches('/'));
-        return Ok(Box::new(PngDir { dir, frames: 0, buf: Vec::new(), path: PathBuf::new() }));
+        return Ok(Box::new(PngDir {
+            dir,
+            frames: 0,
+            buf: Vec::new(),
+            path: PathBuf::new(),
+        }));
     }
     parent_ok(path)?;
     let mut tmp = path.as_os_str().to_owned();
@@ -287,7 +343,9 @@ pub fn open_sink(uri: &OutputUri, fps: u32, title: &str) -> Result<Box<dyn Frame
         #[cfg(not(feature = "window"))]
         OutputUri::Display => {
             let _ = title;
-            Err(VideoError::Usage("display://0: this build has no window support (feature 'window')".into()))
+            Err(VideoError::Usage(
+                "display://0: this build has no window support (feature 'window')".into(),
+            ))
         }
     }
 }

@@ -76,7 +76,12 @@ impl<R: std::io::Read + Seek + Send> AviSource<R> {
         let reader = AviReader::new(r, name)?;
         let info = reader.info();
         let buf = Vec::with_capacity(info.width * info.height);
-        Ok(Self { reader, name: name.into(), buf, jpeg: JpegDecoder::new() })
+        Ok(Self {
+            reader,
+            name: name.into(),
+            buf,
+            jpeg: JpegDecoder::new(),
+        })
     }
 }
 
@@ -86,10 +91,17 @@ impl<R: std::io::Read + Seek + Send> FrameSource for AviSource<R> {
     }
     fn describe(&self) -> String {
         let i = self.reader.info();
-        format!("{}: MJPEG AVI {}x{} @ {:.3} fps, {} frames", self.name, i.width, i.height, i.fps, i.frames)
+        format!(
+            "{}: MJPEG AVI {}x{} @ {:.3} fps, {} frames",
+            self.name, i.width, i.height, i.fps, i.frames
+        )
     }
     fn grab(&mut self) -> Result<Grab> {
-        Ok(if self.reader.next_frame(&mut self.buf)? { Grab::Frame } else { Grab::End })
+        Ok(if self.reader.next_frame(&mut self.buf)? {
+            Grab::Frame
+        } else {
+            Grab::End
+        })
     }
     fn decode(&mut self, out: &mut Frame) -> Result<()> {
         self.jpeg.decode(&self.buf, out)
@@ -121,7 +133,11 @@ impl Y4mSource {
         let name = path.display().to_string();
         let f = File::open(path).map_err(|e| VideoError::io(&name, e))?;
         let reader = Y4mReader::new(BufReader::with_capacity(1 << 16, f), &name)?;
-        Ok(Self { reader, name, buf: Vec::new() })
+        Ok(Self {
+            reader,
+            name,
+            buf: Vec::new(),
+        })
     }
 }
 
@@ -131,17 +147,27 @@ impl FrameSource for Y4mSource {
     }
     fn describe(&self) -> String {
         let i = self.reader.info();
-        format!("{}: Y4M {:?} {}x{} @ {:.3} fps", self.name, i.chroma, i.width, i.height, i.fps)
+        format!(
+            "{}: Y4M {:?} {}x{} @ {:.3} fps",
+            self.name, i.chroma, i.width, i.height, i.fps
+        )
     }
     fn grab(&mut self) -> Result<Grab> {
-        Ok(if self.reader.next_frame(&mut self.buf)? { Grab::Frame } else { Grab::End })
+        Ok(if self.reader.next_frame(&mut self.buf)? {
+            Grab::Frame
+        } else {
+            Grab::End
+        })
     }
     fn decode(&mut self, out: &mut Frame) -> Result<()> {
         self.reader.decode(&self.buf, out)
     }
     fn rewind(&mut self) -> Result<bool> {
         let at = self.reader.data_start;
-        self.reader.get_mut().seek(SeekFrom::Start(at)).map_err(|e| VideoError::io(&self.name, e))?;
+        self.reader
+            .get_mut()
+            .seek(SeekFrom::Start(at))
+            .map_err(|e| VideoError::io(&self.name, e))?;
         Ok(true)
     }
     fn fps(&self) -> Option<f64> {
@@ -179,7 +205,18 @@ impl FfmpegSource {
     pub fn open(input: &str, live: bool) -> Result<Self> {
         let name = input.to_string();
         let mut child = Command::new(ffmpeg_program())
-            .args(["-nostdin", "-loglevel", "error", "-i", input, "-f", "yuv4mpegpipe", "-pix_fmt", "yuv420p", "-"])
+            .args([
+                "-nostdin",
+                "-loglevel",
+                "error",
+                "-i",
+                input,
+                "-f",
+                "yuv4mpegpipe",
+                "-pix_fmt",
+                "yuv420p",
+                "-",
+            ])
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .spawn()
@@ -189,10 +226,20 @@ impl FfmpegSource {
             Ok(r) => r,
             Err(e) => {
                 let status = child.wait().map(|s| s.to_string()).unwrap_or_default();
-                return Err(VideoError::format(&name, format!("ffmpeg could not read it ({status}; {e})")));
+                return Err(VideoError::format(
+                    &name,
+                    format!("ffmpeg could not read it ({status}; {e})"),
+                ));
             }
         };
-        Ok(Self { input: input.into(), name, child, reader, buf: Vec::new(), live })
+        Ok(Self {
+            input: input.into(),
+            name,
+            child,
+            reader,
+            buf: Vec::new(),
+            live,
+        })
     }
 }
 
@@ -209,12 +256,18 @@ impl FrameSource for FfmpegSource {
     }
     fn describe(&self) -> String {
         let i = self.reader.info();
-        format!("{} (through ffmpeg): {}x{} @ {:.3} fps", self.name, i.width, i.height, i.fps)
+        format!(
+            "{} (through ffmpeg): {}x{} @ {:.3} fps",
+            self.name, i.width, i.height, i.fps
+        )
     }
     fn grab(&mut self) -> Result<Grab> {
         match self.reader.next_frame(&mut self.buf) {
             Ok(true) => Ok(Grab::Frame),
-            Ok(false) if self.live => Err(VideoError::Disconnected { what: self.name.clone(), detail: "stream ended".into() }),
+            Ok(false) if self.live => Err(VideoError::Disconnected {
+                what: self.name.clone(),
+                detail: "stream ended".into(),
+            }),
             Ok(false) => Ok(Grab::End),
             Err(e) => Err(e),
         }
@@ -234,13 +287,23 @@ impl FrameSource for FfmpegSource {
     }
 }
 
-const IMAGE_EXTS: &[&str] = &["png", "jpg", "jpeg", "bmp", "pnm", "ppm", "tga", "tif", "tiff", "webp", "gif"];
+const IMAGE_EXTS: &[&str] = &[
+    "png", "jpg", "jpeg", "bmp", "pnm", "ppm", "tga", "tif", "tiff", "webp", "gif",
+];
 
 fn ext_lower(p: &Path) -> String {
-    p.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase()
+    p.extension()
+        .and_then(|e| e.to_str())
+        .unwrap_or("")
+        .to_ascii_lowercase()
 }
 
-fn decode_image_bytes(bytes: &[u8], path: &Path, jpeg: &mut JpegDecoder, out: &mut Frame) -> Result<()> {
+fn decode_image_bytes(
+    bytes: &[u8],
+    path: &Path,
+    jpeg: &mut JpegDecoder,
+    out: &mut Frame,
+) -> Result<()> {
     if matches!(ext_lower(path).as_str(), "jpg" | "jpeg") {
         return jpeg.decode(bytes, out);
     }
@@ -249,7 +312,11 @@ fn decode_image_bytes(bytes: &[u8], path: &Path, jpeg: &mut JpegDecoder, out: &m
         .into_rgb8();
     let (w, h) = (img.width() as usize, img.height() as usize);
     if w > crate::MAX_SIDE || h > crate::MAX_SIDE {
-        return Err(VideoError::Corrupt(format!("{}: {w}x{h} is larger than {}", path.display(), crate::MAX_SIDE)));
+        return Err(VideoError::Corrupt(format!(
+            "{}: {w}x{h} is larger than {}",
+            path.display(),
+            crate::MAX_SIDE
+        )));
     }
     out.reshape(w, h);
     out.data.copy_from_slice(img.as_raw());
@@ -271,7 +338,11 @@ impl ImageSource {
         let mut frame = Frame::new();
         decode_image_bytes(&bytes, path, &mut JpegDecoder::new(), &mut frame)
             .map_err(|e| VideoError::format(&name, format!("cannot decode the image ({e})")))?;
-        Ok(Self { name, frame, given: false })
+        Ok(Self {
+            name,
+            frame,
+            given: false,
+        })
     }
 }
 
@@ -280,7 +351,10 @@ impl FrameSource for ImageSource {
         &self.name
     }
     fn describe(&self) -> String {
-        format!("{}: image {}x{}", self.name, self.frame.width, self.frame.height)
+        format!(
+            "{}: image {}x{}",
+            self.name, self.frame.width, self.frame.height
+        )
     }
     fn grab(&mut self) -> Result<Grab> {
         if self.given {
@@ -319,10 +393,19 @@ impl ImageDirSource {
             .filter(|p| p.is_file() && IMAGE_EXTS.contains(&ext_lower(p).as_str()))
             .collect();
         if files.is_empty() {
-            return Err(VideoError::format(&name, format!("directory holds no images ({})", IMAGE_EXTS.join(", "))));
+            return Err(VideoError::format(
+                &name,
+                format!("directory holds no images ({})", IMAGE_EXTS.join(", ")),
+            ));
         }
         files.sort();
-        Ok(Self { name, files, next: 0, bytes: Vec::new(), jpeg: JpegDecoder::new() })
+        Ok(Self {
+            name,
+            files,
+            next: 0,
+            bytes: Vec::new(),
+            jpeg: JpegDecoder::new(),
+        })
     }
 }
 
@@ -334,11 +417,14 @@ impl FrameSource for ImageDirSource {
         format!("{}: {} images", self.name, self.files.len())
     }
     fn grab(&mut self) -> Result<Grab> {
-        let Some(p) = self.files.get(self.next) else { return Ok(Grab::End) };
+        let Some(p) = self.files.get(self.next) else {
+            return Ok(Grab::End);
+        };
         self.next += 1;
         self.bytes.clear();
         let mut f = File::open(p).map_err(|e| VideoError::io(p.display(), e))?;
-        std::io::Read::read_to_end(&mut f, &mut self.bytes).map_err(|e| VideoError::io(p.display(), e))?;
+        std::io::Read::read_to_end(&mut f, &mut self.bytes)
+            .map_err(|e| VideoError::io(p.display(), e))?;
         Ok(Grab::Frame)
     }
     fn decode(&mut self, out: &mut Frame) -> Result<()> {
@@ -359,14 +445,18 @@ pub fn open_source(uri: &InputUri, opts: &SourceOptions) -> Result<Box<dyn Frame
         InputUri::Camera(dev) => open_camera(dev, opts),
         InputUri::Network(url) => {
             if !ffmpeg_available() {
-                return Err(VideoError::Usage(format!("{url}: network streams are read through ffmpeg, which is not installed")));
+                return Err(VideoError::Usage(format!(
+                    "{url}: network streams are read through ffmpeg, which is not installed"
+                )));
             }
             let (url, stop) = (url.clone(), opts.stop.clone());
             let first = FfmpegSource::open(&url, true)?;
             Ok(Box::new(Reconnecting::new(
                 url.clone(),
                 Box::new(first),
-                Box::new(move || Ok(Box::new(FfmpegSource::open(&url, true)?) as Box<dyn FrameSource>)),
+                Box::new(move || {
+                    Ok(Box::new(FfmpegSource::open(&url, true)?) as Box<dyn FrameSource>)
+                }),
                 stop,
             )))
         }
@@ -377,7 +467,10 @@ pub fn open_source(uri: &InputUri, opts: &SourceOptions) -> Result<Box<dyn Frame
 fn open_file(path: &Path) -> Result<Box<dyn FrameSource>> {
     let name = path.display().to_string();
     if !path.exists() {
-        return Err(VideoError::Io { what: name, detail: "no such file or directory".into() });
+        return Err(VideoError::Io {
+            what: name,
+            detail: "no such file or directory".into(),
+        });
     }
     if path.is_dir() {
         return Ok(Box::new(ImageDirSource::open(path)?));
@@ -389,12 +482,15 @@ fn open_file(path: &Path) -> Result<Box<dyn FrameSource>> {
     let native = match ext.as_str() {
         "avi" => {
             let f = File::open(path).map_err(|e| VideoError::io(&name, e))?;
-            AviSource::new(BufReader::with_capacity(1 << 16, f), &name).map(|s| Box::new(s) as Box<dyn FrameSource>)
+            AviSource::new(BufReader::with_capacity(1 << 16, f), &name)
+                .map(|s| Box::new(s) as Box<dyn FrameSource>)
         }
         "y4m" => Y4mSource::open(path).map(|s| Box::new(s) as Box<dyn FrameSource>),
         _ => Err(VideoError::format(
             &name,
-            format!(".{ext} is not read natively (MJPEG .avi, .y4m, images and image directories are)"),
+            format!(
+                ".{ext} is not read natively (MJPEG .avi, .y4m, images and image directories are)"
+            ),
         )),
     };
     match native {
@@ -404,7 +500,13 @@ fn open_file(path: &Path) -> Result<Box<dyn FrameSource>> {
                 tracing::info!(file = %name, "{e}; reading it through ffmpeg");
                 Ok(Box::new(FfmpegSource::open(&name, false)?))
             } else {
-                Err(VideoError::format(&name, format!("{}; ffmpeg is not installed", e.to_string().trim_start_matches(&format!("{name}: ")))))
+                Err(VideoError::format(
+                    &name,
+                    format!(
+                        "{}; ffmpeg is not installed",
+                        e.to_string().trim_start_matches(&format!("{name}: "))
+                    ),
+                ))
             }
         }
         Err(e) => Err(e),
@@ -420,14 +522,19 @@ fn open_camera(dev: &Path, opts: &SourceOptions) -> Result<Box<dyn FrameSource>>
     Ok(Box::new(Reconnecting::new(
         name,
         Box::new(first),
-        Box::new(move || Ok(Box::new(crate::v4l2::V4l2Source::open(&d, &o)?) as Box<dyn FrameSource>)),
+        Box::new(move || {
+            Ok(Box::new(crate::v4l2::V4l2Source::open(&d, &o)?) as Box<dyn FrameSource>)
+        }),
         opts.stop.clone(),
     )))
 }
 
 #[cfg(not(all(feature = "v4l2", target_os = "linux")))]
 fn open_camera(dev: &Path, _opts: &SourceOptions) -> Result<Box<dyn FrameSource>> {
-    Err(VideoError::Usage(format!("{}: this build has no v4l2 support (feature 'v4l2')", dev.display())))
+    Err(VideoError::Usage(format!(
+        "{}: this build has no v4l2 support (feature 'v4l2')",
+        dev.display()
+    )))
 }
 
 /// Exponential backoff: `initial`, doubling, at most `max`.
@@ -440,7 +547,11 @@ pub struct Backoff {
 
 impl Backoff {
     pub fn new(initial: Duration, max: Duration) -> Self {
-        Self { initial, max, next: initial }
+        Self {
+            initial,
+            max,
+            next: initial,
+        }
     }
     /// The next wait.
     pub fn next_delay(&mut self) -> Duration {
@@ -473,12 +584,20 @@ pub struct Reconnecting {
 
 impl std::fmt::Debug for Reconnecting {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Reconnecting").field("name", &self.name).field("reconnects", &self.reconnects).finish()
+        f.debug_struct("Reconnecting")
+            .field("name", &self.name)
+            .field("reconnects", &self.reconnects)
+            .finish()
     }
 }
 
 impl Reconnecting {
-    pub fn new(name: String, first: Box<dyn FrameSource>, open: Opener, stop: Arc<AtomicBool>) -> Self {
+    pub fn new(
+        name: String,
+        first: Box<dyn FrameSource>,
+        open: Opener,
+        stop: Arc<AtomicBool>,
+    ) -> Self {
         let describe = first.describe();
         let stop2 = stop.clone();
         Self {
@@ -553,10 +672,15 @@ impl FrameSource for Reconnecting {
             match src.grab() {
                 Ok(Grab::Frame) => return Ok(Grab::Frame),
                 Ok(Grab::End) => {
-                    let e = VideoError::Disconnected { what: "stream".into(), detail: "ended".into() };
+                    let e = VideoError::Disconnected {
+                        what: "stream".into(),
+                        detail: "ended".into(),
+                    };
                     self.drop_current(&e);
                 }
-                Err(e @ (VideoError::Disconnected { .. } | VideoError::Io { .. })) => self.drop_current(&e),
+                Err(e @ (VideoError::Disconnected { .. } | VideoError::Io { .. })) => {
+                    self.drop_current(&e)
+                }
                 Err(e) => return Err(e),
             }
         }
@@ -564,7 +688,9 @@ impl FrameSource for Reconnecting {
     fn decode(&mut self, out: &mut Frame) -> Result<()> {
         match self.current.as_mut() {
             Some(s) => s.decode(out),
-            None => Err(VideoError::Corrupt("source reconnected between grab and decode".into())),
+            None => Err(VideoError::Corrupt(
+                "source reconnected between grab and decode".into(),
+            )),
         }
     }
     fn fps(&self) -> Option<f64> {

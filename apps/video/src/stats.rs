@@ -64,7 +64,12 @@ pub struct Histogram {
 
 impl Default for Histogram {
     fn default() -> Self {
-        Self { buckets: vec![0; BUCKETS].into_boxed_slice(), count: 0, sum_ns: 0, max_ns: 0 }
+        Self {
+            buckets: vec![0; BUCKETS].into_boxed_slice(),
+            count: 0,
+            sum_ns: 0,
+            max_ns: 0,
+        }
     }
 }
 
@@ -209,7 +214,12 @@ impl Stats {
         for s in Stage::ALL {
             let (n, ns) = self.window[s as usize];
             if n > 0 {
-                let _ = write!(self.line, " {} {:.1}", s.short(), ns as f64 / n as f64 / 1e6);
+                let _ = write!(
+                    self.line,
+                    " {} {:.1}",
+                    s.short(),
+                    ns as f64 / n as f64 / 1e6
+                );
             }
         }
         let _ = write!(self.line, " ms | {extra}");
@@ -222,7 +232,11 @@ impl Stats {
     /// The table printed at exit.
     pub fn table(&self) -> String {
         let mut t = String::new();
-        let _ = writeln!(t, "{:<12} {:>8} {:>9} {:>9} {:>9} {:>9}", "stage", "frames", "mean ms", "p50 ms", "p99 ms", "max ms");
+        let _ = writeln!(
+            t,
+            "{:<12} {:>8} {:>9} {:>9} {:>9} {:>9}",
+            "stage", "frames", "mean ms", "p50 ms", "p99 ms", "max ms"
+        );
         let mut total = 0.0;
         for s in Stage::ALL {
             let h = &self.hist[s as usize];
@@ -241,7 +255,15 @@ impl Stats {
                 h.max_ms()
             );
         }
-        let _ = write!(t, "{:<12} {:>8} {:>9.2}   ({:.1} fps over {:.1} s)", "sum", self.frames, total, self.fps(), self.elapsed().as_secs_f64());
+        let _ = write!(
+            t,
+            "{:<12} {:>8} {:>9.2}   ({:.1} fps over {:.1} s)",
+            "sum",
+            self.frames,
+            total,
+            self.fps(),
+            self.elapsed().as_secs_f64()
+        );
         t
     }
 }
@@ -261,7 +283,11 @@ mod tests {
         for i in 1..=100u64 {
             h.record(i * 1_000_000); // 1..100 ms
         }
-        assert!((h.quantile_ms(0.5) - 50.005).abs() < 0.01, "{}", h.quantile_ms(0.5));
+        assert!(
+            (h.quantile_ms(0.5) - 50.005).abs() < 0.01,
+            "{}",
+            h.quantile_ms(0.5)
+        );
         assert!((h.quantile_ms(0.99) - 99.005).abs() < 0.01);
         assert!((h.mean_ms() - 50.5).abs() < 1e-9);
         h.record(5_000_000_000);
@@ -276,6 +302,9 @@ mod tests {
         s.record(Stage::Decode, 1_000_000);
         s.frame_done();
         let t = s.table();
-        assert!(t.contains("network") && t.contains("decode") && !t.contains("display"), "{t}");
+        assert!(
+            t.contains("network") && t.contains("decode") && !t.contains("display"),
+            "{t}"
+        );
     }
 }

@@ -125,7 +125,10 @@ pub fn first_camera() -> Option<PathBuf> {
         })
         .collect();
     nodes.sort();
-    nodes.into_iter().map(|(_, p)| p).find(|p| is_capture_device(p))
+    nodes
+        .into_iter()
+        .map(|(_, p)| p)
+        .find(|p| is_capture_device(p))
 }
 
 #[cfg(all(feature = "v4l2", target_os = "linux"))]
@@ -145,21 +148,51 @@ mod tests {
     #[test]
     fn inputs() {
         assert_eq!(parse_input("builtin://").unwrap(), InputUri::Builtin);
-        assert_eq!(parse_input("/dev/video2").unwrap(), InputUri::Camera("/dev/video2".into()));
-        assert_eq!(parse_input("v4l2:///dev/video1").unwrap(), InputUri::Camera("/dev/video1".into()));
-        assert_eq!(parse_input("v4l2://3").unwrap(), InputUri::Camera("/dev/video3".into()));
-        assert_eq!(parse_input("file:///a/b.avi").unwrap(), InputUri::File("/a/b.avi".into()));
-        assert_eq!(parse_input("x.y4m").unwrap(), InputUri::File("x.y4m".into()));
-        assert!(matches!(parse_input("rtsp://h/s").unwrap(), InputUri::Network(_)));
-        assert!(parse_input("csi://0").unwrap_err().to_string().contains("not supported"));
-        assert!(parse_input("gopher://x").unwrap_err().to_string().contains("unknown input scheme"));
+        assert_eq!(
+            parse_input("/dev/video2").unwrap(),
+            InputUri::Camera("/dev/video2".into())
+        );
+        assert_eq!(
+            parse_input("v4l2:///dev/video1").unwrap(),
+            InputUri::Camera("/dev/video1".into())
+        );
+        assert_eq!(
+            parse_input("v4l2://3").unwrap(),
+            InputUri::Camera("/dev/video3".into())
+        );
+        assert_eq!(
+            parse_input("file:///a/b.avi").unwrap(),
+            InputUri::File("/a/b.avi".into())
+        );
+        assert_eq!(
+            parse_input("x.y4m").unwrap(),
+            InputUri::File("x.y4m".into())
+        );
+        assert!(matches!(
+            parse_input("rtsp://h/s").unwrap(),
+            InputUri::Network(_)
+        ));
+        assert!(parse_input("csi://0")
+            .unwrap_err()
+            .to_string()
+            .contains("not supported"));
+        assert!(parse_input("gopher://x")
+            .unwrap_err()
+            .to_string()
+            .contains("unknown input scheme"));
     }
 
     #[test]
     fn outputs() {
         assert_eq!(parse_output("display://0").unwrap(), OutputUri::Display);
-        assert_eq!(parse_output("file://o.avi").unwrap(), OutputUri::File("o.avi".into()));
-        assert_eq!(parse_output("out/").unwrap(), OutputUri::File("out/".into()));
+        assert_eq!(
+            parse_output("file://o.avi").unwrap(),
+            OutputUri::File("o.avi".into())
+        );
+        assert_eq!(
+            parse_output("out/").unwrap(),
+            OutputUri::File("out/".into())
+        );
         assert!(parse_output("rtp://x").is_err());
     }
 }

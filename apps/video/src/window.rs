@@ -27,7 +27,16 @@ impl std::fmt::Debug for WindowSink {
 }
 
 fn open_window(title: &str, w: usize, h: usize) -> std::result::Result<Window, String> {
-    let mut win = Window::new(title, w, h, WindowOptions { resize: true, ..WindowOptions::default() }).map_err(|e| e.to_string().replace('\n', " "))?;
+    let mut win = Window::new(
+        title,
+        w,
+        h,
+        WindowOptions {
+            resize: true,
+            ..WindowOptions::default()
+        },
+    )
+    .map_err(|e| e.to_string().replace('\n', " "))?;
     win.set_target_fps(0);
     Ok(win)
 }
@@ -86,13 +95,18 @@ impl WindowSink {
                                 c.quit.store(true, Ordering::Relaxed);
                                 break;
                             }
-                            hi.lock().unwrap_or_else(|p| p.into_inner()).record(t.elapsed().as_nanos() as u64);
+                            hi.lock()
+                                .unwrap_or_else(|p| p.into_inner())
+                                .record(t.elapsed().as_nanos() as u64);
                             sh.fetch_add(1, Ordering::Relaxed);
                         }
                         Pop::Timeout => win.update(),
                         Pop::Closed => break,
                     }
-                    if !win.is_open() || win.is_key_down(Key::Escape) || win.is_key_pressed(Key::Q, KeyRepeat::No) {
+                    if !win.is_open()
+                        || win.is_key_down(Key::Escape)
+                        || win.is_key_pressed(Key::Q, KeyRepeat::No)
+                    {
                         c.quit.store(true, Ordering::Relaxed);
                         break;
                     }
@@ -117,11 +131,23 @@ impl WindowSink {
             Ok(Ok(())) => {}
             Ok(Err(e)) => {
                 let _ = thread.join();
-                return Err(VideoError::Usage(format!("display://0: cannot open a window ({e}); use --headless or a file output")));
+                return Err(VideoError::Usage(format!(
+                    "display://0: cannot open a window ({e}); use --headless or a file output"
+                )));
             }
-            Err(_) => return Err(VideoError::Usage("display://0: the window did not open within 20 s; use --headless".into())),
+            Err(_) => {
+                return Err(VideoError::Usage(
+                    "display://0: the window did not open within 20 s; use --headless".into(),
+                ))
+            }
         }
-        Ok(Self { queue, controls, hist, thread: Some(thread), shown })
+        Ok(Self {
+            queue,
+            controls,
+            hist,
+            thread: Some(thread),
+            shown,
+        })
     }
 }
 

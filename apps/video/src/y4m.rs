@@ -31,7 +31,10 @@ fn read_line<R: BufRead>(r: &mut R, line: &mut Vec<u8>, max: usize, what: &str) 
             None => (buf.len(), false),
         };
         if line.len() + take > max {
-            return Err(VideoError::format(what, format!("header line longer than {max} bytes")));
+            return Err(VideoError::format(
+                what,
+                format!("header line longer than {max} bytes"),
+            ));
         }
         line.extend_from_slice(&buf[..take]);
         r.consume(take);
@@ -44,17 +47,29 @@ fn read_line<R: BufRead>(r: &mut R, line: &mut Vec<u8>, max: usize, what: &str) 
 
 /// Parses a `YUV4MPEG2 W.. H.. F..:.. C...` header line.
 pub fn parse_header(line: &[u8], what: &str) -> Result<Y4mInfo> {
-    let text = std::str::from_utf8(line).map_err(|_| VideoError::format(what, "header is not ASCII"))?;
+    let text =
+        std::str::from_utf8(line).map_err(|_| VideoError::format(what, "header is not ASCII"))?;
     let mut it = text.split(' ');
     if it.next() != Some("YUV4MPEG2") {
-        return Err(VideoError::format(what, "not a Y4M stream (no YUV4MPEG2 signature)"));
+        return Err(VideoError::format(
+            what,
+            "not a Y4M stream (no YUV4MPEG2 signature)",
+        ));
     }
     let (mut w, mut h, mut fps, mut chroma) = (0usize, 0usize, 25.0, Chroma::C420);
     for tok in it.filter(|t| !t.is_empty()) {
         let (tag, val) = tok.split_at(1);
         match tag {
-            "W" => w = val.parse().map_err(|_| VideoError::format(what, format!("bad width '{val}'")))?,
-            "H" => h = val.parse().map_err(|_| VideoError::format(what, format!("bad height '{val}'")))?,
+            "W" => {
+                w = val
+                    .parse()
+                    .map_err(|_| VideoError::format(what, format!("bad width '{val}'")))?
+            }
+            "H" => {
+                h = val
+                    .parse()
+                    .map_err(|_| VideoError::format(what, format!("bad height '{val}'")))?
+            }
             "F" => {
                 let (n, d) = val.split_once(':').unwrap_or((val, "1"));
                 let (n, d): (f64, f64) = (n.parse().unwrap_or(0.0), d.parse().unwrap_or(0.0));
@@ -71,21 +86,34 @@ pub fn parse_header(line: &[u8], what: &str) -> Result<Y4mInfo> {
                     other => {
                         return Err(VideoError::format(
                             what,
-                            format!("colour space C{other} not supported (8-bit 420, 422, 444 and mono are)"),
+                            format!(
+                        "colour space C{other} not supported (8-bit 420, 422, 444 and mono are)"
+                    ),
                         ))
                     }
                 }
             }
             "I" if val != "p" && val != "?" => {
-                tracing::warn!(stream = what, "interlaced Y4M ({tok}) is shown as progressive");
+                tracing::warn!(
+                    stream = what,
+                    "interlaced Y4M ({tok}) is shown as progressive"
+                );
             }
             _ => {}
         }
     }
     if w == 0 || h == 0 || w > MAX_SIDE || h > MAX_SIDE {
-        return Err(VideoError::format(what, format!("frame size {w}x{h} out of range (1..={MAX_SIDE})")));
+        return Err(VideoError::format(
+            what,
+            format!("frame size {w}x{h} out of range (1..={MAX_SIDE})"),
+        ));
     }
-    Ok(Y4mInfo { width: w, height: h, fps, chroma })
+    Ok(Y4mInfo {
+        width: w,
+        height: h,
+        fps,
+        chroma,
+    })
 }
 
 /// Reads Y4M frames from a byte stream.
@@ -106,7 +134,13 @@ impl<R: BufRead> Y4mReader<R> {
             return Err(VideoError::format(name, "empty file"));
         }
         let info = parse_header(&line, name)?;
-        Ok(Self { data_start: line.len() as u64 + 1, r, name: name.to_string(), info, line })
+        Ok(Self {
+            data_start: line.len() as u64 + 1,
+            r,
+            name: name.to_string(),
+            info,
+            line,
+        })
     }
 
     pub fn info(&self) -> &Y4mInfo {
@@ -126,19 +160,30 @@ impl<R: BufRead> Y4mReader<R> {
         if !self.line.starts_with(b"FRAME") {
             return Err(VideoError::format(&self.name, "expected a FRAME marker"));
         }
-        buf.resize(self.info.chroma.frame_bytes(self.info.width, self.info.height), 0);
+        buf.resize(
+            self.info
+                .chroma
+                .frame_bytes(self.info.width, self.info.height),
+            0,
+        );
         match self.r.read_exact(buf) {
             Ok(()) => Ok(true),
-            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
-                Err(VideoError::Corrupt(format!("{}: last frame is cut short", self.name)))
-            }
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Err(VideoError::Corrupt(
+                format!("{}: last frame is cut short", self.name),
+            )),
             Err(e) => Err(VideoError::io(&self.name, e)),
         }
     }
 
     /// Converts a frame read by [`Y4mReader::next_frame`] to RGB.
     pub fn decode(&self, buf: &[u8], out: &mut Frame) -> Result<()> {
-        yuv_planar_to_rgb(buf, self.info.width, self.info.height, self.info.chroma, out)
+        yuv_planar_to_rgb(
+            buf,
+            self.info.width,
+            self.info.height,
+            self.info.chroma,
+            out,
+        )
     }
 }
 
@@ -154,8 +199,18 @@ pub struct Y4mWriter<W: Write> {
 
 impl<W: Write> Y4mWriter<W> {
     pub fn new(mut w: W, width: usize, height: usize, fps: u32) -> std::io::Result<Self> {
-        writeln!(w, "YUV4MPEG2 W{width} H{height} F{}:1 Ip A1:1 C444", fps.max(1))?;
-        Ok(Self { w, width, height, yuv: Vec::with_capacity(width * height * 3), frames: 0 })
+        writeln!(
+            w,
+            "YUV4MPEG2 W{width} H{height} F{}:1 Ip A1:1 C444",
+            fps.max(1)
+        )?;
+        Ok(Self {
+            w,
+            width,
+            height,
+            yuv: Vec::with_capacity(width * height * 3),
+            frames: 0,
+        })
     }
 
     pub fn write(&mut self, frame: &Frame) -> Result<()> {

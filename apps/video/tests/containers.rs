@@ -23,11 +23,22 @@ fn picture(w: usize, h: usize, k: usize) -> Frame {
 }
 
 fn mean_abs(a: &[u8], b: &[u8]) -> f64 {
-    a.iter().zip(b).map(|(x, y)| x.abs_diff(*y) as f64).sum::<f64>() / a.len() as f64
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| x.abs_diff(*y) as f64)
+        .sum::<f64>()
+        / a.len() as f64
 }
 
 fn avi_bytes(frames: &[Frame], fps: u32) -> Vec<u8> {
-    let mut w = AviWriter::new(Cursor::new(Vec::new()), frames[0].width, frames[0].height, fps, 90).unwrap();
+    let mut w = AviWriter::new(
+        Cursor::new(Vec::new()),
+        frames[0].width,
+        frames[0].height,
+        fps,
+        90,
+    )
+    .unwrap();
     for f in frames {
         w.write(f).unwrap();
     }
@@ -58,7 +69,10 @@ fn avi_round_trip() {
     let bytes = avi_bytes(&frames, 12);
     let r = AviReader::new(Cursor::new(bytes.clone()), "t.avi").unwrap();
     let i = r.info();
-    assert_eq!((i.width, i.height, i.frames, i.codec.as_str()), (65, 37, 5, "MJPG"));
+    assert_eq!(
+        (i.width, i.height, i.frames, i.codec.as_str()),
+        (65, 37, 5, "MJPG")
+    );
     assert!((i.fps - 12.0).abs() < 1e-9);
     let mut src = AviSource::new(Cursor::new(bytes), "t.avi").unwrap();
     let (got, corrupt) = read_all(&mut src);
@@ -85,7 +99,12 @@ fn opencv_written_builtin_clip() {
     // A real scene: not flat.
     let f = &frames[0];
     let mean = f.data.iter().map(|&v| v as f64).sum::<f64>() / f.data.len() as f64;
-    let var = f.data.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / f.data.len() as f64;
+    let var = f
+        .data
+        .iter()
+        .map(|&v| (v as f64 - mean).powi(2))
+        .sum::<f64>()
+        / f.data.len() as f64;
     assert!(var.sqrt() > 20.0, "std {}", var.sqrt());
     let via_uri = open_source(&InputUri::Builtin, &SourceOptions::default()).unwrap();
     assert_eq!(via_uri.fps(), Some(10.0));
@@ -119,7 +138,10 @@ fn corrupt_frame_is_skipped_and_counted() {
     let mut src = AviSource::new(Cursor::new(bytes), "bad.avi").unwrap();
     let (got, corrupt) = read_all(&mut src);
     assert_eq!((got.len(), corrupt), (3, 1));
-    assert!(mean_abs(&got[2].data, &frames[3].data) < 3.0, "the frame after the bad one is intact");
+    assert!(
+        mean_abs(&got[2].data, &frames[3].data) < 3.0,
+        "the frame after the bad one is intact"
+    );
 }
 
 #[test]
@@ -139,14 +161,24 @@ fn damaged_files_are_bounded_errors() {
     let (got, _) = read_all(&mut src);
     assert_eq!(got.len(), 2);
     // Not an AVI / not MJPEG / empty.
-    let e = AviReader::new(Cursor::new(b"RIFX....WAVE".to_vec()), "x.avi").unwrap_err().to_string();
+    let e = AviReader::new(Cursor::new(b"RIFX....WAVE".to_vec()), "x.avi")
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("not an AVI"), "{e}");
     assert!(AviReader::new(Cursor::new(Vec::new()), "e.avi").is_err());
     let mut div3 = bytes.clone();
-    for fourcc in div3.windows(4).enumerate().filter(|(_, w)| *w == b"MJPG").map(|(i, _)| i).collect::<Vec<_>>() {
+    for fourcc in div3
+        .windows(4)
+        .enumerate()
+        .filter(|(_, w)| *w == b"MJPG")
+        .map(|(i, _)| i)
+        .collect::<Vec<_>>()
+    {
         div3[fourcc..fourcc + 4].copy_from_slice(b"DIV3");
     }
-    let e = AviReader::new(Cursor::new(div3), "div3.avi").unwrap_err().to_string();
+    let e = AviReader::new(Cursor::new(div3), "div3.avi")
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("'DIV3'") && e.contains("ffmpeg"), "{e}");
     // A header chunk running past the end.
     let mut trunc = bytes[..100].to_vec();
@@ -163,12 +195,21 @@ fn y4m_round_trip_444() {
     }
     let bytes = w.finish().unwrap();
     let mut r = Y4mReader::new(Cursor::new(bytes), "t.y4m").unwrap();
-    assert_eq!((r.info().width, r.info().height, r.info().fps), (21, 13, 25.0));
+    assert_eq!(
+        (r.info().width, r.info().height, r.info().fps),
+        (21, 13, 25.0)
+    );
     let (mut buf, mut f) = (Vec::new(), Frame::new());
     for want in &frames {
         assert!(r.next_frame(&mut buf).unwrap());
         r.decode(&buf, &mut f).unwrap();
-        let worst = f.data.iter().zip(&want.data).map(|(a, b)| a.abs_diff(*b)).max().unwrap();
+        let worst = f
+            .data
+            .iter()
+            .zip(&want.data)
+            .map(|(a, b)| a.abs_diff(*b))
+            .max()
+            .unwrap();
         assert!(worst <= 3, "worst {worst}");
     }
     assert!(!r.next_frame(&mut buf).unwrap());
@@ -196,11 +237,16 @@ fn y4m_420_odd_size_and_bad_headers() {
         (&b"P6 4 4 255\n"[..], "not a Y4M"),
         (&b"YUV4MPEG2 W4 H4"[..], "inside a header"),
     ] {
-        let e = Y4mReader::new(Cursor::new(bad.to_vec()), "b.y4m").unwrap_err().to_string();
+        let e = Y4mReader::new(Cursor::new(bad.to_vec()), "b.y4m")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains(msg), "{e}");
     }
     let long = [b"YUV4MPEG2 ".to_vec(), vec![b'X'; 5000]].concat();
-    assert!(Y4mReader::new(Cursor::new(long), "l.y4m").unwrap_err().to_string().contains("longer than"));
+    assert!(Y4mReader::new(Cursor::new(long), "l.y4m")
+        .unwrap_err()
+        .to_string()
+        .contains("longer than"));
 }
 
 #[test]
@@ -208,11 +254,22 @@ fn file_sources_by_uri() {
     let dir = tempfile::tempdir().unwrap();
     // An image directory, sorted by name, with a non-image file and an undecodable one.
     for (i, k) in [(2, 0), (0, 1), (1, 2)] {
-        image::save_buffer(dir.path().join(format!("f{i}.png")), &picture(20, 10, k).data, 20, 10, image::ExtendedColorType::Rgb8).unwrap();
+        image::save_buffer(
+            dir.path().join(format!("f{i}.png")),
+            &picture(20, 10, k).data,
+            20,
+            10,
+            image::ExtendedColorType::Rgb8,
+        )
+        .unwrap();
     }
     std::fs::write(dir.path().join("notes.txt"), "x").unwrap();
     std::fs::write(dir.path().join("f3.png"), "not a png").unwrap();
-    let mut src = open_source(&InputUri::File(dir.path().into()), &SourceOptions::default()).unwrap();
+    let mut src = open_source(
+        &InputUri::File(dir.path().into()),
+        &SourceOptions::default(),
+    )
+    .unwrap();
     let (got, corrupt) = read_all(src.as_mut());
     assert_eq!((got.len(), corrupt), (3, 1));
     assert_eq!(got[0].data, picture(20, 10, 1).data, "f0.png first");
@@ -224,13 +281,25 @@ fn file_sources_by_uri() {
     assert_eq!(read_all(src.as_mut()).0.len(), 1);
     // Errors name the file.
     let missing = dir.path().join("nope.avi");
-    let e = open_source(&InputUri::File(missing), &SourceOptions::default()).err().unwrap().to_string();
+    let e = open_source(&InputUri::File(missing), &SourceOptions::default())
+        .err()
+        .unwrap()
+        .to_string();
     assert!(e.contains("nope.avi") && e.contains("no such file"), "{e}");
     let empty = tempfile::tempdir().unwrap();
-    let e = open_source(&InputUri::File(empty.path().into()), &SourceOptions::default()).err().unwrap().to_string();
+    let e = open_source(
+        &InputUri::File(empty.path().into()),
+        &SourceOptions::default(),
+    )
+    .err()
+    .unwrap()
+    .to_string();
     assert!(e.contains("no images"), "{e}");
     let bad = dir.path().join("bad.png");
     std::fs::write(&bad, "nope").unwrap();
-    let e = open_source(&InputUri::File(bad), &SourceOptions::default()).err().unwrap().to_string();
+    let e = open_source(&InputUri::File(bad), &SourceOptions::default())
+        .err()
+        .unwrap()
+        .to_string();
     assert!(e.contains("cannot decode"), "{e}");
 }

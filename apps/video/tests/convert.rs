@@ -6,14 +6,21 @@ use dysample_video::Frame;
 use std::path::PathBuf;
 
 fn data(name: &str) -> Vec<u8> {
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data").join(name);
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data")
+        .join(name);
     std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
 }
 
 fn diff(a: &[u8], b: &[u8]) -> (u8, f64) {
     assert_eq!(a.len(), b.len());
     let max = a.iter().zip(b).map(|(x, y)| x.abs_diff(*y)).max().unwrap();
-    let mean = a.iter().zip(b).map(|(x, y)| x.abs_diff(*y) as f64).sum::<f64>() / a.len() as f64;
+    let mean = a
+        .iter()
+        .zip(b)
+        .map(|(x, y)| x.abs_diff(*y) as f64)
+        .sum::<f64>()
+        / a.len() as f64;
     (max, mean)
 }
 
@@ -26,7 +33,10 @@ fn yuyv_matches_opencv_exactly() {
         yuyv_to_rgb(&src, w, h, w * 2, &mut f).unwrap();
         assert_eq!((f.width, f.height), (w, h));
         let (max, _) = diff(&f.data, &want);
-        assert_eq!(max, 0, "{w}x{h}: OpenCV's cvtColor(YUV2RGB_YUY2) differs by {max}");
+        assert_eq!(
+            max, 0,
+            "{w}x{h}: OpenCV's cvtColor(YUV2RGB_YUY2) differs by {max}"
+        );
     }
 }
 

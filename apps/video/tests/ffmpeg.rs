@@ -16,9 +16,21 @@ fn through_ffmpeg_or_a_clear_error() {
 
     // No ffmpeg: the error says what is read natively and that ffmpeg is missing.
     std::env::set_var("DYSAMPLE_FFMPEG", dir.path().join("no-such-ffmpeg"));
-    let e = open_source(&InputUri::File(clip.clone()), &SourceOptions::default()).err().unwrap().to_string();
-    assert!(e.contains(".mp4 is not read natively") && e.contains("ffmpeg is not installed"), "{e}");
-    let e = open_source(&InputUri::Network("rtsp://cam/stream".into()), &SourceOptions::default()).err().unwrap().to_string();
+    let e = open_source(&InputUri::File(clip.clone()), &SourceOptions::default())
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        e.contains(".mp4 is not read natively") && e.contains("ffmpeg is not installed"),
+        "{e}"
+    );
+    let e = open_source(
+        &InputUri::Network("rtsp://cam/stream".into()),
+        &SourceOptions::default(),
+    )
+    .err()
+    .unwrap()
+    .to_string();
     assert!(e.contains("ffmpeg"), "{e}");
 
     // A stand-in ffmpeg that answers -version and otherwise writes a Y4M stream to stdout.
@@ -31,11 +43,22 @@ fn through_ffmpeg_or_a_clear_error() {
     }
     w.finish().unwrap();
     let fake = dir.path().join("ffmpeg");
-    std::fs::write(&fake, format!("#!/bin/sh\n[ \"$1\" = -version ] && exit 0\nexec cat '{}'\n", y4m.display())).unwrap();
+    std::fs::write(
+        &fake,
+        format!(
+            "#!/bin/sh\n[ \"$1\" = -version ] && exit 0\nexec cat '{}'\n",
+            y4m.display()
+        ),
+    )
+    .unwrap();
     std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
     std::env::set_var("DYSAMPLE_FFMPEG", &fake);
     let mut src = open_source(&InputUri::File(clip), &SourceOptions::default()).unwrap();
-    assert!(src.describe().contains("through ffmpeg"), "{}", src.describe());
+    assert!(
+        src.describe().contains("through ffmpeg"),
+        "{}",
+        src.describe()
+    );
     let mut f = Frame::new();
     let mut means = Vec::new();
     while src.grab().unwrap() == Grab::Frame {
@@ -49,8 +72,21 @@ fn through_ffmpeg_or_a_clear_error() {
     assert_eq!(src.grab().unwrap(), Grab::Frame);
 
     // ffmpeg that fails: a one-line error.
-    std::fs::write(&fake, "#!/bin/sh\n[ \"$1\" = -version ] && exit 0\necho 'moov atom not found' >&2; exit 1\n").unwrap();
-    let e = open_source(&InputUri::File(dir.path().join("clip.mp4")), &SourceOptions::default()).err().unwrap().to_string();
-    assert!(e.contains("ffmpeg could not read it") && !e.contains('\n'), "{e}");
+    std::fs::write(
+        &fake,
+        "#!/bin/sh\n[ \"$1\" = -version ] && exit 0\necho 'moov atom not found' >&2; exit 1\n",
+    )
+    .unwrap();
+    let e = open_source(
+        &InputUri::File(dir.path().join("clip.mp4")),
+        &SourceOptions::default(),
+    )
+    .err()
+    .unwrap()
+    .to_string();
+    assert!(
+        e.contains("ffmpeg could not read it") && !e.contains('\n'),
+        "{e}"
+    );
     let _ = src.fps();
 }

@@ -10,14 +10,17 @@ use dysample_video::avi::AviWriter;
 use dysample_video::convert::yuyv_to_rgb;
 use dysample_video::preprocess::{Normalize, Preprocessor, Resizer};
 use dysample_video::queue::{LatestQueue, Pop};
-use dysample_video::render::{blend_mask, colorize_mask, composite_over, draw_legend, normalize_to_u8, prob_to_u8, side_by_side, Blur, Colormap};
+use dysample_video::render::{
+    blend_mask, colorize_mask, composite_over, draw_legend, normalize_to_u8, prob_to_u8,
+    side_by_side, Blur, Colormap,
+};
 use dysample_video::source::{AviSource, FrameSource, Grab};
 use dysample_video::stats::{Stage, Stats};
 use dysample_video::y4m::{Y4mReader, Y4mWriter};
 use dysample_video::Frame;
 use std::alloc::{GlobalAlloc, Layout, System};
-use std::io::{Cursor, Seek, SeekFrom};
 use std::cell::Cell;
+use std::io::{Cursor, Seek, SeekFrom};
 use std::time::Duration;
 
 struct Counting;
@@ -90,7 +93,15 @@ impl Work {
     fn new() -> Self {
         let prob: Vec<f32> = (0..256 * 256).map(|i| (i % 256) as f32 / 255.0).collect();
         Self {
-            pre: Preprocessor::new(256, 256, Normalize { mean: [0.5; 3], std: [0.25; 3], bgr: true }),
+            pre: Preprocessor::new(
+                256,
+                256,
+                Normalize {
+                    mean: [0.5; 3],
+                    std: [0.25; 3],
+                    bgr: true,
+                },
+            ),
             prob,
             small: Vec::new(),
             mask: Vec::new(),
@@ -112,20 +123,58 @@ impl Work {
         self.stats.record(Stage::Preprocess, 1000);
         // Segmentation: mask, overlay, composite over blur, mask view, side by side, legend.
         prob_to_u8(&self.prob, &mut self.small);
-        self.resizer.resize(&self.small, 256, 256, &mut self.mask, f.width, f.height, 1).unwrap();
+        self.resizer
+            .resize(&self.small, 256, 256, &mut self.mask, f.width, f.height, 1)
+            .unwrap();
         self.main.reshape(f.width, f.height);
-        blend_mask(&f.data, &self.mask, [255, 64, 160], 150, &mut self.main.data);
+        blend_mask(
+            &f.data,
+            &self.mask,
+            [255, 64, 160],
+            150,
+            &mut self.main.data,
+        );
         self.blur.run(f, &mut self.back).unwrap();
         composite_over(&f.data, &self.back, &self.mask, &mut self.main.data);
         self.mask_rgb.reshape(f.width, f.height);
-        colorize_mask(&self.mask, [255, 64, 160], [0, 0, 0], &mut self.mask_rgb.data);
-        side_by_side(&self.main.data, &self.mask_rgb.data, f.width, f.height, &mut self.out);
-        draw_legend(&mut self.out, &[("background", [0, 0, 0]), ("person", [255, 64, 160])]);
+        colorize_mask(
+            &self.mask,
+            [255, 64, 160],
+            [0, 0, 0],
+            &mut self.mask_rgb.data,
+        );
+        side_by_side(
+            &self.main.data,
+            &self.mask_rgb.data,
+            f.width,
+            f.height,
+            &mut self.out,
+        );
+        draw_legend(
+            &mut self.out,
+            &[("background", [0, 0, 0]), ("person", [255, 64, 160])],
+        );
         // Depth: normalise, resize, colormap, side by side.
         normalize_to_u8(&self.prob, &mut self.depth_small);
-        self.resizer.resize(&self.depth_small, 256, 256, &mut self.mask, f.width, f.height, 1).unwrap();
+        self.resizer
+            .resize(
+                &self.depth_small,
+                256,
+                256,
+                &mut self.mask,
+                f.width,
+                f.height,
+                1,
+            )
+            .unwrap();
         self.cmap.apply(&self.mask, &mut self.mask_rgb.data);
-        side_by_side(&f.data, &self.mask_rgb.data, f.width, f.height, &mut self.out);
+        side_by_side(
+            &f.data,
+            &self.mask_rgb.data,
+            f.width,
+            f.height,
+            &mut self.out,
+        );
         self.stats.record(Stage::Render, 2000);
         self.stats.frame_done();
         let _ = self.stats.status_line(format_args!("dropped {}", 0));
@@ -136,7 +185,12 @@ fn yuyv_frame(k: usize) -> Vec<u8> {
     let mut v = vec![0u8; W * H * 2];
     for (i, q) in v.chunks_exact_mut(4).enumerate() {
         let x = (i * 2) % W;
-        q.copy_from_slice(&[(16 + (x + k) % 220) as u8, 90, (16 + (x + 1 + k) % 220) as u8, 170]);
+        q.copy_from_slice(&[
+            (16 + (x + k) % 220) as u8,
+            90,
+            (16 + (x + 1 + k) % 220) as u8,
+            170,
+        ]);
     }
     v
 }
@@ -151,7 +205,9 @@ fn steady_state_allocates_nothing() {
         let mut f = queue.take_free().expect("a free buffer");
         yuyv_to_rgb(&frames[k % 4], W, H, W * 2, &mut f).unwrap();
         queue.push_latest(f);
-        let Pop::Item(f) = queue.pop(Duration::ZERO) else { panic!("no frame") };
+        let Pop::Item(f) = queue.pop(Duration::ZERO) else {
+            panic!("no frame")
+        };
         work.frame(&f);
         queue.recycle(f);
     };
@@ -168,7 +224,10 @@ fn file_capture_allocates_nothing() {
     let mut w = Y4mWriter::new(Vec::new(), W, H, 30).unwrap();
     for k in 0..3 {
         let mut f = Frame::with_size(W, H);
-        f.data.iter_mut().enumerate().for_each(|(i, v)| *v = ((i + k * 7) % 251) as u8);
+        f.data
+            .iter_mut()
+            .enumerate()
+            .for_each(|(i, v)| *v = ((i + k * 7) % 251) as u8);
         w.write(&f).unwrap();
     }
     let bytes = w.finish().unwrap();
@@ -196,7 +255,10 @@ fn avi_reading_allocates_nothing_and_jpeg_decoding_does_not_grow() {
     let mut w = AviWriter::new(Cursor::new(Vec::new()), W, H, 30, 80).unwrap();
     for k in 0..3 {
         let mut f = Frame::with_size(W, H);
-        f.data.iter_mut().enumerate().for_each(|(i, v)| *v = (((i / 3) % W + k * 30) % 256) as u8);
+        f.data
+            .iter_mut()
+            .enumerate()
+            .for_each(|(i, v)| *v = (((i / 3) % W + k * 30) % 256) as u8);
         w.write(&f).unwrap();
     }
     let bytes = w.finish().unwrap().into_inner();
@@ -224,7 +286,10 @@ fn avi_reading_allocates_nothing_and_jpeg_decoding_does_not_grow() {
             per_frame.push(n);
         }
     }
-    let (lo, hi) = (per_frame.iter().min().unwrap(), per_frame.iter().max().unwrap());
+    let (lo, hi) = (
+        per_frame.iter().min().unwrap(),
+        per_frame.iter().max().unwrap(),
+    );
     assert!(hi - lo <= 2, "JPEG decode allocations vary: {per_frame:?}");
     eprintln!("zune-jpeg allocations per 640x480 frame: {per_frame:?}");
 }

@@ -18,7 +18,10 @@ impl FrameSource for FakeCamera {
     }
     fn grab(&mut self) -> Result<Grab> {
         if self.left == 0 {
-            return Err(VideoError::Disconnected { what: "fake".into(), detail: "No such device (os error 19)".into() });
+            return Err(VideoError::Disconnected {
+                what: "fake".into(),
+                detail: "No such device (os error 19)".into(),
+            });
         }
         self.left -= 1;
         self.next += 1;
@@ -43,15 +46,29 @@ fn reconnects_with_backoff_and_keeps_streaming() {
     let opener = Box::new(move || -> Result<Box<dyn FrameSource>> {
         let n = o.fetch_add(1, Ordering::SeqCst);
         if n < 3 {
-            Err(VideoError::Io { what: "/dev/video9".into(), detail: "No such file or directory (os error 2)".into() })
+            Err(VideoError::Io {
+                what: "/dev/video9".into(),
+                detail: "No such file or directory (os error 2)".into(),
+            })
         } else {
-            Ok(Box::new(FakeCamera { next: 99, left: 1000 }))
+            Ok(Box::new(FakeCamera {
+                next: 99,
+                left: 1000,
+            }))
         }
     });
     let s = sleeps.clone();
     let stop = Arc::new(AtomicBool::new(false));
-    let mut src = Reconnecting::new("/dev/video9".into(), Box::new(FakeCamera { next: 0, left: 2 }), opener, stop.clone())
-        .with_sleeper(Box::new(move |d| s.lock().unwrap().push(d)), Backoff::new(Duration::from_millis(100), Duration::from_millis(300)));
+    let mut src = Reconnecting::new(
+        "/dev/video9".into(),
+        Box::new(FakeCamera { next: 0, left: 2 }),
+        opener,
+        stop.clone(),
+    )
+    .with_sleeper(
+        Box::new(move |d| s.lock().unwrap().push(d)),
+        Backoff::new(Duration::from_millis(100), Duration::from_millis(300)),
+    );
     let mut seen = Vec::new();
     let mut f = Frame::new();
     for _ in 0..4 {
@@ -59,10 +76,19 @@ fn reconnects_with_backoff_and_keeps_streaming() {
         src.decode(&mut f).unwrap();
         seen.push(f.data[0]);
     }
-    assert_eq!(seen, vec![1, 2, 100, 101], "frames before the unplug, then from the new device");
+    assert_eq!(
+        seen,
+        vec![1, 2, 100, 101],
+        "frames before the unplug, then from the new device"
+    );
     assert_eq!(opens.load(Ordering::SeqCst), 4);
     assert_eq!(src.reconnects(), 1);
-    let ms: Vec<u128> = sleeps.lock().unwrap().iter().map(|d| d.as_millis()).collect();
+    let ms: Vec<u128> = sleeps
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|d| d.as_millis())
+        .collect();
     assert_eq!(ms, vec![100, 200, 300], "doubling, capped");
     assert!(src.is_live());
 }
@@ -77,10 +103,21 @@ fn stop_ends_a_source_that_never_comes_back() {
         if t.fetch_add(1, Ordering::SeqCst) == 5 {
             st.store(true, Ordering::SeqCst); // Ctrl-C while waiting
         }
-        Err(VideoError::Io { what: "cam".into(), detail: "gone".into() })
+        Err(VideoError::Io {
+            what: "cam".into(),
+            detail: "gone".into(),
+        })
     });
-    let mut src = Reconnecting::new("cam".into(), Box::new(FakeCamera { next: 0, left: 0 }), opener, stop)
-        .with_sleeper(Box::new(|_| {}), Backoff::new(Duration::from_millis(1), Duration::from_millis(2)));
+    let mut src = Reconnecting::new(
+        "cam".into(),
+        Box::new(FakeCamera { next: 0, left: 0 }),
+        opener,
+        stop,
+    )
+    .with_sleeper(
+        Box::new(|_| {}),
+        Backoff::new(Duration::from_millis(1), Duration::from_millis(2)),
+    );
     assert_eq!(src.grab().unwrap(), Grab::End);
     assert_eq!(tries.load(Ordering::SeqCst), 6);
     assert_eq!(src.reconnects(), 0);
@@ -106,7 +143,12 @@ fn corrupt_frames_are_not_disconnects() {
         }
     }
     let opener = Box::new(|| -> Result<Box<dyn FrameSource>> { panic!("must not reopen") });
-    let mut src = Reconnecting::new("flaky".into(), Box::new(Flaky(0)), opener, Arc::new(AtomicBool::new(false)));
+    let mut src = Reconnecting::new(
+        "flaky".into(),
+        Box::new(Flaky(0)),
+        opener,
+        Arc::new(AtomicBool::new(false)),
+    );
     assert_eq!(src.grab().unwrap(), Grab::Frame);
     assert!(src.grab().unwrap_err().is_corrupt_frame());
     assert_eq!(src.grab().unwrap(), Grab::Frame);

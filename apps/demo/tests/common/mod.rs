@@ -17,7 +17,11 @@ pub fn model(name: &str) -> PathBuf {
         .map(PathBuf::from)
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models"));
     let dir = root.join(name);
-    assert!(dir.join("model.json").is_file(), "{} has no model.json", dir.display());
+    assert!(
+        dir.join("model.json").is_file(),
+        "{} has no model.json",
+        dir.display()
+    );
     dir
 }
 
@@ -32,13 +36,23 @@ pub fn stderr(o: &Output) -> String {
 
 pub fn json(o: &Output) -> serde_json::Value {
     assert!(o.status.success(), "exit {:?}: {}", o.status, stderr(o));
-    serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {}", String::from_utf8_lossy(&o.stdout)))
+    serde_json::from_slice(&o.stdout).unwrap_or_else(|e| {
+        panic!(
+            "stdout is not JSON ({e}): {}",
+            String::from_utf8_lossy(&o.stdout)
+        )
+    })
 }
 
 /// Asserts a failed run with exactly one line on stderr containing every `needle`.
 pub fn one_line_error(o: &Output, needles: &[&str]) {
     let e = stderr(o);
-    assert_eq!(o.status.code(), Some(1), "expected exit 1, got {:?}: {e}", o.status);
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "expected exit 1, got {:?}: {e}",
+        o.status
+    );
     let lines: Vec<&str> = e.lines().filter(|l| !l.trim().is_empty()).collect();
     assert_eq!(lines.len(), 1, "expected one line, got: {e}");
     assert!(lines[0].starts_with("error: "), "{e}");
@@ -49,6 +63,8 @@ pub fn one_line_error(o: &Output, needles: &[&str]) {
 
 /// RGB pixels of a PNG.
 pub fn png(path: &Path) -> (u32, u32, Vec<u8>) {
-    let img = image::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display())).into_rgb8();
+    let img = image::open(path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .into_rgb8();
     (img.width(), img.height(), img.into_raw())
 }
