@@ -386,6 +386,7 @@ pub fn run(
             break;
         }
     }
+    stats.stop();
     halt.store(true, Ordering::Relaxed);
     queue.close();
     if live {

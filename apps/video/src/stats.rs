@@ -131,6 +131,7 @@ pub struct Stats {
     window_frames: u64,
     started: Instant,
     window_start: Instant,
+    stopped: Option<Instant>,
     line: String,
 }
 
@@ -150,6 +151,7 @@ impl Stats {
             window_frames: 0,
             started: now,
             window_start: now,
+            stopped: None,
             line: String::with_capacity(256),
         }
     }
@@ -164,6 +166,12 @@ impl Stats {
         self.window_frames = 0;
         self.started = Instant::now();
         self.window_start = self.started;
+        self.stopped = None;
+    }
+
+    /// Stops the clock: [`Stats::fps`] and [`Stats::elapsed`] no longer advance.
+    pub fn stop(&mut self) {
+        self.stopped.get_or_insert_with(Instant::now);
     }
 
     pub fn record(&mut self, stage: Stage, ns: u64) {
@@ -189,11 +197,11 @@ impl Stats {
         &mut self.hist[s as usize]
     }
     pub fn elapsed(&self) -> Duration {
-        self.started.elapsed()
+        self.stopped.unwrap_or_else(Instant::now) - self.started
     }
     /// Frames per second since the start (or the last reset).
     pub fn fps(&self) -> f64 {
-        let s = self.started.elapsed().as_secs_f64();
+        let s = self.elapsed().as_secs_f64();
         if s > 0.0 {
             self.frames as f64 / s
         } else {
