@@ -434,24 +434,21 @@ mod tests {
 
     #[test]
     fn depth_epsilon_clamp_and_delta_threshold() {
-        // Disparity g = (1, 1, 10); prediction d = (1, 1, −8) is an exact affine image?
-        // Fit: s·1 + t = 1 and −8s + t = 10 -> s = −1, t = 2: aligned a = (1, 1, 10): exact.
+        // Disparity g = (1, 1, 10), prediction d = (1, 1, −8): an exact affine image with
+        // s·1 + t = 1 and −8s + t = 10 -> s = −1, t = 2: aligned a = (1, 1, 10).
         let r = depth_image(&[1.0, 1.0, -8.0], &[1.0, 1.0, 10.0], TargetKind::Disparity).unwrap();
         assert!(r.absrel < 1e-12 && r.delta1 == 1.0);
-        // Two pixels g = (1, 4), d = (0, 1): exact fit a = (1, 4). Now a three-pixel case where
-        // the fit goes negative: g = (1, 1, 1, 100), d = (1, 1, 1, 0): fit is exact
-        // (s = −99, t = 100) -> fine. Force the clamp: g = (1, 2, 3), d = (0, 0, 1)
-        // -> least squares: d = 0 pixels share s·0 + t = mean(1, 2) = 1.5, the d = 1 pixel gets 3:
-        // s = 1.5, t = 1.5, a = (1.5, 1.5, 3), no clamp (eps = 3e-3).
+        // An inexact fit: g = (1, 2, 3), d = (0, 0, 1). The d = 0 pixels share s·0 + t, best at
+        // mean(1, 2) = 1.5; the d = 1 pixel gets s + t = 3: s = 1.5, t = 1.5, a = (1.5, 1.5, 3)
+        // (eps = 3e-3 does not bite).
         let r = depth_image(&[0.0, 0.0, 1.0], &[1.0, 2.0, 3.0], TargetKind::Disparity).unwrap();
         assert!((r.shift - 1.5).abs() < 1e-12 && (r.scale - 1.5).abs() < 1e-12);
         // absrel = (|1/1.5 − 1| + |2/1.5 − 1| + 0)/3 = (1/3 + 1/3)/3 = 2/9.
         assert!((r.absrel - 2.0 / 9.0).abs() < 1e-12, "{r:?}");
         // delta1: ratios (1.5, 1.333.., 1): only the last < 1.25 -> 1/3.
         assert!((r.delta1 - 1.0 / 3.0).abs() < 1e-12);
-        // Clamp: g = (1, 1, 1000) (eps = 1), d = (1, 1, 0) plus one pixel that pulls the line
-        // below zero: d = (0, 0, 1, 2) g = (1000, 1000, 1, 1): fit through (0, 1000), (1, 1),
-        // (2, 1): mean d = 3/4, mean g = 500.5; Σ(d−d̄)(g−ḡ) = (−3/4)(499.5)·2 + (1/4)(−499.5)
+        // The clamp: d = (0, 0, 1, 2), g = (1000, 1000, 1, 1) (eps = 1e-3·1000 = 1); fit through
+        // (0, 1000) twice, (1, 1), (2, 1): mean d = 3/4, mean g = 500.5; Σ(d−d̄)(g−ḡ) = (−3/4)(499.5)·2 + (1/4)(−499.5)
         // + (5/4)(−499.5) = −499.5·(3/2 + 1/4 + 5/4) = −1498.5; Σ(d−d̄)² = 9/16·2 + 1/16 + 25/16
         // = 44/16 = 2.75; s = −544.909..., t = 500.5 + 0.75·544.909 = 909.18...;
         // at d = 2: a = 909.18 − 1089.82 = −180.6 -> clamped to eps = 1: g/a = 1, exact there.

@@ -6,6 +6,9 @@
                                                            # teacher (the port) as a reference
     python tools/train/seg/evaluate.py start               # how close the zero-offset DySample
                                                            # student starts to the teacher
+    python tools/train/seg/evaluate.py compare             # per-group IoU, bootstrap interval of
+                                                           # the DySample - bilinear difference,
+                                                           # size of the learned offsets
 
 Definitions (SPEC.md): P = prob > threshold, T = target >= 128.
 iou = sum_i |P∩T| / sum_i |P∪T| over the set; miou = mean of that and the same for background;
@@ -144,7 +147,6 @@ def cmd_metrics(a):
             j.setdefault("metrics", {}).setdefault(s, {})
             for row in ("pytorch_f32", "bilinear_pytorch_f32"):
                 j["metrics"][s][row] = res[s][row]
-        j.setdefault("reference_metrics", {})["teacher_pytorch_f32"] = {s: res[s]["teacher_pytorch_f32"] for s in SETS}
         mj.write_text(json.dumps(j, indent=2) + "\n")
         print("wrote", mj)
     return res
@@ -166,6 +168,69 @@ def cmd_start(a):
               f"mask pixels differing (p>0.5) {int(((pt > 0.5) != (ps > 0.5)).sum())}")
 
 
+def group_of(origin: str) -> str:
+    if origin.startswith("vtest"):
+        return "vtest whole frames" if "whole" in origin else "vtest crops"
+    if origin.startswith("Megamind"):
+        return "Megamind"
+    if "no person" in origin:
+        return "photos without people"
+    return "photos with people"
+
+
+def cmd_compare(a):
+    """Per-group IoU (seg-teacher), a paired bootstrap over images of the DySample - bilinear IoU
+    difference, and how far the trained DySample layers moved their sample points."""
+    import torch
+    torch.set_num_threads(1)
+    models = {"teacher": load_model("teacher", None),
+              "dysample": load_model("dysample", MODEL_DIR / "model.safetensors"),
+              "bilinear": load_model("bilinear", MODEL_DIR / "bilinear" / "model.onnx")}
+    rng = np.random.default_rng(0)
+    for s in SETS:
+        imgs, tgts, man = load_set(s)
+        T = tgts >= 128
+        P = {k: predict(m, imgs) > 0.5 for k, m in models.items()}
+        iu = {k: (np.array([(p & t).sum() for p, t in zip(P[k], T)]),
+                  np.array([(p | t).sum() for p, t in zip(P[k], T)])) for k in P}
+        if s == "seg-teacher":
+            groups = [group_of(x["origin"]) for x in json.loads((EVAL / s / "provenance.json").read_text())] \
+                if (EVAL / s / "provenance.json").exists() else [group_of(x["origin"]) for x in man["samples"]]
+            for g in dict.fromkeys(groups):
+                idx = [i for i, x in enumerate(groups) if x == g]
+                row = {k: iu[k][0][idx].sum() / max(iu[k][1][idx].sum(), 1) for k in ("dysample", "bilinear")}
+                frac = T[idx].mean()
+                print(f"{s} {g:24s} n={len(idx):2d} teacher person px {100 * frac:5.2f}%  "
+                      f"IoU vs teacher: dysample {row['dysample']:.4f} bilinear {row['bilinear']:.4f}")
+        n = len(imgs)
+        diffs = []
+        for _ in range(2000):
+            b = rng.integers(0, n, n)
+            d = iu["dysample"][0][b].sum() / iu["dysample"][1][b].sum() - iu["bilinear"][0][b].sum() / iu["bilinear"][1][b].sum()
+            diffs.append(d)
+        lo, hi = np.percentile(diffs, [2.5, 97.5])
+        full = iu["dysample"][0].sum() / iu["dysample"][1].sum() - iu["bilinear"][0].sum() / iu["bilinear"][1].sum()
+        print(f"{s}: IoU(dysample) - IoU(bilinear) = {100 * full:+.2f} points, paired bootstrap 95% interval "
+              f"[{100 * lo:+.2f}, {100 * hi:+.2f}] over {n} images")
+        # learned offsets: |offset - init_pos| in low-resolution pixels, per DySample layer
+        offs = {}
+        hooks = []
+        for name in ("up1", "up2", "up3"):
+            layer = getattr(models["dysample"], name)
+
+            def hook(mod, inp, out, name=name):
+                x = inp[0]
+                o = mod.offset(x) * 0.25  # the learned part; init_pos excluded
+                offs.setdefault(name, []).append(o.abs().flatten())
+            hooks.append(layer.register_forward_hook(hook))
+        predict(models["dysample"], imgs[:16])
+        for h in hooks:
+            h.remove()
+        print(s, "learned DySample offsets |offset| in input pixels (16 images): " + ", ".join(
+            f"{k}: mean {torch.cat(v).mean():.3f} p99 {torch.quantile(torch.cat(v)[:1000000], 0.99):.3f}"
+            for k, v in offs.items()))
+
+
 if __name__ == "__main__":
     ap = argparse.ArgumentParser()
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -173,5 +238,6 @@ if __name__ == "__main__":
     m.add_argument("--write", action="store_true", help="write the rows into models/person-seg/model.json")
     m.add_argument("--checkpoints", help="evaluate <dir>/{dysample,bilinear}/final.safetensors instead")
     sub.add_parser("start")
+    sub.add_parser("compare")
     a = ap.parse_args()
-    cmd_metrics(a) if a.cmd == "metrics" else cmd_start(a)
+    {"metrics": cmd_metrics, "start": cmd_start, "compare": cmd_compare}[a.cmd](a)
