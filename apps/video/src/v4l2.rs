@@ -109,7 +109,8 @@ impl V4l2Source {
     /// Opens the device, negotiates the format and size, and maps 4 buffers.
     pub fn open(dev_path: &Path, opts: &SourceOptions) -> Result<Self> {
         let name = dev_path.display().to_string();
-        let dev = Device::with_path(dev_path).map_err(|e| VideoError::io(&name, e))?;
+        let dev = Device::with_path(dev_path)
+            .map_err(|e| VideoError::io(format!("{name}: cannot open the camera"), e))?;
         let offered: Vec<(String, String)> = dev
             .enum_formats()
             .map_err(|e| VideoError::io(&name, e))?
