@@ -2,6 +2,8 @@
 # Installs what the test suite needs on a fresh machine; does nothing for what is already there.
 #   - the aarch64 Rust target, cross gcc and qemu-user (aarch64 tests under emulation)
 #   - Python onnxruntime==1.31.1 (its libonnxruntime.so runs the ONNX tests) and numpy
+#   - for the demo apps: libclang (the v4l crate's bindgen step), the X11 libraries minifb
+#     loads, and Xvfb + xwd for the window screenshot test
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -14,6 +16,13 @@ need_apt=()
 command -v aarch64-linux-gnu-gcc >/dev/null || need_apt+=(gcc-aarch64-linux-gnu)
 [ -d /usr/aarch64-linux-gnu/lib ] || need_apt+=(libc6-dev-arm64-cross)
 command -v qemu-aarch64 >/dev/null || need_apt+=(qemu-user)
+command -v clang >/dev/null || need_apt+=(clang)
+ls /usr/lib/*/libclang*.so* >/dev/null 2>&1 || need_apt+=(libclang-dev)
+for lib in x11:libX11.so xcursor:libXcursor.so xrandr:libXrandr.so xi:libXi.so xkbcommon:libxkbcommon.so; do
+    ls /usr/lib/*/"${lib#*:}" >/dev/null 2>&1 || need_apt+=("lib${lib%%:*}-dev")
+done
+command -v Xvfb >/dev/null || need_apt+=(xvfb)
+command -v xwd >/dev/null || need_apt+=(x11-apps)
 if [ ${#need_apt[@]} -gt 0 ]; then
     echo "setup: apt-get install ${need_apt[*]}" >&2
     SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO=sudo
