@@ -146,9 +146,12 @@ pub struct ArrayF32 {
 }
 
 /// Reads a little-endian float32 `.npy` (C or Fortran order; returned in C order).
+///
+/// The header is checked here first, so errors say what the file holds (dtype, shape, missing
+/// data); the data itself is read by the SDK's bounded reader ([`dysample::npy::read_f32`]:
+/// regular files only, size checked before allocating, Fortran order converted).
 pub fn read_f32(path: &Path) -> Result<ArrayF32> {
-    let bytes = std::fs::read(path).map_err(|e| Error::file(path, e))?;
-    let h = parse_header(&bytes).map_err(|e| Error::file(path, e))?;
+    let h = read_header(path)?;
     if h.descr != "<f4" && h.descr != "=f4" {
         return Err(Error::file(
             path,
@@ -158,50 +161,31 @@ pub fn read_f32(path: &Path) -> Result<ArrayF32> {
             ),
         ));
     }
-    let n: usize = h.shape.iter().product();
-    let data = &bytes[h.data_offset..];
-    if data.len() != n * 4 {
+    let n = h
+        .shape
+        .iter()
+        .try_fold(4usize, |a, &d| a.checked_mul(d))
+        .ok_or_else(|| Error::file(path, format_args!("shape {} is too large", h.shape_str())))?;
+    let len = std::fs::metadata(path)
+        .map_err(|e| Error::file(path, e))?
+        .len();
+    let have = len.saturating_sub(h.data_offset as u64);
+    if have != n as u64 {
         return Err(Error::file(
             path,
             format_args!(
                 "shape {} needs {} bytes of data, the file has {} (truncated?)",
                 h.shape_str(),
-                n * 4,
-                data.len()
+                n,
+                have
             ),
         ));
     }
-    let mut v: Vec<f32> = data
-        .chunks_exact(4)
-        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-        .collect();
-    if h.fortran_order && h.shape.len() > 1 {
-        v = fortran_to_c(&v, &h.shape);
-    }
+    let a = dysample::npy::read_f32(path).map_err(|e| Error::file(path, e))?;
     Ok(ArrayF32 {
-        shape: h.shape,
-        data: v,
+        shape: a.dims,
+        data: a.data,
     })
-}
-
-fn fortran_to_c(v: &[f32], shape: &[usize]) -> Vec<f32> {
-    let nd = shape.len();
-    let mut out = vec![0f32; v.len()];
-    let mut idx = vec![0usize; nd];
-    for (c_pos, o) in out.iter_mut().enumerate() {
-        // Index of c_pos in C order, then its Fortran offset.
-        let mut r = c_pos;
-        for d in (0..nd).rev() {
-            idx[d] = r % shape[d];
-            r /= shape[d];
-        }
-        let mut f = 0;
-        for d in (0..nd).rev() {
-            f = f * shape[d] + idx[d];
-        }
-        *o = v[f];
-    }
-    out
 }
 
 /// Writes a little-endian float32 `.npy` (format 1.0, C order).
