@@ -185,6 +185,18 @@ impl QuantParams {
                 p.version
             )));
         }
+        // JSON has no inf: a number beyond the f32 range parses to inf, which to_json could not
+        // write back and every later check would meet as garbage.
+        let finite =
+            |v: &Option<Vec<f32>>| v.as_ref().is_none_or(|s| s.iter().all(|x| x.is_finite()));
+        if !p.input.scale.is_finite()
+            || !finite(&p.offset_weight_scales)
+            || !finite(&p.scope_weight_scales)
+        {
+            return Err(Error::Quant(
+                "a scale is beyond the float32 range (|value| > 3.4e38)".into(),
+            ));
+        }
         Ok(p)
     }
 
