@@ -190,7 +190,8 @@ pub struct DySampleKernel<T> {
 }
 
 fn err(node: &str, detail: impl std::fmt::Display) -> ort::Error {
-    ort::Error::new(format!("DySample node '{node}': {detail}"))
+    // One line, and no NUL (ORT needs a C string; ort would panic making one).
+    ort::Error::new(format!("DySample node '{node}': {detail}").replace(['\n', '\0'], " "))
 }
 
 fn read_weight<T: Element>(
