@@ -514,6 +514,36 @@ impl DySampleSession {
         Ok(result)
     }
 
+    /// Runs [`DySampleSession::run_f32`] `runs` times under ORT's profiler and returns the
+    /// profile of those runs (and fills [`DySampleSession::placement`]). Needs a session built
+    /// with [`SessionOptions::record_placement`] and not yet run: profiling ends here.
+    pub fn run_profiled(
+        &mut self,
+        data: &[f32],
+        dims: &[usize],
+        runs: usize,
+    ) -> Result<super::profile::Profile> {
+        if !self.profiling {
+            return Err(OnnxError::Runtime(
+                "run_profiled needs a session built with record_placement, before its first run"
+                    .into(),
+            ));
+        }
+        // Keep run_f32 from ending the profile after the first run.
+        self.profiling = false;
+        let r = (0..runs.max(1)).try_for_each(|_| self.run_f32(data, dims).map(|_| ()));
+        self.profiling = true;
+        r?;
+        let file = self.session.end_profiling()?;
+        self.profiling = false;
+        let text = std::fs::read_to_string(&file)
+            .map_err(|e| OnnxError::Runtime(format!("cannot read profile {file}: {e}")))?;
+        let _ = std::fs::remove_file(&file);
+        let p = super::profile::Profile::parse(&text, &file)?;
+        self.placement = p.placement();
+        Ok(p)
+    }
+
     fn collect_placement(&mut self) -> Result<()> {
         let file = self.session.end_profiling()?;
         self.profiling = false;
