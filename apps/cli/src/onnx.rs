@@ -77,6 +77,9 @@ struct BenchArgs {
     /// Execution providers in priority order (see `onnx run`).
     #[arg(long, default_value = "cpu", value_delimiter = ',')]
     ep: Vec<String>,
+    /// Let ORT's intra-op threads spin-wait between nodes (ORT's default; off in the SDK).
+    #[arg(long)]
+    ort_spinning: bool,
     /// Print one JSON object instead of text.
     #[arg(long)]
     json: bool,
@@ -417,6 +420,7 @@ fn bench(a: BenchArgs) -> Result<()> {
         ort_lib: a.ort_lib.clone(),
         ort_error_log: std::env::var_os("DYSAMPLE_LOG").is_some(),
         dysample_precision: precision,
+        intra_op_spinning: a.ort_spinning,
         ..SessionOptions::default()
     };
     let run_ctx = || format!("running {}", model.display());
@@ -464,6 +468,7 @@ fn bench(a: BenchArgs) -> Result<()> {
             "threads": a.threads,
             "providers": a.ep,
             "dysample_precision": precision.name(),
+            "ort_spinning": a.ort_spinning,
             "warmup": a.warmup,
             "iters": a.iters,
             "median_ms": median, "p10_ms": p10, "p90_ms": p90,
