@@ -14,6 +14,8 @@ use core::arch::x86_64::*;
 use core::ptr;
 use half::f16;
 
+pub(super) use super::tiling::extent;
+
 pub(super) static KERNELS: Kernels = Kernels {
     backend: Backend::Avx2,
     conv_f32,
@@ -36,17 +38,6 @@ pub(super) static KERNELS: Kernels = Kernels {
 // ---------------------------------------------------------------------------------------------
 // Shared helpers (also used by the VNNI table and its checks).
 
-/// `(n - 1) * ld + len`: the extent of `n` rows of `len` elements spaced `ld` apart.
-/// Panics on overflow so a wrapped size can never slip past a bounds check.
-pub(super) fn extent(n: usize, ld: usize, len: usize) -> usize {
-    if n == 0 {
-        return 0;
-    }
-    (n - 1)
-        .checked_mul(ld)
-        .and_then(|v| v.checked_add(len))
-        .expect("kernel extent overflows usize")
-}
 
 /// Checks the common preconditions of `conv_i8`; returns false when there is nothing to do.
 pub(super) fn check_conv_i8(
@@ -1002,129 +993,12 @@ fn transpose_16x16_epi8(mut r: [__m128i; 16]) -> [__m128i; 16] {
     zip_round!(r, _mm_unpacklo_epi8, _mm_unpackhi_epi8, 8; 0 1 2 3 4 5 6 7)
 }
 
-/// Scalar transpose of the sub-rectangle rows `r0..r1` x cols `c0..c1`.
-///
-/// # Safety
-/// As [`super::Transpose`] for that rectangle.
-#[allow(clippy::too_many_arguments)]
-unsafe fn transpose_edge<T: Copy>(
-    src: *const T,
-    src_ld: usize,
-    dst: *mut T,
-    dst_ld: usize,
-    r0: usize,
-    r1: usize,
-    c0: usize,
-    c1: usize,
-) {
-    for r in r0..r1 {
-        for c in c0..c1 {
-            // SAFETY: (r, c) is inside the caller's rectangle.
-            unsafe { *dst.add(c * dst_ld + r) = *src.add(r * src_ld + c) };
-        }
-    }
-}
-
-/// Side of the cache blocks of the transposes, in elements.
-const SUPER: usize = 32;
-
-/// Drives a `B x B` tile kernel over the full tiles and `edge` over the two leftover
-/// rectangles (right: full row bands x the last `cols % B` columns; bottom: the last
-/// `rows % B` rows). `edge(src_origin, rows, cols, dst_origin)` transposes one rectangle.
-///
-/// # Safety
-/// As [`super::Transpose`]. `tile` and `edge` are only called on origins and sizes inside
-/// `rows x cols`, which is what they rely on.
-#[inline(always)]
-unsafe fn transpose_tiled<T: Copy, const B: usize>(
-    src: *const T,
-    rows: usize,
-    cols: usize,
-    src_ld: usize,
-    dst: *mut T,
-    dst_ld: usize,
-    tile: impl Fn(*const T, *mut T),
-    edge: impl Fn(*const T, usize, usize, *mut T),
-) {
-    let (rb, cb) = (rows / B * B, cols / B * B);
-    // Blocks of SUPER x SUPER elements, so source and destination cache lines are used whole
-    // while they are still in L1.
-    let sup = SUPER.max(B);
-    for r1 in (0..rb).step_by(sup) {
-        for c1 in (0..cb).step_by(sup) {
-            for r0 in (r1..(r1 + sup).min(rb)).step_by(B) {
-                for c0 in (c1..(c1 + sup).min(cb)).step_by(B) {
-                    tile(
-                        src.wrapping_add(r0 * src_ld + c0),
-                        dst.wrapping_add(c0 * dst_ld + r0),
-                    );
-                }
-            }
-        }
-    }
-    if cb < cols && rb > 0 {
-        edge(
-            src.wrapping_add(cb),
-            rb,
-            cols - cb,
-            dst.wrapping_add(cb * dst_ld),
-        );
-    }
-    if rb < rows {
-        edge(
-            src.wrapping_add(rb * src_ld),
-            rows - rb,
-            cols,
-            dst.wrapping_add(rb),
-        );
-    }
-}
-
-/// # Safety
-/// See [`super::Transpose`].
-unsafe fn transpose_f32(
-    src: &[f32],
-    rows: usize,
-    cols: usize,
-    src_ld: usize,
-    dst: *mut f32,
-    dst_ld: usize,
-) {
-    if rows == 0 || cols == 0 {
-        return;
-    }
-    assert!(
-        src.len() >= extent(rows, src_ld, cols),
-        "transpose: src too short"
-    );
-    // SAFETY: AVX2 detected (KERNELS); src extent asserted; dst validity is the caller's contract.
-    unsafe { transpose_f32_avx2(src.as_ptr(), rows, cols, src_ld, dst, dst_ld) }
-}
-
-/// # Safety
-/// AVX2; as [`super::Transpose`] with `src` valid for the asserted extent.
-#[target_feature(enable = "avx2")]
-unsafe fn transpose_f32_avx2(
-    src: *const f32,
-    rows: usize,
-    cols: usize,
-    src_ld: usize,
-    dst: *mut f32,
-    dst_ld: usize,
-) {
-    // SAFETY: forwarded contract; each tile lies inside rows x cols.
-    unsafe {
-        transpose_tiled::<f32, 8>(
-            src,
-            rows,
-            cols,
-            src_ld,
-            dst,
-            dst_ld,
-            |s, d| tile_8x8_f32(s, src_ld, d, dst_ld),
-            |s, r, c, d| transpose_edge(s, src_ld, d, dst_ld, 0, r, 0, c),
-        )
-    }
+transposes! {
+    "avx2";
+    transpose_f32: f32 => [(8, tile_8x8_f32)],
+    transpose_u16: u16 => [(8, tile_8x8_u16)],
+    // Edges of the 16x16 tiling go through 8x8 tiles, then scalar.
+    transpose_u8: u8 => [(16, tile_16x16_u8), (8, tile_8x8_u8)],
 }
 
 /// # Safety
@@ -1167,53 +1041,6 @@ unsafe fn tile_8x8_f32(s: *const f32, src_ld: usize, d: *mut f32, dst_ld: usize)
     }
 }
 
-/// # Safety
-/// See [`super::Transpose`].
-unsafe fn transpose_u16(
-    src: &[u16],
-    rows: usize,
-    cols: usize,
-    src_ld: usize,
-    dst: *mut u16,
-    dst_ld: usize,
-) {
-    if rows == 0 || cols == 0 {
-        return;
-    }
-    assert!(
-        src.len() >= extent(rows, src_ld, cols),
-        "transpose: src too short"
-    );
-    // SAFETY: AVX2 detected (KERNELS); src extent asserted; dst validity is the caller's contract.
-    unsafe { transpose_u16_avx2(src.as_ptr(), rows, cols, src_ld, dst, dst_ld) }
-}
-
-/// # Safety
-/// AVX2; as [`super::Transpose`] with `src` valid for the asserted extent.
-#[target_feature(enable = "avx2")]
-unsafe fn transpose_u16_avx2(
-    src: *const u16,
-    rows: usize,
-    cols: usize,
-    src_ld: usize,
-    dst: *mut u16,
-    dst_ld: usize,
-) {
-    // SAFETY: forwarded contract; each tile lies inside rows x cols.
-    unsafe {
-        transpose_tiled::<u16, 8>(
-            src,
-            rows,
-            cols,
-            src_ld,
-            dst,
-            dst_ld,
-            |s, d| tile_8x8_u16(s, src_ld, d, dst_ld),
-            |s, r, c, d| transpose_edge(s, src_ld, d, dst_ld, 0, r, 0, c),
-        )
-    }
-}
-
 /// Three rounds of "interleave row i with row i+4" transpose an 8x8 tile of words
 /// (each round rotates the 6-bit (row, col) index by one bit).
 ///
@@ -1234,66 +1061,6 @@ unsafe fn tile_8x8_u16(s: *const u16, src_ld: usize, d: *mut u16, dst_ld: usize)
         for (j, &v) in r.iter().enumerate() {
             _mm_storeu_si128(d.add(j * dst_ld) as *mut __m128i, v);
         }
-    }
-}
-
-/// # Safety
-/// See [`super::Transpose`].
-unsafe fn transpose_u8(
-    src: &[u8],
-    rows: usize,
-    cols: usize,
-    src_ld: usize,
-    dst: *mut u8,
-    dst_ld: usize,
-) {
-    if rows == 0 || cols == 0 {
-        return;
-    }
-    assert!(
-        src.len() >= extent(rows, src_ld, cols),
-        "transpose: src too short"
-    );
-    // SAFETY: AVX2 detected (KERNELS); src extent asserted; dst validity is the caller's contract.
-    unsafe { transpose_u8_avx2(src.as_ptr(), rows, cols, src_ld, dst, dst_ld) }
-}
-
-/// # Safety
-/// AVX2; as [`super::Transpose`] with `src` valid for the asserted extent.
-#[target_feature(enable = "avx2")]
-unsafe fn transpose_u8_avx2(
-    src: *const u8,
-    rows: usize,
-    cols: usize,
-    src_ld: usize,
-    dst: *mut u8,
-    dst_ld: usize,
-) {
-    // SAFETY: forwarded contract; each tile lies inside rows x cols.
-    unsafe {
-        // Edges of the 16x16 tiling go through 8x8 tiles, then scalar.
-        let edge8 = |s: *const u8, r: usize, c: usize, d: *mut u8| {
-            transpose_tiled::<u8, 8>(
-                s,
-                r,
-                c,
-                src_ld,
-                d,
-                dst_ld,
-                |s, d| tile_8x8_u8(s, src_ld, d, dst_ld),
-                |s, r, c, d| transpose_edge(s, src_ld, d, dst_ld, 0, r, 0, c),
-            )
-        };
-        transpose_tiled::<u8, 16>(
-            src,
-            rows,
-            cols,
-            src_ld,
-            dst,
-            dst_ld,
-            |s, d| tile_16x16_u8(s, src_ld, d, dst_ld),
-            edge8,
-        )
     }
 }
 

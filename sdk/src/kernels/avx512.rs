@@ -25,16 +25,7 @@ pub(super) static KERNELS: Kernels = Kernels {
     ..super::vnni::KERNELS_AVX512VNNI
 };
 
-/// `(n - 1) * ld + len`, panicking on overflow.
-fn extent(n: usize, ld: usize, len: usize) -> usize {
-    if n == 0 {
-        return 0;
-    }
-    (n - 1)
-        .checked_mul(ld)
-        .and_then(|v| v.checked_add(len))
-        .expect("kernel extent overflows usize")
-}
+use super::tiling::extent;
 
 // ---------------------------------------------------------------------------------------------
 // sample_i8: per 64 channels, the corners' bytes are interleaved into dwords (q00, q01, q10, q11)
