@@ -39,29 +39,6 @@ pub(super) static KERNELS: Kernels = Kernels {
 // Shared helpers (also used by the VNNI table and its checks).
 
 
-/// Checks the common preconditions of `conv_i8`; returns false when there is nothing to do.
-pub(super) fn check_conv_i8(
-    x: &[i8],
-    ldx: usize,
-    npix: usize,
-    cin: usize,
-    wpack: &[i8],
-    o_n: usize,
-    acc: &[i32],
-) -> bool {
-    if npix == 0 || o_n == 0 {
-        return false;
-    }
-    assert!(x.len() >= extent(npix, ldx, cin), "conv_i8: x too short");
-    let wlen = super::cin4(cin)
-        .checked_mul(o_n)
-        .expect("conv_i8: weights overflow");
-    assert!(wpack.len() >= wlen, "conv_i8: wpack too short");
-    let olen = npix.checked_mul(o_n).expect("conv_i8: output overflows");
-    assert!(acc.len() >= olen, "conv_i8: acc too short");
-    true
-}
-
 /// Largest `base + dx + dy` over the taps (u32 sums cannot overflow a 64-bit usize).
 fn max_tap_origin<'a>(it: impl Iterator<Item = (u32, u32, u32)> + 'a) -> usize {
     it.map(|(b, dx, dy)| b as usize + dx as usize + dy as usize)
@@ -391,32 +368,7 @@ unsafe fn conv_f32_tile<const MP: usize, const NV: usize, const MASKED: bool>(
 // madd(x_even, w_even) + madd(x_odd, w_odd) is then the full 4-term dot product, one i32 lane
 // per output, in natural order. No saturation anywhere (|x·w| ≤ 2^14, pair sums ≤ 2^15).
 
-fn conv_i8(
-    x: &[i8],
-    ldx: usize,
-    npix: usize,
-    cin: usize,
-    wpack: &[i8],
-    o_n: usize,
-    acc: &mut [i32],
-) {
-    if !check_conv_i8(x, ldx, npix, cin, wpack, o_n, acc) {
-        return;
-    }
-    // SAFETY: AVX2 was detected before KERNELS was handed out; check_conv_i8 asserted the
-    // extents of x (npix rows of cin bytes), wpack (cin4*o_n) and acc (npix*o_n).
-    unsafe {
-        conv_i8_avx2(
-            x.as_ptr(),
-            ldx,
-            npix,
-            cin,
-            wpack.as_ptr(),
-            o_n,
-            acc.as_mut_ptr(),
-        )
-    }
-}
+conv_i8_entry!(conv_i8 => conv_i8_avx2, "AVX2 was detected before KERNELS was handed out");
 
 /// # Safety
 /// AVX2; pointers valid for the extents checked by [`check_conv_i8`].

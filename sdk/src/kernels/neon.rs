@@ -148,19 +148,6 @@ pub(super) unsafe fn conv_i8_one(
     s
 }
 
-/// Shared bounds checks of the int8 conv wrappers.
-pub(super) fn check_conv_i8(
-    x: &[i8],
-    ldx: usize,
-    npix: usize,
-    cin: usize,
-    wpack: &[i8],
-    o_n: usize,
-    acc: &[i32],
-) {
-    assert!(npix == 0 || x.len() >= (npix - 1) * ldx + cin);
-    assert!(wpack.len() >= super::cin4(cin) * o_n && acc.len() >= npix * o_n);
-}
 
 // ---------------------------------------------------------------------------------------------
 // conv_f32: register-blocked, 4 pixels × 16 outputs (16 accumulators), weights streamed once
@@ -338,32 +325,7 @@ unsafe fn conv_f32_block<const NP: usize, const NV: usize>(
 // conv_i8 without dotprod: emulate `sdot` with vmull_s8 (exact i16 products) + vpadalq_s16
 // (pairwise into i32). Two products never share an i16, so nothing can overflow or saturate.
 
-pub fn conv_i8(
-    x: &[i8],
-    ldx: usize,
-    npix: usize,
-    cin: usize,
-    wpack: &[i8],
-    o_n: usize,
-    acc: &mut [i32],
-) {
-    check_conv_i8(x, ldx, npix, cin, wpack, o_n, acc);
-    if npix == 0 || o_n == 0 {
-        return;
-    }
-    // SAFETY: bounds asserted above; `neon` is present since this table was handed out.
-    unsafe {
-        conv_i8_neon(
-            x.as_ptr(),
-            ldx,
-            npix,
-            cin,
-            wpack.as_ptr(),
-            o_n,
-            acc.as_mut_ptr(),
-        )
-    }
-}
+conv_i8_entry!(pub conv_i8 => conv_i8_neon, "`neon` is present since this table was handed out");
 
 #[target_feature(enable = "neon")]
 unsafe fn conv_i8_neon(

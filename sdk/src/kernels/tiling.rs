@@ -2,7 +2,8 @@
 //!
 //! An ISA module supplies only register tiles — small `#[target_feature]` leaves that move one
 //! `B×B` block — and these drivers walk the matrix: cache blocking, the order of the tiles, and
-//! the leftover rows and columns (smaller tiles, then scalar). Bounds are asserted here once.
+//! the leftover rows and columns (smaller tiles, then scalar). Bounds are asserted here once,
+//! and so are those of the `conv_i8` entries ([`conv_i8_entry!`]).
 
 /// `(n - 1) * ld + len`: the extent of `n` rows of `len` elements spaced `ld` apart.
 /// Panics on overflow so a wrapped size can never slip past a bounds check.
@@ -86,10 +87,10 @@ pub(super) unsafe fn scalar_block<T: Copy>(
 /// the next size, and [`scalar_block`] takes what is left.
 macro_rules! tile_levels {
     ($s:expr, $r:expr, $c:expr, $sl:expr, $d:expr, $dl:expr;) => {
-        super::tiling::scalar_block($s, $r, $c, $sl, $d, $dl)
+        $crate::kernels::tiling::scalar_block($s, $r, $c, $sl, $d, $dl)
     };
     ($s:expr, $r:expr, $c:expr, $sl:expr, $d:expr, $dl:expr; ($b:literal, $tile:ident) $(, ($bs:literal, $tiles:ident))*) => {
-        super::tiling::tiled::<_, $b>(
+        $crate::kernels::tiling::tiled::<_, $b>(
             $s, $r, $c, $sl, $d, $dl,
             |s, d| $tile(s, $sl, d, $dl),
             |s, r, c, d| tile_levels!(s, r, c, $sl, d, $dl; $(($bs, $tiles)),*),
@@ -130,7 +131,7 @@ macro_rules! transposes {
                 return;
             }
             assert!(
-                src.len() >= super::tiling::extent(rows, src_ld, cols),
+                src.len() >= $crate::kernels::tiling::extent(rows, src_ld, cols),
                 "transpose: src too short"
             );
             // SAFETY: this module's table is only handed out once its CPU features were
@@ -138,4 +139,61 @@ macro_rules! transposes {
             unsafe { run(src.as_ptr(), rows, cols, src_ld, dst, dst_ld) }
         }
     )*};
+}
+
+/// Checks the common preconditions of `conv_i8`; returns false when there is nothing to do.
+pub(super) fn check_conv_i8(
+    x: &[i8],
+    ldx: usize,
+    npix: usize,
+    cin: usize,
+    wpack: &[i8],
+    o_n: usize,
+    acc: &[i32],
+) -> bool {
+    if npix == 0 || o_n == 0 {
+        return false;
+    }
+    assert!(x.len() >= extent(npix, ldx, cin), "conv_i8: x too short");
+    let wlen = super::cin4(cin)
+        .checked_mul(o_n)
+        .expect("conv_i8: weights overflow");
+    assert!(wpack.len() >= wlen, "conv_i8: wpack too short");
+    let olen = npix.checked_mul(o_n).expect("conv_i8: output overflows");
+    assert!(acc.len() >= olen, "conv_i8: acc too short");
+    true
+}
+
+/// Defines the safe `conv_i8` table entry `$name` around the raw leaf `$leaf(x, ldx, npix, cin,
+/// wpack, o_n, acc)` (pointers): the extents are asserted by [`check_conv_i8`], the leaf may
+/// touch exactly those, and `$why` says why the leaf's CPU features are present.
+macro_rules! conv_i8_entry {
+    ($vis:vis $name:ident => $leaf:ident, $why:literal) => {
+        $vis fn $name(
+            x: &[i8],
+            ldx: usize,
+            npix: usize,
+            cin: usize,
+            wpack: &[i8],
+            o_n: usize,
+            acc: &mut [i32],
+        ) {
+            if $crate::kernels::tiling::check_conv_i8(x, ldx, npix, cin, wpack, o_n, acc) {
+                // SAFETY: the leaf's CPU features are present (the reason is this macro's `why`
+                // argument at its use site); check_conv_i8 asserted the extents of x (npix rows
+                // of cin bytes, ldx apart), wpack (cin4·o_n) and acc (npix·o_n), all it touches.
+                unsafe {
+                    $leaf(
+                        x.as_ptr(),
+                        ldx,
+                        npix,
+                        cin,
+                        wpack.as_ptr(),
+                        o_n,
+                        acc.as_mut_ptr(),
+                    )
+                }
+            }
+        }
+    };
 }
