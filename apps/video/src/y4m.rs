@@ -47,8 +47,12 @@ fn read_line<R: BufRead>(r: &mut R, line: &mut Vec<u8>, max: usize, what: &str) 
 
 /// Parses a `YUV4MPEG2 W.. H.. F..:.. C...` header line.
 pub fn parse_header(line: &[u8], what: &str) -> Result<Y4mInfo> {
-    let text =
-        std::str::from_utf8(line).map_err(|_| VideoError::format(what, "header is not ASCII"))?;
+    // ASCII, not merely UTF-8: the tags are split off at byte 1, which must be a char boundary
+    // (a multi-byte character there panicked; found by the video_frames fuzz target).
+    if !line.is_ascii() {
+        return Err(VideoError::format(what, "header is not ASCII"));
+    }
+    let text = std::str::from_utf8(line).expect("ASCII is UTF-8");
     let mut it = text.split(' ');
     if it.next() != Some("YUV4MPEG2") {
         return Err(VideoError::format(

@@ -303,3 +303,25 @@ fn file_sources_by_uri() {
         .to_string();
     assert!(e.contains("cannot decode"), "{e}");
 }
+
+/// A Y4M header with a multi-byte UTF-8 character where a tag letter goes panicked at a char
+/// boundary (found by the video_frames fuzz target; its input is the seed
+/// fuzz/seeds/video_frames/regress-y4m-non-ascii-tag). Now it is an error.
+#[test]
+fn y4m_header_with_non_ascii_tag_is_an_error() {
+    let seed = std::fs::read(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../fuzz/seeds/video_frames/regress-y4m-non-ascii-tag"),
+    )
+    .unwrap();
+    // The fuzz target's first byte picks the parser (2 = Y4M).
+    assert_eq!(seed[0], 2);
+    let e = dysample_video::y4m::Y4mReader::new(std::io::Cursor::new(&seed[1..]), "regress.y4m")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("regress.y4m") && e.contains("not ASCII"), "{e}");
+    let e = dysample_video::y4m::parse_header("YUV4MPEG2 W4 H2 ǩ2".as_bytes(), "h")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("not ASCII"), "{e}");
+}
