@@ -8,7 +8,8 @@
 #   cross/package.sh x86_64-linux   # x86_64,  glibc <= 2.28, ONNX Runtime 1.31.1 (PyPI x86_64 CPU) in lib/
 #
 # Writes dist/dysample-<version>-<target>.tar.gz, dist/<deb name>_<version>-1_<arch>.deb and
-# dist/dysample-<version>-<target>.glibc.txt (the readelf report of the check). Installs what it
+# dist/dysample-<version>-<target>.glibc.txt (the readelf report of the check).
+# DYSAMPLE_DEB_FAST=1 compresses the .deb faster (larger; CI uses it). Installs what it
 # needs first (cross/setup.sh). CARGO_TARGET_DIR is honoured. Wheels are cached in
 # $DYSAMPLE_CACHE (default ~/.cache/dysample).
 #
@@ -16,7 +17,8 @@
 #   dysample  dysample-demo  [dysample-calibrate ...]   the binaries
 #   lib/       libonnxruntime.so.1.31.1 (raspberry-pi, x86_64-linux) and the workspace's cdylibs;
 #              the SDK's loader looks in lib/ next to the executable
-#   models/    person-seg, depth (the files each model.json lists)
+#   models/    person-seg, depth (the files each model.json lists, and reference/input_0.npy +
+#              output_0.npy, the f32 reference pair)
 #   licenses/  ours, third-party Rust crates, the models' sources, ONNX Runtime's
 #   doc/       README-<board>.md guide, demo.md, onnx.md, <binary>.md (--help of every subcommand)
 #   man/man1/  man pages from --help
@@ -108,7 +110,8 @@ import json, shutil, sys
 from pathlib import Path
 mj, dest = Path(sys.argv[1]), Path(sys.argv[2])
 src = mj.parent
-files = {"model.json", "README.md"}
+# The reference input/output pair lets a user check a board's runtime against the f32 result.
+files = {"model.json", "README.md", "reference/input_0.npy", "reference/output_0.npy"}
 def walk(v):
     if isinstance(v, str):
         files.add(v)
@@ -122,7 +125,7 @@ for f in sorted(files):
     if not p.is_relative_to(src.resolve()):
         sys.exit(f"package: {mj}: file entry {f!r} leaves the model folder")
     if not p.is_file():
-        if f == "README.md":
+        if f == "README.md" or f.startswith("reference/"):
             continue
         sys.exit(f"package: {mj}: listed file {f!r} does not exist")
     (dest / f).parent.mkdir(parents=True, exist_ok=True)
@@ -210,6 +213,20 @@ while IFS= read -r -d '' f; do
     rel=${f#"$stage"/}
     asset "$f" "usr/share/doc/${DEB_NAME}/$rel" 644
 done < <(find "$stage/doc" "$stage/licenses" "$stage/README.md" -type f -print0 | sort -z)
+# Debian dependencies from what the ELF files load (NEEDED); a library we cannot map fails here.
+depends="libc6 (>= ${GLIBC})"
+needed=$(find "$stage" -type f -exec sh -c 'head -c4 "$1" | grep -q ELF && readelf -d "$1"' _ {} \; |
+    awk '/NEEDED/ {gsub(/[][]/, "", $NF); print $NF}' | sort -u)
+for lib in $needed; do
+    case "$lib" in
+        libc.so.6|libm.so.6|libpthread.so.0|libdl.so.2|librt.so.1|ld-linux-*.so.*) ;;
+        libstdc++.so.6) depends+=", libstdc++6" ;;
+        libgcc_s.so.1) depends+=", libgcc-s1 | libgcc1" ;;
+        libonnxruntime.so*) ;;
+        *) [ -e "$stage/lib/$lib" ] || { echo "package: no Debian package known for NEEDED $lib" >&2; exit 1; } ;;
+    esac
+done
+echo "package: Depends: $depends" >&2
 case "$board" in
     jetson)
         conflicts='conflicts = "dysample"'
@@ -240,7 +257,7 @@ path = "lib.rs"
 maintainer = "The DySample SDK authors"
 copyright = "2026, The DySample SDK authors; third-party licences in /usr/share/doc/${DEB_NAME}/licenses"
 license-file = ["${root}/LICENSE-APACHE", "0"]
-depends = "libc6 (>= ${GLIBC}), libgcc-s1 | libgcc1, libstdc++6"
+depends = "${depends}"
 ${recommends}
 ${conflicts}
 section = "science"
@@ -256,8 +273,10 @@ TOML
 } > "$debdir/Cargo.toml"
 deb_out="dist/${DEB_NAME}_${version}-1_${DEB_ARCH}.deb"
 rm -f "$deb_out"
+t_deb=$(date +%s)
 (cd "$debdir" && cargo deb --manifest-path "$debdir/Cargo.toml" --no-build --no-strip \
-    --target "$TRIPLE" --output "$root/$deb_out" -q)
+    ${DYSAMPLE_DEB_FAST:+--fast} --target "$TRIPLE" --output "$root/$deb_out" -q)
+echo "package: cargo deb $(( $(date +%s) - t_deb )) s${DYSAMPLE_DEB_FAST:+ (--fast)}" >&2
 dpkg-deb --info "$deb_out" >/dev/null
 
 # --- sizes ----------------------------------------------------------------------------------

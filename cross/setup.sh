@@ -59,5 +59,8 @@ if ! _venv_ok; then
     "$DYSAMPLE_CROSS_VENV/bin/pip" install -q --disable-pip-version-check \
         "ziglang==$ZIGLANG_VERSION" "cargo-zigbuild==$CARGO_ZIGBUILD_VERSION" "cargo-deb==$CARGO_DEB_VERSION"
 fi
-export PATH="$DYSAMPLE_CROSS_VENV/bin:$PATH"
+# Appended, not prepended: the venv's python3 (no numpy) must not shadow the system one.
+# cargo-zigbuild runs zig as `python -m ziglang` with the interpreter named here.
+case ":$PATH:" in *":$DYSAMPLE_CROSS_VENV/bin:"*) ;; *) export PATH="$PATH:$DYSAMPLE_CROSS_VENV/bin" ;; esac
+export CARGO_ZIGBUILD_PYTHON_PATH="$DYSAMPLE_CROSS_VENV/bin/python3"
 unset _need_apt _sudo _cross_root

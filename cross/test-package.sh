@@ -27,7 +27,7 @@ t_start=$(date +%s)
 if [ $# -ge 1 ]; then
     tarball=$(realpath "$1")
 else
-    tarball=$(bash cross/package.sh raspberry-pi | grep '\.tar\.gz$')
+    tarball=$(DYSAMPLE_DEB_FAST=1 bash cross/package.sh raspberry-pi | grep '\.tar\.gz$')
     tarball=$(realpath "$tarball")
 fi
 t_pkg=$(date +%s)
@@ -35,13 +35,31 @@ name=$(basename "$tarball" .tar.gz)
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/dysample-pkgtest.XXXXXX")
 trap 'rm -rf "$work"' EXIT
-fail() { echo "test-package: FAIL: $*" >&2; exit 1; }
+fail() { echo "test-package: FAIL: $*" >&2; echo "test-package: ${passed} passed, 1 failed"; exit 1; }
+passed=0
+ok() { passed=$((passed + 1)); }
 
 # --- the x86_64 reference: the workspace's own dysample, built natively ----------------------
 echo "== x86_64 reference (int8 DySample layers of models/person-seg)" >&2
-nice -n 10 cargo build --release -q -p dysample-cli
-host_bin="$(cargo metadata --no-deps --format-version 1 | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')/release/dysample"
-[ -x "$host_bin" ] || fail "no x86_64 dysample at $host_bin"
+# The binary of tools/test.sh's own x86_64 test build (same flags: a no-op after it), located
+# through cargo's artifact messages; DYSAMPLE_X86_DYSAMPLE names another one.
+if [ -n "${DYSAMPLE_X86_DYSAMPLE:-}" ]; then
+    host_bin=$DYSAMPLE_X86_DYSAMPLE
+else
+    host_bin=$(nice -n 10 cargo test --release --workspace --all-features --no-run --message-format=json 2>/dev/null |
+        python3 -c '
+import json, sys
+for line in sys.stdin:
+    try:
+        m = json.loads(line)
+    except ValueError:
+        continue
+    if m.get("reason") == "compiler-artifact" and m["target"]["name"] == "dysample" and "bin" in m["target"]["kind"]:
+        print(m["executable"])
+' || true)
+fi
+[ -n "$host_bin" ] && [ -x "$host_bin" ] || fail "no x86_64 dysample binary (${host_bin:-cargo reported none})"
+file "$host_bin" 2>/dev/null | grep -q x86-64 || readelf -h "$host_bin" | grep -q "X86-64" || fail "$host_bin is not an x86_64 binary"
 mkdir -p "$work/ref"
 # Feature maps at the resolutions the layers see in the 256x256 network: a smooth pattern plus
 # noise (float32), fixed seed, written once and read by both architectures.
@@ -66,6 +84,7 @@ for l in "${layers[@]}"; do
         --input "$work/ref/${l}_input.npy" --output "$work/ref/${l}_int8_scalar.npy" 2>/dev/null
     cmp -s "$work/ref/${l}_int8.npy" "$work/ref/${l}_int8_scalar.npy" ||
         fail "x86_64: $l int8 auto backend and scalar differ"
+    ok
 done
 t_ref=$(date +%s)
 
@@ -91,6 +110,7 @@ assert info["arch"] == "aarch64", info["arch"]
 assert info["auto_backend"] == sys.argv[2], f"auto backend {info['auto_backend']}, expected {sys.argv[2]}"
 print(f"  info: arch {info['arch']}, features {' '.join(info['cpu_features'])}, auto backend {info['auto_backend']}", file=sys.stderr)
 PY
+    ok
     mapfile -t usable < <(python3 -c 'import json,sys; [print(b["name"]) for b in json.load(open(sys.argv[1]))["backends"] if b["usable"]]' "$dir/info.json")
 
     # 2. the segmentation demo, headless, builtin:// through the bundled ORT
@@ -110,8 +130,9 @@ lib = str(pkg / "lib" / "libonnxruntime.so.")
 loaded = [l for l in log.splitlines() if "loaded ONNX Runtime" in l]
 assert loaded, f"no 'loaded ONNX Runtime' line in the log:\n{log[-2000:]}"
 assert lib in loaded[0] and "lib/ next to the executable" in loaded[0], f"not the bundled ORT: {loaded[0]}"
-print(f"  demo: {len(pngs)} frames, summary keys {sorted(s)[:8]}", file=sys.stderr)
+print(f"  demo: {len(pngs)} frames, {s.get('precision')} on {s.get('backend')}, {loaded[0].split('loaded ONNX Runtime')[0].strip()[-60:]}", file=sys.stderr)
 PY
+        ok
     done
 
     # 3. calibration (hook: runs once the workspace ships dysample-calibrate)
@@ -130,6 +151,7 @@ PY
             fail "$l: aarch64 min/max calibration differs from x86_64 ($cpu)"
         cmp -s "$dir/${l}_selfcal.npy" "$work/ref/${l}_int8.npy" ||
             fail "$l: aarch64 int8 output differs from x86_64 ($cpu)"
+        ok
         for b in "${usable[@]}"; do
             q "$pkg/dysample" run --weights "$pkg/models/person-seg/model.safetensors" --prefix "$l" \
                 --style lp --groups 4 --precision int8 --backend "$b" --threads 2 \
@@ -137,10 +159,12 @@ PY
                 --output "$dir/${l}_$b.npy" 2>/dev/null
             cmp -s "$dir/${l}_$b.npy" "$work/ref/${l}_int8.npy" ||
                 fail "$l: aarch64 backend $b int8 output differs from x86_64 ($cpu)"
+            ok
         done
     done
     echo "  int8: ${layers[*]} bytes equal to x86_64 on backends ${usable[*]} ($(stat -c %s "$work/ref/up3_int8.npy") B for up3)" >&2
     echo "  QEMU_CPU=$cpu: $(( $(date +%s) - t_cpu )) s" >&2
 done
 t_end=$(date +%s)
+echo "test-package: ${passed} passed, 0 failed"
 echo "test-package: ok ($name): package $((t_pkg - t_start)) s, x86_64 reference $((t_ref - t_pkg)) s, emulated runs $((t_end - t_ref)) s" >&2
