@@ -137,7 +137,7 @@ PY
 
     # 3. calibration (hook: runs once the workspace ships dysample-calibrate)
     if [ -x "$pkg/dysample-calibrate" ]; then
-        bash cross/test-package-calibrate.sh "$pkg" "$dir" q
+        source cross/test-package-calibrate.sh
     else
         echo "  calibrate: SKIPPED, the package has no dysample-calibrate (calibration/ not merged yet)" >&2
     fi
