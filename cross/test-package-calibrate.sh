@@ -1,12 +1,18 @@
 # Sourced by cross/test-package.sh inside its per-core loop (uses q, pkg, dir, work, host_bin,
 # cpu, fail, ok): dysample-calibrate from the package, under qemu, on a handful of samples.
 #
-# Samples: the first frames of the demo's builtin:// clip (apps/video/assets/builtin.avi, an
-# MJPEG AVI: each frame is a JPEG), which is neither a training nor an evaluation set.
+# Samples: the committed calibration set models/calib/person-seg (training-split images,
+# disjoint from the eval sets); without it, the first frames of the demo's builtin:// clip
+# (apps/video/assets/builtin.avi, an MJPEG AVI: each frame is a JPEG).
 # Then the int8 CPU model it wrote runs on both architectures: ONNX Runtime's int8 kernels
 # (QLinearConv, ...) and the SDK's int8 DySample node must give the same output bytes.
 
-if [ ! -d "$work/calib-images" ]; then
+if [ -d models/calib/person-seg ]; then
+    calib_data="$root/models/calib/person-seg"
+else
+    calib_data="$work/calib-images"
+fi
+if [ ! -d "$calib_data" ]; then
     python3 - apps/video/assets/builtin.avi "$work/calib-images" 6 <<'PY'
 import struct, sys
 from pathlib import Path
@@ -27,12 +33,12 @@ PY
 fi
 
 calib="$dir/calib"
-q "$pkg/dysample-calibrate" --model "$pkg/models/person-seg" --data "$work/calib-images" \
-    --samples 4 --method minmax --target cpu,sdk --out "$calib" --threads 2 \
+q "$pkg/dysample-calibrate" --model "$pkg/models/person-seg" --data "$calib_data" \
+    --samples 4 --method minmax --target cpu,sdk --out "$calib" --threads 2 --quiet \
     > "$dir/calibrate.log" 2>&1 || { tail -20 "$dir/calibrate.log" >&2; fail "dysample-calibrate ($cpu)"; }
 [ -s "$calib/model_int8.onnx" ] || fail "dysample-calibrate wrote no model_int8.onnx ($cpu): $(ls "$calib" 2>&1)"
 ok
-echo "  calibrate: 4 samples, minmax -> $(cd "$calib" && ls | tr '\n' ' ')" >&2
+echo "  calibrate: 4 samples of $(basename "$calib_data"), minmax -> $(cd "$calib" && ls | tr '\n' ' ')" >&2
 
 # The same int8 model, the same input, on both architectures.
 input="$pkg/models/person-seg/reference/input_0.npy"
