@@ -8,7 +8,7 @@ secs=${1:-5}
 shift || true
 export RUSTC_BOOTSTRAP=1
 command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
-targets=(npy safetensors quant_json onnx_graph)
+targets=(npy safetensors quant_json onnx_graph model_json video_frames image_file)
 cargo fuzz build
 for t in "${targets[@]}"; do
     corpus=$(mktemp -d)

@@ -403,8 +403,17 @@ impl ModelDir {
                 "no model.json in this folder (a model folder holds model.json and model.onnx, see models/SPEC.md)",
             ));
         }
-        let text = std::fs::read_to_string(&json_path)
-            .map_err(|e| Error::file(&json_path, format_args!("cannot read: {e}")))?;
+        let bytes =
+            dysample::io::read_limited(&json_path, "model.json", dysample::io::MAX_JSON_BYTES)
+                .map_err(|e| {
+                    Error::file(
+                        &json_path,
+                        e.to_string()
+                            .replace(&format!("{}: ", json_path.display()), ""),
+                    )
+                })?;
+        let text = String::from_utf8(bytes)
+            .map_err(|e| Error::file(&json_path, format_args!("not UTF-8 text ({e})")))?;
         let model = ModelJson::from_json(&json_path, &text)?;
         for (key, rel) in model.file_entries() {
             if !dir.join(rel).is_file() {

@@ -125,7 +125,14 @@ pub fn parse_header(bytes: &[u8]) -> std::result::Result<NpyHeader, String> {
 
 /// Reads only the header of an `.npy` file.
 pub fn read_header(path: &Path) -> Result<NpyHeader> {
-    let mut f = std::fs::File::open(path).map_err(|e| Error::file(path, e))?;
+    // A regular file (a FIFO would block the open), of any length: only the header is read.
+    let (mut f, _) = dysample::io::open_regular(path, ".npy file", u64::MAX).map_err(|e| {
+        Error::file(
+            path,
+            e.to_string()
+                .trim_start_matches(&format!("{}: ", path.display())),
+        )
+    })?;
     let mut buf = vec![0u8; 4096];
     let mut n = 0;
     while n < buf.len() {

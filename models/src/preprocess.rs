@@ -11,12 +11,36 @@ use crate::model::{ColorOrder, InputSpec, TensorLayout};
 use image::RgbImage;
 use std::path::Path;
 
-/// Decodes an image file (PNG or JPEG) to 8-bit RGB (grey and alpha images are converted).
-pub fn load_rgb(path: &Path) -> Result<RgbImage> {
-    let reader = image::ImageReader::open(path)
-        .map_err(|e| Error::file(path, format_args!("cannot open: {e}")))?
+/// Largest image file read (bytes) and largest side decoded (pixels): every allocation an image
+/// header can ask for is bounded before any pixel is decoded.
+pub const MAX_IMAGE_BYTES: u64 = 256 << 20;
+/// Largest width or height of an image that is decoded.
+pub const MAX_IMAGE_SIDE: u32 = 16384;
+
+/// A reader over a regular image file of bounded size, with decoding limits on its dimensions
+/// and allocations (a FIFO, a device or a 60000×60000 PNG header is refused, not attempted).
+fn open_image(path: &Path) -> Result<image::ImageReader<std::io::BufReader<std::fs::File>>> {
+    let (file, _) = dysample::io::open_regular(path, "image", MAX_IMAGE_BYTES)
+        .map_err(|e| Error::file(path, strip_prefix(&e.to_string(), path)))?;
+    let mut reader = image::ImageReader::new(std::io::BufReader::new(file))
         .with_guessed_format()
         .map_err(|e| Error::file(path, format_args!("cannot read: {e}")))?;
+    let mut limits = image::Limits::default();
+    limits.max_image_width = Some(MAX_IMAGE_SIDE);
+    limits.max_image_height = Some(MAX_IMAGE_SIDE);
+    reader.limits(limits);
+    Ok(reader)
+}
+
+/// `msg` without a leading `path: ` (the SDK's I/O errors name the path themselves).
+fn strip_prefix(msg: &str, path: &Path) -> String {
+    let p = format!("{}: ", path.display());
+    msg.strip_prefix(&p).unwrap_or(msg).to_string()
+}
+
+/// Decodes an image file (PNG or JPEG) to 8-bit RGB (grey and alpha images are converted).
+pub fn load_rgb(path: &Path) -> Result<RgbImage> {
+    let reader = open_image(path)?;
     let img = reader
         .decode()
         .map_err(|e| Error::file(path, format_args!("cannot decode image: {e}")))?;
@@ -26,10 +50,7 @@ pub fn load_rgb(path: &Path) -> Result<RgbImage> {
 /// Decodes an 8-bit grey image (a segmentation target). Other formats are refused rather than
 /// converted, so an RGB or 16-bit mask is noticed.
 pub fn load_grey8(path: &Path) -> Result<image::GrayImage> {
-    let reader = image::ImageReader::open(path)
-        .map_err(|e| Error::file(path, format_args!("cannot open: {e}")))?
-        .with_guessed_format()
-        .map_err(|e| Error::file(path, format_args!("cannot read: {e}")))?;
+    let reader = open_image(path)?;
     let img = reader
         .decode()
         .map_err(|e| Error::file(path, format_args!("cannot decode image: {e}")))?;
@@ -47,10 +68,7 @@ pub fn load_grey8(path: &Path) -> Result<image::GrayImage> {
 
 /// Width and height from the file's header, without decoding the pixels.
 pub fn image_size(path: &Path) -> Result<(usize, usize)> {
-    let (w, h) = image::ImageReader::open(path)
-        .map_err(|e| Error::file(path, format_args!("cannot open: {e}")))?
-        .with_guessed_format()
-        .map_err(|e| Error::file(path, format_args!("cannot read: {e}")))?
+    let (w, h) = open_image(path)?
         .into_dimensions()
         .map_err(|e| Error::file(path, format_args!("cannot decode image: {e}")))?;
     Ok((w as usize, h as usize))

@@ -46,6 +46,15 @@ pub fn human_bytes(n: u128) -> String {
 /// Opens `path` for reading after checking that it is a regular file of at most `max_len`
 /// bytes; returns the file and its length. `what` names the file's role in messages.
 pub fn open_regular(path: &Path, what: &str, max_len: u64) -> Result<(File, u64)> {
+    // Look before opening: opening a FIFO for reading blocks until a writer appears.
+    let meta = std::fs::metadata(path).map_err(|e| io_err(path, e))?;
+    if !meta.is_file() {
+        return Err(Error::Other(format!(
+            "{}: {what} must be a regular file, not a {}",
+            path.display(),
+            file_kind(&meta)
+        )));
+    }
     let file = File::open(path).map_err(|e| io_err(path, e))?;
     let meta = file.metadata().map_err(|e| io_err(path, e))?;
     if !meta.is_file() {
@@ -239,6 +248,16 @@ mod tests {
         let e = read_limited(&p, "x", 99).unwrap_err().to_string();
         assert!(e.contains("more than the limit"), "{e}");
         assert_eq!(read_limited(&p, "x", 100).unwrap().len(), 100);
+        // A FIFO: opening it for reading would block until a writer appears (a hang before
+        // the check moved in front of the open).
+        let fifo = d.join("fifo");
+        assert!(std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success());
+        let e = read_limited(&fifo, "x", 100).unwrap_err().to_string();
+        assert!(e.contains("not a FIFO"), "{e}");
         std::fs::remove_dir_all(&d).unwrap();
     }
 

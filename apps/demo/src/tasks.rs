@@ -8,6 +8,7 @@ use dysample_video::render::{
     blend_mask, colorize_mask, composite_over, draw_legend, normalize_robust_to_u8, prob_to_u8,
     side_by_side, Blur, Colormap,
 };
+use dysample_video::source::FrameSource;
 use dysample_video::{Frame, Result, VideoError};
 use std::path::PathBuf;
 
@@ -180,13 +181,11 @@ impl Segmenter {
         let (fg, bg, legend) = model.seg_colors();
         let bg_image = match &background {
             Background::Replace(p) => {
-                let img = image::open(p)
-                    .map_err(|e| {
-                        VideoError::Usage(format!("--background replace:{}: {e}", p.display()))
-                    })?
-                    .into_rgb8();
-                let mut f = Frame::with_size(img.width() as usize, img.height() as usize);
-                f.data.copy_from_slice(img.as_raw());
+                // The same bounded, size-limited reader as an image input.
+                let mut src = dysample_video::source::ImageSource::open(p)
+                    .map_err(|e| VideoError::Usage(format!("--background replace:{}", e)))?;
+                let mut f = Frame::new();
+                src.decode(&mut f)?;
                 Some((f, Frame::new()))
             }
             _ => None,

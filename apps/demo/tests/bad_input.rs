@@ -2,6 +2,7 @@
 
 mod common;
 use common::*;
+use std::path::Path;
 
 #[test]
 fn model_problems() {
@@ -252,4 +253,57 @@ fn input_output_and_flag_problems() {
         m,
     ]);
     one_line_error(&c.output().unwrap(), &["'DIV3'", "ffmpeg"]);
+}
+
+/// Files that are not regular files, or are too large, are refused before they are read: an
+/// image input or background that is `/dev/zero` (read until memory ran out before), a FIFO
+/// (blocked forever), and a model.json above the 16 MiB JSON limit.
+#[test]
+fn special_and_huge_files_are_refused() {
+    let seg = model("person-seg");
+    let m = seg.to_str().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let o = d.join("o.png");
+    let o = o.to_str().unwrap();
+    let zero = d.join("zero.png");
+    std::os::unix::fs::symlink("/dev/zero", &zero).unwrap();
+    let z = zero.to_str().unwrap();
+    one_line_error(
+        &run(&["segment", z, o, "--model", m]),
+        &["zero.png", "not a regular file"],
+    );
+    let bg = format!("replace:{z}");
+    one_line_error(
+        &run(&[
+            "segment",
+            "builtin://",
+            o,
+            "--model",
+            m,
+            "--background",
+            &bg,
+        ]),
+        &["--background", "zero.png", "not a regular file"],
+    );
+    let fifo = d.join("pipe.jpg");
+    assert!(std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap()
+        .success());
+    one_line_error(
+        &run(&["segment", fifo.to_str().unwrap(), o, "--model", m]),
+        &["pipe.jpg", "not a regular file"],
+    );
+    // model.json of 17 MiB (sparse: costs no disk).
+    let big = d.join("big");
+    std::fs::create_dir(&big).unwrap();
+    let f = std::fs::File::create(big.join("model.json")).unwrap();
+    f.set_len(17 << 20).unwrap();
+    one_line_error(
+        &run(&["segment", "builtin://", o, "--model", big.to_str().unwrap()]),
+        &["model.json", "limit"],
+    );
+    assert!(!Path::new(o).exists(), "a failed run left {o}");
 }

@@ -298,7 +298,48 @@ fn ext_lower(p: &Path) -> String {
         .to_ascii_lowercase()
 }
 
-fn decode_image_bytes(
+/// Largest image file a source reads, in bytes.
+pub const MAX_IMAGE_BYTES: u64 = 256 << 20;
+
+/// Reads a regular image file of at most [`MAX_IMAGE_BYTES`] into `buf` (reusing its
+/// capacity): a FIFO, a device or `/dev/zero` is refused instead of read until memory runs out.
+fn read_image_file(path: &Path, buf: &mut Vec<u8>) -> Result<()> {
+    use std::io::Read;
+    let name = &path.display().to_string();
+    // Look before opening (opening a FIFO for reading blocks until a writer appears), and again
+    // on the opened file in case the path was swapped in between.
+    if !std::fs::metadata(path)
+        .map_err(|e| VideoError::io(name, e))?
+        .is_file()
+    {
+        return Err(VideoError::format(name, "not a regular file"));
+    }
+    let f = File::open(path).map_err(|e| VideoError::io(name, e))?;
+    let meta = f.metadata().map_err(|e| VideoError::io(name, e))?;
+    if !meta.is_file() {
+        return Err(VideoError::format(name, "not a regular file"));
+    }
+    if meta.len() > MAX_IMAGE_BYTES {
+        return Err(VideoError::format(
+            name,
+            format!(
+                "{} bytes is more than the {MAX_IMAGE_BYTES}-byte limit for an image",
+                meta.len()
+            ),
+        ));
+    }
+    buf.clear();
+    // `take` bounds the read even if the file grows meanwhile.
+    f.take(MAX_IMAGE_BYTES)
+        .read_to_end(buf)
+        .map_err(|e| VideoError::io(name, e))?;
+    Ok(())
+}
+
+/// Decodes an image file's bytes into `out`: JPEG (by extension) through `jpeg`, other formats
+/// through `image`, with the dimensions limited to [`crate::MAX_SIDE`] before any pixel is
+/// decoded.
+pub fn decode_image(
     bytes: &[u8],
     path: &Path,
     jpeg: &mut JpegDecoder,
@@ -307,7 +348,15 @@ fn decode_image_bytes(
     if matches!(ext_lower(path).as_str(), "jpg" | "jpeg") {
         return jpeg.decode(bytes, out);
     }
-    let img = image::load_from_memory(bytes)
+    let mut reader = image::ImageReader::new(Cursor::new(bytes))
+        .with_guessed_format()
+        .map_err(|e| VideoError::Corrupt(format!("{}: {e}", path.display())))?;
+    let mut limits = image::Limits::default();
+    limits.max_image_width = Some(crate::MAX_SIDE as u32);
+    limits.max_image_height = Some(crate::MAX_SIDE as u32);
+    reader.limits(limits);
+    let img = reader
+        .decode()
         .map_err(|e| VideoError::Corrupt(format!("{}: {e}", path.display())))?
         .into_rgb8();
     let (w, h) = (img.width() as usize, img.height() as usize);
@@ -334,9 +383,10 @@ pub struct ImageSource {
 impl ImageSource {
     pub fn open(path: &Path) -> Result<Self> {
         let name = path.display().to_string();
-        let bytes = std::fs::read(path).map_err(|e| VideoError::io(&name, e))?;
+        let mut bytes = Vec::new();
+        read_image_file(path, &mut bytes)?;
         let mut frame = Frame::new();
-        decode_image_bytes(&bytes, path, &mut JpegDecoder::new(), &mut frame)
+        decode_image(&bytes, path, &mut JpegDecoder::new(), &mut frame)
             .map_err(|e| VideoError::format(&name, format!("cannot decode the image ({e})")))?;
         Ok(Self {
             name,
@@ -421,15 +471,12 @@ impl FrameSource for ImageDirSource {
             return Ok(Grab::End);
         };
         self.next += 1;
-        self.bytes.clear();
-        let mut f = File::open(p).map_err(|e| VideoError::io(p.display(), e))?;
-        std::io::Read::read_to_end(&mut f, &mut self.bytes)
-            .map_err(|e| VideoError::io(p.display(), e))?;
+        read_image_file(p, &mut self.bytes)?;
         Ok(Grab::Frame)
     }
     fn decode(&mut self, out: &mut Frame) -> Result<()> {
         let p = &self.files[self.next - 1];
-        decode_image_bytes(&self.bytes, p, &mut self.jpeg, out)
+        decode_image(&self.bytes, p, &mut self.jpeg, out)
     }
     fn rewind(&mut self) -> Result<bool> {
         self.next = 0;

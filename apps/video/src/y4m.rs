@@ -3,7 +3,7 @@
 
 use crate::convert::{rgb_to_yuv444, yuv_planar_to_rgb, Chroma};
 use crate::{Frame, Result, VideoError, MAX_SIDE};
-use std::io::{BufRead, Write};
+use std::io::{BufRead, Read, Write};
 
 /// Stream parameters from the header line.
 #[derive(Clone, Debug, PartialEq)]
@@ -160,19 +160,25 @@ impl<R: BufRead> Y4mReader<R> {
         if !self.line.starts_with(b"FRAME") {
             return Err(VideoError::format(&self.name, "expected a FRAME marker"));
         }
-        buf.resize(
-            self.info
-                .chroma
-                .frame_bytes(self.info.width, self.info.height),
-            0,
-        );
-        match self.r.read_exact(buf) {
-            Ok(()) => Ok(true),
-            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Err(VideoError::Corrupt(
-                format!("{}: last frame is cut short", self.name),
-            )),
-            Err(e) => Err(VideoError::io(&self.name, e)),
+        let n = self
+            .info
+            .chroma
+            .frame_bytes(self.info.width, self.info.height);
+        // Read through `take` rather than into a buffer sized from the header first, so a short
+        // file cannot make us allocate a whole 8192x8192 frame (the buffer keeps its capacity
+        // from frame to frame, so steady state still allocates nothing).
+        buf.clear();
+        (&mut self.r)
+            .take(n as u64)
+            .read_to_end(buf)
+            .map_err(|e| VideoError::io(&self.name, e))?;
+        if buf.len() != n {
+            return Err(VideoError::Corrupt(format!(
+                "{}: last frame is cut short",
+                self.name
+            )));
         }
+        Ok(true)
     }
 
     /// Converts a frame read by [`Y4mReader::next_frame`] to RGB.

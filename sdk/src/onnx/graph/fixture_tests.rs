@@ -115,3 +115,29 @@ fn info_lists_nested_nodes() {
         "{text}"
     );
 }
+
+/// The inputs the `onnx_graph` fuzz target once crashed on (kept as `regress-*` seeds): each
+/// parses or is refused, and info, lower and fuse return instead of panicking.
+#[test]
+fn fuzz_regressions_return_errors_not_panics() {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fuzz/seeds/onnx_graph");
+    let mut n = 0;
+    for e in std::fs::read_dir(&dir).unwrap().flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if !name.starts_with("regress-") {
+            continue;
+        }
+        n += 1;
+        let bytes = std::fs::read(e.path()).unwrap();
+        let Ok(model) = parse_model(&bytes, &e.path()) else {
+            continue;
+        };
+        let _ = info(&model).to_string();
+        let mut lowered = model.clone();
+        let _ = lower(&mut lowered);
+        let mut fused = model.clone();
+        let a = analyze(&fused);
+        apply(&mut fused, &a.matches);
+    }
+    assert!(n >= 1, "no regress-* seeds in {}", dir.display());
+}

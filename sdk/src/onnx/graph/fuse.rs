@@ -16,11 +16,11 @@
 //! additionally runs each matched subgraph in ONNX Runtime against the SDK kernel.
 
 use super::{
-    attr_i, attr_int, attr_ints, attr_s, attr_str, graph, make_node, node_label, set_opset,
-    tensor_f32, tensor_i64, Constants, Namer, NodeLayer,
+    attr_i, attr_ints, attr_s, graph, node_label, set_opset, tensor_f32, tensor_i64, Constants,
+    Namer, NodeLayer,
 };
 use crate::config::{DySampleConfig, Style};
-use crate::onnx::{NodeAttrs, DOMAIN, OP_TYPE};
+use crate::onnx::{NodeAttrs, DOMAIN};
 use crate::weights::Weights;
 use onnx_protobuf::tensor_proto::DataType;
 use onnx_protobuf::{GraphProto, ModelProto, NodeProto};
@@ -139,6 +139,16 @@ pub fn analyze(model: &ModelProto) -> Analysis {
     out
 }
 
+/// Whether `n` has at least the inputs the matcher indexes for its op type and an output.
+fn arity_ok(n: &NodeProto) -> bool {
+    let inputs = match n.op_type.as_str() {
+        "Reshape" | "Conv" | "GridSample" => 2,
+        "DepthToSpace" | "Sigmoid" => 1,
+        _ => 0,
+    };
+    n.input.len() >= inputs && !n.output.is_empty()
+}
+
 fn match_at(ix: &Index<'_>, gs: usize) -> std::result::Result<FuseMatch, String> {
     let gsn = ix.node(gs);
     // 1. The anchor and its reshapes.
@@ -148,15 +158,15 @@ fn match_at(ix: &Index<'_>, gs: usize) -> std::result::Result<FuseMatch, String>
     if !matches!(mode.as_str(), "bilinear" | "linear") || padding != "border" || align != 0 {
         return Err(format!("GridSample has mode={mode}, padding_mode={padding}, align_corners={align}; DySample uses bilinear/border/0"));
     }
-    if gsn.input.len() != 2 {
-        return Err("GridSample does not have 2 inputs".into());
+    if gsn.input.len() != 2 || gsn.output.is_empty() {
+        return Err("GridSample does not have 2 inputs and an output".into());
     }
     let rx = *ix
         .producer
         .get(gsn.input[0].as_str())
         .ok_or("GridSample input is not computed by a Reshape")?;
     let rxn = ix.node(rx);
-    if rxn.op_type != "Reshape" {
+    if rxn.op_type != "Reshape" || !arity_ok(rxn) {
         return Err(format!(
             "GridSample input comes from {}, not a Reshape of the layer input",
             rxn.op_type
@@ -167,7 +177,7 @@ fn match_at(ix: &Index<'_>, gs: usize) -> std::result::Result<FuseMatch, String>
         .single_consumer(&gsn.output[0])
         .ok_or("GridSample output is not used by exactly one node")?;
     let ryn = ix.node(ry);
-    if ryn.op_type != "Reshape" {
+    if ryn.op_type != "Reshape" || !arity_ok(ryn) {
         return Err(format!(
             "GridSample output goes to {}, not a Reshape",
             ryn.op_type
@@ -186,6 +196,14 @@ fn match_at(ix: &Index<'_>, gs: usize) -> std::result::Result<FuseMatch, String>
             return Err(
                 "the subgraph before GridSample is too large to be a DySample layer".into(),
             );
+        }
+        // Every node the matcher looks into has the inputs and outputs its op needs (a
+        // malformed graph, e.g. a DepthToSpace with no input, is not a DySample).
+        if !arity_ok(ix.node(k)) {
+            return Err(format!(
+                "node {} lacks inputs or outputs its op requires",
+                node_label(ix.node(k), k)
+            ));
         }
         for inp in ix.node(k).input.iter().filter(|s| !s.is_empty()) {
             if *inp == x || ix.consts.initializer(inp).is_some() {
@@ -419,6 +437,7 @@ fn match_at(ix: &Index<'_>, gs: usize) -> std::result::Result<FuseMatch, String>
             config: cfg,
             weights,
             elem,
+            quant: None,
         },
         input: x,
         output: y,
@@ -472,19 +491,7 @@ pub fn apply(model: &mut ModelProto, matches: &[FuseMatch]) -> Vec<String> {
         if let Some(s) = s {
             inputs.push(s.as_str());
         }
-        let mut node = make_node(
-            OP_TYPE,
-            name.clone(),
-            &inputs,
-            &[&m.output],
-            vec![
-                attr_int("scale", cfg.scale as i64),
-                attr_str("style", &cfg.style.to_string()),
-                attr_int("groups", cfg.groups as i64),
-                attr_int("dyscope", cfg.dyscope as i64),
-            ],
-        );
-        node.domain = DOMAIN.to_string();
+        let node = super::dysample_node(&name, &inputs, &m.output, cfg, None);
         let last = *m.nodes.last().unwrap_or(&0);
         at.insert(last, node);
         names.push(name);
