@@ -60,29 +60,12 @@ done
 echo "  int8 (calibrated): ${layers[*]} with $calib/sdk/*.quant.json bytes equal to x86_64" >&2
 
 # (b) The whole int8 CPU model (ONNX Runtime's QLinearConv & co. plus the SDK's int8 DySample
-#     node) on a real frame. Between aarch64 cores its bytes must not change (the cortex-a72 run
+#     node) on person-seg's reference frame. Between aarch64 cores its bytes must not change (the cortex-a72 run
 #     is the reference for the max run). Against x86_64 they do differ: ONNX Runtime's int8
 #     kernels are not bit-exact across architectures (only the SDK's are), so that comparison
 #     is printed, not enforced.
-frame="$work/calib_frame.npy"
-if [ ! -s "$frame" ]; then
-    python3 - "$calib_data" "$frame" <<'PY'
-import sys
-from pathlib import Path
-import numpy as np
-# A committed JPEG decoded by the package's own demo would be circular; the reference input
-# (already preprocessed, 1x3x256x256 float32) stands in when no decoder is available here.
-src = Path(sys.argv[1])
-try:
-    from PIL import Image
-    img = sorted(src.glob("*.jpg"))[-1]
-    x = np.asarray(Image.open(img).convert("RGB").resize((256, 256)), dtype=np.float32) / 255
-    x = x.transpose(2, 0, 1)[None].copy()
-except Exception:
-    x = np.load("models/person-seg/reference/input_0.npy")
-np.save(sys.argv[2], x)
-PY
-fi
+# The input: person-seg's committed reference frame (a real picture, preprocessed).
+frame="$pkg/models/person-seg/reference/input_0.npy"
 # One model for every core: the first core's (calibrations on different cores may legitimately
 # pick other ranges, since ONNX Runtime's f32 kernels round differently per ISA).
 if [ ! -s "$work/model_int8.onnx" ]; then

@@ -121,7 +121,9 @@ PY
         python3 - "$dir/seg-$prec.json" "$dir/run/seg-$prec" "$pkg" "$dir/seg-$prec.log" <<'PY' || fail "demo output ($cpu, $prec)"
 import json, sys
 from pathlib import Path
-summary, out, pkg, log = sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3]), Path(sys.argv[4]).read_text()
+import re
+summary, out, pkg = sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3])
+log = re.sub(r"\x1b\[[0-9;]*m", "", Path(sys.argv[4]).read_text())
 s = json.load(open(summary))
 pngs = sorted(out.glob("*.png"))
 assert len(pngs) == 3, f"{len(pngs)} PNGs in {out}, expected 3"
@@ -130,7 +132,8 @@ lib = str(pkg / "lib" / "libonnxruntime.so.")
 loaded = [l for l in log.splitlines() if "loaded ONNX Runtime" in l]
 assert loaded, f"no 'loaded ONNX Runtime' line in the log:\n{log[-2000:]}"
 assert lib in loaded[0] and "lib/ next to the executable" in loaded[0], f"not the bundled ORT: {loaded[0]}"
-print(f"  demo: {len(pngs)} frames, {s.get('precision')} on {s.get('backend')}, {loaded[0].split('loaded ONNX Runtime')[0].strip()[-60:]}", file=sys.stderr)
+src = loaded[0].split("loaded ONNX Runtime", 1)[1].strip()
+print(f"  demo: {len(pngs)} frames, {s.get('precision')} on {s.get('backend')}, ORT {src.replace(str(pkg) + '/', '')}", file=sys.stderr)
 PY
         ok
     done
