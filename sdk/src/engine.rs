@@ -61,8 +61,9 @@ impl IntPlan {
     }
 }
 
-/// Channels transposed per kernel call when converting between NCHW and NHWC.
-const CHANNEL_CHUNK: usize = 16;
+/// Bytes of each channel plane that one NCHW tile fills: one cache line, so a tile of
+/// `64 / size_of::<T>()` pixels × all channels stays in L1 between sampling and transposing.
+const NCHW_TILE_BYTES: usize = 64;
 
 /// Per-task buffers, pooled across calls.
 #[derive(Default)]
@@ -79,9 +80,9 @@ pub(crate) struct Scratch {
     taps: Vec<Tap>,
     tapsq: Vec<TapQ11>,
     points: PointScratch,
-    row_f32: Vec<f32>,
-    row_f16: Vec<f16>,
-    row_i8: Vec<i8>,
+    tile_f32: Vec<f32>,
+    tile_f16: Vec<f16>,
+    tile_i8: Vec<i8>,
 }
 
 /// `v[..n]`, growing `v` first if needed (scratch buffers only ever grow).
@@ -105,9 +106,8 @@ pub(crate) trait Elem: Copy + Default + Send + Sync + 'static {
         dst: *mut Self,
         dst_ld: usize,
     );
-    fn rowbuf(sc: &mut Scratch) -> &mut Vec<Self>;
-    /// Whether this backend fuses sampling with the NCHW transpose for this type.
-    fn has_fused_nchw(k: &Kernels) -> bool;
+    /// The NCHW output tile of a scratch.
+    fn tile(sc: &mut Scratch) -> &mut Vec<Self>;
 }
 
 impl Elem for f32 {
@@ -123,11 +123,8 @@ impl Elem for f32 {
         // SAFETY: forwarded contract.
         unsafe { (k.transpose_f32)(src, rows, cols, src_ld, dst, dst_ld) }
     }
-    fn rowbuf(sc: &mut Scratch) -> &mut Vec<f32> {
-        &mut sc.row_f32
-    }
-    fn has_fused_nchw(k: &Kernels) -> bool {
-        k.sample_f32_nchw.is_some()
+    fn tile(sc: &mut Scratch) -> &mut Vec<f32> {
+        &mut sc.tile_f32
     }
 }
 
@@ -153,11 +150,8 @@ impl Elem for f16 {
             )
         }
     }
-    fn rowbuf(sc: &mut Scratch) -> &mut Vec<f16> {
-        &mut sc.row_f16
-    }
-    fn has_fused_nchw(k: &Kernels) -> bool {
-        k.sample_f16_nchw.is_some()
+    fn tile(sc: &mut Scratch) -> &mut Vec<f16> {
+        &mut sc.tile_f16
     }
 }
 
@@ -183,11 +177,8 @@ impl Elem for i8 {
             )
         }
     }
-    fn rowbuf(sc: &mut Scratch) -> &mut Vec<i8> {
-        &mut sc.row_i8
-    }
-    fn has_fused_nchw(k: &Kernels) -> bool {
-        k.sample_i8_nchw.is_some()
+    fn tile(sc: &mut Scratch) -> &mut Vec<i8> {
+        &mut sc.tile_i8
     }
 }
 
@@ -437,7 +428,7 @@ impl Engine {
                             self.put_scratch(sc);
                         });
                     }
-                    Layout::Nchw if T::has_fused_nchw(k) => {
+                    Layout::Nchw => {
                         let dst = SharedOut(out_b.as_mut_ptr());
                         self.range(h.div_ceil(tile), |t| {
                             let mut sc = self.take_scratch();
@@ -445,38 +436,6 @@ impl Engine {
                                 // Rows y·s .. y·s+s of every plane belong to this task alone.
                                 row_fn(&mut sc, img, y, Sink::Planes(dst, oplane));
                             }
-                            self.put_scratch(sc);
-                        });
-                    }
-                    Layout::Nchw => {
-                        let dst = SharedOut(out_b.as_mut_ptr());
-                        self.range(h.div_ceil(tile), |t| {
-                            let mut sc = self.take_scratch();
-                            let mut rows = std::mem::take(T::rowbuf(&mut sc));
-                            grow(&mut rows, row_out);
-                            for y in t * tile..((t + 1) * tile).min(h) {
-                                row_fn(&mut sc, img, y, Sink::Rows(&mut rows[..row_out]));
-                                for i in 0..s {
-                                    let src = &rows[i * s * w * c..(i + 1) * s * w * c];
-                                    for c0 in (0..c).step_by(CHANNEL_CHUNK) {
-                                        let cw = CHANNEL_CHUNK.min(c - c0);
-                                        // SAFETY: output row y·s+i of every channel plane belongs
-                                        // to this task alone, and lies inside `out_b` (c·oplane).
-                                        unsafe {
-                                            T::transpose(
-                                                k,
-                                                &src[c0..],
-                                                s * w,
-                                                cw,
-                                                c,
-                                                dst.ptr().add(c0 * oplane + (y * s + i) * s * w),
-                                                oplane,
-                                            )
-                                        };
-                                    }
-                                }
-                            }
-                            *T::rowbuf(&mut sc) = rows;
                             self.put_scratch(sc);
                         });
                     }
@@ -505,6 +464,7 @@ impl Engine {
             let xrow = &img[y * w * c..(y + 1) * w * c];
             float_offsets(k, plan, xrow, w, sc);
             sample_rows_f32(
+                k,
                 &plan.cfg,
                 shape,
                 y,
@@ -543,6 +503,7 @@ impl Engine {
             float_offsets(k, plan, &xf[..w * c], w, sc);
             sc.xf = xf;
             sample_rows_f32(
+                k,
                 &plan.cfg,
                 shape,
                 y,
@@ -638,7 +599,10 @@ fn float_offsets(k: &Kernels, plan: &FloatPlan, xrow: &[f32], w: usize, sc: &mut
 }
 
 /// Hands the taps of output row `i` (of low-res row `y`) to the right sampling kernel.
-fn emit<T, P>(
+#[allow(clippy::too_many_arguments)]
+fn emit<T: Elem, P>(
+    k: &Kernels,
+    tile: &mut Vec<T>,
     img: &[T],
     taps: &[P],
     nhwc: fn(&[T], &[P], usize, &mut [T]),
@@ -649,12 +613,25 @@ fn emit<T, P>(
 ) {
     match sink {
         Sink::Rows(rows) => nhwc(img, taps, cpg, &mut rows[i * row_len..(i + 1) * row_len]),
-        Sink::Planes(dst, plane) => {
-            let kernel = nchw.expect("Planes sinks are only made for backends with a fused kernel");
+        Sink::Planes(dst, plane) => match nchw {
             // SAFETY: the engine gives each task exclusive output rows; `row_at` is the first
             // element of row y·s+i in plane 0, and every write stays in the image's planes.
-            unsafe { kernel(img, taps, g, cpg, dst.ptr().add(row_at), *plane) }
-        }
+            Some(kernel) => unsafe { kernel(img, taps, g, cpg, dst.ptr().add(row_at), *plane) },
+            None => {
+                // Tiles of one cache line per plane: sample them in NHWC (the fast kernel), then
+                // transpose the L1-resident tile into the planes.
+                let c = g * cpg;
+                let (npx, pb) = (taps.len() / g, NCHW_TILE_BYTES / std::mem::size_of::<T>());
+                let t = grow(tile, pb * c);
+                for x0 in (0..npx).step_by(pb) {
+                    let n = pb.min(npx - x0);
+                    nhwc(img, &taps[x0 * g..(x0 + n) * g], cpg, &mut t[..n * c]);
+                    // SAFETY: as above; pixels row_at + x0 .. + n of each of the c planes are
+                    // this task's, and they lie inside the image.
+                    unsafe { T::transpose(k, t, n, c, c, dst.ptr().add(row_at + x0), *plane) }
+                }
+            }
+        },
     }
 }
 
@@ -662,7 +639,9 @@ fn emit<T, P>(
 ///
 /// All `s` rows go to the kernel in one call: they are contiguous in both layouts, so an NCHW
 /// plane gets one run of `s·sW` pixels instead of `s` short ones (fewer write streams to open).
-fn sample_rows_f32<T>(
+#[allow(clippy::too_many_arguments)]
+fn sample_rows_f32<T: Elem>(
+    k: &Kernels,
     cfg: &DySampleConfig,
     shape: Shape,
     y: usize,
@@ -675,11 +654,14 @@ fn sample_rows_f32<T>(
     let (s, g) = (cfg.scale, cfg.groups);
     let (h, w, c) = (shape.height, shape.width, shape.channels);
     let cpg = cfg.channels_per_group();
+    let mut tile = std::mem::take(T::tile(sc));
     let taps = grow(&mut sc.taps, s * s * w * g);
     taps_f32(Geometry { w, h, c, s, g }, y, &sc.off, &mut sc.points, taps);
     // Row i's taps follow row i−1's, and so do its values in either layout: one call covers
     // all s rows as a single "row" of s·sW pixels.
     emit(
+        k,
+        &mut tile,
         img,
         taps,
         nhwc,
@@ -688,6 +670,7 @@ fn sample_rows_f32<T>(
         0,
         &mut sink,
     );
+    *T::tile(sc) = tile;
 }
 
 /// Fills `sc.offq` with the Q11 offsets of each of the row's `w` pixels.
@@ -740,6 +723,8 @@ fn sample_rows_i8(
         let taps = grow(&mut sc.tapsq, s * w * g);
         taps_q11(geo, y, i, &sc.offq, &mut sc.points, taps);
         emit(
+            k,
+            &mut sc.tile_i8,
             img,
             taps,
             k.sample_i8,
@@ -748,5 +733,158 @@ fn sample_rows_i8(
             i,
             &mut sink,
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! NCHW output against NHWC output on every usable backend: rows several NCHW tiles wide
+    //! with a partial last tile, channel counts that are no vector multiple, 1 and 2 threads,
+    //! and the output at every alignment inside a sentinel-filled buffer.
+
+    use crate::{
+        Affine, Backend, BackendChoice, DySample, DySampleConfig, ExecOptions, Layout,
+        QuantParams, Shape, Style, Weights,
+    };
+    use half::f16;
+    use rand::{rngs::StdRng, Rng, SeedableRng};
+
+    /// `v` (NHWC, `shape`) in NCHW.
+    fn to_nchw<T: Copy + Default>(v: &[T], shape: Shape) -> Vec<T> {
+        let mut out = vec![T::default(); v.len()];
+        for b in 0..shape.batch {
+            for c in 0..shape.channels {
+                for y in 0..shape.height {
+                    for x in 0..shape.width {
+                        out[shape.index(Layout::Nchw, b, c, y, x)] =
+                            v[shape.index(Layout::Nhwc, b, c, y, x)];
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// Runs `f` into `buf[skew..skew + len]` of a buffer filled with `fill`; checks the rest
+    /// stayed `fill` and returns the written part.
+    fn guarded<T: Copy + PartialEq + std::fmt::Debug>(
+        len: usize,
+        skew: usize,
+        fill: T,
+        f: impl FnOnce(&mut [T]),
+    ) -> Vec<T> {
+        let mut buf = vec![fill; len + skew + 67];
+        f(&mut buf[skew..skew + len]);
+        assert!(
+            buf[..skew].iter().chain(&buf[skew + len..]).all(|v| *v == fill),
+            "wrote outside the output"
+        );
+        buf[skew..skew + len].to_vec()
+    }
+
+    #[test]
+    fn nchw_tiles_match_nhwc_on_every_backend() {
+        let shapes = [
+            // (c, g, s, style, h, w): the paper's channels; cpg 40; pl; scale 3; 1-pixel rows.
+            (256, 4, 2, Style::Lp, 3, 37),
+            (80, 2, 2, Style::Lp, 2, 71),
+            (72, 2, 3, Style::Pl, 2, 23),
+            (24, 4, 2, Style::Lp, 4, 1),
+        ];
+        for (i, &(c, g, s, style, h, w)) in shapes.iter().enumerate() {
+            let cfg = DySampleConfig::new(c, s, style, g, i % 2 == 0).unwrap();
+            let wts = Weights::random(&cfg, 0.3, i as u64).unwrap();
+            let shape = Shape::new(1, c, h, w);
+            let o = shape.upsampled(s);
+            let mut rng = StdRng::seed_from_u64(99 + i as u64);
+            let x: Vec<f32> = (0..shape.len()).map(|_| rng.gen_range(-2.0..2.0)).collect();
+            let xh: Vec<f32> = {
+                let mut v = vec![0.0; x.len()];
+                for (b, ch, y, xx) in (0..1).flat_map(|b| {
+                    (0..c).flat_map(move |ch| {
+                        (0..h).flat_map(move |y| (0..w).map(move |xx| (b, ch, y, xx)))
+                    })
+                }) {
+                    v[shape.index(Layout::Nhwc, b, ch, y, xx)] =
+                        x[shape.index(Layout::Nchw, b, ch, y, xx)];
+                }
+                v
+            };
+            let input = Affine {
+                scale: 2.0 / 127.0,
+                zero_point: 3,
+            };
+            let params = QuantParams::new(cfg, input);
+            let (mut xq, mut xqh) = (vec![0i8; x.len()], vec![0i8; x.len()]);
+            input.quantize_slice(&x, &mut xq);
+            input.quantize_slice(&xh, &mut xqh);
+            let x16: Vec<f16> = x.iter().map(|&v| f16::from_f32(v)).collect();
+            let xh16: Vec<f16> = xh.iter().map(|&v| f16::from_f32(v)).collect();
+            for b in Backend::ALL.into_iter().filter(|b| b.kernels().is_ok()) {
+                let k = b.kernels().unwrap();
+                for threads in [1, 2] {
+                    let l = DySample::new(cfg, wts.clone())
+                        .unwrap()
+                        .with_exec(ExecOptions {
+                            backend: BackendChoice::Exact(b),
+                            threads: Some(threads),
+                        })
+                        .unwrap();
+                    let skew = (i * 7 + threads * 13) % 64;
+                    let n = o.len();
+                    let ctx = format!("{b} shape {i} threads {threads}");
+                    // f32: identical where the engine tiles, within rounding for fused kernels.
+                    let want = to_nchw(
+                        &guarded(n, 0, 0.0, |out| {
+                            l.forward_slice(&xh, shape.dims(Layout::Nhwc), Layout::Nhwc, out)
+                                .unwrap()
+                        }),
+                        o,
+                    );
+                    let got = guarded(n, skew, -777.0, |out| {
+                        l.forward_slice(&x, shape.dims(Layout::Nchw), Layout::Nchw, out)
+                            .unwrap()
+                    });
+                    let m = want.iter().fold(1e-6f32, |m, v| m.max(v.abs()));
+                    let tol = if k.sample_f32_nchw.is_some() { 1e-5 * m } else { 0.0 };
+                    for (p, q) in got.iter().zip(&want) {
+                        assert!((p - q).abs() <= tol, "{ctx} f32: {p} vs {q}");
+                    }
+                    // f16.
+                    let want = to_nchw(
+                        &guarded(n, 0, f16::ZERO, |out| {
+                            l.forward_slice_f16(&xh16, shape.dims(Layout::Nhwc), Layout::Nhwc, out)
+                                .unwrap()
+                        }),
+                        o,
+                    );
+                    let got = guarded(n, skew, f16::from_f32(-777.0), |out| {
+                        l.forward_slice_f16(&x16, shape.dims(Layout::Nchw), Layout::Nchw, out)
+                            .unwrap()
+                    });
+                    let tol = if k.sample_f16_nchw.is_some() { 1e-2 } else { 0.0 };
+                    for (p, q) in got.iter().zip(&want) {
+                        assert!(
+                            (p.to_f32() - q.to_f32()).abs() <= tol,
+                            "{ctx} f16: {p} vs {q}"
+                        );
+                    }
+                    // int8: bit-exact on every path.
+                    let lq = l.quantize(&params).unwrap();
+                    let want = to_nchw(
+                        &guarded(n, 0, 0i8, |out| {
+                            lq.forward_slice(&xqh, shape.dims(Layout::Nhwc), Layout::Nhwc, out)
+                                .unwrap()
+                        }),
+                        o,
+                    );
+                    let got = guarded(n, skew, 0x55i8, |out| {
+                        lq.forward_slice(&xq, shape.dims(Layout::Nchw), Layout::Nchw, out)
+                            .unwrap()
+                    });
+                    assert!(got == want, "{ctx} int8 NCHW differs from NHWC");
+                }
+            }
+        }
     }
 }

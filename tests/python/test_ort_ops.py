@@ -62,6 +62,17 @@ def max_rel(a, b):
     return float(np.abs(a - b).max() / max(np.abs(b).max(), 1e-30))
 
 
+def spinning_entry(lib):
+    key = "session.intra_op.allow_spinning"
+    so = ort.SessionOptions()
+    so.register_custom_ops_library(lib)
+    check(so.get_session_config_entry(key) == "0", "registration turns intra-op spinning off")
+    so = ort.SessionOptions()
+    so.add_session_config_entry(key, "1")
+    so.register_custom_ops_library(lib)
+    check(so.get_session_config_entry(key) == "1", "a host's own spinning entry is kept")
+
+
 def float_fixtures(lib, fx):
     for name in ["lp_static", "lp_dyscope", "pl_static", "pl_dyscope"]:
         s = session(lib, os.path.join(fx, f"layer_{name}.onnx"))
@@ -185,6 +196,7 @@ def main():
     a = ap.parse_args()
     lib = os.path.abspath(a.lib)
     print(f"onnxruntime {ort.__version__}, numpy {np.__version__}, library {lib}")
+    spinning_entry(lib)
     float_fixtures(lib, a.fixtures)
     manifest = {"cases": []}
     if a.cases:

@@ -45,13 +45,13 @@ fn peak_rss_mib() -> Option<f64> {
     Some(kb / 1024.0)
 }
 
-fn percentile(sorted: &[f64], p: f64) -> f64 {
+pub(crate) fn percentile(sorted: &[f64], p: f64) -> f64 {
     let i = ((sorted.len() - 1) as f64 * p).round() as usize;
     sorted[i]
 }
 
 /// Most `--iters` / `--warmup` accepted.
-const MAX_ITERS: usize = 1_000_000;
+pub(crate) const MAX_ITERS: usize = 1_000_000;
 
 pub fn bench(a: BenchArgs) -> Result<()> {
     anyhow::ensure!(

@@ -1,4 +1,4 @@
-//! `dysample onnx {info,lower,fuse,run}`: DySample inside whole ONNX models.
+//! `dysample onnx {info,lower,fuse,run,bench}`: DySample inside whole ONNX models.
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
@@ -36,6 +36,56 @@ enum OnnxCommand {
     },
     /// Run a single-input model in ONNX Runtime (DySample nodes on the SDK kernels); writes the first output.
     Run(RunArgs),
+    /// Time a whole single-input model in ONNX Runtime: median, p10/p90 of timed runs, and
+    /// per-op-type kernel time from ORT's profiler (a separate, profiled session).
+    Bench(BenchArgs),
+}
+
+#[derive(Args, Debug)]
+struct BenchArgs {
+    /// The ONNX model (or give --model DIR).
+    #[arg(value_name = "MODEL")]
+    file: Option<PathBuf>,
+    /// Model folder (model.json): its graph (see --variant) and its input shape [1, 3, H, W].
+    #[arg(long = "model", value_name = "DIR")]
+    model_dir: Option<PathBuf>,
+    /// With --model: which graph (default custom).
+    #[arg(long, value_enum, requires = "model_dir")]
+    variant: Option<crate::eval::VariantArg>,
+    /// Input, a float32 .npy (default: uniform [0, 1) noise of --shape, model.json's or the
+    /// model's declared input shape).
+    #[arg(long)]
+    input: Option<PathBuf>,
+    /// Input shape for the generated input, comma-separated (e.g. 1,3,256,256).
+    #[arg(long, value_delimiter = ',', conflicts_with = "input")]
+    shape: Option<Vec<usize>>,
+    /// Intra-op threads, shared with the DySample kernels.
+    #[arg(long, default_value_t = 2)]
+    threads: usize,
+    /// Precision of the DySample nodes (int8: min/max calibrated on each call's input).
+    #[arg(long, value_enum, default_value = "f32")]
+    dysample_precision: crate::eval::PrecisionArg,
+    /// Untimed runs first.
+    #[arg(long, default_value_t = 5)]
+    warmup: usize,
+    /// Timed runs.
+    #[arg(long, default_value_t = 30)]
+    iters: usize,
+    /// Runs of the separate profiled session for the per-op-type table (0: no table).
+    #[arg(long, default_value_t = 10)]
+    profile_runs: usize,
+    /// Execution providers in priority order (see `onnx run`).
+    #[arg(long, default_value = "cpu", value_delimiter = ',')]
+    ep: Vec<String>,
+    /// Let ORT's intra-op threads spin-wait between nodes (ORT's default; off in the SDK).
+    #[arg(long)]
+    ort_spinning: bool,
+    /// Print one JSON object instead of text.
+    #[arg(long)]
+    json: bool,
+    /// ONNX Runtime library (see `onnx run --help`).
+    #[arg(long, value_name = "PATH")]
+    ort_lib: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]
@@ -94,6 +144,7 @@ pub fn onnx(args: OnnxArgs) -> Result<()> {
             ort_lib,
         } => fuse_cmd(&input, &output, no_verify, ort_lib),
         OnnxCommand::Run(a) => run(a),
+        OnnxCommand::Bench(a) => bench(a),
     }
 }
 
@@ -266,5 +317,208 @@ fn run(a: RunArgs) -> Result<()> {
         session.threads(),
         a.output.display()
     );
+    Ok(())
+}
+
+/// The model file, its input (data, dims) and what that input is, for `onnx bench`.
+fn bench_input(a: &BenchArgs) -> Result<(PathBuf, Vec<f32>, Vec<usize>, String)> {
+    let (model, json_dims) = match (&a.file, &a.model_dir) {
+        (Some(_), Some(_)) => bail!("give either MODEL or --model DIR, not both"),
+        (None, None) => bail!("give the model: MODEL or --model DIR"),
+        (Some(f), None) => (f.clone(), None),
+        (None, Some(d)) => {
+            let dir = dysample_models::ModelDir::open(d).context("--model")?;
+            let v = match a.variant.unwrap_or(crate::eval::VariantArg::Custom) {
+                crate::eval::VariantArg::Custom => dysample_models::Variant::Custom,
+                crate::eval::VariantArg::Lowered => dysample_models::Variant::Lowered,
+                crate::eval::VariantArg::Bilinear => dysample_models::Variant::Bilinear,
+            };
+            let i = &dir.model.input;
+            let dims = match i.layout {
+                dysample_models::model::TensorLayout::Nchw => vec![1, 3, i.height, i.width],
+                dysample_models::model::TensorLayout::Nhwc => vec![1, i.height, i.width, 3],
+            };
+            (dir.onnx_path(v)?, Some(dims))
+        }
+    };
+    if let Some(p) = &a.input {
+        let x = dysample::npy::read_f32(p).context("--input")?;
+        dysample::tensor::check_finite(&format!("--input {}", p.display()), &x.data)?;
+        return Ok((model, x.data, x.dims, p.display().to_string()));
+    }
+    let dims = match (&a.shape, json_dims) {
+        (Some(s), _) => s.clone(),
+        (None, Some(d)) => d,
+        (None, None) => {
+            let m = graph::load_model(&model)?;
+            let info = graph::info(&m);
+            let [inp] = info.inputs.as_slice() else {
+                bail!(
+                    "{}: has {} inputs; onnx bench runs single-input models",
+                    model.display(),
+                    info.inputs.len()
+                );
+            };
+            inp.dims
+                .iter()
+                .map(|d| d.parse::<usize>().ok().filter(|&v| v > 0))
+                .collect::<Option<Vec<_>>>()
+                .with_context(|| {
+                    format!(
+                        "{}: input '{}' has dims [{}], not all fixed: give --shape or --input",
+                        model.display(),
+                        inp.name,
+                        inp.dims.join(", ")
+                    )
+                })?
+        }
+    };
+    if dims.is_empty() || dims.contains(&0) {
+        bail!("--shape {dims:?}: every dim must be >= 1");
+    }
+    let n = dims
+        .iter()
+        .try_fold(1usize, |n, &d| n.checked_mul(d))
+        .filter(|&n| n <= 1 << 30)
+        .with_context(|| format!("--shape {dims:?}: more than 2^30 values"))?;
+    use rand::{Rng, SeedableRng};
+    let mut r = rand::rngs::StdRng::seed_from_u64(0);
+    let data = (0..n).map(|_| r.gen_range(0.0f32..1.0)).collect();
+    Ok((
+        model,
+        data,
+        dims.clone(),
+        format!("uniform [0, 1) noise {dims:?}"),
+    ))
+}
+
+fn bench(a: BenchArgs) -> Result<()> {
+    use crate::bench::{percentile, MAX_ITERS};
+    let max = dysample::layer::MAX_THREADS;
+    if !(1..=max).contains(&a.threads) {
+        bail!("--threads must be in 1..={max}, got {}", a.threads);
+    }
+    if a.iters == 0 || a.iters > MAX_ITERS || a.warmup > MAX_ITERS || a.profile_runs > MAX_ITERS {
+        bail!(
+            "--iters must be in 1..={MAX_ITERS}, --warmup and --profile-runs at most {MAX_ITERS}"
+        );
+    }
+    let providers =
+        a.ep.iter()
+            .map(|p| Provider::parse(p.trim()))
+            .collect::<Result<Vec<_>, _>>()
+            .context("--ep")?;
+    let precision = match a.dysample_precision {
+        crate::eval::PrecisionArg::F32 => dysample::onnx::session::DySamplePrecision::F32,
+        crate::eval::PrecisionArg::F16 => dysample::onnx::session::DySamplePrecision::F16,
+        crate::eval::PrecisionArg::Int8 => dysample::onnx::session::DySamplePrecision::Int8MinMax,
+    };
+    let (model, data, dims, input_desc) = bench_input(&a)?;
+    let opts = SessionOptions {
+        providers,
+        threads: a.threads,
+        ort_lib: a.ort_lib.clone(),
+        ort_error_log: std::env::var_os("DYSAMPLE_LOG").is_some(),
+        dysample_precision: precision,
+        intra_op_spinning: a.ort_spinning,
+        ..SessionOptions::default()
+    };
+    let run_ctx = || format!("running {}", model.display());
+
+    // Timed runs: a session without the profiler.
+    let mut session = opts.build(&model)?;
+    let (odims, _) = session.run_f32(&data, &dims).with_context(run_ctx)?;
+    for _ in 1..a.warmup {
+        session.run_f32(&data, &dims).with_context(run_ctx)?;
+    }
+    let mut times = Vec::with_capacity(a.iters);
+    for _ in 0..a.iters {
+        let t0 = std::time::Instant::now();
+        session.run_f32(&data, &dims).with_context(run_ctx)?;
+        times.push(t0.elapsed().as_secs_f64() * 1e3);
+    }
+    drop(session);
+    times.sort_by(f64::total_cmp);
+    let median = percentile(&times, 0.5);
+    let (p10, p90) = (percentile(&times, 0.1), percentile(&times, 0.9));
+
+    // Per-op-type time: a second session with ORT's profiler, warmed up by one run of its own
+    // whose events are left out (the first run allocates).
+    let by_op = if a.profile_runs > 0 {
+        let mut prof = SessionOptions {
+            record_placement: true,
+            ..opts.clone()
+        }
+        .build(&model)?;
+        let p = prof
+            .run_profiled(&data, &dims, a.profile_runs + 1)
+            .with_context(run_ctx)?;
+        let trimmed = p.skip_runs(1);
+        Some((trimmed.by_op_type(a.profile_runs), trimmed.runs))
+    } else {
+        None
+    };
+
+    if a.json {
+        let v = serde_json::json!({
+            "model": model.display().to_string(),
+            "input": input_desc,
+            "input_dims": dims,
+            "output_dims": odims,
+            "threads": a.threads,
+            "providers": a.ep,
+            "dysample_precision": precision.name(),
+            "ort_spinning": a.ort_spinning,
+            "warmup": a.warmup,
+            "iters": a.iters,
+            "median_ms": median, "p10_ms": p10, "p90_ms": p90,
+            "min_ms": times[0], "max_ms": times[times.len() - 1],
+            "profile_runs": a.profile_runs,
+            "profiled_run_median_ms": by_op.as_ref().map(|(_, r)| {
+                let mut r = r.clone();
+                r.sort_by(f64::total_cmp);
+                if r.is_empty() { 0.0 } else { percentile(&r, 0.5) / 1e3 }
+            }),
+            "op_types": by_op.as_ref().map(|(t, _)| t),
+        });
+        println!("{v}");
+        return Ok(());
+    }
+    println!(
+        "{}  input {input_desc}  -> {odims:?}  threads {}  dysample {}",
+        model.display(),
+        a.threads,
+        precision
+    );
+    println!(
+        "median {median:.3} ms  (p10 {p10:.3}, p90 {p90:.3}, min {:.3}, max {:.3}; {} runs after {} warm-up)",
+        times[0],
+        times[times.len() - 1],
+        a.iters,
+        a.warmup
+    );
+    if let Some((table, runs)) = by_op {
+        let mut r = runs;
+        r.sort_by(f64::total_cmp);
+        let prof_median = if r.is_empty() {
+            0.0
+        } else {
+            percentile(&r, 0.5) / 1e3
+        };
+        println!(
+            "kernel time per op type ({} profiled runs, separate session; model_run median {prof_median:.3} ms):",
+            a.profile_runs
+        );
+        println!(
+            "  {:<24} {:<26} {:>5} {:>10} {:>6}",
+            "op type", "provider", "nodes", "ms/run", "%"
+        );
+        for t in table {
+            println!(
+                "  {:<24} {:<26} {:>5} {:>10.3} {:>5.1}%",
+                t.op_type, t.provider, t.nodes, t.ms_per_run, t.percent
+            );
+        }
+    }
     Ok(())
 }

@@ -20,6 +20,10 @@
 //! session (sequential executor), so while a DySample node runs its pool stands in for ORT's;
 //! with several sessions running concurrently they queue on the shared pool instead of
 //! oversubscribing the cores. `DYSAMPLE_BACKEND` narrows the kernel backend as everywhere.
+//! Registration also turns ORT's intra-op spin-waiting off (`session.intra_op.allow_spinning`
+//! = 0) unless the host set that entry before registering: spinning ORT workers take the cores
+//! the DySample pool computes on (see `dysample::onnx::session::SessionOptions::intra_op_spinning`
+//! for the measurement). A host that wants spinning sets the entry to 1 first.
 //!
 //! **Errors.** Registration failures and kernel errors come back as `OrtStatus` with one-line
 //! messages naming the node; panics are caught at the boundary (they must not unwind into the
@@ -144,11 +148,35 @@ unsafe fn register(
     // SAFETY: `options` is the host's live session options; the domain lives for the rest of
     // the process (static, library pinned), as ORT requires of an added domain.
     let status = unsafe { (ort::api().AddCustomOpDomain)(options, domain.0.ptr().cast_mut()) };
-    if status.0.is_null() {
-        Ok(())
-    } else {
-        Err(Failure::Status(status))
+    if !status.0.is_null() {
+        return Err(Failure::Status(status));
     }
+    // SAFETY: `options` is the host's live session options; key and value are C strings.
+    unsafe { no_spinning_unless_set(options) }
+}
+
+/// Turns ORT's intra-op spin-waiting off unless the host configured it already (see the crate
+/// docs, "Threads").
+///
+/// # Safety
+/// `options` must be live session options of the ORT whose API `ort` uses.
+unsafe fn no_spinning_unless_set(options: *mut ort_sys::OrtSessionOptions) -> Result<(), Failure> {
+    let key = c"session.intra_op.allow_spinning";
+    let api = ort::api();
+    let mut has: std::ffi::c_int = 0;
+    // SAFETY: forwarded from the caller; `has` is a valid out pointer.
+    let st = unsafe { (api.HasSessionConfigEntry)(options, key.as_ptr(), &mut has) };
+    if !st.0.is_null() {
+        return Err(Failure::Status(st));
+    }
+    if has == 0 {
+        // SAFETY: as above.
+        let st = unsafe { (api.AddSessionConfigEntry)(options, key.as_ptr(), c"0".as_ptr()) };
+        if !st.0.is_null() {
+            return Err(Failure::Status(st));
+        }
+    }
+    Ok(())
 }
 
 /// Keeps this library loaded for the rest of the process (see the crate docs, "Lifetime").

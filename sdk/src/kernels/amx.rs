@@ -51,7 +51,7 @@ fn conv_i8(
     if cin == 0 || !cin.is_multiple_of(64) || !o_n.is_multiple_of(16) || npix < 16 {
         return vnni(x, ldx, npix, cin, wpack, o_n, acc);
     }
-    if !super::avx2::check_conv_i8(x, ldx, npix, cin, wpack, o_n, acc) {
+    if !super::tiling::check_conv_i8(x, ldx, npix, cin, wpack, o_n, acc) {
         return;
     }
     let blocks = npix / 16;

@@ -14,6 +14,8 @@ use core::arch::x86_64::*;
 use core::ptr;
 use half::f16;
 
+pub(super) use super::tiling::extent;
+
 pub(super) static KERNELS: Kernels = Kernels {
     backend: Backend::Avx2,
     conv_f32,
@@ -21,9 +23,11 @@ pub(super) static KERNELS: Kernels = Kernels {
     sample_f32,
     sample_f16,
     sample_i8,
-    sample_f32_nchw: Some(sample_f32_nchw),
-    sample_f16_nchw: Some(sample_f16_nchw),
-    sample_i8_nchw: Some(sample_i8_nchw),
+    // NCHW output: the engine's tiles (NHWC sampling, then `transpose_*`) beat the fused
+    // kernels this table had (measured on AVX2: int8 and f16 equal or faster, f32 ~20% faster).
+    sample_f32_nchw: None,
+    sample_f16_nchw: None,
+    sample_i8_nchw: None,
     cvt_f16_f32,
     cvt_f32_f16,
     transpose_f32,
@@ -34,40 +38,6 @@ pub(super) static KERNELS: Kernels = Kernels {
 // ---------------------------------------------------------------------------------------------
 // Shared helpers (also used by the VNNI table and its checks).
 
-/// `(n - 1) * ld + len`: the extent of `n` rows of `len` elements spaced `ld` apart.
-/// Panics on overflow so a wrapped size can never slip past a bounds check.
-pub(super) fn extent(n: usize, ld: usize, len: usize) -> usize {
-    if n == 0 {
-        return 0;
-    }
-    (n - 1)
-        .checked_mul(ld)
-        .and_then(|v| v.checked_add(len))
-        .expect("kernel extent overflows usize")
-}
-
-/// Checks the common preconditions of `conv_i8`; returns false when there is nothing to do.
-pub(super) fn check_conv_i8(
-    x: &[i8],
-    ldx: usize,
-    npix: usize,
-    cin: usize,
-    wpack: &[i8],
-    o_n: usize,
-    acc: &[i32],
-) -> bool {
-    if npix == 0 || o_n == 0 {
-        return false;
-    }
-    assert!(x.len() >= extent(npix, ldx, cin), "conv_i8: x too short");
-    let wlen = super::cin4(cin)
-        .checked_mul(o_n)
-        .expect("conv_i8: weights overflow");
-    assert!(wpack.len() >= wlen, "conv_i8: wpack too short");
-    let olen = npix.checked_mul(o_n).expect("conv_i8: output overflows");
-    assert!(acc.len() >= olen, "conv_i8: acc too short");
-    true
-}
 
 /// Largest `base + dx + dy` over the taps (u32 sums cannot overflow a 64-bit usize).
 fn max_tap_origin<'a>(it: impl Iterator<Item = (u32, u32, u32)> + 'a) -> usize {
@@ -398,32 +368,7 @@ unsafe fn conv_f32_tile<const MP: usize, const NV: usize, const MASKED: bool>(
 // madd(x_even, w_even) + madd(x_odd, w_odd) is then the full 4-term dot product, one i32 lane
 // per output, in natural order. No saturation anywhere (|x·w| ≤ 2^14, pair sums ≤ 2^15).
 
-fn conv_i8(
-    x: &[i8],
-    ldx: usize,
-    npix: usize,
-    cin: usize,
-    wpack: &[i8],
-    o_n: usize,
-    acc: &mut [i32],
-) {
-    if !check_conv_i8(x, ldx, npix, cin, wpack, o_n, acc) {
-        return;
-    }
-    // SAFETY: AVX2 was detected before KERNELS was handed out; check_conv_i8 asserted the
-    // extents of x (npix rows of cin bytes), wpack (cin4*o_n) and acc (npix*o_n).
-    unsafe {
-        conv_i8_avx2(
-            x.as_ptr(),
-            ldx,
-            npix,
-            cin,
-            wpack.as_ptr(),
-            o_n,
-            acc.as_mut_ptr(),
-        )
-    }
-}
+conv_i8_entry!(conv_i8 => conv_i8_avx2, "AVX2 was detected before KERNELS was handed out");
 
 /// # Safety
 /// AVX2; pointers valid for the extents checked by [`check_conv_i8`].
@@ -901,583 +846,6 @@ unsafe fn bilerp_i8(ps: [*const i8; 4], c: usize, wt: __m256i, wb: __m256i) -> _
 }
 
 // ---------------------------------------------------------------------------------------------
-// Fused NCHW sampling: for a block of PB output pixels of one group, every channel chunk is
-// sampled as PB NHWC vectors, register-transposed to channel-major and stored as runs of
-// consecutive pixels in the channel planes (no row buffer). Tap weights and corner offsets of
-// the block are computed once into a stack array and reused for every channel chunk.
-//
-// Streaming: when a call writes at least `STREAM_MIN_BYTES` and every channel row shares one
-// alignment, the first pixels up to a 64-byte boundary use ordinary stores and every following
-// full block (PB pixels = one whole cache line per channel) uses non-temporal stores, so whole
-// lines are written without being read first; an `sfence` ends the call.
-
-/// Output bytes per call from which the fused f32 NCHW kernel uses non-temporal stores. A call
-/// covers the `s` output rows of one low-res row, so the whole output is then ~H times larger
-/// and far outgrows the caches: writing whole lines without reading them first wins (measured
-/// ~10–15% on 256x120x120, x2).
-pub(super) const STREAM_MIN_BYTES: usize = 128 << 10;
-
-/// Splits `npx` pixels into blocks `(x, n)`: ≤ PB-pixel blocks up to `head`, then full PB
-/// blocks (`full == true`), then a tail.
-#[inline(always)]
-fn for_blocks<const PB: usize>(npx: usize, head: usize, mut f: impl FnMut(usize, usize, bool)) {
-    let head = head.min(npx);
-    let mut x = 0;
-    while x < head {
-        let n = (head - x).min(PB);
-        f(x, n, false);
-        x += n;
-    }
-    while x + PB <= npx {
-        f(x, PB, true);
-        x += PB;
-    }
-    if x < npx {
-        f(x, npx - x, false);
-    }
-}
-
-/// Pixels per super-block: their tap weights are prepared once, then every channel chunk
-/// sweeps them, so each chunk writes a few long runs (one per channel row) instead of many
-/// rows that alias in the same L1 set (planes are usually a multiple of 4 KiB apart).
-const SB: usize = 256;
-/// Room for a super-block plus the longest alignment head (63 bytes of i8).
-const SB_ROOM: usize = SB + 64;
-
-/// The loop nest of the fused kernels: for each group `q`, super-block `[s0, s0 + len)` of
-/// pixels (boundaries at `head + k·SB`, so later super-blocks start aligned), `prep(st, q, s0,
-/// len)` once, then for each channel chunk `c` (step `cw`, the last one overlapping so it stays
-/// inside `cpg ≥ cw`), `block(st, q, c, s0 + x, x, n, full)` over the blocks of [`for_blocks`].
-#[inline(always)]
-#[allow(clippy::too_many_arguments)]
-fn nchw_drive<St, const PB: usize>(
-    st: &mut St,
-    g: usize,
-    cpg: usize,
-    cw: usize,
-    npx: usize,
-    head: usize,
-    mut prep: impl FnMut(&mut St, usize, usize, usize),
-    mut block: impl FnMut(&St, usize, usize, usize, usize, usize, bool),
-) {
-    let head = head.min(npx);
-    for q in 0..g {
-        let mut s0 = 0;
-        while s0 < npx {
-            let end = if s0 == 0 { head + SB } else { s0 + SB };
-            let len = end.min(npx) - s0;
-            prep(st, q, s0, len);
-            let h = if s0 == 0 { head } else { 0 };
-            let mut c0 = 0;
-            loop {
-                let c = c0.min(cpg - cw);
-                for_blocks::<PB>(len, h, |x, n, full| block(st, q, c, s0 + x, x, n, full));
-                if c0 + cw >= cpg {
-                    break;
-                }
-                c0 += cw;
-            }
-            s0 += len;
-        }
-    }
-}
-
-/// Pixels before the first 64-byte boundary of `dst` (elements of `size` bytes), if every
-/// channel row (`plane` apart) has the same alignment; `None` means: do not stream.
-pub(super) fn stream_head(
-    dst: usize,
-    plane: usize,
-    size: usize,
-    bytes: usize,
-    stream_min: usize,
-) -> Option<usize> {
-    if bytes < stream_min || !(plane * size).is_multiple_of(64) || !dst.is_multiple_of(size) {
-        return None;
-    }
-    Some(((64 - dst % 64) % 64) / size)
-}
-
-/// Checks the fused kernels' common preconditions; returns the pixel count (0: nothing to do).
-fn check_nchw(
-    src_len: usize,
-    taps: impl Iterator<Item = (u32, u32, u32)>,
-    g: usize,
-    cpg: usize,
-) -> usize {
-    if g == 0 || cpg == 0 {
-        return 0;
-    }
-    assert!(
-        max_tap_origin(taps) + cpg <= src_len,
-        "sample_nchw: tap reads past src"
-    );
-    1
-}
-
-/// Prefetches for writing the line at `rows + j·plane + ahead` of `n` channel rows: output
-/// rows lie in different pages and their stores otherwise stall on read-for-ownership misses.
-#[inline(always)]
-fn prefetch_rows<T>(rows: *mut T, n: usize, plane: usize, ahead: usize) {
-    for j in 0..n {
-        // SAFETY: prefetching never faults, whatever the address.
-        unsafe { _mm_prefetch::<_MM_HINT_ET0>(rows.wrapping_add(j * plane + ahead) as *const i8) };
-    }
-}
-
-/// 8x8 f32 transpose in registers: `o[j]` lane `i` = `r[i]` lane `j`.
-#[inline]
-#[target_feature(enable = "avx2")]
-fn transpose_8x8_ps(r: [__m256; 8]) -> [__m256; 8] {
-    let t0 = _mm256_unpacklo_ps(r[0], r[1]);
-    let t1 = _mm256_unpackhi_ps(r[0], r[1]);
-    let t2 = _mm256_unpacklo_ps(r[2], r[3]);
-    let t3 = _mm256_unpackhi_ps(r[2], r[3]);
-    let t4 = _mm256_unpacklo_ps(r[4], r[5]);
-    let t5 = _mm256_unpackhi_ps(r[4], r[5]);
-    let t6 = _mm256_unpacklo_ps(r[6], r[7]);
-    let t7 = _mm256_unpackhi_ps(r[6], r[7]);
-    let s0 = _mm256_shuffle_ps::<0x44>(t0, t2);
-    let s1 = _mm256_shuffle_ps::<0xEE>(t0, t2);
-    let s2 = _mm256_shuffle_ps::<0x44>(t1, t3);
-    let s3 = _mm256_shuffle_ps::<0xEE>(t1, t3);
-    let s4 = _mm256_shuffle_ps::<0x44>(t4, t6);
-    let s5 = _mm256_shuffle_ps::<0xEE>(t4, t6);
-    let s6 = _mm256_shuffle_ps::<0x44>(t5, t7);
-    let s7 = _mm256_shuffle_ps::<0xEE>(t5, t7);
-    [
-        _mm256_permute2f128_ps::<0x20>(s0, s4),
-        _mm256_permute2f128_ps::<0x20>(s1, s5),
-        _mm256_permute2f128_ps::<0x20>(s2, s6),
-        _mm256_permute2f128_ps::<0x20>(s3, s7),
-        _mm256_permute2f128_ps::<0x31>(s0, s4),
-        _mm256_permute2f128_ps::<0x31>(s1, s5),
-        _mm256_permute2f128_ps::<0x31>(s2, s6),
-        _mm256_permute2f128_ps::<0x31>(s3, s7),
-    ]
-}
-
-/// 16x16 byte transpose in registers (four rounds of "interleave row i with row i+8").
-#[inline]
-#[target_feature(enable = "avx2")]
-fn transpose_16x16_epi8(mut r: [__m128i; 16]) -> [__m128i; 16] {
-    for _ in 0..4 {
-        r = core::array::from_fn(|i| {
-            let (a, b) = (r[i / 2], r[i / 2 + 8]);
-            if i % 2 == 0 {
-                _mm_unpacklo_epi8(a, b)
-            } else {
-                _mm_unpackhi_epi8(a, b)
-            }
-        });
-    }
-    r
-}
-
-/// Corner offsets `[base, base+dx, base+dy, base+dx+dy]` of a tap.
-#[inline(always)]
-fn corners(base: u32, dx: u32, dy: u32) -> [usize; 4] {
-    let (b, dx, dy) = (base as usize, dx as usize, dy as usize);
-    [b, b + dx, b + dy, b + dx + dy]
-}
-
-/// # Safety
-/// See [`super::SampleNchw`].
-unsafe fn sample_f32_nchw(
-    src: &[f32],
-    taps: &[Tap],
-    g: usize,
-    cpg: usize,
-    dst: *mut f32,
-    plane: usize,
-) {
-    // SAFETY: forwarded contract.
-    unsafe { sample_f32_nchw_with(src, taps, g, cpg, dst, plane, STREAM_MIN_BYTES) }
-}
-
-/// [`sample_f32_nchw`] with the streaming threshold as a parameter (tests force both paths).
-///
-/// # Safety
-/// See [`super::SampleNchw`].
-pub(super) unsafe fn sample_f32_nchw_with(
-    src: &[f32],
-    taps: &[Tap],
-    g: usize,
-    cpg: usize,
-    dst: *mut f32,
-    plane: usize,
-    stream_min: usize,
-) {
-    let npx = taps.len().checked_div(g).unwrap_or(0);
-    let taps = &taps[..npx * g];
-    if npx == 0 || check_nchw(src.len(), taps.iter().map(|t| (t.base, t.dx, t.dy)), g, cpg) == 0 {
-        return;
-    }
-    if cpg < 8 {
-        // SAFETY: forwarded contract.
-        return unsafe { super::scalar::sample_f32_nchw(src, taps, g, cpg, dst, plane) };
-    }
-    let head = stream_head(dst as usize, plane, 4, npx * g * cpg * 4, stream_min);
-    // SAFETY: AVX2+FMA detected (KERNELS); every tap's corner runs of cpg lie in src
-    // (check_nchw); the writes are the contract's (q·cpg + c)·plane + X.
-    unsafe { sample_f32_nchw_avx2(src.as_ptr(), taps, g, cpg, npx, dst, plane, head) }
-}
-
-/// # Safety
-/// AVX2+FMA; `taps.len() == npx·g`, every tap's corners `.. + cpg` readable in `src`, `cpg ≥ 8`,
-/// `dst` writable as in [`super::SampleNchw`]; `head` from [`stream_head`].
-#[target_feature(enable = "avx2,fma")]
-#[allow(clippy::too_many_arguments)]
-unsafe fn sample_f32_nchw_avx2(
-    src: *const f32,
-    taps: &[Tap],
-    g: usize,
-    cpg: usize,
-    npx: usize,
-    dst: *mut f32,
-    plane: usize,
-    head: Option<usize>,
-) {
-    const PB: usize = 16;
-    let stream = head.is_some();
-    // Channel chunks of 16 (two 8x8 transposes): a chunk reads whole 64-byte source lines
-    // while they are hot, and keeps few output pages and lines open.
-    let cw = if cpg >= 16 { 16 } else { 8 };
-    let mut st = ([[0f32; 4]; SB_ROOM], [[0usize; 4]; SB_ROOM]);
-    let prep =
-        |st: &mut ([[f32; 4]; SB_ROOM], [[usize; 4]; SB_ROOM]), q: usize, s0: usize, len: usize| {
-            for k in 0..len {
-                let t = &taps[(s0 + k) * g + q];
-                let (gx, gy) = (1.0 - t.fx, 1.0 - t.fy);
-                st.0[k] = [gx * gy, t.fx * gy, gx * t.fy, t.fx * t.fy];
-                st.1[k] = corners(t.base, t.dx, t.dy);
-            }
-        };
-    let block = |st: &([[f32; 4]; SB_ROOM], [[usize; 4]; SB_ROOM]),
-                 q: usize,
-                 c: usize,
-                 xa: usize,
-                 x: usize,
-                 n: usize,
-                 full: bool| {
-        let sample8 = |x0: usize, nn: usize, c: usize| -> [__m256; 8] {
-            core::array::from_fn(|k| {
-                let i = x0 + k.min(nn - 1);
-                let (w, o) = (&st.0[i], &st.1[i]);
-                // SAFETY: corner runs c .. c + 8 ≤ cpg are inside src (caller).
-                unsafe {
-                    let ld = |i: usize| _mm256_loadu_ps(src.add(o[i] + c));
-                    let r = _mm256_mul_ps(ld(0), _mm256_set1_ps(w[0]));
-                    let r = _mm256_fmadd_ps(ld(1), _mm256_set1_ps(w[1]), r);
-                    let r = _mm256_fmadd_ps(ld(2), _mm256_set1_ps(w[2]), r);
-                    _mm256_fmadd_ps(ld(3), _mm256_set1_ps(w[3]), r)
-                }
-            })
-        };
-        for c in (c..c + cw).step_by(8) {
-            let rows = dst.wrapping_add((q * cpg + c) * plane + xa);
-            if full && stream {
-                // Both halves of each output line back to back: whole-line non-temporal writes.
-                let o0 = transpose_8x8_ps(sample8(x, 8, c));
-                let o1 = transpose_8x8_ps(sample8(x + 8, 8, c));
-                for j in 0..8 {
-                    // SAFETY: channel q·cpg + c + j, pixels xa .. xa + 16: the contract's writes;
-                    // 64-byte aligned (stream_head).
-                    unsafe {
-                        let d = rows.add(j * plane);
-                        _mm256_stream_ps(d, o0[j]);
-                        _mm256_stream_ps(d.add(8), o1[j]);
-                    }
-                }
-                continue;
-            }
-            if full {
-                prefetch_rows(rows, 8, plane, 2 * PB);
-            }
-            for h in 0..PB / 8 {
-                if h * 8 >= n {
-                    break;
-                }
-                let nn = (n - h * 8).min(8);
-                let o = transpose_8x8_ps(sample8(x + h * 8, nn, c));
-                let mask = lane_mask(nn);
-                for (j, &ov) in o.iter().enumerate() {
-                    // SAFETY: channel q·cpg + c + j, pixels xa + 8h .. + nn: the contract's writes.
-                    unsafe {
-                        let d = rows.add(j * plane + h * 8);
-                        if nn == 8 {
-                            _mm256_storeu_ps(d, ov);
-                        } else {
-                            _mm256_maskstore_ps(d, mask, ov);
-                        }
-                    }
-                }
-            }
-        }
-    };
-    nchw_drive::<_, PB>(&mut st, g, cpg, cw, npx, head.unwrap_or(0), prep, block);
-    if stream {
-        _mm_sfence();
-    }
-}
-
-/// # Safety
-/// See [`super::SampleNchw`].
-unsafe fn sample_f16_nchw(
-    src: &[f16],
-    taps: &[Tap],
-    g: usize,
-    cpg: usize,
-    dst: *mut f16,
-    plane: usize,
-) {
-    // SAFETY: forwarded contract.
-    unsafe { sample_f16_nchw_with(src, taps, g, cpg, dst, plane, usize::MAX) }
-}
-
-/// [`sample_f16_nchw`] with the streaming threshold as a parameter.
-///
-/// # Safety
-/// See [`super::SampleNchw`].
-pub(super) unsafe fn sample_f16_nchw_with(
-    src: &[f16],
-    taps: &[Tap],
-    g: usize,
-    cpg: usize,
-    dst: *mut f16,
-    plane: usize,
-    stream_min: usize,
-) {
-    let npx = taps.len().checked_div(g).unwrap_or(0);
-    let taps = &taps[..npx * g];
-    if npx == 0 || check_nchw(src.len(), taps.iter().map(|t| (t.base, t.dx, t.dy)), g, cpg) == 0 {
-        return;
-    }
-    if cpg < 8 {
-        // SAFETY: forwarded contract.
-        return unsafe { super::scalar::sample_f16_nchw(src, taps, g, cpg, dst, plane) };
-    }
-    let head = stream_head(dst as usize, plane, 2, npx * g * cpg * 2, stream_min);
-    // SAFETY: AVX2+F16C detected (KERNELS); corner runs checked; writes per the contract.
-    // f16 is a transparent u16.
-    unsafe {
-        sample_f16_nchw_avx2(
-            src.as_ptr() as *const u16,
-            taps,
-            g,
-            cpg,
-            npx,
-            dst as *mut u16,
-            plane,
-            head,
-        )
-    }
-}
-
-/// # Safety
-/// As [`sample_f32_nchw_avx2`] with u16 elements; AVX2+F16C.
-#[target_feature(enable = "avx2,f16c")]
-#[allow(clippy::too_many_arguments)]
-unsafe fn sample_f16_nchw_avx2(
-    src: *const u16,
-    taps: &[Tap],
-    g: usize,
-    cpg: usize,
-    npx: usize,
-    dst: *mut u16,
-    plane: usize,
-    head: Option<usize>,
-) {
-    const PB: usize = 32;
-    let stream = head.is_some();
-    // Channel chunks of 16 (two 8x8 transposes): a chunk reads whole 64-byte source lines
-    // while they are hot, and keeps few output pages and lines open.
-    let cw = if cpg >= 16 { 16 } else { 8 };
-    let mut st = ([[0f32; 2]; SB_ROOM], [[0usize; 4]; SB_ROOM]);
-    let prep =
-        |st: &mut ([[f32; 2]; SB_ROOM], [[usize; 4]; SB_ROOM]), q: usize, s0: usize, len: usize| {
-            for k in 0..len {
-                let t = &taps[(s0 + k) * g + q];
-                st.0[k] = [t.fx, t.fy];
-                st.1[k] = corners(t.base, t.dx, t.dy);
-            }
-        };
-    let block = |st: &([[f32; 2]; SB_ROOM], [[usize; 4]; SB_ROOM]),
-                 q: usize,
-                 c: usize,
-                 xa: usize,
-                 x: usize,
-                 n: usize,
-                 full: bool| {
-        for c in (c..c + cw).step_by(8) {
-            let rows = dst.wrapping_add((q * cpg + c) * plane + xa);
-
-            if full && !stream {
-                prefetch_rows(rows, 8, plane, 2 * PB);
-            }
-            for h in 0..PB / 8 {
-                if h * 8 >= n {
-                    break;
-                }
-                let nn = (n - h * 8).min(8);
-                let v: [__m256; 8] = core::array::from_fn(|k| {
-                    let i = x + h * 8 + k.min(nn - 1);
-                    let (w, o) = (&st.0[i], &st.1[i]);
-                    // SAFETY: corner runs c .. c + 8 ≤ cpg are inside src (caller).
-                    unsafe {
-                        let ld = |i: usize| {
-                            _mm256_cvtph_ps(_mm_loadu_si128(src.add(o[i] + c) as *const __m128i))
-                        };
-                        let (fx, fy) = (_mm256_set1_ps(w[0]), _mm256_set1_ps(w[1]));
-                        let (a, b, cc, d) = (ld(0), ld(1), ld(2), ld(3));
-                        // The scalar lerp order, no FMA: bit-exact.
-                        let top = _mm256_add_ps(a, _mm256_mul_ps(fx, _mm256_sub_ps(b, a)));
-                        let bot = _mm256_add_ps(cc, _mm256_mul_ps(fx, _mm256_sub_ps(d, cc)));
-                        _mm256_add_ps(top, _mm256_mul_ps(fy, _mm256_sub_ps(bot, top)))
-                    }
-                });
-                let o = transpose_8x8_ps(v);
-                for (j, &ov) in o.iter().enumerate() {
-                    let hv = _mm256_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(ov);
-                    // SAFETY: channel q·cpg + c + j, pixels xa + 8h .. + nn: the contract's writes.
-                    // Full blocks are 64-byte aligned when streaming (stream_head).
-                    unsafe {
-                        let d = rows.add(j * plane + h * 8);
-                        if full && stream {
-                            _mm_stream_si128(d as *mut __m128i, hv);
-                        } else if nn == 8 {
-                            _mm_storeu_si128(d as *mut __m128i, hv);
-                        } else {
-                            let mut b = [0u16; 8];
-                            _mm_storeu_si128(b.as_mut_ptr() as *mut __m128i, hv);
-                            ptr::copy_nonoverlapping(b.as_ptr(), d, nn);
-                        }
-                    }
-                }
-            }
-        }
-    };
-    nchw_drive::<_, PB>(&mut st, g, cpg, cw, npx, head.unwrap_or(0), prep, block);
-    if stream {
-        _mm_sfence();
-    }
-}
-
-/// # Safety
-/// See [`super::SampleNchw`].
-unsafe fn sample_i8_nchw(
-    src: &[i8],
-    taps: &[TapQ11],
-    g: usize,
-    cpg: usize,
-    dst: *mut i8,
-    plane: usize,
-) {
-    // SAFETY: forwarded contract.
-    unsafe { sample_i8_nchw_with(src, taps, g, cpg, dst, plane, usize::MAX) }
-}
-
-/// [`sample_i8_nchw`] with the streaming threshold as a parameter.
-///
-/// # Safety
-/// See [`super::SampleNchw`].
-pub(super) unsafe fn sample_i8_nchw_with(
-    src: &[i8],
-    taps: &[TapQ11],
-    g: usize,
-    cpg: usize,
-    dst: *mut i8,
-    plane: usize,
-    stream_min: usize,
-) {
-    let npx = taps.len().checked_div(g).unwrap_or(0);
-    let taps = &taps[..npx * g];
-    if npx == 0 || check_nchw(src.len(), taps.iter().map(|t| (t.base, t.dx, t.dy)), g, cpg) == 0 {
-        return;
-    }
-    if cpg < 16 {
-        // SAFETY: forwarded contract.
-        return unsafe { super::scalar::sample_i8_nchw(src, taps, g, cpg, dst, plane) };
-    }
-    let head = stream_head(dst as usize, plane, 1, npx * g * cpg, stream_min);
-    // SAFETY: AVX2 detected (KERNELS); corner runs checked; writes per the contract.
-    unsafe { sample_i8_nchw_avx2(src.as_ptr(), taps, g, cpg, npx, dst, plane, head) }
-}
-
-/// # Safety
-/// As [`sample_f32_nchw_avx2`] with i8 elements and `cpg ≥ 16`; AVX2.
-#[target_feature(enable = "avx2")]
-#[allow(clippy::too_many_arguments)]
-unsafe fn sample_i8_nchw_avx2(
-    src: *const i8,
-    taps: &[TapQ11],
-    g: usize,
-    cpg: usize,
-    npx: usize,
-    dst: *mut i8,
-    plane: usize,
-    head: Option<usize>,
-) {
-    const PB: usize = 64;
-    let stream = head.is_some();
-    let mut st = ([[0i32; 2]; SB_ROOM], [[0usize; 4]; SB_ROOM]);
-    let prep =
-        |st: &mut ([[i32; 2]; SB_ROOM], [[usize; 4]; SB_ROOM]), q: usize, s0: usize, len: usize| {
-            for k in 0..len {
-                let t = &taps[(s0 + k) * g + q];
-                let (top, bot) = weight_pairs(t);
-                st.0[k] = [top, bot];
-                st.1[k] = corners(t.base, t.dx, t.dy);
-            }
-        };
-    let block = |st: &([[i32; 2]; SB_ROOM], [[usize; 4]; SB_ROOM]),
-                 q: usize,
-                 c: usize,
-                 xa: usize,
-                 x: usize,
-                 n: usize,
-                 full: bool| {
-        let rows = dst.wrapping_add((q * cpg + c) * plane + xa);
-        if full && !stream {
-            prefetch_rows(rows, 16, plane, 2 * PB);
-        }
-        for h in 0..PB / 16 {
-            if h * 16 >= n {
-                break;
-            }
-            let nn = (n - h * 16).min(16);
-            let v: [__m128i; 16] = core::array::from_fn(|k| {
-                let i = x + h * 16 + k.min(nn - 1);
-                let (w, o) = (&st.0[i], &st.1[i]);
-                let ps = o.map(|o| src.wrapping_add(o));
-                // SAFETY: corner runs c .. c + 16 ≤ cpg are inside src (caller).
-                unsafe { bilerp_i8(ps, c, _mm256_set1_epi32(w[0]), _mm256_set1_epi32(w[1])) }
-            });
-            let o = transpose_16x16_epi8(v);
-            for (j, &ov) in o.iter().enumerate() {
-                // SAFETY: channel q·cpg + c + j, pixels xa + 16h .. + nn: the contract's writes.
-                // Full blocks are 64-byte aligned when streaming (stream_head).
-                unsafe {
-                    let d = rows.add(j * plane + h * 16);
-                    if full && stream {
-                        _mm_stream_si128(d as *mut __m128i, ov);
-                    } else if nn == 16 {
-                        _mm_storeu_si128(d as *mut __m128i, ov);
-                    } else {
-                        let mut b = [0i8; 16];
-                        _mm_storeu_si128(b.as_mut_ptr() as *mut __m128i, ov);
-                        ptr::copy_nonoverlapping(b.as_ptr(), d, nn);
-                    }
-                }
-            }
-        }
-    };
-    nchw_drive::<_, PB>(&mut st, g, cpg, 16, npx, head.unwrap_or(0), prep, block);
-    if stream {
-        _mm_sfence();
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
 // f16 <-> f32 conversions (F16C; round to nearest even).
 
 fn cvt_f16_f32(src: &[f16], dst: &mut [f32]) {
@@ -1558,129 +926,31 @@ unsafe fn cvt_f32_f16_f16c(src: *const f32, dst: *mut u16, n: usize) {
 // ---------------------------------------------------------------------------------------------
 // Transposes: full register tiles (8x8 f32, 8x8 u16, 16x16 u8), scalar edges.
 
-/// Scalar transpose of the sub-rectangle rows `r0..r1` x cols `c0..c1`.
-///
-/// # Safety
-/// As [`super::Transpose`] for that rectangle.
-#[allow(clippy::too_many_arguments)]
-unsafe fn transpose_edge<T: Copy>(
-    src: *const T,
-    src_ld: usize,
-    dst: *mut T,
-    dst_ld: usize,
-    r0: usize,
-    r1: usize,
-    c0: usize,
-    c1: usize,
-) {
-    for r in r0..r1 {
-        for c in c0..c1 {
-            // SAFETY: (r, c) is inside the caller's rectangle.
-            unsafe { *dst.add(c * dst_ld + r) = *src.add(r * src_ld + c) };
-        }
-    }
+/// One round of "interleave row i with row i + N/2" over `N` registers, spelled out:
+/// `array::from_fn` here compiles to a loop through a stack array (measured: the byte transpose
+/// ran at a third of its speed).
+macro_rules! zip_round {
+    ($r:ident, $lo:ident, $hi:ident, $h:literal; $($i:literal)*) => {
+        [$($lo($r[$i], $r[$i + $h]), $hi($r[$i], $r[$i + $h])),*]
+    };
 }
 
-/// Side of the cache blocks of the transposes, in elements.
-const SUPER: usize = 32;
-
-/// Drives a `B x B` tile kernel over the full tiles and `edge` over the two leftover
-/// rectangles (right: full row bands x the last `cols % B` columns; bottom: the last
-/// `rows % B` rows). `edge(src_origin, rows, cols, dst_origin)` transposes one rectangle.
-///
-/// # Safety
-/// As [`super::Transpose`]. `tile` and `edge` are only called on origins and sizes inside
-/// `rows x cols`, which is what they rely on.
-#[inline(always)]
-unsafe fn transpose_tiled<T: Copy, const B: usize>(
-    src: *const T,
-    rows: usize,
-    cols: usize,
-    src_ld: usize,
-    dst: *mut T,
-    dst_ld: usize,
-    tile: impl Fn(*const T, *mut T),
-    edge: impl Fn(*const T, usize, usize, *mut T),
-) {
-    let (rb, cb) = (rows / B * B, cols / B * B);
-    // Blocks of SUPER x SUPER elements, so source and destination cache lines are used whole
-    // while they are still in L1.
-    let sup = SUPER.max(B);
-    for r1 in (0..rb).step_by(sup) {
-        for c1 in (0..cb).step_by(sup) {
-            for r0 in (r1..(r1 + sup).min(rb)).step_by(B) {
-                for c0 in (c1..(c1 + sup).min(cb)).step_by(B) {
-                    tile(
-                        src.wrapping_add(r0 * src_ld + c0),
-                        dst.wrapping_add(c0 * dst_ld + r0),
-                    );
-                }
-            }
-        }
-    }
-    if cb < cols && rb > 0 {
-        edge(
-            src.wrapping_add(cb),
-            rb,
-            cols - cb,
-            dst.wrapping_add(cb * dst_ld),
-        );
-    }
-    if rb < rows {
-        edge(
-            src.wrapping_add(rb * src_ld),
-            rows - rb,
-            cols,
-            dst.wrapping_add(rb),
-        );
-    }
-}
-
-/// # Safety
-/// See [`super::Transpose`].
-unsafe fn transpose_f32(
-    src: &[f32],
-    rows: usize,
-    cols: usize,
-    src_ld: usize,
-    dst: *mut f32,
-    dst_ld: usize,
-) {
-    if rows == 0 || cols == 0 {
-        return;
-    }
-    assert!(
-        src.len() >= extent(rows, src_ld, cols),
-        "transpose: src too short"
-    );
-    // SAFETY: AVX2 detected (KERNELS); src extent asserted; dst validity is the caller's contract.
-    unsafe { transpose_f32_avx2(src.as_ptr(), rows, cols, src_ld, dst, dst_ld) }
-}
-
-/// # Safety
-/// AVX2; as [`super::Transpose`] with `src` valid for the asserted extent.
+/// 16x16 byte transpose in registers (four rounds of "interleave row i with row i+8").
+#[inline]
 #[target_feature(enable = "avx2")]
-unsafe fn transpose_f32_avx2(
-    src: *const f32,
-    rows: usize,
-    cols: usize,
-    src_ld: usize,
-    dst: *mut f32,
-    dst_ld: usize,
-) {
-    // SAFETY: forwarded contract; each tile lies inside rows x cols.
-    unsafe {
-        transpose_tiled::<f32, 8>(
-            src,
-            rows,
-            cols,
-            src_ld,
-            dst,
-            dst_ld,
-            |s, d| tile_8x8_f32(s, src_ld, d, dst_ld),
-            |s, r, c, d| transpose_edge(s, src_ld, d, dst_ld, 0, r, 0, c),
-        )
-    }
+fn transpose_16x16_epi8(mut r: [__m128i; 16]) -> [__m128i; 16] {
+    r = zip_round!(r, _mm_unpacklo_epi8, _mm_unpackhi_epi8, 8; 0 1 2 3 4 5 6 7);
+    r = zip_round!(r, _mm_unpacklo_epi8, _mm_unpackhi_epi8, 8; 0 1 2 3 4 5 6 7);
+    r = zip_round!(r, _mm_unpacklo_epi8, _mm_unpackhi_epi8, 8; 0 1 2 3 4 5 6 7);
+    zip_round!(r, _mm_unpacklo_epi8, _mm_unpackhi_epi8, 8; 0 1 2 3 4 5 6 7)
+}
+
+transposes! {
+    "avx2";
+    transpose_f32: f32 => [(8, tile_8x8_f32)],
+    transpose_u16: u16 => [(8, tile_8x8_u16)],
+    // Edges of the 16x16 tiling go through 8x8 tiles, then scalar.
+    transpose_u8: u8 => [(16, tile_16x16_u8), (8, tile_8x8_u8)],
 }
 
 /// # Safety
@@ -1723,53 +993,6 @@ unsafe fn tile_8x8_f32(s: *const f32, src_ld: usize, d: *mut f32, dst_ld: usize)
     }
 }
 
-/// # Safety
-/// See [`super::Transpose`].
-unsafe fn transpose_u16(
-    src: &[u16],
-    rows: usize,
-    cols: usize,
-    src_ld: usize,
-    dst: *mut u16,
-    dst_ld: usize,
-) {
-    if rows == 0 || cols == 0 {
-        return;
-    }
-    assert!(
-        src.len() >= extent(rows, src_ld, cols),
-        "transpose: src too short"
-    );
-    // SAFETY: AVX2 detected (KERNELS); src extent asserted; dst validity is the caller's contract.
-    unsafe { transpose_u16_avx2(src.as_ptr(), rows, cols, src_ld, dst, dst_ld) }
-}
-
-/// # Safety
-/// AVX2; as [`super::Transpose`] with `src` valid for the asserted extent.
-#[target_feature(enable = "avx2")]
-unsafe fn transpose_u16_avx2(
-    src: *const u16,
-    rows: usize,
-    cols: usize,
-    src_ld: usize,
-    dst: *mut u16,
-    dst_ld: usize,
-) {
-    // SAFETY: forwarded contract; each tile lies inside rows x cols.
-    unsafe {
-        transpose_tiled::<u16, 8>(
-            src,
-            rows,
-            cols,
-            src_ld,
-            dst,
-            dst_ld,
-            |s, d| tile_8x8_u16(s, src_ld, d, dst_ld),
-            |s, r, c, d| transpose_edge(s, src_ld, d, dst_ld, 0, r, 0, c),
-        )
-    }
-}
-
 /// Three rounds of "interleave row i with row i+4" transpose an 8x8 tile of words
 /// (each round rotates the 6-bit (row, col) index by one bit).
 ///
@@ -1780,81 +1003,16 @@ unsafe fn transpose_u16_avx2(
 unsafe fn tile_8x8_u16(s: *const u16, src_ld: usize, d: *mut u16, dst_ld: usize) {
     // SAFETY: the caller guarantees the 8x8 source and destination tiles.
     unsafe {
-        let mut r: [__m128i; 8] =
-            core::array::from_fn(|i| _mm_loadu_si128(s.add(i * src_ld) as *const __m128i));
-        for _ in 0..3 {
-            r = core::array::from_fn(|i| {
-                let (a, b) = (r[i / 2], r[i / 2 + 4]);
-                if i % 2 == 0 {
-                    _mm_unpacklo_epi16(a, b)
-                } else {
-                    _mm_unpackhi_epi16(a, b)
-                }
-            });
+        let mut r = [_mm_setzero_si128(); 8];
+        for (i, v) in r.iter_mut().enumerate() {
+            *v = _mm_loadu_si128(s.add(i * src_ld) as *const __m128i);
         }
+        r = zip_round!(r, _mm_unpacklo_epi16, _mm_unpackhi_epi16, 4; 0 1 2 3);
+        r = zip_round!(r, _mm_unpacklo_epi16, _mm_unpackhi_epi16, 4; 0 1 2 3);
+        r = zip_round!(r, _mm_unpacklo_epi16, _mm_unpackhi_epi16, 4; 0 1 2 3);
         for (j, &v) in r.iter().enumerate() {
             _mm_storeu_si128(d.add(j * dst_ld) as *mut __m128i, v);
         }
-    }
-}
-
-/// # Safety
-/// See [`super::Transpose`].
-unsafe fn transpose_u8(
-    src: &[u8],
-    rows: usize,
-    cols: usize,
-    src_ld: usize,
-    dst: *mut u8,
-    dst_ld: usize,
-) {
-    if rows == 0 || cols == 0 {
-        return;
-    }
-    assert!(
-        src.len() >= extent(rows, src_ld, cols),
-        "transpose: src too short"
-    );
-    // SAFETY: AVX2 detected (KERNELS); src extent asserted; dst validity is the caller's contract.
-    unsafe { transpose_u8_avx2(src.as_ptr(), rows, cols, src_ld, dst, dst_ld) }
-}
-
-/// # Safety
-/// AVX2; as [`super::Transpose`] with `src` valid for the asserted extent.
-#[target_feature(enable = "avx2")]
-unsafe fn transpose_u8_avx2(
-    src: *const u8,
-    rows: usize,
-    cols: usize,
-    src_ld: usize,
-    dst: *mut u8,
-    dst_ld: usize,
-) {
-    // SAFETY: forwarded contract; each tile lies inside rows x cols.
-    unsafe {
-        // Edges of the 16x16 tiling go through 8x8 tiles, then scalar.
-        let edge8 = |s: *const u8, r: usize, c: usize, d: *mut u8| {
-            transpose_tiled::<u8, 8>(
-                s,
-                r,
-                c,
-                src_ld,
-                d,
-                dst_ld,
-                |s, d| tile_8x8_u8(s, src_ld, d, dst_ld),
-                |s, r, c, d| transpose_edge(s, src_ld, d, dst_ld, 0, r, 0, c),
-            )
-        };
-        transpose_tiled::<u8, 16>(
-            src,
-            rows,
-            cols,
-            src_ld,
-            dst,
-            dst_ld,
-            |s, d| tile_16x16_u8(s, src_ld, d, dst_ld),
-            edge8,
-        )
     }
 }
 
@@ -1867,18 +1025,11 @@ unsafe fn transpose_u8_avx2(
 unsafe fn tile_16x16_u8(s: *const u8, src_ld: usize, d: *mut u8, dst_ld: usize) {
     // SAFETY: the caller guarantees the 16x16 source and destination tiles.
     unsafe {
-        let mut r: [__m128i; 16] =
-            core::array::from_fn(|i| _mm_loadu_si128(s.add(i * src_ld) as *const __m128i));
-        for _ in 0..4 {
-            r = core::array::from_fn(|i| {
-                let (a, b) = (r[i / 2], r[i / 2 + 8]);
-                if i % 2 == 0 {
-                    _mm_unpacklo_epi8(a, b)
-                } else {
-                    _mm_unpackhi_epi8(a, b)
-                }
-            });
+        let mut r = [_mm_setzero_si128(); 16];
+        for (i, v) in r.iter_mut().enumerate() {
+            *v = _mm_loadu_si128(s.add(i * src_ld) as *const __m128i);
         }
+        let r = transpose_16x16_epi8(r);
         for (j, &v) in r.iter().enumerate() {
             _mm_storeu_si128(d.add(j * dst_ld) as *mut __m128i, v);
         }
@@ -2229,101 +1380,8 @@ pub(super) mod tests {
         }
     }
 
-    /// Fused NCHW kernels (streaming forced on and off) against the scalar fused kernels, with
-    /// the output rows at every alignment, a padded plane, and sentinels around each row.
-    fn check_nchw(
-        g: usize,
-        cpg: usize,
-        npx: usize,
-        skew: usize,
-        plane_pad: usize,
-        stream: bool,
-        seed: u64,
-    ) {
-        let mut rng = StdRng::seed_from_u64(seed);
-        let len = g * cpg * 3 + cpg;
-        let t = gen_taps(&mut rng, len, cpg, npx * g);
-        let taps = float_taps(&t);
-        let tq: Vec<TapQ11> = t
-            .iter()
-            .map(|&(base, dx, dy, fx, fy)| TapQ11::new(base, dx, dy, fx, fy))
-            .collect();
-        // Planes 16-element multiples (+ pad) apart, so streaming is possible when pad == 0.
-        let plane = (npx + skew).div_ceil(16) * 16 + 64 + plane_pad;
-        let total = g * cpg * plane + 64;
-        let sm = if stream { 0 } else { usize::MAX };
-        let src: Vec<f32> = (0..len).map(|_| rng.gen_range(-4.0..4.0)).collect();
-        let (mut want, mut got) = (vec![7.5f32; total], vec![7.5f32; total]);
-        // SAFETY: every write (q·cpg + c)·plane + skew + X < g·cpg·plane + 64; single-threaded.
-        unsafe {
-            scalar::sample_f32_nchw(&src, &taps, g, cpg, want.as_mut_ptr().add(skew), plane);
-            super::sample_f32_nchw_with(&src, &taps, g, cpg, got.as_mut_ptr().add(skew), plane, sm);
-        }
-        assert_close(&got, &want, 1e-5, "sample_f32_nchw");
-        assert!(
-            got.iter()
-                .zip(&want)
-                .all(|(a, b)| (*a == 7.5) == (*b == 7.5)),
-            "f32 nchw wrote elsewhere"
-        );
-        let srch: Vec<f16> = src.iter().map(|&v| f16::from_f32(v)).collect();
-        let (mut want, mut got) = (vec![f16::ONE; total], vec![f16::ONE; total]);
-        // SAFETY: as above.
-        unsafe {
-            scalar::sample_f16_nchw(&srch, &taps, g, cpg, want.as_mut_ptr().add(skew), plane);
-            super::sample_f16_nchw_with(
-                &srch,
-                &taps,
-                g,
-                cpg,
-                got.as_mut_ptr().add(skew),
-                plane,
-                sm,
-            );
-        }
-        let bits = |v: &[f16]| v.iter().map(|h| h.to_bits()).collect::<Vec<_>>();
-        assert_eq!(
-            bits(&got),
-            bits(&want),
-            "sample_f16_nchw g={g} cpg={cpg} npx={npx}"
-        );
-        let srcq: Vec<i8> = (0..len).map(|_| rng.gen()).collect();
-        let (mut want, mut got) = (vec![0x55i8; total], vec![0x55i8; total]);
-        // SAFETY: as above.
-        unsafe {
-            scalar::sample_i8_nchw(&srcq, &tq, g, cpg, want.as_mut_ptr().add(skew), plane);
-            super::sample_i8_nchw_with(&srcq, &tq, g, cpg, got.as_mut_ptr().add(skew), plane, sm);
-        }
-        assert_eq!(got, want, "sample_i8_nchw g={g} cpg={cpg} npx={npx}");
-    }
-
-    #[test]
-    fn nchw_hot_shape() {
-        if avx2().is_none() {
-            return;
-        }
-        for stream in [false, true] {
-            check_nchw(4, 64, 240, 4, 0, stream, 11);
-            check_nchw(4, 64, 300, 0, 0, stream, 12);
-        }
-    }
-
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(96))]
-
-        #[test]
-        fn nchw_matches_scalar(g in 1usize..9, cpg in 1usize..21, npx in 0usize..300, skew in 0usize..70,
-                               plane_pad in 0usize..3, stream in any::<bool>(), seed in any::<u64>()) {
-            if avx2().is_none() { return Ok(()) };
-            check_nchw(g, cpg, npx, skew, plane_pad, stream, seed);
-        }
-
-        #[test]
-        fn nchw_wide_groups_match_scalar(cpg in 16usize..80, npx in 0usize..90, skew in 0usize..70,
-                                         stream in any::<bool>(), seed in any::<u64>()) {
-            if avx2().is_none() { return Ok(()) };
-            check_nchw(2, cpg, npx, skew, 0, stream, seed);
-        }
 
         #[test]
         fn conv_f32_matches_scalar(cin in 0usize..300, o_n in 1usize..72, npix in 0usize..20,

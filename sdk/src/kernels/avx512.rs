@@ -25,16 +25,7 @@ pub(super) static KERNELS: Kernels = Kernels {
     ..super::vnni::KERNELS_AVX512VNNI
 };
 
-/// `(n - 1) * ld + len`, panicking on overflow.
-fn extent(n: usize, ld: usize, len: usize) -> usize {
-    if n == 0 {
-        return 0;
-    }
-    (n - 1)
-        .checked_mul(ld)
-        .and_then(|v| v.checked_add(len))
-        .expect("kernel extent overflows usize")
-}
+use super::tiling::extent;
 
 // ---------------------------------------------------------------------------------------------
 // sample_i8: per 64 channels, the corners' bytes are interleaved into dwords (q00, q01, q10, q11)
@@ -142,13 +133,34 @@ unsafe fn blend64<const MASKED: bool>(
 // prepared once (vectorised, `prep16`); then for every 16-channel chunk each block's 16 pixels
 // are sampled as NHWC zmm vectors, transposed 16x16 in registers and stored as whole lines, one
 // per channel plane. The source lines a super-block reads stay in L1 across its chunks.
-// When streaming (see `avx2::stream_head`), every full block after the head is 64-byte aligned
+// When streaming (see [`stream_head`]), every full block after the head is 64-byte aligned
 // and written with non-temporal stores: no read-for-ownership, no output in the caches.
 
 /// 16-pixel blocks per super-block: their taps are prepared together, then each channel chunk
 /// sweeps them, so 16 channel planes get 4-line runs before the next chunk (fewer concurrent
 /// write streams than one block at a time; 4 measured best of 1–16).
 const SB_BLOCKS: usize = 4;
+
+/// Output bytes per call from which the fused f32 NCHW kernel uses non-temporal stores. A call
+/// covers the `s` output rows of one low-res row, so the whole output is then ~H times larger
+/// and far outgrows the caches: writing whole lines without reading them first wins (measured
+/// ~10–15% on 256x120x120, x2).
+const STREAM_MIN_BYTES: usize = 128 << 10;
+
+/// Pixels before the first 64-byte boundary of `dst` (elements of `size` bytes), if every
+/// channel row (`plane` apart) has the same alignment; `None` means: do not stream.
+fn stream_head(
+    dst: usize,
+    plane: usize,
+    size: usize,
+    bytes: usize,
+    stream_min: usize,
+) -> Option<usize> {
+    if bytes < stream_min || !(plane * size).is_multiple_of(64) || !dst.is_multiple_of(size) {
+        return None;
+    }
+    Some(((64 - dst % 64) % 64) / size)
+}
 
 /// # Safety
 /// See [`super::SampleNchw`].
@@ -161,7 +173,7 @@ unsafe fn sample_f32_nchw(
     plane: usize,
 ) {
     // SAFETY: forwarded contract.
-    unsafe { sample_f32_nchw_with(src, taps, g, cpg, dst, plane, super::avx2::STREAM_MIN_BYTES) }
+    unsafe { sample_f32_nchw_with(src, taps, g, cpg, dst, plane, STREAM_MIN_BYTES) }
 }
 
 /// [`sample_f32_nchw`] with the streaming threshold as a parameter (tests force both paths).
@@ -191,7 +203,7 @@ pub(super) unsafe fn sample_f32_nchw_with(
     // The gathers of `prep16` index taps with i32 word offsets up to 15·5·g.
     assert!(g < 1 << 24, "sample_f32_nchw: too many groups");
     let bytes = npx.saturating_mul(g).saturating_mul(cpg).saturating_mul(4);
-    let head = super::avx2::stream_head(dst as usize, plane, 4, bytes, stream_min);
+    let head = stream_head(dst as usize, plane, 4, bytes, stream_min);
     // SAFETY: AVX-512F + FMA detected (KERNELS); every tap's four corner runs of cpg lie in src
     // (asserted above, offsets non-negative); the writes are the contract's (q·cpg + c)·plane + X.
     unsafe { sample_f32_nchw_avx512(src.as_ptr(), taps, g, cpg, npx, dst, plane, head) }
@@ -199,7 +211,7 @@ pub(super) unsafe fn sample_f32_nchw_with(
 
 /// # Safety
 /// AVX-512F + FMA; `taps.len() == npx·g`, every tap's corners `.. + cpg` readable in `src`,
-/// `dst` writable as in [`super::SampleNchw`]; `head` from `avx2::stream_head` for this `dst`.
+/// `dst` writable as in [`super::SampleNchw`]; `head` from [`stream_head`] for this `dst`.
 #[target_feature(enable = "avx512f,avx2,fma")]
 #[allow(clippy::too_many_arguments)]
 unsafe fn sample_f32_nchw_avx512(

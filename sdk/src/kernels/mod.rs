@@ -25,6 +25,9 @@ use half::f16;
 use std::fmt;
 use std::str::FromStr;
 
+#[macro_use]
+mod tiling;
+
 #[cfg(target_arch = "x86_64")]
 pub mod amx;
 #[cfg(target_arch = "x86_64")]

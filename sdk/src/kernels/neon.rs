@@ -148,19 +148,6 @@ pub(super) unsafe fn conv_i8_one(
     s
 }
 
-/// Shared bounds checks of the int8 conv wrappers.
-pub(super) fn check_conv_i8(
-    x: &[i8],
-    ldx: usize,
-    npix: usize,
-    cin: usize,
-    wpack: &[i8],
-    o_n: usize,
-    acc: &[i32],
-) {
-    assert!(npix == 0 || x.len() >= (npix - 1) * ldx + cin);
-    assert!(wpack.len() >= super::cin4(cin) * o_n && acc.len() >= npix * o_n);
-}
 
 // ---------------------------------------------------------------------------------------------
 // conv_f32: register-blocked, 4 pixels × 16 outputs (16 accumulators), weights streamed once
@@ -338,32 +325,7 @@ unsafe fn conv_f32_block<const NP: usize, const NV: usize>(
 // conv_i8 without dotprod: emulate `sdot` with vmull_s8 (exact i16 products) + vpadalq_s16
 // (pairwise into i32). Two products never share an i16, so nothing can overflow or saturate.
 
-pub fn conv_i8(
-    x: &[i8],
-    ldx: usize,
-    npix: usize,
-    cin: usize,
-    wpack: &[i8],
-    o_n: usize,
-    acc: &mut [i32],
-) {
-    check_conv_i8(x, ldx, npix, cin, wpack, o_n, acc);
-    if npix == 0 || o_n == 0 {
-        return;
-    }
-    // SAFETY: bounds asserted above; `neon` is present since this table was handed out.
-    unsafe {
-        conv_i8_neon(
-            x.as_ptr(),
-            ldx,
-            npix,
-            cin,
-            wpack.as_ptr(),
-            o_n,
-            acc.as_mut_ptr(),
-        )
-    }
-}
+conv_i8_entry!(pub conv_i8 => conv_i8_neon, "`neon` is present since this table was handed out");
 
 #[target_feature(enable = "neon")]
 unsafe fn conv_i8_neon(
@@ -1092,219 +1054,98 @@ unsafe fn cvt_f32_f16_neon(src: *const f32, dst: *mut u16, n: usize) {
 // ---------------------------------------------------------------------------------------------
 // Transposes: square register tiles (4×4 f32, 8×8 u16, 8×8 u8), scalar borders.
 
-fn check_transpose(src_len: usize, rows: usize, cols: usize, src_ld: usize) -> bool {
-    if rows == 0 || cols == 0 {
-        return false;
-    }
-    assert!(src_len >= (rows - 1) * src_ld + cols);
-    true
+
+transposes! {
+    "neon";
+    transpose_f32: f32 => [(4, tile_4x4_f32)],
+    transpose_u16: u16 => [(8, tile_8x8_u16)],
+    transpose_u8: u8 => [(8, tile_8x8_u8)],
 }
 
-/// Scalar border of a tiled transpose: rows `r0..`, all columns, and columns `c0..` of rows `..r0`.
+/// # Safety
+/// NEON; a 4x4 tile readable at `s + i*src_ld`, writable at `d + j*dst_ld`.
+#[inline]
+#[target_feature(enable = "neon")]
+unsafe fn tile_4x4_f32(s: *const f32, src_ld: usize, d: *mut f32, dst_ld: usize) {
+    // SAFETY: the caller guarantees the 4x4 source and destination tiles.
+    unsafe {
+        let r0 = vld1q_f32(s);
+        let r1 = vld1q_f32(s.add(src_ld));
+        let r2 = vld1q_f32(s.add(2 * src_ld));
+        let r3 = vld1q_f32(s.add(3 * src_ld));
+        let t0 = vreinterpretq_f64_f32(vtrn1q_f32(r0, r1));
+        let t1 = vreinterpretq_f64_f32(vtrn2q_f32(r0, r1));
+        let t2 = vreinterpretq_f64_f32(vtrn1q_f32(r2, r3));
+        let t3 = vreinterpretq_f64_f32(vtrn2q_f32(r2, r3));
+        vst1q_f32(d, vreinterpretq_f32_f64(vtrn1q_f64(t0, t2)));
+        vst1q_f32(d.add(dst_ld), vreinterpretq_f32_f64(vtrn1q_f64(t1, t3)));
+        vst1q_f32(d.add(2 * dst_ld), vreinterpretq_f32_f64(vtrn2q_f64(t0, t2)));
+        vst1q_f32(d.add(3 * dst_ld), vreinterpretq_f32_f64(vtrn2q_f64(t1, t3)));
+    }
+}
+
+/// 16-bit, then 32-bit, then 64-bit transposes of register pairs.
 ///
 /// # Safety
-/// See [`super::Transpose`]; `src` readable at `r*src_ld + c` for the whole matrix.
+/// NEON; an 8x8 tile readable at `s + i*src_ld`, writable at `d + j*dst_ld`.
 #[inline]
-unsafe fn transpose_border<T: Copy>(
-    src: *const T,
-    rows: usize,
-    cols: usize,
-    src_ld: usize,
-    dst: *mut T,
-    dst_ld: usize,
-    r0: usize,
-    c0: usize,
-) {
-    // SAFETY: indices stay inside the rows×cols matrix on both sides (caller contract).
-    unsafe {
-        for r in 0..rows {
-            let cs = if r < r0 { c0 } else { 0 };
-            for c in cs..cols {
-                *dst.add(c * dst_ld + r) = *src.add(r * src_ld + c);
-            }
-        }
-    }
-}
-
-/// # Safety
-/// See [`super::Transpose`].
-pub unsafe fn transpose_f32(
-    src: &[f32],
-    rows: usize,
-    cols: usize,
-    src_ld: usize,
-    dst: *mut f32,
-    dst_ld: usize,
-) {
-    if check_transpose(src.len(), rows, cols, src_ld) {
-        // SAFETY: src bounds asserted; dst validity is the caller's contract; `neon` detected.
-        unsafe { transpose_f32_neon(src.as_ptr(), rows, cols, src_ld, dst, dst_ld) }
-    }
-}
-
 #[target_feature(enable = "neon")]
-unsafe fn transpose_f32_neon(
-    src: *const f32,
-    rows: usize,
-    cols: usize,
-    src_ld: usize,
-    dst: *mut f32,
-    dst_ld: usize,
-) {
-    // SAFETY: full 4×4 tiles lie inside the matrix; borders are scalar.
+unsafe fn tile_8x8_u16(s: *const u16, src_ld: usize, d: *mut u16, dst_ld: usize) {
+    // SAFETY: the caller guarantees the 8x8 source and destination tiles.
     unsafe {
-        let (rt, ct) = (rows / 4 * 4, cols / 4 * 4);
-        for r in (0..rt).step_by(4) {
-            for c in (0..ct).step_by(4) {
-                let s = src.add(r * src_ld + c);
-                let r0 = vld1q_f32(s);
-                let r1 = vld1q_f32(s.add(src_ld));
-                let r2 = vld1q_f32(s.add(2 * src_ld));
-                let r3 = vld1q_f32(s.add(3 * src_ld));
-                let t0 = vreinterpretq_f64_f32(vtrn1q_f32(r0, r1));
-                let t1 = vreinterpretq_f64_f32(vtrn2q_f32(r0, r1));
-                let t2 = vreinterpretq_f64_f32(vtrn1q_f32(r2, r3));
-                let t3 = vreinterpretq_f64_f32(vtrn2q_f32(r2, r3));
-                let d = dst.add(c * dst_ld + r);
-                vst1q_f32(d, vreinterpretq_f32_f64(vtrn1q_f64(t0, t2)));
-                vst1q_f32(d.add(dst_ld), vreinterpretq_f32_f64(vtrn1q_f64(t1, t3)));
-                vst1q_f32(d.add(2 * dst_ld), vreinterpretq_f32_f64(vtrn2q_f64(t0, t2)));
-                vst1q_f32(d.add(3 * dst_ld), vreinterpretq_f32_f64(vtrn2q_f64(t1, t3)));
-            }
+        let mut v = [vdupq_n_u16(0); 8];
+        for (i, r) in v.iter_mut().enumerate() {
+            *r = vld1q_u16(s.add(i * src_ld));
         }
-        transpose_border(src, rows, cols, src_ld, dst, dst_ld, rt, ct);
+        let mut a = [vdupq_n_u32(0); 8];
+        for i in 0..4 {
+            a[2 * i] = vreinterpretq_u32_u16(vtrn1q_u16(v[2 * i], v[2 * i + 1]));
+            a[2 * i + 1] = vreinterpretq_u32_u16(vtrn2q_u16(v[2 * i], v[2 * i + 1]));
+        }
+        // b[j] holds columns j and j+4 of rows 0-3 (j < 4) or 4-7 (j >= 4).
+        let mut b = [vdupq_n_u64(0); 8];
+        for q in [0, 4] {
+            b[q] = vreinterpretq_u64_u32(vtrn1q_u32(a[q], a[q + 2]));
+            b[q + 2] = vreinterpretq_u64_u32(vtrn2q_u32(a[q], a[q + 2]));
+            b[q + 1] = vreinterpretq_u64_u32(vtrn1q_u32(a[q + 1], a[q + 3]));
+            b[q + 3] = vreinterpretq_u64_u32(vtrn2q_u32(a[q + 1], a[q + 3]));
+        }
+        for j in 0..4 {
+            vst1q_u16(d.add(j * dst_ld), vreinterpretq_u16_u64(vtrn1q_u64(b[j], b[j + 4])));
+            vst1q_u16(d.add((j + 4) * dst_ld), vreinterpretq_u16_u64(vtrn2q_u64(b[j], b[j + 4])));
+        }
     }
 }
 
+/// The same three rounds on 64-bit registers.
+///
 /// # Safety
-/// See [`super::Transpose`].
-pub unsafe fn transpose_u16(
-    src: &[u16],
-    rows: usize,
-    cols: usize,
-    src_ld: usize,
-    dst: *mut u16,
-    dst_ld: usize,
-) {
-    if check_transpose(src.len(), rows, cols, src_ld) {
-        // SAFETY: src bounds asserted; dst validity is the caller's contract; `neon` detected.
-        unsafe { transpose_u16_neon(src.as_ptr(), rows, cols, src_ld, dst, dst_ld) }
-    }
-}
-
+/// NEON; an 8x8 tile readable at `s + i*src_ld`, writable at `d + j*dst_ld`.
+#[inline]
 #[target_feature(enable = "neon")]
-unsafe fn transpose_u16_neon(
-    src: *const u16,
-    rows: usize,
-    cols: usize,
-    src_ld: usize,
-    dst: *mut u16,
-    dst_ld: usize,
-) {
-    // SAFETY: full 8×8 tiles lie inside the matrix; borders are scalar.
+unsafe fn tile_8x8_u8(s: *const u8, src_ld: usize, d: *mut u8, dst_ld: usize) {
+    // SAFETY: the caller guarantees the 8x8 source and destination tiles.
     unsafe {
-        let (rt, ct) = (rows / 8 * 8, cols / 8 * 8);
-        for r in (0..rt).step_by(8) {
-            for c in (0..ct).step_by(8) {
-                let s = src.add(r * src_ld + c);
-                let mut v = [vdupq_n_u16(0); 8];
-                for i in 0..8 {
-                    v[i] = vld1q_u16(s.add(i * src_ld));
-                }
-                // 16-bit, then 32-bit, then 64-bit transposes of pairs.
-                let mut a = [vdupq_n_u32(0); 8];
-                for i in 0..4 {
-                    a[2 * i] = vreinterpretq_u32_u16(vtrn1q_u16(v[2 * i], v[2 * i + 1]));
-                    a[2 * i + 1] = vreinterpretq_u32_u16(vtrn2q_u16(v[2 * i], v[2 * i + 1]));
-                }
-                // b[j] holds columns j and j+4 of rows 0-3 (j < 4) or 4-7 (j >= 4).
-                let mut b = [vdupq_n_u64(0); 8];
-                for h in 0..2 {
-                    let q = 4 * h;
-                    b[q] = vreinterpretq_u64_u32(vtrn1q_u32(a[q], a[q + 2]));
-                    b[q + 2] = vreinterpretq_u64_u32(vtrn2q_u32(a[q], a[q + 2]));
-                    b[q + 1] = vreinterpretq_u64_u32(vtrn1q_u32(a[q + 1], a[q + 3]));
-                    b[q + 3] = vreinterpretq_u64_u32(vtrn2q_u32(a[q + 1], a[q + 3]));
-                }
-                let d = dst.add(c * dst_ld + r);
-                for j in 0..4 {
-                    vst1q_u16(
-                        d.add(j * dst_ld),
-                        vreinterpretq_u16_u64(vtrn1q_u64(b[j], b[j + 4])),
-                    );
-                    vst1q_u16(
-                        d.add((j + 4) * dst_ld),
-                        vreinterpretq_u16_u64(vtrn2q_u64(b[j], b[j + 4])),
-                    );
-                }
-            }
+        let mut v = [vdup_n_u8(0); 8];
+        for (i, r) in v.iter_mut().enumerate() {
+            *r = vld1_u8(s.add(i * src_ld));
         }
-        transpose_border(src, rows, cols, src_ld, dst, dst_ld, rt, ct);
-    }
-}
-
-/// # Safety
-/// See [`super::Transpose`].
-pub unsafe fn transpose_u8(
-    src: &[u8],
-    rows: usize,
-    cols: usize,
-    src_ld: usize,
-    dst: *mut u8,
-    dst_ld: usize,
-) {
-    if check_transpose(src.len(), rows, cols, src_ld) {
-        // SAFETY: src bounds asserted; dst validity is the caller's contract; `neon` detected.
-        unsafe { transpose_u8_neon(src.as_ptr(), rows, cols, src_ld, dst, dst_ld) }
-    }
-}
-
-#[target_feature(enable = "neon")]
-unsafe fn transpose_u8_neon(
-    src: *const u8,
-    rows: usize,
-    cols: usize,
-    src_ld: usize,
-    dst: *mut u8,
-    dst_ld: usize,
-) {
-    // SAFETY: full 8×8 tiles lie inside the matrix; borders are scalar.
-    unsafe {
-        let (rt, ct) = (rows / 8 * 8, cols / 8 * 8);
-        for r in (0..rt).step_by(8) {
-            for c in (0..ct).step_by(8) {
-                let s = src.add(r * src_ld + c);
-                let mut v = [vdup_n_u8(0); 8];
-                for i in 0..8 {
-                    v[i] = vld1_u8(s.add(i * src_ld));
-                }
-                let mut a = [vdup_n_u16(0); 8];
-                for i in 0..4 {
-                    a[2 * i] = vreinterpret_u16_u8(vtrn1_u8(v[2 * i], v[2 * i + 1]));
-                    a[2 * i + 1] = vreinterpret_u16_u8(vtrn2_u8(v[2 * i], v[2 * i + 1]));
-                }
-                let mut b = [vdup_n_u32(0); 8];
-                for h in 0..2 {
-                    let q = 4 * h;
-                    b[q] = vreinterpret_u32_u16(vtrn1_u16(a[q], a[q + 2]));
-                    b[q + 2] = vreinterpret_u32_u16(vtrn2_u16(a[q], a[q + 2]));
-                    b[q + 1] = vreinterpret_u32_u16(vtrn1_u16(a[q + 1], a[q + 3]));
-                    b[q + 3] = vreinterpret_u32_u16(vtrn2_u16(a[q + 1], a[q + 3]));
-                }
-                let d = dst.add(c * dst_ld + r);
-                for j in 0..4 {
-                    vst1_u8(
-                        d.add(j * dst_ld),
-                        vreinterpret_u8_u32(vtrn1_u32(b[j], b[j + 4])),
-                    );
-                    vst1_u8(
-                        d.add((j + 4) * dst_ld),
-                        vreinterpret_u8_u32(vtrn2_u32(b[j], b[j + 4])),
-                    );
-                }
-            }
+        let mut a = [vdup_n_u16(0); 8];
+        for i in 0..4 {
+            a[2 * i] = vreinterpret_u16_u8(vtrn1_u8(v[2 * i], v[2 * i + 1]));
+            a[2 * i + 1] = vreinterpret_u16_u8(vtrn2_u8(v[2 * i], v[2 * i + 1]));
         }
-        transpose_border(src, rows, cols, src_ld, dst, dst_ld, rt, ct);
+        let mut b = [vdup_n_u32(0); 8];
+        for q in [0, 4] {
+            b[q] = vreinterpret_u32_u16(vtrn1_u16(a[q], a[q + 2]));
+            b[q + 2] = vreinterpret_u32_u16(vtrn2_u16(a[q], a[q + 2]));
+            b[q + 1] = vreinterpret_u32_u16(vtrn1_u16(a[q + 1], a[q + 3]));
+            b[q + 3] = vreinterpret_u32_u16(vtrn2_u16(a[q + 1], a[q + 3]));
+        }
+        for j in 0..4 {
+            vst1_u8(d.add(j * dst_ld), vreinterpret_u8_u32(vtrn1_u32(b[j], b[j + 4])));
+            vst1_u8(d.add((j + 4) * dst_ld), vreinterpret_u8_u32(vtrn2_u32(b[j], b[j + 4])));
+        }
     }
 }
 

@@ -9,7 +9,7 @@
 // Register-blocked loops index several small arrays in lockstep.
 #![allow(clippy::needless_range_loop)]
 
-use super::neon::{self, check_conv_i8, conv_i8_one, dup4, ktail4};
+use super::neon::{self, conv_i8_one, dup4, ktail4};
 use super::{Backend, Kernels};
 use core::arch::aarch64::*;
 
@@ -29,33 +29,7 @@ macro_rules! sdot {
     };
 }
 
-pub fn conv_i8(
-    x: &[i8],
-    ldx: usize,
-    npix: usize,
-    cin: usize,
-    wpack: &[i8],
-    o_n: usize,
-    acc: &mut [i32],
-) {
-    check_conv_i8(x, ldx, npix, cin, wpack, o_n, acc);
-    if npix == 0 || o_n == 0 {
-        return;
-    }
-    // SAFETY: bounds asserted above; `neon` and `dotprod` were detected before this table was
-    // handed out.
-    unsafe {
-        conv_i8_sdot(
-            x.as_ptr(),
-            ldx,
-            npix,
-            cin,
-            wpack.as_ptr(),
-            o_n,
-            acc.as_mut_ptr(),
-        )
-    }
-}
+conv_i8_entry!(pub conv_i8 => conv_i8_sdot, "`neon` and `dotprod` were detected before this table was handed out");
 
 #[target_feature(enable = "neon,dotprod")]
 unsafe fn conv_i8_sdot(

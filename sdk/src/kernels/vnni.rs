@@ -13,7 +13,7 @@
 //! macro body serves both encodings with the same target-feature list.
 
 use super::avx2::{
-    check_conv_i8, lane_mask, load_partial_i32, load_row_i8, prefetch_write, store_tile_i32,
+    lane_mask, load_partial_i32, load_row_i8, prefetch_write, store_tile_i32,
 };
 use super::{Backend, Kernels, TapQ11};
 use crate::cpu::CpuFeatures;
@@ -59,32 +59,8 @@ macro_rules! vnni_conv_i8 {
         mod $module {
             use super::*;
 
-            pub(in super::super) fn conv_i8(
-                x: &[i8],
-                ldx: usize,
-                npix: usize,
-                cin: usize,
-                wpack: &[i8],
-                o_n: usize,
-                acc: &mut [i32],
-            ) {
-                if !check_conv_i8(x, ldx, npix, cin, wpack, o_n, acc) {
-                    return;
-                }
-                // SAFETY: this table is only handed out after AVX2/FMA/F16C and its VNNI flavour
-                // were detected; check_conv_i8 asserted the extents of x, wpack and acc.
-                unsafe {
-                    conv(
-                        x.as_ptr(),
-                        ldx,
-                        npix,
-                        cin,
-                        wpack.as_ptr(),
-                        o_n,
-                        acc.as_mut_ptr(),
-                    )
-                }
-            }
+            conv_i8_entry!(pub(in super::super) conv_i8 => conv,
+                "this table is only handed out after AVX2/FMA/F16C and its VNNI flavour were detected");
 
             /// # Safety
             /// The target features; pointers valid for the extents checked by `check_conv_i8`.

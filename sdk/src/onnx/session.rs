@@ -123,6 +123,12 @@ pub struct SessionOptions {
     /// Precision of the DySample nodes: the graph's own (`F32`), or f16 / int8 (min/max on each
     /// call's input) on an f32 graph; the other nodes are unaffected.
     pub dysample_precision: DySamplePrecision,
+    /// Let ORT's intra-op workers spin-wait for work between nodes (ORT's default). Off by
+    /// default here: while a DySample node runs on the SDK's pool, spinning workers take the
+    /// same cores. Measured on the 2-vCPU CI VM under load, 2 threads, medians of 5
+    /// interleaved rounds: person-seg (custom op) 29–63 ms spinning vs 6.4–26 ms not; its
+    /// lowered graph 84–101 vs 47–78 ms.
+    pub intra_op_spinning: bool,
 }
 
 impl Default for SessionOptions {
@@ -137,6 +143,7 @@ impl Default for SessionOptions {
             ort_lib: None,
             ort_error_log: true,
             dysample_precision: DySamplePrecision::F32,
+            intra_op_spinning: false,
         }
     }
 }
@@ -248,6 +255,9 @@ impl SessionOptions {
                 ort::logging::LogLevel::Fatal
             })?
             .with_operators(op::domain_with_precision(threads, self.dysample_precision)?)?;
+        if !self.intra_op_spinning {
+            builder = builder.with_intra_op_spinning(false)?;
+        }
         // ORT writes its profile when profiling ends or the session is destroyed: into a private
         // directory that `ProfileDir` removes whatever happens.
         let profile_dir = if self.record_placement {
@@ -512,6 +522,36 @@ impl DySampleSession {
             self.collect_placement()?;
         }
         Ok(result)
+    }
+
+    /// Runs [`DySampleSession::run_f32`] `runs` times under ORT's profiler and returns the
+    /// profile of those runs (and fills [`DySampleSession::placement`]). Needs a session built
+    /// with [`SessionOptions::record_placement`] and not yet run: profiling ends here.
+    pub fn run_profiled(
+        &mut self,
+        data: &[f32],
+        dims: &[usize],
+        runs: usize,
+    ) -> Result<super::profile::Profile> {
+        if !self.profiling {
+            return Err(OnnxError::Runtime(
+                "run_profiled needs a session built with record_placement, before its first run"
+                    .into(),
+            ));
+        }
+        // Keep run_f32 from ending the profile after the first run.
+        self.profiling = false;
+        let r = (0..runs.max(1)).try_for_each(|_| self.run_f32(data, dims).map(|_| ()));
+        self.profiling = true;
+        r?;
+        let file = self.session.end_profiling()?;
+        self.profiling = false;
+        let text = std::fs::read_to_string(&file)
+            .map_err(|e| OnnxError::Runtime(format!("cannot read profile {file}: {e}")))?;
+        let _ = std::fs::remove_file(&file);
+        let p = super::profile::Profile::parse(&text, &file)?;
+        self.placement = p.placement();
+        Ok(p)
     }
 
     fn collect_placement(&mut self) -> Result<()> {

@@ -1,0 +1,199 @@
+//! Loop structures shared by every instruction set.
+//!
+//! An ISA module supplies only register tiles — small `#[target_feature]` leaves that move one
+//! `B×B` block — and these drivers walk the matrix: cache blocking, the order of the tiles, and
+//! the leftover rows and columns (smaller tiles, then scalar). Bounds are asserted here once,
+//! and so are those of the `conv_i8` entries ([`conv_i8_entry!`]).
+
+/// `(n - 1) * ld + len`: the extent of `n` rows of `len` elements spaced `ld` apart.
+/// Panics on overflow so a wrapped size can never slip past a bounds check.
+pub(super) fn extent(n: usize, ld: usize, len: usize) -> usize {
+    if n == 0 {
+        return 0;
+    }
+    (n - 1)
+        .checked_mul(ld)
+        .and_then(|v| v.checked_add(len))
+        .expect("kernel extent overflows usize")
+}
+
+/// Side of the cache blocks of the transposes, in elements: source and destination lines are
+/// used whole while they are still in L1.
+const SUPER: usize = 32;
+
+/// The loop of a tiled transpose: `tile(src_origin, dst_origin)` moves each full `B×B` block,
+/// in `SUPER`-sized cache blocks; `edge(src_origin, rows, cols, dst_origin)` gets the two
+/// leftover bands (right: full row blocks × the last `cols % B` columns; bottom: the last
+/// `rows % B` rows). Inlined into each ISA's `#[target_feature]` function, so the tiles inline.
+///
+/// # Safety
+/// As [`super::Transpose`] with `src` readable for the whole matrix; `tile` and `edge` are only
+/// called on origins and sizes inside it, which is what they may rely on.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+pub(super) unsafe fn tiled<T: Copy, const B: usize>(
+    src: *const T,
+    rows: usize,
+    cols: usize,
+    src_ld: usize,
+    dst: *mut T,
+    dst_ld: usize,
+    tile: impl Fn(*const T, *mut T),
+    edge: impl Fn(*const T, usize, usize, *mut T),
+) {
+    let (rb, cb) = (rows / B * B, cols / B * B);
+    let sup = SUPER.max(B);
+    for r1 in (0..rb).step_by(sup) {
+        for c1 in (0..cb).step_by(sup) {
+            for r0 in (r1..(r1 + sup).min(rb)).step_by(B) {
+                for c0 in (c1..(c1 + sup).min(cb)).step_by(B) {
+                    tile(
+                        src.wrapping_add(r0 * src_ld + c0),
+                        dst.wrapping_add(c0 * dst_ld + r0),
+                    );
+                }
+            }
+        }
+    }
+    if cb < cols && rb > 0 {
+        edge(src.wrapping_add(cb), rb, cols - cb, dst.wrapping_add(cb * dst_ld));
+    }
+    if rb < rows {
+        edge(src.wrapping_add(rb * src_ld), rows - rb, cols, dst.wrapping_add(rb));
+    }
+}
+
+/// Element-by-element transpose of a `rows × cols` block (the last edge of every transpose).
+///
+/// # Safety
+/// As [`super::Transpose`] for that block, with `src` readable.
+pub(super) unsafe fn scalar_block<T: Copy>(
+    src: *const T,
+    rows: usize,
+    cols: usize,
+    src_ld: usize,
+    dst: *mut T,
+    dst_ld: usize,
+) {
+    for r in 0..rows {
+        for c in 0..cols {
+            // SAFETY: (r, c) is inside the block on both sides.
+            unsafe { *dst.add(c * dst_ld + r) = *src.add(r * src_ld + c) };
+        }
+    }
+}
+
+/// Nested [`tiled`] calls: the first tile size covers what it can, each leftover band goes to
+/// the next size, and [`scalar_block`] takes what is left.
+macro_rules! tile_levels {
+    ($s:expr, $r:expr, $c:expr, $sl:expr, $d:expr, $dl:expr;) => {
+        $crate::kernels::tiling::scalar_block($s, $r, $c, $sl, $d, $dl)
+    };
+    ($s:expr, $r:expr, $c:expr, $sl:expr, $d:expr, $dl:expr; ($b:literal, $tile:ident) $(, ($bs:literal, $tiles:ident))*) => {
+        $crate::kernels::tiling::tiled::<_, $b>(
+            $s, $r, $c, $sl, $d, $dl,
+            |s, d| $tile(s, $sl, d, $dl),
+            |s, r, c, d| tile_levels!(s, r, c, $sl, d, $dl; $(($bs, $tiles)),*),
+        )
+    };
+}
+
+/// Defines an ISA's transpose table entries from its register tiles (largest first):
+/// `transposes!("features"; name: type => [(B, tile), ...], ...)`. Each entry asserts the
+/// source extent, then runs the tile loops inside one `#[target_feature]` function.
+macro_rules! transposes {
+    ($features:literal; $($name:ident: $t:ty => [$(($b:literal, $tile:ident)),*]),* $(,)?) => {$(
+        /// # Safety
+        /// See [`super::Transpose`].
+        unsafe fn $name(
+            src: &[$t],
+            rows: usize,
+            cols: usize,
+            src_ld: usize,
+            dst: *mut $t,
+            dst_ld: usize,
+        ) {
+            /// # Safety
+            /// As the outer function, with `src` readable for the whole matrix.
+            #[target_feature(enable = $features)]
+            unsafe fn run(
+                src: *const $t,
+                rows: usize,
+                cols: usize,
+                src_ld: usize,
+                dst: *mut $t,
+                dst_ld: usize,
+            ) {
+                // SAFETY: every tile and edge lies inside the rows x cols matrix (`tiled`).
+                unsafe { tile_levels!(src, rows, cols, src_ld, dst, dst_ld; $(($b, $tile)),*) }
+            }
+            if rows == 0 || cols == 0 {
+                return;
+            }
+            assert!(
+                src.len() >= $crate::kernels::tiling::extent(rows, src_ld, cols),
+                "transpose: src too short"
+            );
+            // SAFETY: this module's table is only handed out once its CPU features were
+            // detected; src extent asserted; dst validity is the caller's contract.
+            unsafe { run(src.as_ptr(), rows, cols, src_ld, dst, dst_ld) }
+        }
+    )*};
+}
+
+/// Checks the common preconditions of `conv_i8`; returns false when there is nothing to do.
+pub(super) fn check_conv_i8(
+    x: &[i8],
+    ldx: usize,
+    npix: usize,
+    cin: usize,
+    wpack: &[i8],
+    o_n: usize,
+    acc: &[i32],
+) -> bool {
+    if npix == 0 || o_n == 0 {
+        return false;
+    }
+    assert!(x.len() >= extent(npix, ldx, cin), "conv_i8: x too short");
+    let wlen = super::cin4(cin)
+        .checked_mul(o_n)
+        .expect("conv_i8: weights overflow");
+    assert!(wpack.len() >= wlen, "conv_i8: wpack too short");
+    let olen = npix.checked_mul(o_n).expect("conv_i8: output overflows");
+    assert!(acc.len() >= olen, "conv_i8: acc too short");
+    true
+}
+
+/// Defines the safe `conv_i8` table entry `$name` around the raw leaf `$leaf(x, ldx, npix, cin,
+/// wpack, o_n, acc)` (pointers): the extents are asserted by [`check_conv_i8`], the leaf may
+/// touch exactly those, and `$why` says why the leaf's CPU features are present.
+macro_rules! conv_i8_entry {
+    ($vis:vis $name:ident => $leaf:ident, $why:literal) => {
+        $vis fn $name(
+            x: &[i8],
+            ldx: usize,
+            npix: usize,
+            cin: usize,
+            wpack: &[i8],
+            o_n: usize,
+            acc: &mut [i32],
+        ) {
+            if $crate::kernels::tiling::check_conv_i8(x, ldx, npix, cin, wpack, o_n, acc) {
+                // SAFETY: the leaf's CPU features are present (the reason is this macro's `why`
+                // argument at its use site); check_conv_i8 asserted the extents of x (npix rows
+                // of cin bytes, ldx apart), wpack (cin4·o_n) and acc (npix·o_n), all it touches.
+                unsafe {
+                    $leaf(
+                        x.as_ptr(),
+                        ldx,
+                        npix,
+                        cin,
+                        wpack.as_ptr(),
+                        o_n,
+                        acc.as_mut_ptr(),
+                    )
+                }
+            }
+        }
+    };
+}
