@@ -26,4 +26,19 @@ fi
 for cpu in cortex-a72 max; do
     QEMU_CPU=$cpu bash cross/test-aarch64.sh --release
 done
+
+# ---- packaging and the packaged stack under emulation (issue 11, cross/README.md) -------------
+# Builds the raspberry-pi package (every workspace binary and cdylib for aarch64, linked against
+# glibc 2.31 with cargo-zigbuild and checked with readelf; tarball and .deb), unpacks it into an
+# empty directory and runs it under qemu-aarch64 as a Cortex-A72 and as a dotprod + fp16 core:
+# `dysample info`, the segmentation demo on builtin:// through the bundled ONNX Runtime,
+# dysample-calibrate, and int8 DySample outputs byte-equal to the x86_64 build's.
+# cross/setup.sh installs what it needs (apt qemu/headers, a venv with zig, cargo-zigbuild and
+# cargo-deb: ~30 s the first time). Cost: see cross/README.md ("CI cost").
+# DYSAMPLE_SKIP_PACKAGE=1 skips it.
+if [ -z "${DYSAMPLE_SKIP_PACKAGE:-}" ]; then
+    echo "== raspberry-pi package under qemu-aarch64 (cortex-a72, max)" >&2
+    bash cross/test-package.sh
+fi
+# ---- end of the packaging block ----------------------------------------------------------------
 echo "== all test suites passed" >&2
