@@ -189,8 +189,14 @@ pub fn run(o: &Options) -> Result<Summary> {
     model.floats = Some(probe);
     let mut staging = Staging::new(&o.out)?;
 
-    // Every tensor any target needs, gathered in one pass.
-    let cpu_plan = Plan::new(&model, CPU_OPS, &o.exclude, !o.float_dysample);
+    // Every tensor any target needs, gathered in one pass. The CPU model folds Relu/Clip(0, M)
+    // into the quantizers when asymmetric (see `fold_activations`).
+    let (cpu_model, caps) = if o.symmetric {
+        (model.clone(), HashMap::new())
+    } else {
+        crate::graph::fold_activations(&model, CPU_OPS)
+    };
+    let cpu_plan = Plan::new(&cpu_model, CPU_OPS, &o.exclude, !o.float_dysample);
     let trt = if o.targets.contains(&Target::TensorRt) {
         let (mut lm, added) = lowered(&model)?;
         lm.floats = model.floats.clone();
@@ -242,7 +248,12 @@ pub fn run(o: &Options) -> Result<Summary> {
     let stats = collect(&model, &tensors, &data, &pre, &o.run)?;
 
     let user_sym = if o.symmetric { Symmetry::Symmetric } else { Symmetry::Asymmetric };
-    let r_user = ranges(&stats, o.method, user_sym);
+    let mut r_user = ranges(&stats, o.method, user_sym);
+    for (t, cap) in &caps {
+        if let Some(r) = r_user.get_mut(t) {
+            r.hi = r.hi.min(*cap);
+        }
+    }
     let r_sym = ranges(&stats, o.method, Symmetry::Symmetric);
 
     let mut ranges_json = serde_json::Map::new();
@@ -264,7 +275,7 @@ pub fn run(o: &Options) -> Result<Summary> {
 
     let cpu_affine = affines(&r_user, user_sym);
     if o.targets.contains(&Target::Cpu) {
-        let q = qdq::write(&model, &cpu_plan, &cpu_affine, Flavour::Cpu)?;
+        let q = qdq::write(&cpu_model, &cpu_plan, &cpu_affine, Flavour::Cpu)?;
         staging.write(CPU_MODEL, &crate::graph::to_bytes(&q)?)?;
     }
     if let Some((lm, plan)) = &trt {
@@ -285,7 +296,7 @@ pub fn run(o: &Options) -> Result<Summary> {
         }
     }
     if let Some(ro) = &o.report {
-        crate::report::report(&mut staging, ro, o, &model, md.as_ref(), &pre, &data, &stats, &cpu_affine)?;
+        crate::report::report(&mut staging, ro, o, &model, &cpu_model, md.as_ref(), &pre, &data, &stats, &cpu_affine)?;
     }
     let files = staging.commit()?;
     Ok(Summary {

@@ -142,6 +142,7 @@ pub fn report(
     staging: &mut Staging,
     ro: &ReportOptions,
     o: &Options,
+    f32_model: &Model,
     model: &Model,
     md: Option<&ModelDir>,
     pre: &Preprocess,
@@ -166,7 +167,7 @@ pub fn report(
     let tensors: Vec<String> = full.tensors.iter().filter(|t| stats.get(t).is_some()).cloned().collect();
 
     // fp32 and all-int8 values of every calibrated tensor.
-    let f_outs = outputs(model, &with_outputs(model, &tensors), &inputs, &pre.spec.name, &o.run)?;
+    let f_outs = outputs(f32_model, &with_outputs(f32_model, &tensors), &inputs, &pre.spec.name, &o.run)?;
     let q_model = qdq::write(model, &full, affine, Flavour::Cpu)?;
     let q_probe = {
         let m = Model { proto: q_model.clone(), path: model.path.clone(), floats: None };
@@ -247,7 +248,7 @@ pub fn report(
     // Task metric on the eval sets: fp32, all-int8, int8 with the exclusions.
     staging.write("model_int8_all.onnx", &crate::graph::to_bytes(&q_model)?)?;
     let mut evals = Vec::new();
-    let mut variants: Vec<(&str, PathBuf)> = vec![("fp32", model.path.clone()), ("int8_all", staging.staged("model_int8_all.onnx"))];
+    let mut variants: Vec<(&str, PathBuf)> = vec![("fp32", f32_model.path.clone()), ("int8_all", staging.staged("model_int8_all.onnx"))];
     if ro.max_drop.is_some() {
         variants.push(("int8_mixed", staging.staged("model_int8_mixed.onnx")));
     }
