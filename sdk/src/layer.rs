@@ -263,6 +263,15 @@ impl QuantizedDySample {
         Ok(self)
     }
 
+    /// The output dimensions (in `layout` order) for input dimensions `dims`, checked like a
+    /// run's input.
+    pub fn output_dims(&self, dims: [usize; 4], layout: Layout) -> Result<[usize; 4]> {
+        let cfg = self.config();
+        Ok(check_input_shape(cfg, dims, layout)?
+            .upsampled(cfg.scale)
+            .dims(layout))
+    }
+
     /// Runs the int8 layer; input and output share [`QuantizedDySample::io_quant`].
     pub fn forward_slice(
         &self,

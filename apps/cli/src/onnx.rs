@@ -106,7 +106,9 @@ fn info(path: &Path, json: bool) -> Result<()> {
             .dysample
             .iter()
             .map(|n| match &n.config {
-                Ok(c) => serde_json::json!({"name": n.name, "input": n.input, "output": n.output, "dtype": n.elem, "config": c}),
+                Ok(c) => serde_json::json!({"name": n.name, "input": n.input, "output": n.output, "dtype": n.elem, "config": c,
+                    "int8": n.quant.as_ref().map(|q| serde_json::json!({"x_scale": q.input.scale, "x_zero_point": q.input.zero_point,
+                        "offset_weight_scales": q.offset_weight_scales, "scope_weight_scales": q.scope_weight_scales}))}),
                 Err(e) => serde_json::json!({"name": n.name, "input": n.input, "output": n.output, "error": e}),
             })
             .collect();
@@ -151,6 +153,11 @@ fn fuse_cmd(input: &Path, output: &Path, no_verify: bool, ort_lib: Option<PathBu
     let mut model = graph::load_model(input)?;
     // DySample nodes already in the model are written out as they are: they must be valid.
     graph::check_dysample_nodes(&model).with_context(|| input.display().to_string())?;
+    graph::refuse_int8_nodes(
+        &model,
+        "fuse works on the f32 model exported from PyTorch: fuse it, then quantize",
+    )
+    .with_context(|| input.display().to_string())?;
     let analysis = fuse::analyze(&model);
     let mut accepted = Vec::new();
     let mut skipped: Vec<(String, String)> = analysis

@@ -7,10 +7,15 @@
 //! DySample nodes still has one pool). ORT executes one node at a time (sequential executor),
 //! so while a DySample node runs the pool replaces ORT's rather than adding to it; `--threads N`
 //! stays the total.
+//!
+//! Three operators share the name: f32 and f16 (X, weights and Y of one type) and int8 (X and Y
+//! `tensor(int8)`, float weights, parameters in attributes; see [`super::Int8Attrs`]). The int8
+//! layer is quantized once, when the kernel is created. Panics inside a kernel are caught and
+//! returned to ORT as errors (they must not unwind through its C frames).
 
 use super::precision::{DySamplePrecision, PrecisionExec};
-use super::{conv_weight_dims, NodeAttrs, DOMAIN, OP_TYPE};
-use crate::{DySample, Layout, Weights};
+use super::{conv_weight_dims, Int8Attrs, NodeAttrs, DOMAIN, OP_TYPE};
+use crate::{DySample, Layout, QuantizedDySample, Weights};
 use ort::operator::{
     ComputeContext, Kernel, KernelContext, Operator, OperatorDomain, OperatorInput, OperatorOutput,
 };
@@ -129,21 +134,50 @@ impl<T> DySampleOp<T> {
     }
 }
 
-/// The `ai.dysample` operator domain with DySample for f32 and f16; `threads` should equal the
+/// The `ai.dysample` operator domain with DySample for f32, f16 and int8; `threads` should equal the
 /// session's intra-op threads (`SessionBuilder::with_intra_threads`).
 pub fn domain(threads: usize) -> super::Result<OperatorDomain> {
     domain_with_precision(threads, DySamplePrecision::F32)
 }
 
-/// Like [`domain`], with every DySample node computed in `precision`; both element types'
-/// operators (and so every kernel of the session) share one pool.
+/// Like [`domain`], with every float DySample node computed in `precision` (int8 nodes always
+/// run in int8 with their own parameters); all three operators (and so every kernel of the
+/// session) share one pool.
 pub fn domain_with_precision(
     threads: usize,
     precision: DySamplePrecision,
 ) -> super::Result<OperatorDomain> {
     let f32_op = DySampleOp::<f32>::new(threads).with_precision(precision);
     let f16_op = DySampleOp::<half::f16>::with_pool(f32_op.pool.clone()).with_precision(precision);
-    Ok(OperatorDomain::new(DOMAIN)?.add(f32_op)?.add(f16_op)?)
+    let i8_op = DySampleInt8Op {
+        pool: f32_op.pool.clone(),
+    };
+    Ok(OperatorDomain::new(DOMAIN)?
+        .add(f32_op)?
+        .add(f16_op)?
+        .add(i8_op)?)
+}
+
+/// The int8 operator: X and Y `tensor(int8)`, float weight initializers.
+#[derive(Debug)]
+pub struct DySampleInt8Op {
+    pool: Arc<SharedPool>,
+}
+
+impl DySampleInt8Op {
+    /// An operator whose kernels share one pool of `threads` workers.
+    pub fn new(threads: usize) -> Self {
+        Self {
+            pool: DySampleOp::<f32>::new(threads).pool,
+        }
+    }
+}
+
+/// One int8 node's kernel: the layer quantized with the node's parameters.
+#[derive(Debug)]
+pub struct DySampleInt8Kernel {
+    node: String,
+    layer: QuantizedDySample,
 }
 
 /// One node's kernel: the layer built from the node's attributes and initializers.
@@ -174,18 +208,49 @@ fn read_weight<T: Element>(
     Ok((shape.to_vec(), data.iter().map(|v| v.to_f32()).collect()))
 }
 
-/// Builds the layer from the node, validating everything ORT lets us see before the first run.
+fn node_name(kctx: &KernelContext<'_>) -> String {
+    match kctx.node_name() {
+        Ok(n) if !n.is_empty() => n,
+        _ => "<unnamed>".to_string(),
+    }
+}
+
+fn int8_attrs(kctx: &KernelContext<'_>) -> Int8Attrs {
+    Int8Attrs {
+        x_scale: kctx.get::<f32>("x_scale"),
+        x_zero_point: kctx.get::<i64>("x_zero_point"),
+        offset_weight_scales: kctx.get::<Vec<f32>>("offset_weight_scales"),
+        scope_weight_scales: kctx.get::<Vec<f32>>("scope_weight_scales"),
+    }
+}
+
+/// Runs `f`, turning a panic into an error naming the node: a panic must not unwind into
+/// ONNX Runtime's C++ frames (that aborts the host process).
+fn guarded<R>(node: &str, f: impl FnOnce() -> ort::Result<R>) -> ort::Result<R> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
+        Ok(r) => r,
+        Err(p) => {
+            let msg = p
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| p.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown panic".into());
+            Err(err(
+                node,
+                format_args!("internal error (panic): {}", msg.replace('\n', " ")),
+            ))
+        }
+    }
+}
+
+/// Builds the layer from the node, validating everything ORT lets us see before the first run;
+/// `T` is the weights' element type.
 fn build_layer<T: Element>(
     kctx: &KernelContext<'_>,
     pool: &SharedPool,
 ) -> ort::Result<(String, DySample)> {
     let threads = pool.threads;
-    let node = kctx.node_name().unwrap_or_default();
-    let node = if node.is_empty() {
-        "<unnamed>".to_string()
-    } else {
-        node
-    };
+    let node = node_name(kctx);
     let attrs = NodeAttrs::parse(
         kctx.get::<i64>("scale"),
         kctx.get::<String>("style").as_deref(),
@@ -269,53 +334,125 @@ impl<T: Element> Operator for DySampleOp<T> {
         &self,
         kctx: &KernelContext<'attr>,
     ) -> ort::Result<Self::Kernel<'attr>> {
-        let (node, layer) = build_layer::<T>(kctx, &self.pool)?;
-        Ok(DySampleKernel {
-            node,
-            layer,
-            exec: PrecisionExec::new(self.precision),
-            _t: PhantomData,
+        guarded(&node_name(kctx), || {
+            let (node, layer) = build_layer::<T>(kctx, &self.pool)?;
+            let elem = if matches!(T::TYPE, TensorElementType::Float16) {
+                "float16"
+            } else {
+                "float"
+            };
+            int8_attrs(kctx)
+                .refuse_on_float(elem)
+                .map_err(|e| err(&node, e))?;
+            Ok(DySampleKernel {
+                node,
+                layer,
+                exec: PrecisionExec::new(self.precision),
+                _t: PhantomData,
+            })
         })
     }
 }
 
+/// X's dims as `[B, C, H, W]`.
+fn nchw_dims(node: &str, shape: &[i64]) -> ort::Result<[usize; 4]> {
+    match shape
+        .iter()
+        .map(|&d| usize::try_from(d).ok())
+        .collect::<Option<Vec<_>>>()
+        .as_deref()
+    {
+        Some(&[b, c, h, w]) => Ok([b, c, h, w]),
+        _ => Err(err(
+            node,
+            format_args!("input X must be 4-D [B, C, H, W], got shape {shape:?}"),
+        )),
+    }
+}
+
+/// Runs `forward` on input 0 (element type `T`) into output 0 (element type `U`), shaped by
+/// `output_dims`.
+fn compute_nchw<T: PrimitiveTensorElementType, U: PrimitiveTensorElementType>(
+    node: &str,
+    ctx: &ComputeContext,
+    output_dims: impl FnOnce([usize; 4]) -> crate::Result<[usize; 4]>,
+    forward: impl FnOnce(&[T], [usize; 4], &mut [U]) -> crate::Result<()>,
+) -> ort::Result<()> {
+    let x = ctx
+        .input(0)?
+        .ok_or_else(|| err(node, "input X is missing"))?;
+    let (shape, xs) = x
+        .try_extract_tensor::<T>()
+        .map_err(|e| err(node, format_args!("input X: {e}")))?;
+    let dims = nchw_dims(node, shape)?;
+    let odims = output_dims(dims).map_err(|e| err(node, e))?;
+    let mut y = ctx
+        .output(0, odims.iter().map(|&d| d as i64).collect::<Vec<_>>())?
+        .ok_or_else(|| err(node, "output Y is not requested"))?;
+    let (_, ys) = y.try_extract_tensor_mut::<U>()?;
+    forward(xs, dims, ys).map_err(|e| err(node, e))
+}
+
 impl<T: Element> Kernel for DySampleKernel<T> {
     fn compute(&mut self, ctx: &ComputeContext) -> ort::Result<()> {
-        let node = &self.node;
-        let x = ctx
-            .input(0)?
-            .ok_or_else(|| err(node, "input X is missing"))?;
-        let (shape, xs) = x
-            .try_extract_tensor::<T>()
-            .map_err(|e| err(node, format_args!("input X: {e}")))?;
-        let dims: [usize; 4] = match shape
-            .iter()
-            .map(|&d| usize::try_from(d).ok())
-            .collect::<Option<Vec<_>>>()
-            .as_deref()
-        {
-            Some(&[b, c, h, w]) => [b, c, h, w],
-            _ => {
-                return Err(err(
-                    node,
-                    format_args!(
-                        "input X must be 4-D [B, C, H, W], got shape {:?}",
-                        shape.to_vec()
-                    ),
-                ))
-            }
-        };
-        let odims = self
-            .layer
-            .output_dims(dims, Layout::Nchw)
-            .map_err(|e| err(node, e))?;
-        let mut y = ctx
-            .output(0, odims.iter().map(|&d| d as i64).collect::<Vec<_>>())?
-            .ok_or_else(|| err(node, "output Y is not requested"))?;
-        let (_, ys) = y.try_extract_tensor_mut::<T>()?;
+        let (node, layer, exec) = (&self.node, &self.layer, &mut self.exec);
+        guarded(node, || {
+            compute_nchw::<T, T>(
+                node,
+                ctx,
+                |d| layer.output_dims(d, Layout::Nchw),
+                |x, d, y| exec.forward(layer, x, d, y),
+            )
+        })
+    }
+}
 
-        self.exec
-            .forward(&self.layer, xs, dims, ys)
-            .map_err(|e| err(node, e))
+impl Operator for DySampleInt8Op {
+    type Kernel<'attr> = DySampleInt8Kernel;
+
+    fn name(&self) -> &str {
+        OP_TYPE
+    }
+
+    fn inputs(&self) -> impl IntoIterator<Item = OperatorInput> {
+        [
+            OperatorInput::required(TensorElementType::Int8),
+            OperatorInput::required(TensorElementType::Float32),
+            OperatorInput::required(TensorElementType::Float32),
+            OperatorInput::optional(TensorElementType::Float32),
+        ]
+    }
+
+    fn outputs(&self) -> impl IntoIterator<Item = OperatorOutput> {
+        [OperatorOutput::required(TensorElementType::Int8)]
+    }
+
+    fn create_kernel<'attr>(
+        &self,
+        kctx: &KernelContext<'attr>,
+    ) -> ort::Result<Self::Kernel<'attr>> {
+        guarded(&node_name(kctx), || {
+            let (node, layer) = build_layer::<f32>(kctx, &self.pool)?;
+            let params = int8_attrs(kctx)
+                .params(layer.config())
+                .map_err(|e| err(&node, e))?;
+            let layer = layer.quantize(&params).map_err(|e| err(&node, e))?;
+            tracing::debug!(node = %node, input = ?params.input, "created int8 DySample kernel");
+            Ok(DySampleInt8Kernel { node, layer })
+        })
+    }
+}
+
+impl Kernel for DySampleInt8Kernel {
+    fn compute(&mut self, ctx: &ComputeContext) -> ort::Result<()> {
+        let (node, layer) = (&self.node, &self.layer);
+        guarded(node, || {
+            compute_nchw::<i8, i8>(
+                node,
+                ctx,
+                |d| layer.output_dims(d, Layout::Nchw),
+                |x, d, y| layer.forward_slice(x, d, Layout::Nchw, y),
+            )
+        })
     }
 }

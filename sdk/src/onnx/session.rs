@@ -486,6 +486,34 @@ impl DySampleSession {
         Ok(result)
     }
 
+    /// Runs a single-input model whose input and first output are int8 (an int8 DySample node
+    /// alone, say) and returns that output.
+    pub fn run_i8(&mut self, data: &[i8], dims: &[usize]) -> Result<(Vec<usize>, Vec<i8>)> {
+        let inputs = self.session.inputs();
+        if inputs.len() != 1 || inputs[0].dtype().tensor_type() != Some(TensorElementType::Int8) {
+            return Err(OnnxError::Data {
+                what: self.model.display().to_string(),
+                detail: "run_i8 needs a model with one int8 input".into(),
+            });
+        }
+        let name = inputs[0].name().to_string();
+        let shape: Vec<i64> = dims.iter().map(|&d| d as i64).collect();
+        let t = Tensor::from_array((shape, data.to_vec()))?;
+        let outputs = self.session.run(ort::inputs![name.as_str() => t])?;
+        let (s, v) = outputs[0]
+            .try_extract_tensor::<i8>()
+            .map_err(|e| OnnxError::Data {
+                what: "output 0".into(),
+                detail: format!("is not an int8 tensor: {e}"),
+            })?;
+        let result = (s.iter().map(|&d| d as usize).collect(), v.to_vec());
+        drop(outputs);
+        if self.profiling {
+            self.collect_placement()?;
+        }
+        Ok(result)
+    }
+
     fn collect_placement(&mut self) -> Result<()> {
         let file = self.session.end_profiling()?;
         self.profiling = false;

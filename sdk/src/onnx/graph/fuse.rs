@@ -16,11 +16,11 @@
 //! additionally runs each matched subgraph in ONNX Runtime against the SDK kernel.
 
 use super::{
-    attr_i, attr_int, attr_ints, attr_s, attr_str, graph, make_node, node_label, set_opset,
-    tensor_f32, tensor_i64, Constants, Namer, NodeLayer,
+    attr_i, attr_ints, attr_s, graph, node_label, set_opset, tensor_f32, tensor_i64, Constants,
+    Namer, NodeLayer,
 };
 use crate::config::{DySampleConfig, Style};
-use crate::onnx::{NodeAttrs, DOMAIN, OP_TYPE};
+use crate::onnx::{NodeAttrs, DOMAIN};
 use crate::weights::Weights;
 use onnx_protobuf::tensor_proto::DataType;
 use onnx_protobuf::{GraphProto, ModelProto, NodeProto};
@@ -419,6 +419,7 @@ fn match_at(ix: &Index<'_>, gs: usize) -> std::result::Result<FuseMatch, String>
             config: cfg,
             weights,
             elem,
+            quant: None,
         },
         input: x,
         output: y,
@@ -472,19 +473,7 @@ pub fn apply(model: &mut ModelProto, matches: &[FuseMatch]) -> Vec<String> {
         if let Some(s) = s {
             inputs.push(s.as_str());
         }
-        let mut node = make_node(
-            OP_TYPE,
-            name.clone(),
-            &inputs,
-            &[&m.output],
-            vec![
-                attr_int("scale", cfg.scale as i64),
-                attr_str("style", &cfg.style.to_string()),
-                attr_int("groups", cfg.groups as i64),
-                attr_int("dyscope", cfg.dyscope as i64),
-            ],
-        );
-        node.domain = DOMAIN.to_string();
+        let node = super::dysample_node(&name, &inputs, &m.output, cfg, None);
         let last = *m.nodes.last().unwrap_or(&0);
         at.insert(last, node);
         names.push(name);

@@ -34,7 +34,14 @@ pub fn lower(model: &mut ModelProto) -> Result<LowerReport> {
     let mut layers = Vec::new();
     for (i, n) in g.node.iter().enumerate() {
         if is_dysample(n) {
-            layers.push((i, read_dysample(g, n, i)?));
+            let layer = read_dysample(g, n, i)?;
+            if layer.is_int8() {
+                return Err(super::OnnxError::Node {
+                    node: node_label(n, i),
+                    detail: "is an int8 node (X is INT8), which lower does not take: lower the f32 model, then quantize it (the TensorRT target adds QDQ after lowering)".into(),
+                });
+            }
+            layers.push((i, layer));
         }
     }
     let before = opset(model, "").unwrap_or(0);

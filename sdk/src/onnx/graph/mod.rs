@@ -8,8 +8,9 @@
 pub mod fuse;
 pub mod lower;
 
-use super::{conv_weight_dims, NodeAttrs, OnnxError, Result, DOMAIN, OP_TYPE};
+use super::{conv_weight_dims, Int8Attrs, NodeAttrs, OnnxError, Result, DOMAIN, OP_TYPE};
 use crate::config::DySampleConfig;
+use crate::quant::QuantParams;
 use crate::weights::Weights;
 use onnx_protobuf::tensor_proto::DataType;
 use onnx_protobuf::{
@@ -238,6 +239,55 @@ pub(crate) fn attr_ints(node: &NodeProto, name: &str) -> Option<Vec<i64>> {
     attr(node, name).map(|a| a.ints.clone())
 }
 
+pub(crate) fn attr_f(node: &NodeProto, name: &str) -> Option<f32> {
+    attr(node, name).map(|a| a.f)
+}
+
+pub(crate) fn attr_floats(node: &NodeProto, name: &str) -> Option<Vec<f32>> {
+    attr(node, name).map(|a| a.floats.clone())
+}
+
+/// The int8 attributes of a node as written (see [`Int8Attrs`]).
+pub fn int8_attrs(node: &NodeProto) -> Int8Attrs {
+    Int8Attrs {
+        x_scale: attr_f(node, "x_scale"),
+        x_zero_point: attr_i(node, "x_zero_point"),
+        offset_weight_scales: attr_floats(node, "offset_weight_scales"),
+        scope_weight_scales: attr_floats(node, "scope_weight_scales"),
+    }
+}
+
+/// A DySample node for `cfg`: f32/f16 when `quant` is `None`, else the int8 node with the
+/// parameters' attributes (`x_scale`, `x_zero_point` and the weight scales they carry). Inputs:
+/// X, offset_weight, offset_bias and, with dyscope, scope_weight.
+pub fn dysample_node(
+    name: &str,
+    inputs: &[&str],
+    output: &str,
+    cfg: &DySampleConfig,
+    quant: Option<&QuantParams>,
+) -> NodeProto {
+    let mut attrs = vec![
+        attr_int("scale", cfg.scale as i64),
+        attr_str("style", &cfg.style.to_string()),
+        attr_int("groups", cfg.groups as i64),
+        attr_int("dyscope", cfg.dyscope as i64),
+    ];
+    if let Some(p) = quant {
+        attrs.push(attr_float("x_scale", p.input.scale));
+        attrs.push(attr_int("x_zero_point", p.input.zero_point as i64));
+        if let Some(v) = &p.offset_weight_scales {
+            attrs.push(attr_floats_new("offset_weight_scales", v));
+        }
+        if let Some(v) = &p.scope_weight_scales {
+            attrs.push(attr_floats_new("scope_weight_scales", v));
+        }
+    }
+    let mut n = make_node(OP_TYPE, name.to_string(), inputs, &[output], attrs);
+    n.domain = DOMAIN.to_string();
+    n
+}
+
 /// Element type of a tensor, as ONNX's enum.
 pub(crate) fn data_type(t: &TensorProto) -> Option<DataType> {
     protobuf::Enum::from_i32(t.data_type)
@@ -446,8 +496,18 @@ impl<'g> Constants<'g> {
 pub struct NodeLayer {
     pub config: DySampleConfig,
     pub weights: Weights,
-    /// Element type of the weights (f32 or f16).
+    /// Element type of the node: FLOAT or FLOAT16 (X, weights and Y alike), or INT8 (X and Y;
+    /// the weights are FLOAT).
     pub elem: DataType,
+    /// The int8 node's parameters (from its attributes); `None` for f32/f16 nodes.
+    pub quant: Option<QuantParams>,
+}
+
+impl NodeLayer {
+    /// Whether this is an int8 node.
+    pub fn is_int8(&self) -> bool {
+        self.quant.is_some()
+    }
 }
 
 /// Reads and validates a DySample node (`index` is its position, for messages).
@@ -485,10 +545,11 @@ pub fn read_dysample(graph: &GraphProto, node: &NodeProto, index: usize) -> Resu
     let w = init(1, "offset_weight")?;
     let b = init(2, "offset_bias")?;
     let elem = data_type(w).unwrap_or(DataType::UNDEFINED);
-    // DySample has one type constraint T for X, the weights and Y (f32 or f16).
+    // The float nodes have one type constraint T for X, the weights and Y (f32 or f16); the
+    // int8 node has int8 X and Y and f32 weights.
     if !matches!(elem, DataType::FLOAT | DataType::FLOAT16) {
         return Err(bad(format!(
-            "offset_weight has element type {elem:?}; DySample takes FLOAT or FLOAT16"
+            "offset_weight has element type {elem:?}; DySample takes FLOAT or FLOAT16 weights"
         )));
     }
     let mut typed = vec![("offset_bias", b)];
@@ -499,17 +560,34 @@ pub fn read_dysample(graph: &GraphProto, node: &NodeProto, index: usize) -> Resu
         let e = data_type(t).unwrap_or(DataType::UNDEFINED);
         if e != elem {
             return Err(bad(format!(
-                "{what} is {e:?} but offset_weight is {elem:?}; all DySample inputs share one element type"
+                "{what} is {e:?} but offset_weight is {elem:?}; the DySample weights share one element type"
             )));
         }
     }
-    if let Some(x) = value_elem_type(graph, inputs[0]) {
-        if x != elem {
+    let int8 = int8_attrs(node);
+    let x_elem = x_elem_type(graph, inputs[0]);
+    let is_int8 = match x_elem {
+        Some(DataType::INT8) => true,
+        Some(x) if x == elem => false,
+        Some(x @ (DataType::FLOAT | DataType::FLOAT16)) => {
             return Err(bad(format!(
                 "input X '{}' is {x:?} but the weights are {elem:?}; all DySample inputs share one element type (convert the initializers)",
                 inputs[0]
-            )));
+            )))
         }
+        Some(x) => {
+            return Err(bad(format!(
+                "input X '{}' is {x:?}; DySample takes FLOAT, FLOAT16 or INT8 (QuantizeLinear with an int8 zero point)",
+                inputs[0]
+            )))
+        }
+        // X's type is not declared and not evident from its producer: the attributes decide.
+        None => int8.any(),
+    };
+    if is_int8 && elem != DataType::FLOAT {
+        return Err(bad(format!(
+            "X is INT8 but the weights are {elem:?}; the int8 DySample takes FLOAT weights"
+        )));
     }
     let (o, cin) = conv_weight_dims(&w.dims).map_err(|e| bad(format!("offset_weight: {e}")))?;
     if b.dims != [o as i64] {
@@ -534,11 +612,171 @@ pub fn read_dysample(graph: &GraphProto, node: &NodeProto, index: usize) -> Resu
         None
     };
     let weights = Weights::new(&cfg, wv, bv, sv).map_err(|e| bad(e.to_string()))?;
+    let quant = if is_int8 {
+        Some(int8.params(&cfg).map_err(bad)?)
+    } else {
+        int8.refuse_on_float(&format!("{elem:?}")).map_err(bad)?;
+        None
+    };
     Ok(NodeLayer {
         config: cfg,
         weights,
-        elem,
+        elem: if is_int8 { DataType::INT8 } else { elem },
+        quant,
     })
+}
+
+/// The element type of a DySample node's X: as declared, or as evident from its producer
+/// (`QuantizeLinear`: its zero point's type, else UINT8 or `output_dtype`; another DySample
+/// node: that node's X type).
+fn x_elem_type(g: &GraphProto, name: &str) -> Option<DataType> {
+    let mut name = name;
+    // Bounded: the graph is acyclic (check_graph), the bound only guards the walk's cost.
+    for _ in 0..g.node.len().min(1 << 16) + 1 {
+        if let Some(t) = value_elem_type(g, name) {
+            return Some(t);
+        }
+        let p = g.node.iter().find(|n| n.output.iter().any(|o| o == name))?;
+        if p.op_type == "QuantizeLinear" && (p.domain.is_empty() || p.domain == "ai.onnx") {
+            if let Some(z) = p.input.get(2).filter(|z| !z.is_empty()) {
+                return Constants::new(g).get(z).and_then(data_type);
+            }
+            return match attr_i(p, "output_dtype") {
+                Some(t) if t != 0 => protobuf::Enum::from_i32(t as i32),
+                _ => Some(DataType::UINT8),
+            };
+        }
+        if is_dysample(p) {
+            name = p.input.first()?;
+            continue;
+        }
+        return None;
+    }
+    None
+}
+
+/// Inputs and outputs of a [`layer_model`].
+#[derive(Clone, Debug)]
+pub enum LayerIo {
+    /// `X` and `Y` FLOAT: the f32 node.
+    F32,
+    /// `X` and `Y` INT8: the int8 node alone.
+    Int8(QuantParams),
+    /// `X` and `Y` FLOAT around `QuantizeLinear -> DySample(int8) -> DequantizeLinear`, with
+    /// the parameters' scale and zero point on both sides: the QDQ form of a calibrated model.
+    Qdq(QuantParams),
+}
+
+/// A model holding one DySample layer (input `X` `[batch, C, height, width]`, output `Y`), IR
+/// version 10, opset 17: for tests, fixtures and benchmarks of the node in any ONNX Runtime.
+pub fn layer_model(cfg: &DySampleConfig, weights: &Weights, io: &LayerIo) -> ModelProto {
+    use onnx_protobuf::tensor_shape_proto::{dimension::Value as Dim, Dimension};
+    use onnx_protobuf::type_proto::{Tensor, Value};
+    let value = |name: &str, elem: DataType, dims: Vec<Dim>| {
+        let mut t = Tensor::new();
+        t.elem_type = elem as i32;
+        let mut shape = onnx_protobuf::TensorShapeProto::new();
+        shape.dim = dims
+            .into_iter()
+            .map(|d| {
+                let mut dim = Dimension::new();
+                dim.value = Some(d);
+                dim
+            })
+            .collect();
+        t.shape = Some(shape).into();
+        let mut ty = onnx_protobuf::TypeProto::new();
+        ty.value = Some(Value::TensorType(t));
+        let mut v = ValueInfoProto::new();
+        v.name = name.to_string();
+        v.type_ = Some(ty).into();
+        v
+    };
+    let dims = |c: usize| {
+        vec![
+            Dim::DimParam("batch".into()),
+            Dim::DimValue(c as i64),
+            Dim::DimParam("height".into()),
+            Dim::DimParam("width".into()),
+        ]
+    };
+    let (o, cin) = (cfg.conv_out_channels(), cfg.conv_in_channels());
+    let mut g = GraphProto::new();
+    g.name = "dysample_layer".into();
+    g.initializer.push(f32_tensor(
+        "offset_weight",
+        &[o as i64, cin as i64, 1, 1],
+        &weights.offset_weight,
+    ));
+    g.initializer
+        .push(f32_tensor("offset_bias", &[o as i64], &weights.offset_bias));
+    let mut inputs = vec!["X", "offset_weight", "offset_bias"];
+    if let Some(s) = &weights.scope_weight {
+        g.initializer
+            .push(f32_tensor("scope_weight", &[o as i64, cin as i64, 1, 1], s));
+        inputs.push("scope_weight");
+    }
+    let (elem, quant) = match io {
+        LayerIo::F32 => (DataType::FLOAT, None),
+        LayerIo::Int8(p) => (DataType::INT8, Some(p)),
+        LayerIo::Qdq(p) => (DataType::FLOAT, Some(p)),
+    };
+    if let LayerIo::Qdq(p) = io {
+        let mut z = TensorProto::new();
+        z.name = "x_zero_point".into();
+        z.data_type = DataType::INT8 as i32;
+        z.raw_data = vec![p.input.zero_point as i8 as u8];
+        g.initializer
+            .push(f32_tensor("x_scale", &[], &[p.input.scale]));
+        g.initializer.push(z);
+        g.node.push(make_node(
+            "QuantizeLinear",
+            "quantize".into(),
+            &["X", "x_scale", "x_zero_point"],
+            &["X_q"],
+            Vec::new(),
+        ));
+        inputs[0] = "X_q";
+        g.node
+            .push(dysample_node("dysample", &inputs, "Y_q", cfg, quant));
+        g.node.push(make_node(
+            "DequantizeLinear",
+            "dequantize".into(),
+            &["Y_q", "x_scale", "x_zero_point"],
+            &["Y"],
+            Vec::new(),
+        ));
+    } else {
+        g.node
+            .push(dysample_node("dysample", &inputs, "Y", cfg, quant));
+    }
+    g.input.push(value("X", elem, dims(cfg.channels)));
+    let mut out = dims(cfg.channels);
+    out[2] = Dim::DimParam("out_height".into());
+    out[3] = Dim::DimParam("out_width".into());
+    g.output.push(value("Y", elem, out));
+    let mut m = ModelProto::new();
+    m.ir_version = 10;
+    m.producer_name = "dysample".into();
+    m.graph = Some(g).into();
+    set_opset(&mut m, "", 17);
+    set_opset(&mut m, DOMAIN, 1);
+    m
+}
+
+/// Refuses int8 DySample nodes with a one-line error naming the first; `why` says what the
+/// caller needs instead.
+pub fn refuse_int8_nodes(model: &ModelProto, why: &str) -> Result<()> {
+    let g = graph(model);
+    for (i, n) in g.node.iter().enumerate() {
+        if is_dysample(n) && read_dysample(g, n, i)?.is_int8() {
+            return Err(OnnxError::Node {
+                node: node_label(n, i),
+                detail: format!("is an int8 node (X is INT8); {why}"),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// The element type of a value, where the graph declares it (inputs, outputs, value_info,
@@ -629,6 +867,8 @@ pub struct DySampleNode {
     /// The config, or why the node is invalid.
     pub config: std::result::Result<DySampleConfig, String>,
     pub elem: String,
+    /// The int8 node's parameters; `None` for f32/f16 (and invalid) nodes.
+    pub quant: Option<QuantParams>,
 }
 
 /// What `dysample onnx info` prints.
@@ -659,6 +899,7 @@ pub fn info(model: &ModelProto) -> ModelInfo {
                 input: n.input.first().cloned().unwrap_or_default(),
                 output: n.output.first().cloned().unwrap_or_default(),
                 elem: r.as_ref().map_or("?".into(), |l| format!("{:?}", l.elem)),
+                quant: r.as_ref().ok().and_then(|l| l.quant.clone()),
                 config: r.map(|l| l.config).map_err(|e| e.to_string()),
             }
         })
@@ -711,11 +952,25 @@ impl fmt::Display for ModelInfo {
         writeln!(f, "dysample    {} node(s)", self.dysample.len())?;
         for n in &self.dysample {
             match &n.config {
-                Ok(c) => writeln!(
-                    f,
-                    "  {}: {c} dtype={} ({} -> {})",
-                    n.name, n.elem, n.input, n.output
-                )?,
+                Ok(c) => {
+                    let q = n.quant.as_ref().map_or(String::new(), |q| {
+                        format!(
+                            " x_scale={} x_zero_point={}{}",
+                            q.input.scale,
+                            q.input.zero_point,
+                            if q.offset_weight_scales.is_some() {
+                                " (weight scales given)"
+                            } else {
+                                " (weight scales from the weights)"
+                            }
+                        )
+                    });
+                    writeln!(
+                        f,
+                        "  {}: {c} dtype={}{q} ({} -> {})",
+                        n.name, n.elem, n.input, n.output
+                    )?
+                }
                 Err(e) => writeln!(f, "  {}: INVALID: {e}", n.name)?,
             }
         }
@@ -753,6 +1008,22 @@ pub(crate) fn attr_str(name: &str, v: &str) -> AttributeProto {
     a.name = name.into();
     a.type_ = onnx_protobuf::attribute_proto::AttributeType::STRING.into();
     a.s = v.as_bytes().to_vec();
+    a
+}
+
+pub(crate) fn attr_float(name: &str, v: f32) -> AttributeProto {
+    let mut a = AttributeProto::new();
+    a.name = name.into();
+    a.type_ = onnx_protobuf::attribute_proto::AttributeType::FLOAT.into();
+    a.f = v;
+    a
+}
+
+pub(crate) fn attr_floats_new(name: &str, v: &[f32]) -> AttributeProto {
+    let mut a = AttributeProto::new();
+    a.name = name.into();
+    a.type_ = onnx_protobuf::attribute_proto::AttributeType::FLOATS.into();
+    a.floats = v.to_vec();
     a
 }
 
