@@ -162,6 +162,37 @@ pub struct Plan {
     pub dysample: Vec<usize>,
     /// Activation tensors that get a range, in graph order.
     pub tensors: Vec<String>,
+    /// Relu / Clip(0, M) nodes folded into the quantizer of the quantized op they alone follow
+    /// (activation node → producer node). The producer then writes the activation's output,
+    /// whose quantizer (calibrated on it: lo = 0, zero point −128) clamps negatives to exactly
+    /// 0 — the same function with one rounding less and no extra Q/DQ pair, as ONNX Runtime's
+    /// own quantizer does. Asymmetric CPU target only.
+    pub folded: HashMap<usize, usize>,
+    /// Upper bounds of the folded Clips (their range must not exceed them).
+    pub caps: HashMap<String, f32>,
+}
+
+/// The Relu or Clip(0, M) node that alone consumes node `i`'s only output, with M (∞ for Relu).
+fn foldable(m: &Model, i: usize, consumers: &HashMap<&str, Vec<usize>>, outputs: &HashSet<&str>) -> Option<(usize, f32)> {
+    let gr = m.graph();
+    let n = &gr.node[i];
+    if n.output.len() != 1 || outputs.contains(n.output[0].as_str()) {
+        return None;
+    }
+    let c = consumers.get(n.output[0].as_str()).filter(|c| c.len() == 1)?[0];
+    let a = &gr.node[c];
+    if !a.domain.is_empty() || !m.is_float(&a.output[0]) {
+        return None;
+    }
+    let val = |k: usize| -> Option<f32> {
+        let name = a.input.get(k).filter(|s| !s.is_empty())?;
+        tensor_f32(m.initializer(name)?).ok()?.first().copied()
+    };
+    match a.op_type.as_str() {
+        "Relu" => Some((c, f32::INFINITY)),
+        "Clip" if val(1) == Some(0.0) => Some((c, val(2).unwrap_or(f32::INFINITY))),
+        _ => None,
+    }
 }
 
 /// Float activation inputs of a node (not initializers, not empty).
@@ -185,7 +216,21 @@ impl Plan {
     /// `ops`: the target's quantizable ops; `exclude`: node names kept in float;
     /// `int8_dysample`: DySample nodes become int8 (CPU target).
     pub fn new(m: &Model, ops: &[&str], exclude: &BTreeSet<String>, int8_dysample: bool) -> Self {
+        Self::with_folding(m, ops, exclude, int8_dysample, false)
+    }
+
+    /// [`Plan::new`], folding activations into quantizers when `fold` (see [`Plan::folded`]).
+    pub fn with_folding(m: &Model, ops: &[&str], exclude: &BTreeSet<String>, int8_dysample: bool, fold: bool) -> Self {
         let gr = m.graph();
+        let mut consumers: HashMap<&str, Vec<usize>> = HashMap::new();
+        for (i, n) in gr.node.iter().enumerate() {
+            for inp in &n.input {
+                consumers.entry(inp.as_str()).or_default().push(i);
+            }
+        }
+        let graph_outputs: HashSet<&str> = gr.output.iter().map(|o| o.name.as_str()).collect();
+        let mut folded = HashMap::new();
+        let mut caps = HashMap::new();
         let mut nodes = Vec::new();
         let mut dysample = Vec::new();
         let mut seen = HashSet::new();
@@ -227,6 +272,17 @@ impl Plan {
             if ops == TRT_OPS {
                 continue;
             }
+            if fold {
+                if let Some((a, cap)) = foldable(m, i, &consumers, &graph_outputs) {
+                    folded.insert(a, i);
+                    let out = &gr.node[a].output[0];
+                    if cap.is_finite() {
+                        caps.insert(out.clone(), cap);
+                    }
+                    add(out, &mut tensors);
+                    continue;
+                }
+            }
             for o in n.output.iter().filter(|o| !o.is_empty()) {
                 add(o, &mut tensors);
             }
@@ -235,6 +291,8 @@ impl Plan {
             nodes,
             dysample,
             tensors,
+            folded,
+            caps,
         }
     }
 }
@@ -270,73 +328,4 @@ pub fn to_bytes(p: &ModelProto) -> Result<Vec<u8>> {
     use protobuf::Message;
     p.write_to_bytes()
         .map_err(|e| CalibError::msg(format!("cannot serialize the model: {e}")))
-}
-
-/// For asymmetric int8 on the CPU: a Relu (or Clip with min 0) that alone consumes a quantized
-/// op's output is dropped, and the op writes the activation's output directly. Its quantizer,
-/// calibrated on the activation's output (lo = 0, so the zero point is −128), then clamps
-/// negative values to exactly 0: the same function with one rounding less and no extra pair of
-/// Q/DQ nodes, as ONNX Runtime's own quantizer does. Returns the new model and, for each
-/// dropped Clip, its upper bound (the range must not exceed it).
-pub fn fold_activations(m: &Model, ops: &[&str]) -> (Model, HashMap<String, f32>) {
-    let gr = m.graph();
-    let mut consumers: HashMap<&str, Vec<usize>> = HashMap::new();
-    for (i, n) in gr.node.iter().enumerate() {
-        for inp in &n.input {
-            consumers.entry(inp.as_str()).or_default().push(i);
-        }
-    }
-    let outputs: HashSet<&str> = gr.output.iter().map(|o| o.name.as_str()).collect();
-    let mut drop = HashSet::new();
-    let mut rename: HashMap<usize, String> = HashMap::new();
-    let mut caps = HashMap::new();
-    for (i, n) in gr.node.iter().enumerate() {
-        if !n.domain.is_empty() || !ops.contains(&n.op_type.as_str()) || n.output.len() != 1 {
-            continue;
-        }
-        let t = n.output[0].as_str();
-        let Some(c) = consumers.get(t).filter(|c| c.len() == 1).map(|c| c[0]) else { continue };
-        if outputs.contains(t) {
-            continue;
-        }
-        let a = &gr.node[c];
-        let cap = match a.op_type.as_str() {
-            "Relu" if a.domain.is_empty() => Some(f32::INFINITY),
-            "Clip" if a.domain.is_empty() => {
-                let val = |k: usize| -> Option<f32> {
-                    let name = a.input.get(k).filter(|s| !s.is_empty())?;
-                    let t = m.initializer(name)?;
-                    tensor_f32(t).ok()?.first().copied()
-                };
-                match (val(1), a.input.get(2).is_none_or(|s| s.is_empty())) {
-                    (Some(lo), true) if lo == 0.0 => Some(f32::INFINITY),
-                    (Some(lo), false) if lo == 0.0 => val(2),
-                    _ => None,
-                }
-            }
-            _ => None,
-        };
-        if let Some(cap) = cap {
-            drop.insert(c);
-            rename.insert(i, a.output[0].clone());
-            if cap.is_finite() {
-                caps.insert(a.output[0].clone(), cap);
-            }
-        }
-    }
-    let mut p = m.proto.clone();
-    let g = p.graph.mut_or_insert_default();
-    let mut nodes = Vec::with_capacity(g.node.len());
-    for (i, mut n) in std::mem::take(&mut g.node).into_iter().enumerate() {
-        if drop.contains(&i) {
-            continue;
-        }
-        if let Some(o) = rename.get(&i) {
-            n.output[0] = o.clone();
-        }
-        nodes.push(n);
-    }
-    g.node = nodes;
-    tracing::debug!(folded = drop.len(), "activations folded into quantizers");
-    (Model { proto: p, path: m.path.clone(), floats: m.floats.clone() }, caps)
 }

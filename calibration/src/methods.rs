@@ -11,7 +11,7 @@
 //!   to `[−amax, amax]`.
 //! - `mse`: the clip range minimising the expected quantization error over the histogram:
 //!   clipped values cost `(|x| − t)²`, kept values the rounding noise `s²/12`. Symmetric: over
-//!   `t` on the bin edges; asymmetric: over `α·[min, max]`, α on a grid of 1/256 steps.
+//!   `t` on the bin edges; asymmetric: over `[α·min, β·max]`, α in steps of 1/32, β of 1/128.
 
 use crate::hist::{Histogram, HALF_BINS};
 use dysample::quant::{affine_from_range, Affine, Symmetry};
@@ -252,17 +252,19 @@ fn mse_amax(h: &Histogram) -> f64 {
 fn mse_asymmetric(h: &Histogram) -> Range {
     let (mn, mx) = (h.min.min(0.0) as f64, h.max.max(0.0) as f64);
     let mut best = (f64::INFINITY, Range { lo: h.min, hi: h.max });
-    for k in 1..=256 {
-        let a = k as f64 / 256.0;
-        let r = Range {
-            lo: (a * mn) as f32,
-            hi: (a * mx) as f32,
-        };
-        let aff = r.affine(Symmetry::Asymmetric);
-        let (lo, hi) = (aff.dequantize(-128) as f64, aff.dequantize(127) as f64);
-        let e = expected_mse(h, lo, hi, aff.scale as f64);
-        if e < best.0 {
-            best = (e, r);
+    // The two ends are clipped independently (a long tail on one side only is common).
+    for a in 1..=32 {
+        for b in 1..=128 {
+            let r = Range {
+                lo: (a as f64 / 32.0 * mn) as f32,
+                hi: (b as f64 / 128.0 * mx) as f32,
+            };
+            let aff = r.affine(Symmetry::Asymmetric);
+            let (lo, hi) = (aff.dequantize(-128) as f64, aff.dequantize(127) as f64);
+            let e = expected_mse(h, lo, hi, aff.scale as f64);
+            if e < best.0 {
+                best = (e, r);
+            }
         }
     }
     best.1

@@ -189,14 +189,10 @@ pub fn run(o: &Options) -> Result<Summary> {
     model.floats = Some(probe);
     let mut staging = Staging::new(&o.out)?;
 
-    // Every tensor any target needs, gathered in one pass. The CPU model folds Relu/Clip(0, M)
-    // into the quantizers when asymmetric (see `fold_activations`).
-    let (cpu_model, caps) = if o.symmetric {
-        (model.clone(), HashMap::new())
-    } else {
-        crate::graph::fold_activations(&model, CPU_OPS)
-    };
-    let cpu_plan = Plan::new(&cpu_model, CPU_OPS, &o.exclude, !o.float_dysample);
+    // Every tensor any target needs, gathered in one pass. The CPU plan folds Relu/Clip(0, M)
+    // into the quantizers when asymmetric (see `Plan::folded`).
+    let fold = !o.symmetric;
+    let cpu_plan = Plan::with_folding(&model, CPU_OPS, &o.exclude, !o.float_dysample, fold);
     let trt = if o.targets.contains(&Target::TensorRt) {
         let (mut lm, added) = lowered(&model)?;
         lm.floats = model.floats.clone();
@@ -239,7 +235,8 @@ pub fn run(o: &Options) -> Result<Summary> {
         }
     }
     if o.report.is_some() {
-        for t in &cpu_plan.tensors {
+        let full = Plan::with_folding(&model, CPU_OPS, &BTreeSet::new(), !o.float_dysample, fold);
+        for t in cpu_plan.tensors.iter().chain(&full.tensors) {
             want(t, &mut tensors);
         }
     }
@@ -249,7 +246,7 @@ pub fn run(o: &Options) -> Result<Summary> {
 
     let user_sym = if o.symmetric { Symmetry::Symmetric } else { Symmetry::Asymmetric };
     let mut r_user = ranges(&stats, o.method, user_sym);
-    for (t, cap) in &caps {
+    for (t, cap) in &Plan::with_folding(&model, CPU_OPS, &Default::default(), !o.float_dysample, fold).caps {
         if let Some(r) = r_user.get_mut(t) {
             r.hi = r.hi.min(*cap);
         }
@@ -275,7 +272,7 @@ pub fn run(o: &Options) -> Result<Summary> {
 
     let cpu_affine = affines(&r_user, user_sym);
     if o.targets.contains(&Target::Cpu) {
-        let q = qdq::write(&cpu_model, &cpu_plan, &cpu_affine, Flavour::Cpu)?;
+        let q = qdq::write(&model, &cpu_plan, &cpu_affine, Flavour::Cpu)?;
         staging.write(CPU_MODEL, &crate::graph::to_bytes(&q)?)?;
     }
     if let Some((lm, plan)) = &trt {
@@ -296,7 +293,7 @@ pub fn run(o: &Options) -> Result<Summary> {
         }
     }
     if let Some(ro) = &o.report {
-        crate::report::report(&mut staging, ro, o, &model, &cpu_model, md.as_ref(), &pre, &data, &stats, &cpu_affine)?;
+        crate::report::report(&mut staging, ro, o, &model, md.as_ref(), &pre, &data, &stats, &cpu_affine)?;
     }
     let files = staging.commit()?;
     Ok(Summary {

@@ -114,12 +114,15 @@ pub fn write(
         src.initializer.iter().map(|t| (t.name.as_str(), t)).collect();
     let quantized: HashSet<usize> = plan.nodes.iter().copied().collect();
     let int8_dy: HashSet<usize> = plan.dysample.iter().copied().collect();
-    let producer: HashMap<&str, usize> = src
+    let mut producer: HashMap<&str, usize> = src
         .node
         .iter()
         .enumerate()
         .flat_map(|(i, n)| n.output.iter().map(move |o| (o.as_str(), i)))
         .collect();
+    for (&a, &p) in &plan.folded {
+        producer.insert(src.node[a].output[0].as_str(), p);
+    }
     let mut qset: HashSet<&str> = plan.tensors.iter().map(String::as_str).collect();
     // A DySample output has its input's scale and zero point.
     let mut affine = affine.clone();
@@ -164,8 +167,19 @@ pub fn write(
         }
     }
     let mut weights_done: HashMap<String, (String, Vec<f32>)> = HashMap::new();
+    let fold_into: HashMap<usize, String> = plan
+        .folded
+        .iter()
+        .map(|(&a, &p)| (p, src.node[a].output[0].clone()))
+        .collect();
     for (i, n0) in src.node.iter().enumerate() {
+        if plan.folded.contains_key(&i) {
+            continue;
+        }
         let mut n = n0.clone();
+        if let Some(o) = fold_into.get(&i) {
+            n.output[0] = o.clone();
+        }
         let is_q = quantized.contains(&i);
         let is_dy8 = int8_dy.contains(&i);
         // Rewire activation inputs: quantized consumers, and every consumer of a quantized

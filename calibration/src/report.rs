@@ -142,7 +142,6 @@ pub fn report(
     staging: &mut Staging,
     ro: &ReportOptions,
     o: &Options,
-    f32_model: &Model,
     model: &Model,
     md: Option<&ModelDir>,
     pre: &Preprocess,
@@ -163,11 +162,11 @@ pub fn report(
         .first()
         .map(|v| v.name.clone())
         .ok_or_else(|| CalibError::msg(format!("{}: the model has no output", model.path.display())))?;
-    let full = Plan::new(model, CPU_OPS, &BTreeSet::new(), !o.float_dysample);
+    let full = Plan::with_folding(model, CPU_OPS, &BTreeSet::new(), !o.float_dysample, !o.symmetric);
     let tensors: Vec<String> = full.tensors.iter().filter(|t| stats.get(t).is_some()).cloned().collect();
 
     // fp32 and all-int8 values of every calibrated tensor.
-    let f_outs = outputs(f32_model, &with_outputs(f32_model, &tensors), &inputs, &pre.spec.name, &o.run)?;
+    let f_outs = outputs(model, &with_outputs(model, &tensors), &inputs, &pre.spec.name, &o.run)?;
     let q_model = qdq::write(model, &full, affine, Flavour::Cpu)?;
     let q_probe = {
         let m = Model { proto: q_model.clone(), path: model.path.clone(), floats: None };
@@ -215,8 +214,8 @@ pub fn report(
         for (li, &i) in layers.iter().enumerate() {
             let me = &names[li];
             let others: BTreeSet<String> = names.iter().filter(|n| *n != me).cloned().collect();
-            let only = Plan::new(model, CPU_OPS, &others, !o.float_dysample);
-            let except = Plan::new(model, CPU_OPS, &BTreeSet::from([me.clone()]), !o.float_dysample);
+            let only = Plan::with_folding(model, CPU_OPS, &others, !o.float_dysample, !o.symmetric);
+            let except = Plan::with_folding(model, CPU_OPS, &BTreeSet::from([me.clone()]), !o.float_dysample, !o.symmetric);
             let (os, od) = ctx.score(&only)?;
             let (es, ed) = ctx.score(&except)?;
             let op = model.graph().node[i].op_type.clone();
@@ -238,17 +237,17 @@ pub fn report(
             }
             excluded.push(s.layer.clone());
             let ex: BTreeSet<String> = excluded.iter().cloned().collect();
-            mixed_drop = ctx.score(&Plan::new(model, CPU_OPS, &ex, !o.float_dysample))?.1;
+            mixed_drop = ctx.score(&Plan::with_folding(model, CPU_OPS, &ex, !o.float_dysample, !o.symmetric))?.1;
         }
         let ex: BTreeSet<String> = excluded.iter().cloned().collect();
-        let mixed = qdq::write(model, &Plan::new(model, CPU_OPS, &ex, !o.float_dysample), affine, Flavour::Cpu)?;
+        let mixed = qdq::write(model, &Plan::with_folding(model, CPU_OPS, &ex, !o.float_dysample, !o.symmetric), affine, Flavour::Cpu)?;
         staging.write("model_int8_mixed.onnx", &crate::graph::to_bytes(&mixed)?)?;
     }
 
     // Task metric on the eval sets: fp32, all-int8, int8 with the exclusions.
     staging.write("model_int8_all.onnx", &crate::graph::to_bytes(&q_model)?)?;
     let mut evals = Vec::new();
-    let mut variants: Vec<(&str, PathBuf)> = vec![("fp32", f32_model.path.clone()), ("int8_all", staging.staged("model_int8_all.onnx"))];
+    let mut variants: Vec<(&str, PathBuf)> = vec![("fp32", model.path.clone()), ("int8_all", staging.staged("model_int8_all.onnx"))];
     if ro.max_drop.is_some() {
         variants.push(("int8_mixed", staging.staged("model_int8_mixed.onnx")));
     }
