@@ -372,7 +372,9 @@ mod tests {
             }
             let minmax_e = true_mse(&v, range(&h, Method::MinMax, sym).unwrap(), sym);
             assert!(got_e <= best * 1.05, "{sym:?}: mse pick {got:?} gives {got_e}, brute force {best}");
-            assert!(got_e < minmax_e / 10.0, "{got_e} vs minmax {minmax_e}");
+            // Clipping the five far outliers costs more than it saves here: never worse than
+            // the unclipped range.
+            assert!(got_e <= minmax_e * 1.0001, "{got_e} vs minmax {minmax_e}");
         }
     }
 

@@ -168,9 +168,16 @@ pub fn report(
     // fp32 and all-int8 values of every calibrated tensor.
     let f_outs = outputs(model, &with_outputs(model, &tensors), &inputs, &pre.spec.name, &o.run)?;
     let q_model = qdq::write(model, &full, affine, Flavour::Cpu)?;
+    // In the int8 model a tensor's consumers read its dequantized copy `t/dq` (a folded
+    // activation's own name holds the producer's value before the quantizer clamps it).
     let q_probe = {
         let m = Model { proto: q_model.clone(), path: model.path.clone(), floats: None };
-        with_outputs(&m, &tensors)
+        let produced: HashSet<String> = q_model.graph.as_ref().map(|g| g.node.iter().flat_map(|n| n.output.clone()).collect()).unwrap_or_default();
+        let names: Vec<String> = tensors
+            .iter()
+            .map(|t| if produced.contains(&format!("{t}/dq")) { format!("{t}/dq") } else { t.clone() })
+            .collect();
+        with_outputs(&m, &names)
     };
     let q_outs = outputs(model, &q_probe, &inputs, &pre.spec.name, &o.run)?;
     let pick = |outs: &[Vec<(String, Vec<f32>)>], t: &str| -> Vec<f32> {
@@ -180,7 +187,10 @@ pub fn report(
     };
     let mut sqnr = Vec::new();
     for t in tensors.iter().chain(std::iter::once(&out_name)) {
-        let (f, q) = (pick(&f_outs, t), pick(&q_outs, t));
+        let (f, mut q) = (pick(&f_outs, t), pick(&q_outs, &format!("{t}/dq")));
+        if q.is_empty() {
+            q = pick(&q_outs, t);
+        }
         if !f.is_empty() && f.len() == q.len() {
             sqnr.push(TensorSqnr { tensor: t.clone(), sqnr_db: sqnr_db(&f, &q) });
         }
