@@ -283,7 +283,9 @@ impl Plan {
                     continue;
                 }
             }
-            for o in n.output.iter().filter(|o| !o.is_empty()) {
+            // A graph output stays float: its quantizer would only lose precision (and ONNX
+            // Runtime fuses `op → Q` even when the op's output is also a graph output).
+            for o in n.output.iter().filter(|o| !o.is_empty() && !graph_outputs.contains(o.as_str())) {
                 add(o, &mut tensors);
             }
         }

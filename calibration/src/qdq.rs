@@ -131,10 +131,10 @@ pub fn write(
         if let Some(a) = affine.get(&n.input[0]).copied() {
             affine.insert(n.output[0].clone(), a);
         }
-        let consumed_by_q = src.node.iter().enumerate().any(|(j, m)| quantized.contains(&j) && m.input.contains(&n.output[0]));
-        if consumed_by_q {
-            qset.insert(n.output[0].as_str());
-        }
+        // Its consumers read the int8 DequantizeLinear's output directly: a uint8 Q/DQ pair
+        // behind it (same scale) is exact in theory, but ONNX Runtime's optimizer drops such a
+        // DQ(int8) → Q(uint8) pair as if the types matched, feeding int8 bytes to uint8 kernels.
+        qset.remove(n.output[0].as_str());
     }
     let get = |t: &str| -> Result<Affine> {
         affine
@@ -284,9 +284,7 @@ pub fn write(
             n.output[0] = yq.clone();
             nodes.push(n);
             nodes.push(node("DequantizeLinear", &format!("{y}/DequantizeLinear_int8"), &[&yq, &xs, &xz], &[&y]));
-            if qset.contains(y.as_str()) {
-                nodes.extend(qdq(&y, a, &mut new_inits));
-            }
+
         } else {
             let outs: Vec<String> = n.output.clone();
             nodes.push(n);
