@@ -152,6 +152,9 @@ pub fn collect(
     })
 }
 
+/// One run's named outputs.
+pub type Named = Vec<(String, Vec<f32>)>;
+
 /// Runs `proto` on the first `n` samples and returns the named outputs of each (small `n`:
 /// the SQNR and sensitivity passes).
 pub fn outputs(
@@ -160,7 +163,7 @@ pub fn outputs(
     inputs: &[(Vec<f32>, [usize; 4])],
     input_name: &str,
     opts: &RunOptions,
-) -> Result<Vec<Vec<(String, Vec<f32>)>>> {
+) -> Result<Vec<Named>> {
     let mut sess = session(model, proto, input_name, opts)?;
     let mut all = Vec::with_capacity(inputs.len());
     for (x, dims) in inputs {

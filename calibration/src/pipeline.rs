@@ -172,7 +172,7 @@ pub fn run(o: &Options) -> Result<Summary> {
     let pre = preprocess_of(o, &md)?;
     let mut model = Model::load(&onnx)?;
     let inputs = model.input_names();
-    if !inputs.iter().any(|n| *n == pre.spec.name) {
+    if !inputs.contains(&pre.spec.name) {
         return Err(CalibError::msg(format!(
             "{}: the model has no input named '{}' (its inputs: {})",
             onnx.display(),

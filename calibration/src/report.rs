@@ -209,7 +209,7 @@ pub fn report(
         fp32_out,
         task,
         hw: (md.model.output.height, md.model.output.width),
-        threshold: md.model.threshold.unwrap_or(0.5) as f32,
+        threshold: md.model.threshold.unwrap_or(0.5),
     };
     let (all_sqnr, all_drop) = ctx.score(&full)?;
 

@@ -22,8 +22,11 @@ pub fn write(version: u32, entries: &[(String, f32)]) -> Result<String> {
     Ok(s)
 }
 
+/// A parsed cache: version, calibrator name, `(tensor, scale)` entries.
+pub type Parsed = (u32, String, Vec<(String, f32)>);
+
 /// Parses a cache: `(version, calibrator, [(tensor, scale)])`.
-pub fn parse(text: &str) -> Result<(u32, String, Vec<(String, f32)>)> {
+pub fn parse(text: &str) -> Result<Parsed> {
     let mut lines = text.lines();
     let head = lines.next().unwrap_or("");
     let bad_head = || CalibError::msg(format!("calibration cache: first line '{head}' is not TRT-<version>-<Calibrator>"));
