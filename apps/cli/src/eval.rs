@@ -48,6 +48,10 @@ pub struct EvalArgs {
     /// ONNX Runtime library (otherwise ORT_DYLIB_PATH, lib/ beside the binary, python3's onnxruntime, system paths).
     #[arg(long, value_name = "PATH")]
     ort_lib: Option<PathBuf>,
+    /// Evaluate this ONNX file instead of the folder's (e.g. the int8 model dysample-calibrate
+    /// wrote), with the folder's model.json for preprocessing and output; implies --variant custom.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["variant", "write", "check"])]
+    onnx: Option<PathBuf>,
     /// Print one JSON object instead of a table.
     #[arg(long)]
     json: bool,
@@ -129,6 +133,13 @@ pub fn eval(a: EvalArgs) -> Result<()> {
     }
     let (variant, precision) = setup(&a)?;
     let mut model = ModelDir::open(&a.model)?;
+    if let Some(f) = &a.onnx {
+        if !f.is_file() {
+            bail!("--onnx {}: no such file", f.display());
+        }
+        let abs = std::path::absolute(f).with_context(|| format!("--onnx {}", f.display()))?;
+        model.model.files.onnx = abs.display().to_string();
+    }
     let set = EvalSet::open(&a.set)?;
     let stored = match &a.check {
         Some(row) => Some(

@@ -590,4 +590,47 @@ impl DySampleSession {
     pub fn placement(&self) -> &BTreeMap<String, (String, String)> {
         &self.placement
     }
+
+    /// Runs a single-input model on f32 data and returns every output with its name, in the
+    /// model's order (float32 and float16 outputs; others are skipped). The calibration tool
+    /// adds the tensors it needs ranges for as extra outputs and reads them all here.
+    pub fn run_f32_outputs(&mut self, data: &[f32], dims: &[usize]) -> Result<Vec<(String, Output)>> {
+        let inputs = self.session.inputs();
+        if inputs.len() != 1 {
+            return Err(OnnxError::Data {
+                what: self.model.display().to_string(),
+                detail: format!(
+                    "has {} inputs ({}); only single-input models can be run",
+                    inputs.len(),
+                    self.input_names().join(", ")
+                ),
+            });
+        }
+        if inputs[0].dtype().tensor_type() != Some(TensorElementType::Float32) {
+            return Err(OnnxError::Data {
+                what: format!("input '{}'", inputs[0].name()),
+                detail: "is not float32".into(),
+            });
+        }
+        let name = inputs[0].name().to_string();
+        let shape: Vec<i64> = dims.iter().map(|&d| d as i64).collect();
+        let t = Tensor::from_array((shape, data.to_vec()))?;
+        let outputs = self.session.run(ort::inputs![name.as_str() => t])?;
+        let mut result = Vec::with_capacity(outputs.len());
+        for (name, v) in outputs.iter() {
+            if let Ok((s, x)) = v.try_extract_tensor::<f32>() {
+                result.push((name.to_string(), (s.iter().map(|&d| d as usize).collect(), x.to_vec())));
+            } else if let Ok((s, x)) = v.try_extract_tensor::<half::f16>() {
+                result.push((
+                    name.to_string(),
+                    (s.iter().map(|&d| d as usize).collect(), x.iter().map(|h| h.to_f32()).collect()),
+                ));
+            }
+        }
+        drop(outputs);
+        if self.profiling {
+            self.collect_placement()?;
+        }
+        Ok(result)
+    }
 }

@@ -1,0 +1,309 @@
+//! Writing the quantized model: QuantizeLinear/DequantizeLinear pairs on every calibrated
+//! tensor, int8 per-output-channel weights behind a DequantizeLinear, int32 biases (CPU), and
+//! each int8 DySample as the SDK's int8 custom-op node between Q and DQ with the input's scale
+//! and zero point (`/work/int8_node_spec.md`: the output keeps them).
+
+use crate::error::{CalibError, Result};
+use crate::graph::{weighted, Model, Plan};
+use dysample::onnx::graph::proto::tensor_proto::DataType;
+use dysample::onnx::graph::proto::attribute_proto::AttributeType;
+use dysample::onnx::graph::proto::{AttributeProto, ModelProto, NodeProto, TensorProto};
+use dysample::onnx::graph::tensor_f32;
+use dysample::quant::Affine;
+use std::collections::{HashMap, HashSet};
+
+/// What the Q/DQ graph is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Flavour {
+    /// ONNX Runtime CPU: inputs and outputs of every quantized op, int32 biases, int8 DySample.
+    /// Activations are stored as uint8 with the zero point shifted by 128 (the same values:
+    /// `clamp(round(x/s) + z + 128, 0, 255) − 128 = clamp(round(x/s) + z, −128, 127)`), because
+    /// ONNX Runtime's x86 QDQ fusion turns every `DQ → Conv → Q` into QLinearConv only for
+    /// U8S8; each int8 DySample gets its own int8 QuantizeLinear of the same scale, and its
+    /// int8 output is dequantized and requantized to uint8 losslessly (same scale).
+    Cpu,
+    /// TensorRT explicit quantization: Q/DQ in front of the quantized ops only, zero point 0,
+    /// float biases.
+    TensorRt,
+}
+
+fn node(op: &str, name: &str, inputs: &[&str], outputs: &[&str]) -> NodeProto {
+    let mut n = NodeProto::new();
+    n.op_type = op.into();
+    n.name = name.into();
+    n.input = inputs.iter().map(|s| s.to_string()).collect();
+    n.output = outputs.iter().map(|s| s.to_string()).collect();
+    n
+}
+
+fn attr_int(name: &str, v: i64) -> AttributeProto {
+    let mut a = AttributeProto::new();
+    a.name = name.into();
+    a.type_ = AttributeType::INT.into();
+    a.i = v;
+    a
+}
+
+fn attr_float(name: &str, v: f32) -> AttributeProto {
+    let mut a = AttributeProto::new();
+    a.name = name.into();
+    a.type_ = AttributeType::FLOAT.into();
+    a.f = v;
+    a
+}
+
+fn tensor(name: &str, dims: &[i64], ty: DataType, raw: Vec<u8>) -> TensorProto {
+    let mut t = TensorProto::new();
+    t.name = name.into();
+    t.dims = dims.to_vec();
+    t.data_type = ty as i32;
+    t.raw_data = raw;
+    t
+}
+
+fn f32s(name: &str, dims: &[i64], v: &[f32]) -> TensorProto {
+    tensor(name, dims, DataType::FLOAT, v.iter().flat_map(|x| x.to_le_bytes()).collect())
+}
+
+fn i8s(name: &str, dims: &[i64], v: &[i8]) -> TensorProto {
+    tensor(name, dims, DataType::INT8, v.iter().map(|&x| x as u8).collect())
+}
+
+fn u8s(name: &str, dims: &[i64], v: &[u8]) -> TensorProto {
+    tensor(name, dims, DataType::UINT8, v.to_vec())
+}
+
+fn i32s(name: &str, dims: &[i64], v: &[i32]) -> TensorProto {
+    tensor(name, dims, DataType::INT32, v.iter().flat_map(|x| x.to_le_bytes()).collect())
+}
+
+/// Per-output-channel symmetric scales of a weight `[O, …]`: `max|w[o]| / 127` (1 for an
+/// all-zero channel, which then quantizes to zeros exactly).
+pub fn channel_scales(w: &[f32], o: usize) -> Vec<f32> {
+    let per = w.len() / o.max(1);
+    (0..o)
+        .map(|c| {
+            let m = w[c * per..(c + 1) * per].iter().fold(0f32, |a, &x| a.max(x.abs()));
+            if m > 0.0 {
+                m / 127.0
+            } else {
+                1.0
+            }
+        })
+        .collect()
+}
+
+/// Quantizes a weight `[O, …]` with per-channel scales: `clamp(round(w / s[o]), −127, 127)`.
+pub fn quantize_weight(w: &[f32], scales: &[f32]) -> Vec<i8> {
+    let per = w.len() / scales.len().max(1);
+    w.iter()
+        .enumerate()
+        .map(|(i, &x)| (x / scales[i / per]).round().clamp(-127.0, 127.0) as i8)
+        .collect()
+}
+
+/// Builds the quantized model. `affine`: the int8 parameters of every tensor in `plan.tensors`.
+pub fn write(
+    model: &Model,
+    plan: &Plan,
+    affine: &HashMap<String, Affine>,
+    flavour: Flavour,
+) -> Result<ModelProto> {
+    let src = model.graph();
+    let inits: HashMap<&str, &TensorProto> =
+        src.initializer.iter().map(|t| (t.name.as_str(), t)).collect();
+    let quantized: HashSet<usize> = plan.nodes.iter().copied().collect();
+    let int8_dy: HashSet<usize> = plan.dysample.iter().copied().collect();
+    let mut producer: HashMap<&str, usize> = src
+        .node
+        .iter()
+        .enumerate()
+        .flat_map(|(i, n)| n.output.iter().map(move |o| (o.as_str(), i)))
+        .collect();
+    for (&a, &p) in &plan.folded {
+        producer.insert(src.node[a].output[0].as_str(), p);
+    }
+    let mut qset: HashSet<&str> = plan.tensors.iter().map(String::as_str).collect();
+    // A DySample output has its input's scale and zero point.
+    let mut affine = affine.clone();
+    for &i in &plan.dysample {
+        let n = &src.node[i];
+        if let Some(a) = affine.get(&n.input[0]).copied() {
+            affine.insert(n.output[0].clone(), a);
+        }
+        // Its consumers read the int8 DequantizeLinear's output directly: a uint8 Q/DQ pair
+        // behind it (same scale) is exact in theory, but ONNX Runtime's optimizer drops such a
+        // DQ(int8) → Q(uint8) pair as if the types matched, feeding int8 bytes to uint8 kernels.
+        qset.remove(n.output[0].as_str());
+    }
+    let get = |t: &str| -> Result<Affine> {
+        affine
+            .get(t)
+            .copied()
+            .ok_or_else(|| CalibError::msg(format!("tensor '{t}' has no calibrated range")))
+    };
+    let u8_act = flavour == Flavour::Cpu;
+
+    let mut new_inits: Vec<TensorProto> = Vec::new();
+    let mut head: Vec<NodeProto> = Vec::new();
+    let mut nodes: Vec<NodeProto> = Vec::new();
+    let qdq = |t: &str, a: Affine, inits: &mut Vec<TensorProto>| -> Vec<NodeProto> {
+        let (s, z) = (format!("{t}/scale"), format!("{t}/zero_point"));
+        inits.push(f32s(&s, &[], &[a.scale]));
+        if u8_act {
+            inits.push(u8s(&z, &[], &[(a.zero_point + 128) as u8]));
+        } else {
+            inits.push(i8s(&z, &[], &[a.zero_point as i8]));
+        }
+        vec![
+            node("QuantizeLinear", &format!("{t}/QuantizeLinear"), &[t, &s, &z], &[&format!("{t}/q")]),
+            node("DequantizeLinear", &format!("{t}/DequantizeLinear"), &[&format!("{t}/q"), &s, &z], &[&format!("{t}/dq")]),
+        ]
+    };
+    // Graph inputs first.
+    for v in &src.input {
+        if qset.contains(v.name.as_str()) {
+            head.extend(qdq(&v.name, get(&v.name)?, &mut new_inits));
+        }
+    }
+    let mut weights_done: HashMap<String, (String, Vec<f32>)> = HashMap::new();
+    let fold_into: HashMap<usize, String> = plan
+        .folded
+        .iter()
+        .map(|(&a, &p)| (p, src.node[a].output[0].clone()))
+        .collect();
+    for (i, n0) in src.node.iter().enumerate() {
+        if plan.folded.contains_key(&i) {
+            continue;
+        }
+        let mut n = n0.clone();
+        if let Some(o) = fold_into.get(&i) {
+            n.output[0] = o.clone();
+        }
+        let is_q = quantized.contains(&i);
+        let is_dy8 = int8_dy.contains(&i);
+        // Rewire activation inputs: quantized consumers, and every consumer of a quantized
+        // producer's output (so ORT sees `op → Q` alone and fuses it).
+        for inp in n.input.iter_mut() {
+            if !qset.contains(inp.as_str()) {
+                continue;
+            }
+            if is_dy8 {
+                // The int8 QuantizeLinear of the DySample input (added below).
+                *inp = format!("{inp}/q_int8");
+                continue;
+            }
+            let from_q = producer.get(inp.as_str()).is_some_and(|p| quantized.contains(p));
+            if is_q || (flavour == Flavour::Cpu && from_q) {
+                *inp = format!("{inp}/dq");
+            }
+        }
+        if is_q && weighted(&n.op_type) {
+            let wname = n0.input[1].clone();
+            let w = inits
+                .get(wname.as_str())
+                .ok_or_else(|| CalibError::msg(format!("node '{}': weight '{wname}' is not an initializer", model.node_name(i))))?;
+            let entry = match weights_done.get(&wname) {
+                Some(e) => e.clone(),
+                None => {
+                    let v = tensor_f32(w).map_err(CalibError::msg)?;
+                    // Conv: per output channel (axis 0). ConvTranspose ([Cin, Cout/g, …]),
+                    // MatMul and Gemm: per tensor.
+                    let per_channel = n.op_type == "Conv" && w.dims.len() >= 2;
+                    let o = if per_channel { w.dims[0] as usize } else { 1 };
+                    let scales = channel_scales(&v, o);
+                    let q = quantize_weight(&v, &scales);
+                    let (qn, sn, zn, dq) = (
+                        format!("{wname}/int8"),
+                        format!("{wname}/scale"),
+                        format!("{wname}/zero_point"),
+                        format!("{wname}/dq"),
+                    );
+                    new_inits.push(i8s(&qn, &w.dims, &q));
+                    let sdims: Vec<i64> = if per_channel { vec![o as i64] } else { vec![] };
+                    new_inits.push(f32s(&sn, &sdims, &scales));
+                    new_inits.push(i8s(&zn, &sdims, &vec![0; o]));
+                    let mut d = node("DequantizeLinear", &format!("{wname}/DequantizeLinear"), &[&qn, &sn, &zn], &[&dq]);
+                    if per_channel {
+                        d.attribute.push(attr_int("axis", 0));
+                    }
+                    head.push(d);
+                    let e = (dq, scales);
+                    weights_done.insert(wname.clone(), e.clone());
+                    e
+                }
+            };
+            n.input[1] = entry.0.clone();
+            // Bias as int32 in the accumulator's scale (ORT's QLinearConv needs it so).
+            if flavour == Flavour::Cpu && n.op_type == "Conv" && n.input.len() > 2 && !n.input[2].is_empty() {
+                let bname = n0.input[2].clone();
+                if let Some(b) = inits.get(bname.as_str()) {
+                    let xs = get(&n0.input[0])?.scale;
+                    let bv = tensor_f32(b).map_err(CalibError::msg)?;
+                    let ws = &entry.1;
+                    if ws.len() == bv.len() {
+                        let bs: Vec<f32> = ws.iter().map(|s| s * xs).collect();
+                        let bq: Vec<i32> = bv
+                            .iter()
+                            .zip(&bs)
+                            .map(|(v, s)| (*v as f64 / *s as f64).round().clamp(i32::MIN as f64, i32::MAX as f64) as i32)
+                            .collect();
+                        let tag = format!("{bname}/{}", model.node_name(i));
+                        let (qn, sn, zn, dq) = (
+                            format!("{tag}/int32"),
+                            format!("{tag}/scale"),
+                            format!("{tag}/zero_point"),
+                            format!("{tag}/dq"),
+                        );
+                        let o = bv.len() as i64;
+                        new_inits.push(i32s(&qn, &[o], &bq));
+                        new_inits.push(f32s(&sn, &[o], &bs));
+                        new_inits.push(i32s(&zn, &[o], &vec![0; bv.len()]));
+                        let mut d = node("DequantizeLinear", &format!("{tag}/DequantizeLinear"), &[&qn, &sn, &zn], &[&dq]);
+                        d.attribute.push(attr_int("axis", 0));
+                        head.push(d);
+                        n.input[2] = dq;
+                    }
+                }
+            }
+        }
+        if is_dy8 {
+            let x = &n0.input[0];
+            let a = get(x)?;
+            n.attribute.push(attr_float("x_scale", a.scale));
+            n.attribute.push(attr_int("x_zero_point", a.zero_point as i64));
+            let (xs, xz, xq) = (format!("{x}/scale_int8"), format!("{x}/zero_point_int8"), format!("{x}/q_int8"));
+            new_inits.push(f32s(&xs, &[], &[a.scale]));
+            new_inits.push(i8s(&xz, &[], &[a.zero_point as i8]));
+            // From the uint8 pair's dequantized value (exact multiples of the scale, so this
+            // requantization is exact), leaving the producer's output to its own Q alone.
+            let src_x = if qset.contains(x.as_str()) { format!("{x}/dq") } else { x.clone() };
+            nodes.push(node("QuantizeLinear", &format!("{x}/QuantizeLinear_int8"), &[&src_x, &xs, &xz], &[&xq]));
+            let y = n0.output[0].clone();
+            let yq = format!("{y}/q_int8");
+            n.output[0] = yq.clone();
+            nodes.push(n);
+            nodes.push(node("DequantizeLinear", &format!("{y}/DequantizeLinear_int8"), &[&yq, &xs, &xz], &[&y]));
+
+        } else {
+            let outs: Vec<String> = n.output.clone();
+            nodes.push(n);
+            for o in outs.iter().filter(|o| qset.contains(o.as_str())) {
+                nodes.extend(qdq(o, get(o)?, &mut new_inits));
+            }
+        }
+    }
+    let mut out = model.proto.clone();
+    let g = out.graph.mut_or_insert_default();
+    head.extend(nodes);
+    g.node = head;
+    g.initializer.extend(new_inits);
+    // Weights now stored as int8: drop the f32 copies nothing reads any more.
+    let used: HashSet<String> = g.node.iter().flat_map(|n| n.input.iter().cloned()).collect();
+    g.initializer.retain(|t| used.contains(&t.name));
+    g.value_info.clear();
+    if out.ir_version > 10 {
+        out.ir_version = 10;
+    }
+    Ok(out)
+}
