@@ -743,8 +743,8 @@ mod tests {
     //! and the output at every alignment inside a sentinel-filled buffer.
 
     use crate::{
-        Affine, Backend, BackendChoice, DySample, DySampleConfig, ExecOptions, Layout,
-        QuantParams, Shape, Style, Weights,
+        Affine, Backend, BackendChoice, DySample, DySampleConfig, ExecOptions, Layout, QuantParams,
+        Shape, Style, Weights,
     };
     use half::f16;
     use rand::{rngs::StdRng, Rng, SeedableRng};
@@ -776,7 +776,10 @@ mod tests {
         let mut buf = vec![fill; len + skew + 67];
         f(&mut buf[skew..skew + len]);
         assert!(
-            buf[..skew].iter().chain(&buf[skew + len..]).all(|v| *v == fill),
+            buf[..skew]
+                .iter()
+                .chain(&buf[skew + len..])
+                .all(|v| *v == fill),
             "wrote outside the output"
         );
         buf[skew..skew + len].to_vec()
@@ -846,7 +849,11 @@ mod tests {
                             .unwrap()
                     });
                     let m = want.iter().fold(1e-6f32, |m, v| m.max(v.abs()));
-                    let tol = if k.sample_f32_nchw.is_some() { 1e-5 * m } else { 0.0 };
+                    let tol = if k.sample_f32_nchw.is_some() {
+                        1e-5 * m
+                    } else {
+                        0.0
+                    };
                     for (p, q) in got.iter().zip(&want) {
                         assert!((p - q).abs() <= tol, "{ctx} f32: {p} vs {q}");
                     }
@@ -862,7 +869,11 @@ mod tests {
                         l.forward_slice_f16(&x16, shape.dims(Layout::Nchw), Layout::Nchw, out)
                             .unwrap()
                     });
-                    let tol = if k.sample_f16_nchw.is_some() { 1e-2 } else { 0.0 };
+                    let tol = if k.sample_f16_nchw.is_some() {
+                        1e-2
+                    } else {
+                        0.0
+                    };
                     for (p, q) in got.iter().zip(&want) {
                         assert!(
                             (p.to_f32() - q.to_f32()).abs() <= tol,

@@ -38,7 +38,6 @@ pub(super) static KERNELS: Kernels = Kernels {
 // ---------------------------------------------------------------------------------------------
 // Shared helpers (also used by the VNNI table and its checks).
 
-
 /// Largest `base + dx + dy` over the taps (u32 sums cannot overflow a 64-bit usize).
 fn max_tap_origin<'a>(it: impl Iterator<Item = (u32, u32, u32)> + 'a) -> usize {
     it.map(|(b, dx, dy)| b as usize + dx as usize + dy as usize)

@@ -148,7 +148,6 @@ pub(super) unsafe fn conv_i8_one(
     s
 }
 
-
 // ---------------------------------------------------------------------------------------------
 // conv_f32: register-blocked, 4 pixels × 16 outputs (16 accumulators), weights streamed once
 // per 4 pixels.
@@ -1054,7 +1053,6 @@ unsafe fn cvt_f32_f16_neon(src: *const f32, dst: *mut u16, n: usize) {
 // ---------------------------------------------------------------------------------------------
 // Transposes: square register tiles (4×4 f32, 8×8 u16, 8×8 u8), scalar borders.
 
-
 transposes! {
     "neon";
     transpose_f32: f32 => [(4, tile_4x4_f32)],
@@ -1111,8 +1109,14 @@ unsafe fn tile_8x8_u16(s: *const u16, src_ld: usize, d: *mut u16, dst_ld: usize)
             b[q + 3] = vreinterpretq_u64_u32(vtrn2q_u32(a[q + 1], a[q + 3]));
         }
         for j in 0..4 {
-            vst1q_u16(d.add(j * dst_ld), vreinterpretq_u16_u64(vtrn1q_u64(b[j], b[j + 4])));
-            vst1q_u16(d.add((j + 4) * dst_ld), vreinterpretq_u16_u64(vtrn2q_u64(b[j], b[j + 4])));
+            vst1q_u16(
+                d.add(j * dst_ld),
+                vreinterpretq_u16_u64(vtrn1q_u64(b[j], b[j + 4])),
+            );
+            vst1q_u16(
+                d.add((j + 4) * dst_ld),
+                vreinterpretq_u16_u64(vtrn2q_u64(b[j], b[j + 4])),
+            );
         }
     }
 }
@@ -1143,8 +1147,14 @@ unsafe fn tile_8x8_u8(s: *const u8, src_ld: usize, d: *mut u8, dst_ld: usize) {
             b[q + 3] = vreinterpret_u32_u16(vtrn2_u16(a[q + 1], a[q + 3]));
         }
         for j in 0..4 {
-            vst1_u8(d.add(j * dst_ld), vreinterpret_u8_u32(vtrn1_u32(b[j], b[j + 4])));
-            vst1_u8(d.add((j + 4) * dst_ld), vreinterpret_u8_u32(vtrn2_u32(b[j], b[j + 4])));
+            vst1_u8(
+                d.add(j * dst_ld),
+                vreinterpret_u8_u32(vtrn1_u32(b[j], b[j + 4])),
+            );
+            vst1_u8(
+                d.add((j + 4) * dst_ld),
+                vreinterpret_u8_u32(vtrn2_u32(b[j], b[j + 4])),
+            );
         }
     }
 }

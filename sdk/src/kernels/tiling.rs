@@ -56,10 +56,20 @@ pub(super) unsafe fn tiled<T: Copy, const B: usize>(
         }
     }
     if cb < cols && rb > 0 {
-        edge(src.wrapping_add(cb), rb, cols - cb, dst.wrapping_add(cb * dst_ld));
+        edge(
+            src.wrapping_add(cb),
+            rb,
+            cols - cb,
+            dst.wrapping_add(cb * dst_ld),
+        );
     }
     if rb < rows {
-        edge(src.wrapping_add(rb * src_ld), rows - rb, cols, dst.wrapping_add(rb));
+        edge(
+            src.wrapping_add(rb * src_ld),
+            rows - rb,
+            cols,
+            dst.wrapping_add(rb),
+        );
     }
 }
 

@@ -12,9 +12,7 @@
 //! The instruction is emitted with `asm!` rather than `_mm256_dpbusd{,_avx}_epi32`, so one
 //! macro body serves both encodings with the same target-feature list.
 
-use super::avx2::{
-    lane_mask, load_partial_i32, load_row_i8, prefetch_write, store_tile_i32,
-};
+use super::avx2::{lane_mask, load_partial_i32, load_row_i8, prefetch_write, store_tile_i32};
 use super::{Backend, Kernels, TapQ11};
 use crate::cpu::CpuFeatures;
 use core::arch::asm;
