@@ -16,8 +16,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let rounds: usize = a.get(4).map_or(Ok(5), |s| s.parse())?;
     let spec = &md.model.input;
     let dims = [1, 3, spec.height, spec.width];
-    let x: Vec<f32> = (0..3 * spec.height * spec.width).map(|i| ((i * 7919) % 255) as f32 / 255.0).collect();
-    let files = [("fp32", md.onnx_path(dysample_models::Variant::Custom)?), ("int8", a[2].clone().into())];
+    let x: Vec<f32> = (0..3 * spec.height * spec.width)
+        .map(|i| ((i * 7919) % 255) as f32 / 255.0)
+        .collect();
+    let files = [
+        ("fp32", md.onnx_path(dysample_models::Variant::Custom)?),
+        ("int8", a[2].clone().into()),
+    ];
     let mut sessions = Vec::new();
     for (name, f) in &files {
         let mut s = SessionOptions::new().threads(threads).build(f)?;
@@ -43,7 +48,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     let (m0, a0, b0) = stat(&mut times[0]);
     let (m1, a1, b1) = stat(&mut times[1]);
-    println!("model {} threads {threads}, {} runs each, interleaved", md.model.name, rounds * 10);
+    println!(
+        "model {} threads {threads}, {} runs each, interleaved",
+        md.model.name,
+        rounds * 10
+    );
     println!("| model | median ms | p10 ms | p90 ms |\n|---|---|---|---|");
     println!("| fp32 | {m0:.2} | {a0:.2} | {b0:.2} |\n| int8 | {m1:.2} | {a1:.2} | {b1:.2} |");
     println!("int8 speed-up (median): {:.2}x", m0 / m1);

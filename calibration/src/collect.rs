@@ -57,7 +57,10 @@ pub struct Stats {
 
 impl Stats {
     pub fn get(&self, name: &str) -> Option<&Histogram> {
-        self.tensors.iter().position(|t| t == name).map(|i| &self.hists[i])
+        self.tensors
+            .iter()
+            .position(|t| t == name)
+            .map(|i| &self.hists[i])
     }
 }
 
@@ -91,8 +94,11 @@ pub fn collect(
     let proto = with_outputs(model, tensors);
     let mut sess = session(model, &proto, &pre.spec.name, opts)?;
     let mut hists = vec![Histogram::new(); tensors.len()];
-    let index: std::collections::HashMap<&str, usize> =
-        tensors.iter().enumerate().map(|(i, t)| (t.as_str(), i)).collect();
+    let index: std::collections::HashMap<&str, usize> = tensors
+        .iter()
+        .enumerate()
+        .map(|(i, t)| (t.as_str(), i))
+        .collect();
     let pb = progress(data.len(), opts.progress, "calibrating");
     let batch = rayon::current_num_threads().max(1);
     let mut seen = vec![false; tensors.len()];
@@ -101,9 +107,9 @@ pub fn collect(
             chunk.par_iter().map(|it| data::load(it, pre)).collect();
         for (item, x) in chunk.iter().zip(inputs) {
             let (x, dims) = x?;
-            let outs = sess.run_f32_outputs(&x, &dims).map_err(|e| {
-                CalibError::msg(format!("sample {}: {e}", item.label()))
-            })?;
+            let outs = sess
+                .run_f32_outputs(&x, &dims)
+                .map_err(|e| CalibError::msg(format!("sample {}: {e}", item.label())))?;
             let mut work: Vec<(usize, &[f32])> = Vec::with_capacity(outs.len() + 1);
             if let Some(&i) = index.get(pre.spec.name.as_str()) {
                 work.push((i, x.as_slice()));

@@ -46,13 +46,18 @@ pub struct DataSet {
 
 fn is_image(p: &Path) -> bool {
     matches!(
-        p.extension().and_then(|e| e.to_str()).map(|e| e.to_ascii_lowercase()).as_deref(),
+        p.extension()
+            .and_then(|e| e.to_str())
+            .map(|e| e.to_ascii_lowercase())
+            .as_deref(),
         Some("png" | "jpg" | "jpeg")
     )
 }
 
 fn ext(p: &Path) -> Option<String> {
-    p.extension().and_then(|e| e.to_str()).map(|e| e.to_ascii_lowercase())
+    p.extension()
+        .and_then(|e| e.to_str())
+        .map(|e| e.to_ascii_lowercase())
 }
 
 impl DataSet {
@@ -62,7 +67,9 @@ impl DataSet {
         let p = Path::new(source);
         let mut files: Vec<PathBuf> = if p.is_dir() {
             std::fs::read_dir(p)
-                .map_err(|e| CalibError::msg(format!("{flag} {source}: cannot read the directory: {e}")))?
+                .map_err(|e| {
+                    CalibError::msg(format!("{flag} {source}: cannot read the directory: {e}"))
+                })?
                 .filter_map(|e| e.ok().map(|e| e.path()))
                 .filter(|f| f.is_file())
                 .collect()
@@ -75,7 +82,9 @@ impl DataSet {
                 .filter(|f| f.is_file())
                 .collect()
         } else {
-            return Err(CalibError::msg(format!("{flag} {source}: no such file or directory")));
+            return Err(CalibError::msg(format!(
+                "{flag} {source}: no such file or directory"
+            )));
         };
         files.sort();
         let mut items = Vec::new();
@@ -101,7 +110,11 @@ impl DataSet {
                 return Err(CalibError::msg("--samples 0: need at least one sample"));
             }
             if n > items.len() {
-                tracing::warn!(requested = n, available = items.len(), "--samples is more than the set holds; using all");
+                tracing::warn!(
+                    requested = n,
+                    available = items.len(),
+                    "--samples is more than the set holds; using all"
+                );
             }
             items.truncate(n);
         }
@@ -123,9 +136,17 @@ impl DataSet {
 fn npz_entries(path: &Path) -> Result<Vec<String>> {
     let f = std::fs::File::open(path)
         .map_err(|e| CalibError::msg(format!("{}: cannot open: {e}", path.display())))?;
-    let z = zip::ZipArchive::new(f)
-        .map_err(|e| CalibError::msg(format!("{}: not a readable .npz archive: {e}", path.display())))?;
-    let mut names: Vec<String> = z.file_names().filter(|n| n.ends_with(".npy")).map(String::from).collect();
+    let z = zip::ZipArchive::new(f).map_err(|e| {
+        CalibError::msg(format!(
+            "{}: not a readable .npz archive: {e}",
+            path.display()
+        ))
+    })?;
+    let mut names: Vec<String> = z
+        .file_names()
+        .filter(|n| n.ends_with(".npy"))
+        .map(String::from)
+        .collect();
     names.sort();
     Ok(names)
 }
@@ -137,7 +158,10 @@ const MAX_TENSOR_BYTES: u64 = 1 << 30;
 pub fn load(item: &Item, pre: &Preprocess) -> Result<(Vec<f32>, [usize; 4])> {
     let spec = &pre.spec;
     let want = [1, 3, spec.height, spec.width];
-    let check = |label: String, shape: &[usize], data: Vec<f32>| -> Result<(Vec<f32>, [usize; 4])> {
+    let check = |label: String,
+                 shape: &[usize],
+                 data: Vec<f32>|
+     -> Result<(Vec<f32>, [usize; 4])> {
         let dims: Vec<usize> = if shape.len() == 3 {
             std::iter::once(1).chain(shape.iter().copied()).collect()
         } else {
@@ -150,7 +174,10 @@ pub fn load(item: &Item, pre: &Preprocess) -> Result<(Vec<f32>, [usize; 4])> {
             )));
         }
         if let Some(i) = data.iter().position(|v| !v.is_finite()) {
-            return Err(CalibError::msg(format!("{label}: value {i} is {} (not finite)", data[i])));
+            return Err(CalibError::msg(format!(
+                "{label}: value {i} is {} (not finite)",
+                data[i]
+            )));
         }
         Ok((data, want))
     };
@@ -176,8 +203,9 @@ pub fn load(item: &Item, pre: &Preprocess) -> Result<(Vec<f32>, [usize; 4])> {
             Ok((x, dims))
         }
         Item::Npy(p) => {
-            let a = dysample::npy::read_f32(p)
-                .map_err(|e| CalibError::msg(format!("{}: {}", p.display(), strip(&e.to_string(), p))))?;
+            let a = dysample::npy::read_f32(p).map_err(|e| {
+                CalibError::msg(format!("{}: {}", p.display(), strip(&e.to_string(), p)))
+            })?;
             check(p.display().to_string(), &a.dims, a.data)
         }
         Item::Npz(p, name) => {
@@ -185,20 +213,25 @@ pub fn load(item: &Item, pre: &Preprocess) -> Result<(Vec<f32>, [usize; 4])> {
             let label = item.label();
             let f = std::fs::File::open(p)
                 .map_err(|e| CalibError::msg(format!("{}: cannot open: {e}", p.display())))?;
-            let mut z = zip::ZipArchive::new(f)
-                .map_err(|e| CalibError::msg(format!("{}: not a readable .npz archive: {e}", p.display())))?;
+            let mut z = zip::ZipArchive::new(f).map_err(|e| {
+                CalibError::msg(format!("{}: not a readable .npz archive: {e}", p.display()))
+            })?;
             let mut entry = z
                 .by_name(name)
                 .map_err(|e| CalibError::msg(format!("{label}: {e}")))?;
             if entry.size() > MAX_TENSOR_BYTES {
-                return Err(CalibError::msg(format!("{label}: {} bytes is more than the limit of {MAX_TENSOR_BYTES}", entry.size())));
+                return Err(CalibError::msg(format!(
+                    "{label}: {} bytes is more than the limit of {MAX_TENSOR_BYTES}",
+                    entry.size()
+                )));
             }
             let mut bytes = Vec::new();
             (&mut entry)
                 .take(MAX_TENSOR_BYTES + 1)
                 .read_to_end(&mut bytes)
                 .map_err(|e| CalibError::msg(format!("{label}: cannot read: {e}")))?;
-            let a = dysample::npy::parse(&bytes).map_err(|e| CalibError::msg(format!("{label}: {e}")))?;
+            let a = dysample::npy::parse(&bytes)
+                .map_err(|e| CalibError::msg(format!("{label}: {e}")))?;
             check(label, &a.dims, a.data)
         }
     }

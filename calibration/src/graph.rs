@@ -67,7 +67,12 @@ impl Model {
     }
 
     pub fn input_names(&self) -> Vec<String> {
-        let inits: HashSet<&str> = self.graph().initializer.iter().map(|t| t.name.as_str()).collect();
+        let inits: HashSet<&str> = self
+            .graph()
+            .initializer
+            .iter()
+            .map(|t| t.name.as_str())
+            .collect();
         self.graph()
             .input
             .iter()
@@ -173,13 +178,20 @@ pub struct Plan {
 }
 
 /// The Relu or Clip(0, M) node that alone consumes node `i`'s only output, with M (∞ for Relu).
-fn foldable(m: &Model, i: usize, consumers: &HashMap<&str, Vec<usize>>, outputs: &HashSet<&str>) -> Option<(usize, f32)> {
+fn foldable(
+    m: &Model,
+    i: usize,
+    consumers: &HashMap<&str, Vec<usize>>,
+    outputs: &HashSet<&str>,
+) -> Option<(usize, f32)> {
     let gr = m.graph();
     let n = &gr.node[i];
     if n.output.len() != 1 || outputs.contains(n.output[0].as_str()) {
         return None;
     }
-    let c = consumers.get(n.output[0].as_str()).filter(|c| c.len() == 1)?[0];
+    let c = consumers
+        .get(n.output[0].as_str())
+        .filter(|c| c.len() == 1)?[0];
     let a = &gr.node[c];
     if !a.domain.is_empty() || !m.is_float(&a.output[0]) {
         return None;
@@ -197,7 +209,12 @@ fn foldable(m: &Model, i: usize, consumers: &HashMap<&str, Vec<usize>>, outputs:
 
 /// Float activation inputs of a node (not initializers, not empty).
 pub fn activation_inputs<'a>(m: &'a Model, n: &'a NodeProto) -> Vec<&'a str> {
-    let inits: HashSet<&str> = m.graph().initializer.iter().map(|t| t.name.as_str()).collect();
+    let inits: HashSet<&str> = m
+        .graph()
+        .initializer
+        .iter()
+        .map(|t| t.name.as_str())
+        .collect();
     let take = match n.op_type.as_str() {
         // Only the data input; weights and biases are initializers.
         "Conv" | "ConvTranspose" => 1,
@@ -220,7 +237,13 @@ impl Plan {
     }
 
     /// [`Plan::new`], folding activations into quantizers when `fold` (see [`Plan::folded`]).
-    pub fn with_folding(m: &Model, ops: &[&str], exclude: &BTreeSet<String>, int8_dysample: bool, fold: bool) -> Self {
+    pub fn with_folding(
+        m: &Model,
+        ops: &[&str],
+        exclude: &BTreeSet<String>,
+        int8_dysample: bool,
+        fold: bool,
+    ) -> Self {
         let gr = m.graph();
         let mut consumers: HashMap<&str, Vec<usize>> = HashMap::new();
         for (i, n) in gr.node.iter().enumerate() {
@@ -261,7 +284,9 @@ impl Plan {
                 continue;
             }
             let outs = n.output.iter().filter(|o| !o.is_empty());
-            if !activation_inputs(m, n).iter().all(|t| m.is_float(t)) || !outs.clone().all(|o| m.is_float(o)) {
+            if !activation_inputs(m, n).iter().all(|t| m.is_float(t))
+                || !outs.clone().all(|o| m.is_float(o))
+            {
                 // Shape arithmetic (int64) and the like stay as they are.
                 continue;
             }
@@ -285,7 +310,11 @@ impl Plan {
             }
             // A graph output stays float: its quantizer would only lose precision (and ONNX
             // Runtime fuses `op → Q` even when the op's output is also a graph output).
-            for o in n.output.iter().filter(|o| !o.is_empty() && !graph_outputs.contains(o.as_str())) {
+            for o in n
+                .output
+                .iter()
+                .filter(|o| !o.is_empty() && !graph_outputs.contains(o.as_str()))
+            {
                 add(o, &mut tensors);
             }
         }
@@ -314,7 +343,12 @@ pub fn with_outputs(m: &Model, tensors: &[String]) -> ModelProto {
     let mut p = m.proto.clone();
     let gr = p.graph.mut_or_insert_default();
     // Graph inputs are read from the data itself, not returned by ONNX Runtime.
-    let have: HashSet<String> = gr.output.iter().chain(&gr.input).map(|o| o.name.clone()).collect();
+    let have: HashSet<String> = gr
+        .output
+        .iter()
+        .chain(&gr.input)
+        .map(|o| o.name.clone())
+        .collect();
     for t in tensors {
         if !have.contains(t) {
             let mut v = ValueInfoProto::new();

@@ -186,7 +186,11 @@ mod tests {
         for &x in &all {
             direct[(((x as f64 + h.range) / w) as usize).min(2 * HALF_BINS - 1)] += 1;
         }
-        let diff: u64 = direct.iter().zip(&h.counts).map(|(a, b)| a.abs_diff(*b)).sum();
+        let diff: u64 = direct
+            .iter()
+            .zip(&h.counts)
+            .map(|(a, b)| a.abs_diff(*b))
+            .sum();
         // Doubling is exact for counts: values fall into the same merged bin.
         assert!(diff <= all.len() as u64 / 1000, "{diff}");
         assert_eq!(h.min, all.iter().cloned().fold(f32::INFINITY, f32::min));

@@ -74,18 +74,25 @@ struct Cli {
 
 fn options(c: Cli) -> dysample_calibrate::Result<Options> {
     let method = Method::parse(&c.method).map_err(dysample_calibrate::CalibError::msg)?;
-    let targets = c.target.iter().map(|t| Target::parse(t)).collect::<Result<Vec<_>, _>>()?;
+    let targets = c
+        .target
+        .iter()
+        .map(|t| Target::parse(t))
+        .collect::<Result<Vec<_>, _>>()?;
     if let Some(x) = c.max_drop {
         if !(x.is_finite() && x >= 0.0) {
-            return Err(dysample_calibrate::CalibError::msg(format!("--max-drop {x}: must be a number >= 0")));
+            return Err(dysample_calibrate::CalibError::msg(format!(
+                "--max-drop {x}: must be a number >= 0"
+            )));
         }
     }
-    let report = (c.report || c.sensitivity || c.max_drop.is_some() || !c.eval_set.is_empty()).then(|| ReportOptions {
-        eval_sets: c.eval_set.clone(),
-        sensitivity: c.sensitivity,
-        samples: c.report_samples,
-        max_drop: c.max_drop,
-    });
+    let report = (c.report || c.sensitivity || c.max_drop.is_some() || !c.eval_set.is_empty())
+        .then(|| ReportOptions {
+            eval_sets: c.eval_set.clone(),
+            sensitivity: c.sensitivity,
+            samples: c.report_samples,
+            max_drop: c.max_drop,
+        });
     Ok(Options {
         model: c.model,
         model_json: c.model_json,
@@ -96,7 +103,11 @@ fn options(c: Cli) -> dysample_calibrate::Result<Options> {
         symmetric: c.symmetric,
         targets,
         out: c.out,
-        run: RunOptions { threads: c.threads, ort_lib: c.ort_lib, progress: !c.quiet },
+        run: RunOptions {
+            threads: c.threads,
+            ort_lib: c.ort_lib,
+            progress: !c.quiet,
+        },
         exclude: c.exclude.into_iter().collect(),
         float_dysample: c.float_dysample,
         trt_version: c.trt_version,
@@ -106,14 +117,20 @@ fn options(c: Cli) -> dysample_calibrate::Result<Options> {
 
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("DYSAMPLE_LOG").unwrap_or_else(|_| "warn".into()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("DYSAMPLE_LOG")
+                .unwrap_or_else(|_| "warn".into()),
+        )
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
     let res = options(cli).and_then(|o| pipeline::run(&o));
     match res {
         Ok(s) => {
-            println!("calibrated {} tensors on {} samples in {:.1} s", s.tensors, s.samples, s.seconds);
+            println!(
+                "calibrated {} tensors on {} samples in {:.1} s",
+                s.tensors, s.samples, s.seconds
+            );
             for f in s.files {
                 println!("wrote {}", f.display());
             }

@@ -31,15 +31,15 @@ impl Method {
     /// Parses `minmax`, `percentile`, `percentile:P` (0 < P ≤ 100), `entropy`, `mse`.
     pub fn parse(s: &str) -> Result<Self, String> {
         let bad = || {
-            format!("--method '{s}': expected minmax, percentile[:P] with 0 < P <= 100, entropy or mse")
+            format!(
+                "--method '{s}': expected minmax, percentile[:P] with 0 < P <= 100, entropy or mse"
+            )
         };
         Ok(match s {
             "minmax" => Method::MinMax,
             "entropy" => Method::Entropy,
             "mse" => Method::Mse,
-            "percentile" => Method::Percentile {
-                percentile: 99.99,
-            },
+            "percentile" => Method::Percentile { percentile: 99.99 },
             _ => {
                 let p = s.strip_prefix("percentile:").ok_or_else(bad)?;
                 let p: f64 = p.parse().map_err(|_| bad())?;
@@ -251,7 +251,13 @@ fn mse_amax(h: &Histogram) -> f64 {
 
 fn mse_asymmetric(h: &Histogram) -> Range {
     let (mn, mx) = (h.min.min(0.0) as f64, h.max.max(0.0) as f64);
-    let mut best = (f64::INFINITY, Range { lo: h.min, hi: h.max });
+    let mut best = (
+        f64::INFINITY,
+        Range {
+            lo: h.min,
+            hi: h.max,
+        },
+    );
     // The two ends are clipped independently (a long tail on one side only is common).
     for a in 1..=32 {
         for b in 1..=128 {
@@ -273,8 +279,8 @@ fn mse_asymmetric(h: &Histogram) -> Range {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rand::{Rng, SeedableRng};
     use rand::rngs::StdRng;
+    use rand::{Rng, SeedableRng};
 
     fn normal(rng: &mut StdRng) -> f64 {
         // Box-Muller (no rand_distr dependency).
@@ -308,7 +314,13 @@ mod tests {
             Method::parse("percentile:99.9").unwrap(),
             Method::Percentile { percentile: 99.9 }
         );
-        for bad in ["percentile:0", "percentile:101", "percentile:x", "kl", "percentile:"] {
+        for bad in [
+            "percentile:0",
+            "percentile:101",
+            "percentile:x",
+            "kl",
+            "percentile:",
+        ] {
             let e = Method::parse(bad).unwrap_err();
             assert!(e.contains("--method") && e.contains(bad), "{e}");
         }
@@ -321,7 +333,10 @@ mod tests {
         let r = range(&h, Method::MinMax, Symmetry::Asymmetric).unwrap();
         let mn = v.iter().cloned().fold(f32::INFINITY, f32::min);
         assert_eq!((r.lo, r.hi), (mn, 44.0));
-        assert_eq!(range(&h, Method::MinMax, Symmetry::Symmetric).unwrap().hi, 44.0);
+        assert_eq!(
+            range(&h, Method::MinMax, Symmetry::Symmetric).unwrap().hi,
+            44.0
+        );
     }
 
     #[test]
@@ -333,16 +348,34 @@ mod tests {
         let w = h.bin_width();
         for p in [90.0, 99.0, 99.9] {
             let want = a[((p / 100.0) * a.len() as f64) as usize - 1];
-            let got = range(&h, Method::Percentile { percentile: p }, Symmetry::Symmetric)
-                .unwrap()
-                .hi as f64;
-            assert!((got - want).abs() <= w, "p{p}: {got} vs sorted {want} (bin {w})");
+            let got = range(
+                &h,
+                Method::Percentile { percentile: p },
+                Symmetry::Symmetric,
+            )
+            .unwrap()
+            .hi as f64;
+            assert!(
+                (got - want).abs() <= w,
+                "p{p}: {got} vs sorted {want} (bin {w})"
+            );
         }
         let mut s: Vec<f64> = v.iter().map(|&x| x as f64).collect();
         s.sort_by(|x, y| x.partial_cmp(y).unwrap());
-        let r = range(&h, Method::Percentile { percentile: 99.0 }, Symmetry::Asymmetric).unwrap();
-        let (lo, hi) = (s[(0.01 * s.len() as f64) as usize], s[(0.99 * s.len() as f64) as usize - 1]);
-        assert!((r.lo as f64 - lo).abs() <= w && (r.hi as f64 - hi).abs() <= w, "{r:?} vs {lo} {hi}");
+        let r = range(
+            &h,
+            Method::Percentile { percentile: 99.0 },
+            Symmetry::Asymmetric,
+        )
+        .unwrap();
+        let (lo, hi) = (
+            s[(0.01 * s.len() as f64) as usize],
+            s[(0.99 * s.len() as f64) as usize - 1],
+        );
+        assert!(
+            (r.lo as f64 - lo).abs() <= w && (r.hi as f64 - hi).abs() <= w,
+            "{r:?} vs {lo} {hi}"
+        );
     }
 
     /// Fake-quantizes the raw data with the SDK's int8 arithmetic and returns the exact MSE.
@@ -371,7 +404,10 @@ mod tests {
                 best = best.min(true_mse(&v, Range { lo: -t, hi: t }, sym));
             }
             let minmax_e = true_mse(&v, range(&h, Method::MinMax, sym).unwrap(), sym);
-            assert!(got_e <= best * 1.05, "{sym:?}: mse pick {got:?} gives {got_e}, brute force {best}");
+            assert!(
+                got_e <= best * 1.05,
+                "{sym:?}: mse pick {got:?} gives {got_e}, brute force {best}"
+            );
             // Clipping the five far outliers costs more than it saves here: never worse than
             // the unclipped range.
             assert!(got_e <= minmax_e * 1.0001, "{got_e} vs minmax {minmax_e}");
@@ -416,7 +452,11 @@ mod tests {
             for j in 0..i {
                 let (a, b) = (p[j] / sp, q[j] / sq);
                 if a > 0.0 {
-                    e += if b > 0.0 { a * (a / b).ln() } else { f64::INFINITY };
+                    e += if b > 0.0 {
+                        a * (a / b).ln()
+                    } else {
+                        f64::INFINITY
+                    };
                 }
             }
             divs.push(e);
@@ -448,7 +488,11 @@ mod tests {
                 })
                 .collect();
             let w = 0.01;
-            assert_eq!(entropy_amax(&hist, w), entropy_naive(&hist, w), "case {case}");
+            assert_eq!(
+                entropy_amax(&hist, w),
+                entropy_naive(&hist, w),
+                "case {case}"
+            );
         }
     }
 

@@ -19,16 +19,26 @@ impl Staging {
     pub fn new(out: &Path) -> Result<Self> {
         let created_out = !out.exists();
         if out.exists() && !out.is_dir() {
-            return Err(CalibError::msg(format!("--out {}: exists and is not a directory", out.display())));
+            return Err(CalibError::msg(format!(
+                "--out {}: exists and is not a directory",
+                out.display()
+            )));
         }
-        std::fs::create_dir_all(out)
-            .map_err(|e| CalibError::msg(format!("--out {}: cannot create the directory: {e}", out.display())))?;
+        std::fs::create_dir_all(out).map_err(|e| {
+            CalibError::msg(format!(
+                "--out {}: cannot create the directory: {e}",
+                out.display()
+            ))
+        })?;
         let tmp = out.join(format!(".dysample-calibrate-{}", std::process::id()));
         if let Err(e) = std::fs::create_dir(&tmp) {
             if created_out {
                 let _ = std::fs::remove_dir(out);
             }
-            return Err(CalibError::msg(format!("--out {}: cannot write into the directory: {e}", out.display())));
+            return Err(CalibError::msg(format!(
+                "--out {}: cannot write into the directory: {e}",
+                out.display()
+            )));
         }
         Ok(Self {
             out: out.to_path_buf(),
@@ -43,11 +53,20 @@ impl Staging {
     pub fn write(&mut self, rel: &str, bytes: &[u8]) -> Result<()> {
         let p = self.tmp.join(rel);
         if let Some(d) = p.parent() {
-            std::fs::create_dir_all(d)
-                .map_err(|e| CalibError::msg(format!("--out {}: cannot create {}: {e}", self.out.display(), d.display())))?;
+            std::fs::create_dir_all(d).map_err(|e| {
+                CalibError::msg(format!(
+                    "--out {}: cannot create {}: {e}",
+                    self.out.display(),
+                    d.display()
+                ))
+            })?;
         }
-        std::fs::write(&p, bytes)
-            .map_err(|e| CalibError::msg(format!("--out {}: cannot write {rel}: {e}", self.out.display())))?;
+        std::fs::write(&p, bytes).map_err(|e| {
+            CalibError::msg(format!(
+                "--out {}: cannot write {rel}: {e}",
+                self.out.display()
+            ))
+        })?;
         self.files.push(PathBuf::from(rel));
         Ok(())
     }
@@ -63,11 +82,21 @@ impl Staging {
         for rel in &self.files {
             let dst = self.out.join(rel);
             if let Some(d) = dst.parent() {
-                std::fs::create_dir_all(d)
-                    .map_err(|e| CalibError::msg(format!("--out {}: cannot create {}: {e}", self.out.display(), d.display())))?;
+                std::fs::create_dir_all(d).map_err(|e| {
+                    CalibError::msg(format!(
+                        "--out {}: cannot create {}: {e}",
+                        self.out.display(),
+                        d.display()
+                    ))
+                })?;
             }
-            std::fs::rename(self.tmp.join(rel), &dst)
-                .map_err(|e| CalibError::msg(format!("--out {}: cannot move {} into place: {e}", self.out.display(), rel.display())))?;
+            std::fs::rename(self.tmp.join(rel), &dst).map_err(|e| {
+                CalibError::msg(format!(
+                    "--out {}: cannot move {} into place: {e}",
+                    self.out.display(),
+                    rel.display()
+                ))
+            })?;
             done.push(dst);
         }
         let _ = std::fs::remove_dir_all(&self.tmp);

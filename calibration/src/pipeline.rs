@@ -33,7 +33,9 @@ impl Target {
             "cpu" => Ok(Target::Cpu),
             "tensorrt" | "trt" => Ok(Target::TensorRt),
             "sdk" => Ok(Target::Sdk),
-            other => Err(CalibError::msg(format!("--target '{other}': expected cpu, tensorrt or sdk"))),
+            other => Err(CalibError::msg(format!(
+                "--target '{other}': expected cpu, tensorrt or sdk"
+            ))),
         }
     }
 }
@@ -86,11 +88,17 @@ pub fn resolve(o: &Options) -> Result<(PathBuf, Option<ModelDir>)> {
         return Ok((onnx, Some(md)));
     }
     if !p.is_file() {
-        return Err(CalibError::msg(format!("--model {}: no such file or model folder", p.display())));
+        return Err(CalibError::msg(format!(
+            "--model {}: no such file or model folder",
+            p.display()
+        )));
     }
     let json = match &o.model_json {
         Some(j) => Some(j.clone()),
-        None => p.parent().map(|d| d.join("model.json")).filter(|j| j.is_file()),
+        None => p
+            .parent()
+            .map(|d| d.join("model.json"))
+            .filter(|j| j.is_file()),
     };
     let md = match json {
         Some(j) => Some(ModelDir::open(&j)?),
@@ -141,7 +149,11 @@ pub fn lowered(m: &Model) -> Result<(Model, BTreeSet<String>)> {
     let mut p = m.proto.clone();
     let before: BTreeSet<String> = (0..m.graph().node.len()).map(|i| m.node_name(i)).collect();
     dysample::onnx::graph::lower::lower(&mut p)?;
-    let lm = Model { proto: p, path: m.path.clone(), floats: None };
+    let lm = Model {
+        proto: p,
+        path: m.path.clone(),
+        floats: None,
+    };
     let added = (0..lm.graph().node.len())
         .map(|i| lm.node_name(i))
         .filter(|n| !before.contains(n))
@@ -152,7 +164,10 @@ pub fn lowered(m: &Model) -> Result<(Model, BTreeSet<String>)> {
 /// The preprocessing: flags, else `model.json`.
 pub fn preprocess_of(o: &Options, md: &Option<ModelDir>) -> Result<Preprocess> {
     if let Some(spec) = &o.input_spec {
-        return Ok(Preprocess { spec: spec.clone(), exact_size: true });
+        return Ok(Preprocess {
+            spec: spec.clone(),
+            exact_size: true,
+        });
     }
     match md {
         Some(md) => Ok(Preprocess { spec: md.model.input.clone(), exact_size: false }),
@@ -166,7 +181,9 @@ pub fn preprocess_of(o: &Options, md: &Option<ModelDir>) -> Result<Preprocess> {
 /// Runs a calibration; on any error nothing is left in `--out`.
 pub fn run(o: &Options) -> Result<Summary> {
     if o.targets.is_empty() {
-        return Err(CalibError::msg("--target: give at least one of cpu, tensorrt, sdk"));
+        return Err(CalibError::msg(
+            "--target: give at least one of cpu, tensorrt, sdk",
+        ));
     }
     let (onnx, md) = resolve(o)?;
     let pre = preprocess_of(o, &md)?;
@@ -185,7 +202,8 @@ pub fn run(o: &Options) -> Result<Summary> {
     }
     let data = DataSet::open(&o.data, o.samples)?;
     // Which activations are float (ONNX Runtime returns only those): the plans skip the rest.
-    let probe = crate::report::float_tensors(&model, &all_activations(&model), &pre, &data, &o.run)?;
+    let probe =
+        crate::report::float_tensors(&model, &all_activations(&model), &pre, &data, &o.run)?;
     model.floats = Some(probe);
     let mut staging = Staging::new(&o.out)?;
 
@@ -224,7 +242,9 @@ pub fn run(o: &Options) -> Result<Summary> {
     if let Some((_, plan)) = &trt {
         for t in &plan.tensors {
             if !present.contains(t) {
-                return Err(CalibError::msg(format!("tensor '{t}' of the lowered model is not in the f32 model")));
+                return Err(CalibError::msg(format!(
+                    "tensor '{t}' of the lowered model is not in the f32 model"
+                )));
             }
             want(t, &mut tensors);
         }
@@ -244,9 +264,21 @@ pub fn run(o: &Options) -> Result<Summary> {
     tracing::info!(tensors = tensors.len(), samples = data.len(), method = %o.method, "statistics pass");
     let stats = collect(&model, &tensors, &data, &pre, &o.run)?;
 
-    let user_sym = if o.symmetric { Symmetry::Symmetric } else { Symmetry::Asymmetric };
+    let user_sym = if o.symmetric {
+        Symmetry::Symmetric
+    } else {
+        Symmetry::Asymmetric
+    };
     let mut r_user = ranges(&stats, o.method, user_sym);
-    for (t, cap) in &Plan::with_folding(&model, CPU_OPS, &Default::default(), !o.float_dysample, fold).caps {
+    for (t, cap) in &Plan::with_folding(
+        &model,
+        CPU_OPS,
+        &Default::default(),
+        !o.float_dysample,
+        fold,
+    )
+    .caps
+    {
         if let Some(r) = r_user.get_mut(t) {
             r.hi = r.hi.min(*cap);
         }
@@ -268,7 +300,12 @@ pub fn run(o: &Options) -> Result<Summary> {
         "model": onnx.display().to_string(), "data": data.source, "samples": data.len(),
         "method": o.method.to_string(), "symmetric": o.symmetric, "tensors": ranges_json,
     });
-    staging.write(RANGES, serde_json::to_string_pretty(&doc).unwrap_or_default().as_bytes())?;
+    staging.write(
+        RANGES,
+        serde_json::to_string_pretty(&doc)
+            .unwrap_or_default()
+            .as_bytes(),
+    )?;
 
     let cpu_affine = affines(&r_user, user_sym);
     if o.targets.contains(&Target::Cpu) {
@@ -276,7 +313,12 @@ pub fn run(o: &Options) -> Result<Summary> {
         staging.write(CPU_MODEL, &crate::graph::to_bytes(&q)?)?;
     }
     if let Some((lm, plan)) = &trt {
-        let q = qdq::write(lm, plan, &affines(&r_sym, Symmetry::Symmetric), Flavour::TensorRt)?;
+        let q = qdq::write(
+            lm,
+            plan,
+            &affines(&r_sym, Symmetry::Symmetric),
+            Flavour::TensorRt,
+        )?;
         staging.write(TRT_MODEL, &crate::graph::to_bytes(&q)?)?;
         let lm_names: std::collections::HashSet<String> = all_activations(lm).into_iter().collect();
         let entries: Vec<(String, f32)> = stats
@@ -285,15 +327,32 @@ pub fn run(o: &Options) -> Result<Summary> {
             .filter(|t| lm_names.contains(*t))
             .filter_map(|t| r_sym.get(t).map(|r| (t.clone(), r.amax())))
             .collect();
-        staging.write(TRT_CACHE, crate::trt_cache::write(o.trt_version, &entries)?.as_bytes())?;
+        staging.write(
+            TRT_CACHE,
+            crate::trt_cache::write(o.trt_version, &entries)?.as_bytes(),
+        )?;
     }
     if o.targets.contains(&Target::Sdk) {
-        for (node, p) in crate::sdk_params::params(&model, &r_user, user_sym, o.method, data.len())? {
-            staging.write(&format!("sdk/{}", crate::sdk_params::file_name(&node)), p.to_json().as_bytes())?;
+        for (node, p) in crate::sdk_params::params(&model, &r_user, user_sym, o.method, data.len())?
+        {
+            staging.write(
+                &format!("sdk/{}", crate::sdk_params::file_name(&node)),
+                p.to_json().as_bytes(),
+            )?;
         }
     }
     if let Some(ro) = &o.report {
-        crate::report::report(&mut staging, ro, o, &model, md.as_ref(), &pre, &data, &stats, &cpu_affine)?;
+        crate::report::report(
+            &mut staging,
+            ro,
+            o,
+            &model,
+            md.as_ref(),
+            &pre,
+            &data,
+            &stats,
+            &cpu_affine,
+        )?;
     }
     let files = staging.commit()?;
     Ok(Summary {

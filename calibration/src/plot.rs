@@ -24,7 +24,10 @@ fn register_font() -> Result<()> {
                 }
             }
         }
-        Err(format!("no TrueType font found for the plot labels (tried {})", FONTS.join(", ")))
+        Err(format!(
+            "no TrueType font found for the plot labels (tried {})",
+            FONTS.join(", ")
+        ))
     })
     .clone()
     .map_err(CalibError::msg)
@@ -44,10 +47,22 @@ pub fn sqnr_png(tensors: &[TensorSqnr], sens: &[Sensitivity]) -> Result<Vec<u8>>
         let root = BitMapBackend::with_buffer(&mut buf, (w, h)).into_drawing_area();
         root.fill(&WHITE).map_err(e)?;
         let n = tensors.len().max(1);
-        let ymax = tensors.iter().map(|t| finite(t.sqnr_db)).chain(sens.iter().map(|s| finite(s.only_sqnr_db))).fold(10.0f64, f64::max) + 5.0;
-        let ymin = tensors.iter().map(|t| finite(t.sqnr_db)).fold(0.0f64, f64::min).min(0.0);
+        let ymax = tensors
+            .iter()
+            .map(|t| finite(t.sqnr_db))
+            .chain(sens.iter().map(|s| finite(s.only_sqnr_db)))
+            .fold(10.0f64, f64::max)
+            + 5.0;
+        let ymin = tensors
+            .iter()
+            .map(|t| finite(t.sqnr_db))
+            .fold(0.0f64, f64::min)
+            .min(0.0);
         let mut chart = ChartBuilder::on(&root)
-            .caption("int8 vs fp32: SQNR per tensor (graph order)", ("sans-serif", 24))
+            .caption(
+                "int8 vs fp32: SQNR per tensor (graph order)",
+                ("sans-serif", 24),
+            )
             .margin(15)
             .x_label_area_size(40)
             .y_label_area_size(60)
@@ -62,7 +77,10 @@ pub fn sqnr_png(tensors: &[TensorSqnr], sens: &[Sensitivity]) -> Result<Vec<u8>>
             .map_err(e)?;
         chart
             .draw_series(tensors.iter().enumerate().map(|(i, t)| {
-                Rectangle::new([(i as f64 + 0.1, ymin), (i as f64 + 0.9, finite(t.sqnr_db))], BLUE.mix(0.6).filled())
+                Rectangle::new(
+                    [(i as f64 + 0.1, ymin), (i as f64 + 0.9, finite(t.sqnr_db))],
+                    BLUE.mix(0.6).filled(),
+                )
             }))
             .map_err(e)?
             .label("tensor SQNR, all layers int8")
@@ -71,7 +89,9 @@ pub fn sqnr_png(tensors: &[TensorSqnr], sens: &[Sensitivity]) -> Result<Vec<u8>>
             let m = sens.len() as f64;
             chart
                 .draw_series(LineSeries::new(
-                    sens.iter().enumerate().map(|(i, s)| ((i as f64 + 0.5) * n as f64 / m, finite(s.only_sqnr_db))),
+                    sens.iter()
+                        .enumerate()
+                        .map(|(i, s)| ((i as f64 + 0.5) * n as f64 / m, finite(s.only_sqnr_db))),
                     RED.stroke_width(2),
                 ))
                 .map_err(e)?
@@ -87,8 +107,13 @@ pub fn sqnr_png(tensors: &[TensorSqnr], sens: &[Sensitivity]) -> Result<Vec<u8>>
             .map_err(e)?;
         root.present().map_err(e)?;
     }
-    let img = dysample_models::image::RgbImage::from_raw(w, h, buf).ok_or_else(|| e("bad buffer"))?;
+    let img =
+        dysample_models::image::RgbImage::from_raw(w, h, buf).ok_or_else(|| e("bad buffer"))?;
     let mut png = Vec::new();
-    img.write_to(&mut std::io::Cursor::new(&mut png), dysample_models::image::ImageFormat::Png).map_err(e)?;
+    img.write_to(
+        &mut std::io::Cursor::new(&mut png),
+        dysample_models::image::ImageFormat::Png,
+    )
+    .map_err(e)?;
     Ok(png)
 }

@@ -5,8 +5,8 @@
 
 use crate::error::{CalibError, Result};
 use crate::graph::{weighted, Model, Plan};
-use dysample::onnx::graph::proto::tensor_proto::DataType;
 use dysample::onnx::graph::proto::attribute_proto::AttributeType;
+use dysample::onnx::graph::proto::tensor_proto::DataType;
 use dysample::onnx::graph::proto::{AttributeProto, ModelProto, NodeProto, TensorProto};
 use dysample::onnx::graph::tensor_f32;
 use dysample::quant::Affine;
@@ -62,11 +62,21 @@ fn tensor(name: &str, dims: &[i64], ty: DataType, raw: Vec<u8>) -> TensorProto {
 }
 
 fn f32s(name: &str, dims: &[i64], v: &[f32]) -> TensorProto {
-    tensor(name, dims, DataType::FLOAT, v.iter().flat_map(|x| x.to_le_bytes()).collect())
+    tensor(
+        name,
+        dims,
+        DataType::FLOAT,
+        v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+    )
 }
 
 fn i8s(name: &str, dims: &[i64], v: &[i8]) -> TensorProto {
-    tensor(name, dims, DataType::INT8, v.iter().map(|&x| x as u8).collect())
+    tensor(
+        name,
+        dims,
+        DataType::INT8,
+        v.iter().map(|&x| x as u8).collect(),
+    )
 }
 
 fn u8s(name: &str, dims: &[i64], v: &[u8]) -> TensorProto {
@@ -74,7 +84,12 @@ fn u8s(name: &str, dims: &[i64], v: &[u8]) -> TensorProto {
 }
 
 fn i32s(name: &str, dims: &[i64], v: &[i32]) -> TensorProto {
-    tensor(name, dims, DataType::INT32, v.iter().flat_map(|x| x.to_le_bytes()).collect())
+    tensor(
+        name,
+        dims,
+        DataType::INT32,
+        v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+    )
 }
 
 /// Per-output-channel symmetric scales of a weight `[O, …]`: `max|w[o]| / 127` (1 for an
@@ -83,7 +98,9 @@ pub fn channel_scales(w: &[f32], o: usize) -> Vec<f32> {
     let per = w.len() / o.max(1);
     (0..o)
         .map(|c| {
-            let m = w[c * per..(c + 1) * per].iter().fold(0f32, |a, &x| a.max(x.abs()));
+            let m = w[c * per..(c + 1) * per]
+                .iter()
+                .fold(0f32, |a, &x| a.max(x.abs()));
             if m > 0.0 {
                 m / 127.0
             } else {
@@ -110,8 +127,11 @@ pub fn write(
     flavour: Flavour,
 ) -> Result<ModelProto> {
     let src = model.graph();
-    let inits: HashMap<&str, &TensorProto> =
-        src.initializer.iter().map(|t| (t.name.as_str(), t)).collect();
+    let inits: HashMap<&str, &TensorProto> = src
+        .initializer
+        .iter()
+        .map(|t| (t.name.as_str(), t))
+        .collect();
     let quantized: HashSet<usize> = plan.nodes.iter().copied().collect();
     let int8_dy: HashSet<usize> = plan.dysample.iter().copied().collect();
     let mut producer: HashMap<&str, usize> = src
@@ -156,8 +176,18 @@ pub fn write(
             inits.push(i8s(&z, &[], &[a.zero_point as i8]));
         }
         vec![
-            node("QuantizeLinear", &format!("{t}/QuantizeLinear"), &[t, &s, &z], &[&format!("{t}/q")]),
-            node("DequantizeLinear", &format!("{t}/DequantizeLinear"), &[&format!("{t}/q"), &s, &z], &[&format!("{t}/dq")]),
+            node(
+                "QuantizeLinear",
+                &format!("{t}/QuantizeLinear"),
+                &[t, &s, &z],
+                &[&format!("{t}/q")],
+            ),
+            node(
+                "DequantizeLinear",
+                &format!("{t}/DequantizeLinear"),
+                &[&format!("{t}/q"), &s, &z],
+                &[&format!("{t}/dq")],
+            ),
         ]
     };
     // Graph inputs first.
@@ -193,16 +223,21 @@ pub fn write(
                 *inp = format!("{inp}/q_int8");
                 continue;
             }
-            let from_q = producer.get(inp.as_str()).is_some_and(|p| quantized.contains(p));
+            let from_q = producer
+                .get(inp.as_str())
+                .is_some_and(|p| quantized.contains(p));
             if is_q || (flavour == Flavour::Cpu && from_q) {
                 *inp = format!("{inp}/dq");
             }
         }
         if is_q && weighted(&n.op_type) {
             let wname = n0.input[1].clone();
-            let w = inits
-                .get(wname.as_str())
-                .ok_or_else(|| CalibError::msg(format!("node '{}': weight '{wname}' is not an initializer", model.node_name(i))))?;
+            let w = inits.get(wname.as_str()).ok_or_else(|| {
+                CalibError::msg(format!(
+                    "node '{}': weight '{wname}' is not an initializer",
+                    model.node_name(i)
+                ))
+            })?;
             let entry = match weights_done.get(&wname) {
                 Some(e) => e.clone(),
                 None => {
@@ -223,7 +258,12 @@ pub fn write(
                     let sdims: Vec<i64> = if per_channel { vec![o as i64] } else { vec![] };
                     new_inits.push(f32s(&sn, &sdims, &scales));
                     new_inits.push(i8s(&zn, &sdims, &vec![0; o]));
-                    let mut d = node("DequantizeLinear", &format!("{wname}/DequantizeLinear"), &[&qn, &sn, &zn], &[&dq]);
+                    let mut d = node(
+                        "DequantizeLinear",
+                        &format!("{wname}/DequantizeLinear"),
+                        &[&qn, &sn, &zn],
+                        &[&dq],
+                    );
                     if per_channel {
                         d.attribute.push(attr_int("axis", 0));
                     }
@@ -235,7 +275,11 @@ pub fn write(
             };
             n.input[1] = entry.0.clone();
             // Bias as int32 in the accumulator's scale (ORT's QLinearConv needs it so).
-            if flavour == Flavour::Cpu && n.op_type == "Conv" && n.input.len() > 2 && !n.input[2].is_empty() {
+            if flavour == Flavour::Cpu
+                && n.op_type == "Conv"
+                && n.input.len() > 2
+                && !n.input[2].is_empty()
+            {
                 let bname = n0.input[2].clone();
                 if let Some(b) = inits.get(bname.as_str()) {
                     let xs = get(&n0.input[0])?.scale;
@@ -246,7 +290,12 @@ pub fn write(
                         let bq: Vec<i32> = bv
                             .iter()
                             .zip(&bs)
-                            .map(|(v, s)| (*v as f64 / *s as f64).round().clamp(i32::MIN as f64, i32::MAX as f64) as i32)
+                            .map(|(v, s)| {
+                                (*v as f64 / *s as f64)
+                                    .round()
+                                    .clamp(i32::MIN as f64, i32::MAX as f64)
+                                    as i32
+                            })
                             .collect();
                         let tag = format!("{bname}/{}", model.node_name(i));
                         let (qn, sn, zn, dq) = (
@@ -259,7 +308,12 @@ pub fn write(
                         new_inits.push(i32s(&qn, &[o], &bq));
                         new_inits.push(f32s(&sn, &[o], &bs));
                         new_inits.push(i32s(&zn, &[o], &vec![0; bv.len()]));
-                        let mut d = node("DequantizeLinear", &format!("{tag}/DequantizeLinear"), &[&qn, &sn, &zn], &[&dq]);
+                        let mut d = node(
+                            "DequantizeLinear",
+                            &format!("{tag}/DequantizeLinear"),
+                            &[&qn, &sn, &zn],
+                            &[&dq],
+                        );
                         d.attribute.push(attr_int("axis", 0));
                         head.push(d);
                         n.input[2] = dq;
@@ -271,20 +325,38 @@ pub fn write(
             let x = &n0.input[0];
             let a = get(x)?;
             n.attribute.push(attr_float("x_scale", a.scale));
-            n.attribute.push(attr_int("x_zero_point", a.zero_point as i64));
-            let (xs, xz, xq) = (format!("{x}/scale_int8"), format!("{x}/zero_point_int8"), format!("{x}/q_int8"));
+            n.attribute
+                .push(attr_int("x_zero_point", a.zero_point as i64));
+            let (xs, xz, xq) = (
+                format!("{x}/scale_int8"),
+                format!("{x}/zero_point_int8"),
+                format!("{x}/q_int8"),
+            );
             new_inits.push(f32s(&xs, &[], &[a.scale]));
             new_inits.push(i8s(&xz, &[], &[a.zero_point as i8]));
             // From the uint8 pair's dequantized value (exact multiples of the scale, so this
             // requantization is exact), leaving the producer's output to its own Q alone.
-            let src_x = if qset.contains(x.as_str()) { format!("{x}/dq") } else { x.clone() };
-            nodes.push(node("QuantizeLinear", &format!("{x}/QuantizeLinear_int8"), &[&src_x, &xs, &xz], &[&xq]));
+            let src_x = if qset.contains(x.as_str()) {
+                format!("{x}/dq")
+            } else {
+                x.clone()
+            };
+            nodes.push(node(
+                "QuantizeLinear",
+                &format!("{x}/QuantizeLinear_int8"),
+                &[&src_x, &xs, &xz],
+                &[&xq],
+            ));
             let y = n0.output[0].clone();
             let yq = format!("{y}/q_int8");
             n.output[0] = yq.clone();
             nodes.push(n);
-            nodes.push(node("DequantizeLinear", &format!("{y}/DequantizeLinear_int8"), &[&yq, &xs, &xz], &[&y]));
-
+            nodes.push(node(
+                "DequantizeLinear",
+                &format!("{y}/DequantizeLinear_int8"),
+                &[&yq, &xs, &xz],
+                &[&y],
+            ));
         } else {
             let outs: Vec<String> = n.output.clone();
             nodes.push(n);
@@ -299,7 +371,11 @@ pub fn write(
     g.node = head;
     g.initializer.extend(new_inits);
     // Weights now stored as int8: drop the f32 copies nothing reads any more.
-    let used: HashSet<String> = g.node.iter().flat_map(|n| n.input.iter().cloned()).collect();
+    let used: HashSet<String> = g
+        .node
+        .iter()
+        .flat_map(|n| n.input.iter().cloned())
+        .collect();
     g.initializer.retain(|t| used.contains(&t.name));
     g.value_info.clear();
     if out.ir_version > 10 {

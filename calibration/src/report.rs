@@ -14,7 +14,7 @@ use crate::output::Staging;
 use crate::pipeline::Options;
 use crate::qdq::{self, Flavour};
 use dysample::quant::Affine;
-use dysample_models::{evaluate, EvalOptions, EvalSet, ModelDir, Task, TargetKind, Variant};
+use dysample_models::{evaluate, EvalOptions, EvalSet, ModelDir, TargetKind, Task, Variant};
 use serde::Serialize;
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::path::PathBuf;
@@ -128,11 +128,19 @@ impl Ctx<'_> {
         let outs = outputs(self.model, &q, &self.inputs, &self.input_name, self.run)?;
         let q_out: Vec<Vec<f32>> = outs
             .into_iter()
-            .map(|o| o.into_iter().find(|(n, _)| *n == self.out_name).map(|(_, v)| v).unwrap_or_default())
+            .map(|o| {
+                o.into_iter()
+                    .find(|(n, _)| *n == self.out_name)
+                    .map(|(_, v)| v)
+                    .unwrap_or_default()
+            })
             .collect();
         let f: Vec<f32> = self.fp32_out.concat();
         let qq: Vec<f32> = q_out.concat();
-        Ok((sqnr_db(&f, &qq), drop_of(self.task, &self.fp32_out, &q_out, self.hw, self.threshold)))
+        Ok((
+            sqnr_db(&f, &qq),
+            drop_of(self.task, &self.fp32_out, &q_out, self.hw, self.threshold),
+        ))
     }
 }
 
@@ -150,39 +158,81 @@ pub fn report(
     affine: &HashMap<String, Affine>,
 ) -> Result<()> {
     let md = md.ok_or_else(|| {
-        CalibError::msg("--report needs the model's model.json (task, output size): give --model-json")
+        CalibError::msg(
+            "--report needs the model's model.json (task, output size): give --model-json",
+        )
     })?;
     let task = md.model.task;
     let k = ro.samples.max(1).min(data.len());
-    let inputs: Vec<(Vec<f32>, [usize; 4])> =
-        data.items[..k].iter().map(|it| data::load(it, pre)).collect::<Result<_>>()?;
+    let inputs: Vec<(Vec<f32>, [usize; 4])> = data.items[..k]
+        .iter()
+        .map(|it| data::load(it, pre))
+        .collect::<Result<_>>()?;
     let out_name = model
         .graph()
         .output
         .first()
         .map(|v| v.name.clone())
-        .ok_or_else(|| CalibError::msg(format!("{}: the model has no output", model.path.display())))?;
-    let full = Plan::with_folding(model, CPU_OPS, &BTreeSet::new(), !o.float_dysample, !o.symmetric);
-    let tensors: Vec<String> = full.tensors.iter().filter(|t| stats.get(t).is_some()).cloned().collect();
+        .ok_or_else(|| {
+            CalibError::msg(format!("{}: the model has no output", model.path.display()))
+        })?;
+    let full = Plan::with_folding(
+        model,
+        CPU_OPS,
+        &BTreeSet::new(),
+        !o.float_dysample,
+        !o.symmetric,
+    );
+    let tensors: Vec<String> = full
+        .tensors
+        .iter()
+        .filter(|t| stats.get(t).is_some())
+        .cloned()
+        .collect();
 
     // fp32 and all-int8 values of every calibrated tensor.
-    let f_outs = outputs(model, &with_outputs(model, &tensors), &inputs, &pre.spec.name, &o.run)?;
+    let f_outs = outputs(
+        model,
+        &with_outputs(model, &tensors),
+        &inputs,
+        &pre.spec.name,
+        &o.run,
+    )?;
     let q_model = qdq::write(model, &full, affine, Flavour::Cpu)?;
     // In the int8 model a tensor's consumers read its dequantized copy `t/dq` (a folded
     // activation's own name holds the producer's value before the quantizer clamps it).
     let q_probe = {
-        let m = Model { proto: q_model.clone(), path: model.path.clone(), floats: None };
-        let produced: HashSet<String> = q_model.graph.as_ref().map(|g| g.node.iter().flat_map(|n| n.output.clone()).collect()).unwrap_or_default();
+        let m = Model {
+            proto: q_model.clone(),
+            path: model.path.clone(),
+            floats: None,
+        };
+        let produced: HashSet<String> = q_model
+            .graph
+            .as_ref()
+            .map(|g| g.node.iter().flat_map(|n| n.output.clone()).collect())
+            .unwrap_or_default();
         let names: Vec<String> = tensors
             .iter()
-            .map(|t| if produced.contains(&format!("{t}/dq")) { format!("{t}/dq") } else { t.clone() })
+            .map(|t| {
+                if produced.contains(&format!("{t}/dq")) {
+                    format!("{t}/dq")
+                } else {
+                    t.clone()
+                }
+            })
             .collect();
         with_outputs(&m, &names)
     };
     let q_outs = outputs(model, &q_probe, &inputs, &pre.spec.name, &o.run)?;
     let pick = |outs: &[Vec<(String, Vec<f32>)>], t: &str| -> Vec<f32> {
         outs.iter()
-            .flat_map(|o| o.iter().find(|(n, _)| n == t).map(|(_, v)| v.clone()).unwrap_or_default())
+            .flat_map(|o| {
+                o.iter()
+                    .find(|(n, _)| n == t)
+                    .map(|(_, v)| v.clone())
+                    .unwrap_or_default()
+            })
             .collect()
     };
     let mut sqnr = Vec::new();
@@ -192,12 +242,20 @@ pub fn report(
             q = pick(&q_outs, t);
         }
         if !f.is_empty() && f.len() == q.len() {
-            sqnr.push(TensorSqnr { tensor: t.clone(), sqnr_db: sqnr_db(&f, &q) });
+            sqnr.push(TensorSqnr {
+                tensor: t.clone(),
+                sqnr_db: sqnr_db(&f, &q),
+            });
         }
     }
     let fp32_out: Vec<Vec<f32>> = f_outs
         .iter()
-        .map(|o| o.iter().find(|(n, _)| *n == out_name).map(|(_, v)| v.clone()).unwrap_or_default())
+        .map(|o| {
+            o.iter()
+                .find(|(n, _)| *n == out_name)
+                .map(|(_, v)| v.clone())
+                .unwrap_or_default()
+        })
         .collect();
     let ctx = Ctx {
         model,
@@ -225,11 +283,24 @@ pub fn report(
             let me = &names[li];
             let others: BTreeSet<String> = names.iter().filter(|n| *n != me).cloned().collect();
             let only = Plan::with_folding(model, CPU_OPS, &others, !o.float_dysample, !o.symmetric);
-            let except = Plan::with_folding(model, CPU_OPS, &BTreeSet::from([me.clone()]), !o.float_dysample, !o.symmetric);
+            let except = Plan::with_folding(
+                model,
+                CPU_OPS,
+                &BTreeSet::from([me.clone()]),
+                !o.float_dysample,
+                !o.symmetric,
+            );
             let (os, od) = ctx.score(&only)?;
             let (es, ed) = ctx.score(&except)?;
             let op = model.graph().node[i].op_type.clone();
-            sens.push(Sensitivity { layer: me.clone(), op, only_sqnr_db: os, only_drop: od, except_sqnr_db: es, except_drop: ed });
+            sens.push(Sensitivity {
+                layer: me.clone(),
+                op,
+                only_sqnr_db: os,
+                only_drop: od,
+                except_sqnr_db: es,
+                except_drop: ed,
+            });
             pb.inc(1);
         }
         pb.finish_and_clear();
@@ -240,24 +311,44 @@ pub fn report(
     let mut mixed_drop = all_drop;
     if let Some(budget) = ro.max_drop {
         let mut order: Vec<&Sensitivity> = sens.iter().collect();
-        order.sort_by(|a, b| a.except_drop.partial_cmp(&b.except_drop).unwrap_or(std::cmp::Ordering::Equal));
+        order.sort_by(|a, b| {
+            a.except_drop
+                .partial_cmp(&b.except_drop)
+                .unwrap_or(std::cmp::Ordering::Equal)
+        });
         for s in order {
             if mixed_drop <= budget {
                 break;
             }
             excluded.push(s.layer.clone());
             let ex: BTreeSet<String> = excluded.iter().cloned().collect();
-            mixed_drop = ctx.score(&Plan::with_folding(model, CPU_OPS, &ex, !o.float_dysample, !o.symmetric))?.1;
+            mixed_drop = ctx
+                .score(&Plan::with_folding(
+                    model,
+                    CPU_OPS,
+                    &ex,
+                    !o.float_dysample,
+                    !o.symmetric,
+                ))?
+                .1;
         }
         let ex: BTreeSet<String> = excluded.iter().cloned().collect();
-        let mixed = qdq::write(model, &Plan::with_folding(model, CPU_OPS, &ex, !o.float_dysample, !o.symmetric), affine, Flavour::Cpu)?;
+        let mixed = qdq::write(
+            model,
+            &Plan::with_folding(model, CPU_OPS, &ex, !o.float_dysample, !o.symmetric),
+            affine,
+            Flavour::Cpu,
+        )?;
         staging.write("model_int8_mixed.onnx", &crate::graph::to_bytes(&mixed)?)?;
     }
 
     // Task metric on the eval sets: fp32, all-int8, int8 with the exclusions.
     staging.write("model_int8_all.onnx", &crate::graph::to_bytes(&q_model)?)?;
     let mut evals = Vec::new();
-    let mut variants: Vec<(&str, PathBuf)> = vec![("fp32", model.path.clone()), ("int8_all", staging.staged("model_int8_all.onnx"))];
+    let mut variants: Vec<(&str, PathBuf)> = vec![
+        ("fp32", model.path.clone()),
+        ("int8_all", staging.staged("model_int8_all.onnx")),
+    ];
     if ro.max_drop.is_some() {
         variants.push(("int8_mixed", staging.staged("model_int8_mixed.onnx")));
     }
@@ -269,8 +360,20 @@ pub fn report(
                 .map_err(|e| CalibError::msg(format!("{}: {e}", path.display())))?
                 .display()
                 .to_string();
-            let r = evaluate(&m, &es, &EvalOptions { threads: o.run.threads, ort_lib: o.run.ort_lib.clone(), ..EvalOptions::new(Variant::Custom) })?;
-            evals.push(EvalRow { set: es.name().to_string(), row: row.to_string(), metrics: r.metrics });
+            let r = evaluate(
+                &m,
+                &es,
+                &EvalOptions {
+                    threads: o.run.threads,
+                    ort_lib: o.run.ort_lib.clone(),
+                    ..EvalOptions::new(Variant::Custom)
+                },
+            )?;
+            evals.push(EvalRow {
+                set: es.name().to_string(),
+                row: row.to_string(),
+                metrics: r.metrics,
+            });
         }
     }
 
@@ -284,7 +387,12 @@ pub fn report(
         "max_drop": ro.max_drop, "excluded": excluded,
         "tensors": sqnr, "sensitivity": sens, "eval": evals,
     });
-    staging.write("report.json", serde_json::to_string_pretty(&doc).unwrap_or_default().as_bytes())?;
+    staging.write(
+        "report.json",
+        serde_json::to_string_pretty(&doc)
+            .unwrap_or_default()
+            .as_bytes(),
+    )?;
     staging.write("report.md", markdown(&doc, task).as_bytes())?;
     let png = crate::plot::sqnr_png(&sqnr, &sens)?;
     staging.write("sqnr.png", &png)?;
@@ -303,24 +411,44 @@ fn markdown(doc: &serde_json::Value, task: Task) -> String {
         doc["max_drop"], doc["excluded"]));
     if let Some(ev) = doc["eval"].as_array().filter(|a| !a.is_empty()) {
         let names = task.metric_names();
-        s.push_str(&format!("## Task metric\n\n| set | model | {} |\n|---|---|{}\n", names.join(" | "), "---|".repeat(names.len())));
+        s.push_str(&format!(
+            "## Task metric\n\n| set | model | {} |\n|---|---|{}\n",
+            names.join(" | "),
+            "---|".repeat(names.len())
+        ));
         for r in ev {
             let vals: Vec<String> = names.iter().map(|n| f(&r["metrics"][*n])).collect();
-            s.push_str(&format!("| {} | {} | {} |\n", r["set"].as_str().unwrap_or(""), r["row"].as_str().unwrap_or(""), vals.join(" | ")));
+            s.push_str(&format!(
+                "| {} | {} | {} |\n",
+                r["set"].as_str().unwrap_or(""),
+                r["row"].as_str().unwrap_or(""),
+                vals.join(" | ")
+            ));
         }
         s.push('\n');
     }
     if let Some(se) = doc["sensitivity"].as_array().filter(|a| !a.is_empty()) {
         s.push_str("## Per-layer sensitivity\n\n| layer | op | only this int8: SQNR dB | drop | all but this int8: SQNR dB | drop |\n|---|---|---|---|---|---|\n");
         for r in se {
-            s.push_str(&format!("| {} | {} | {} | {} | {} | {} |\n", r["layer"].as_str().unwrap_or(""), r["op"].as_str().unwrap_or(""),
-                f(&r["only_sqnr_db"]), f(&r["only_drop"]), f(&r["except_sqnr_db"]), f(&r["except_drop"])));
+            s.push_str(&format!(
+                "| {} | {} | {} | {} | {} | {} |\n",
+                r["layer"].as_str().unwrap_or(""),
+                r["op"].as_str().unwrap_or(""),
+                f(&r["only_sqnr_db"]),
+                f(&r["only_drop"]),
+                f(&r["except_sqnr_db"]),
+                f(&r["except_drop"])
+            ));
         }
         s.push('\n');
     }
     s.push_str("## Per-tensor SQNR (all int8 against fp32)\n\n![SQNR](sqnr.png)\n\n| tensor | SQNR dB |\n|---|---|\n");
     for r in doc["tensors"].as_array().into_iter().flatten() {
-        s.push_str(&format!("| `{}` | {} |\n", r["tensor"].as_str().unwrap_or(""), f(&r["sqnr_db"])));
+        s.push_str(&format!(
+            "| `{}` | {} |\n",
+            r["tensor"].as_str().unwrap_or(""),
+            f(&r["sqnr_db"])
+        ));
     }
     s
 }

@@ -25,7 +25,10 @@ pub fn params(
         let layer = read_dysample(g, n, i)?;
         let x = &n.input[0];
         let r = ranges.get(x).ok_or_else(|| {
-            CalibError::msg(format!("DySample node '{}': its input '{x}' has no calibrated range", model.node_name(i)))
+            CalibError::msg(format!(
+                "DySample node '{}': its input '{x}' has no calibrated range",
+                model.node_name(i)
+            ))
         })?;
         let mut p = QuantParams::new(layer.config, r.affine(symmetry));
         p.note = Some(format!(
@@ -42,7 +45,13 @@ pub fn params(
 pub fn file_name(node: &str) -> String {
     let s: String = node
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.' { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.' {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect();
     format!("{}.quant.json", s.trim_start_matches('.'))
 }

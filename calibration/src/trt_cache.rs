@@ -16,7 +16,11 @@ pub fn write(version: u32, entries: &[(String, f32)]) -> Result<String> {
                 "tensor '{name}': a TensorRT calibration cache cannot hold a name with ':' or a newline"
             )));
         }
-        let scale = if *amax > 0.0 { amax / 127.0 } else { 1.0 / 127.0 };
+        let scale = if *amax > 0.0 {
+            amax / 127.0
+        } else {
+            1.0 / 127.0
+        };
         s.push_str(&format!("{name}: {:08x}\n", scale.to_bits()));
     }
     Ok(s)
@@ -29,7 +33,11 @@ pub type Parsed = (u32, String, Vec<(String, f32)>);
 pub fn parse(text: &str) -> Result<Parsed> {
     let mut lines = text.lines();
     let head = lines.next().unwrap_or("");
-    let bad_head = || CalibError::msg(format!("calibration cache: first line '{head}' is not TRT-<version>-<Calibrator>"));
+    let bad_head = || {
+        CalibError::msg(format!(
+            "calibration cache: first line '{head}' is not TRT-<version>-<Calibrator>"
+        ))
+    };
     let rest = head.strip_prefix("TRT-").ok_or_else(bad_head)?;
     let (ver, cal) = rest.split_once('-').ok_or_else(bad_head)?;
     let ver: u32 = ver.parse().map_err(|_| bad_head())?;
@@ -38,14 +46,24 @@ pub fn parse(text: &str) -> Result<Parsed> {
         if line.is_empty() {
             continue;
         }
-        let (name, hex) = line
-            .rsplit_once(": ")
-            .ok_or_else(|| CalibError::msg(format!("calibration cache line {}: expected 'name: hex'", k + 2)))?;
+        let (name, hex) = line.rsplit_once(": ").ok_or_else(|| {
+            CalibError::msg(format!(
+                "calibration cache line {}: expected 'name: hex'",
+                k + 2
+            ))
+        })?;
         if hex.len() != 8 {
-            return Err(CalibError::msg(format!("calibration cache line {}: '{hex}' is not 8 hex digits", k + 2)));
+            return Err(CalibError::msg(format!(
+                "calibration cache line {}: '{hex}' is not 8 hex digits",
+                k + 2
+            )));
         }
-        let bits = u32::from_str_radix(hex, 16)
-            .map_err(|_| CalibError::msg(format!("calibration cache line {}: '{hex}' is not hex", k + 2)))?;
+        let bits = u32::from_str_radix(hex, 16).map_err(|_| {
+            CalibError::msg(format!(
+                "calibration cache line {}: '{hex}' is not hex",
+                k + 2
+            ))
+        })?;
         out.push((name.to_string(), f32::from_bits(bits)));
     }
     Ok((ver, cal.to_string(), out))
@@ -57,7 +75,10 @@ mod tests {
 
     #[test]
     fn format_and_round_trip() {
-        let entries = vec![("input".to_string(), 1.0f32), ("/conv/Conv_output_0".to_string(), 6.35)];
+        let entries = vec![
+            ("input".to_string(), 1.0f32),
+            ("/conv/Conv_output_0".to_string(), 6.35),
+        ];
         let text = write(8502, &entries).unwrap();
         let mut lines = text.lines();
         assert_eq!(lines.next(), Some("TRT-8502-EntropyCalibration2"));
@@ -69,7 +90,10 @@ mod tests {
         assert_eq!(back[1].0, "/conv/Conv_output_0");
         assert_eq!(back[1].1, 6.35f32 / 127.0);
         assert!((back[0].1 * 127.0 - 1.0).abs() < 1e-7);
-        assert!(write(1, &[("a:b".into(), 1.0)]).unwrap_err().to_string().contains("a:b"));
+        assert!(write(1, &[("a:b".into(), 1.0)])
+            .unwrap_err()
+            .to_string()
+            .contains("a:b"));
         assert!(parse("TRT-x-Entropy\n").is_err());
     }
 }

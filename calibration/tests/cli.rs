@@ -29,7 +29,12 @@ fn fixture() -> Fixture {
     testkit::write_model(&model, "tiny-seg", Task::Segmentation, S).unwrap();
     let data = root.join("calib");
     testkit::write_eval_set(&data, "tiny-calib", Task::Segmentation, 6, S).unwrap();
-    Fixture { _tmp: tmp, model, data: data.join("image"), root }
+    Fixture {
+        _tmp: tmp,
+        model,
+        data: data.join("image"),
+        root,
+    }
 }
 
 fn run(args: &[&str]) -> (i32, String, String) {
@@ -50,9 +55,22 @@ fn calibrates_the_tiny_model_for_every_target() {
     let f = fixture();
     let out = f.root.join("out");
     let (code, stdout, stderr) = run(&[
-        "--model", s(&f.model), "--data", s(&f.data), "--method", &std::env::var("CALIB_TEST_METHOD").unwrap_or("minmax".into()),
-        "--target", "cpu,tensorrt,sdk", "--out", s(&out), "--threads", "1",
-        "--report", "--sensitivity", "--report-samples", "2",
+        "--model",
+        s(&f.model),
+        "--data",
+        s(&f.data),
+        "--method",
+        &std::env::var("CALIB_TEST_METHOD").unwrap_or("minmax".into()),
+        "--target",
+        "cpu,tensorrt,sdk",
+        "--out",
+        s(&out),
+        "--threads",
+        "1",
+        "--report",
+        "--sensitivity",
+        "--report-samples",
+        "2",
         &std::env::var("CALIB_TEST_EXTRA").unwrap_or("--trt-version=8502".into()),
     ]);
     assert_eq!(code, 0, "{stdout}\n{stderr}");
@@ -61,33 +79,73 @@ fn calibrates_the_tiny_model_for_every_target() {
     let q = graph::load_model(&out.join("model_int8.onnx")).unwrap();
     let g = q.graph.as_ref().unwrap();
     let count = |op: &str| g.node.iter().filter(|n| n.op_type == op).count();
-    assert!(count("QuantizeLinear") >= 4 && count("DequantizeLinear") >= 6, "{}", count("QuantizeLinear"));
+    assert!(
+        count("QuantizeLinear") >= 4 && count("DequantizeLinear") >= 6,
+        "{}",
+        count("QuantizeLinear")
+    );
     let dy: Vec<_> = g.node.iter().filter(|n| n.op_type == "DySample").collect();
     assert_eq!(dy.len(), 1);
-    let x_scale = dy[0].attribute.iter().find(|a| a.name == "x_scale").unwrap().f;
-    let x_zp = dy[0].attribute.iter().find(|a| a.name == "x_zero_point").unwrap().i;
+    let x_scale = dy[0]
+        .attribute
+        .iter()
+        .find(|a| a.name == "x_scale")
+        .unwrap()
+        .f;
+    let x_zp = dy[0]
+        .attribute
+        .iter()
+        .find(|a| a.name == "x_zero_point")
+        .unwrap()
+        .i;
     // Weights stored as int8, per output channel.
-    assert!(g.initializer.iter().any(|t| t.data_type == DataType::INT8 as i32 && t.dims.len() == 4));
+    assert!(g
+        .initializer
+        .iter()
+        .any(|t| t.data_type == DataType::INT8 as i32 && t.dims.len() == 4));
 
     // The SDK parameters of that layer carry the same input quantization.
-    let sdk: Vec<_> = std::fs::read_dir(out.join("sdk")).unwrap().map(|e| e.unwrap().path()).collect();
+    let sdk: Vec<_> = std::fs::read_dir(out.join("sdk"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
     assert_eq!(sdk.len(), 1);
     let p = dysample::QuantParams::from_json_file(&sdk[0]).unwrap();
     assert_eq!((p.input.scale, p.input.zero_point as i64), (x_scale, x_zp));
 
     // The int8 model runs and stays close to fp32 on a calibration image.
     let img = dysample_models::preprocess::load_rgb(&f.data.join("0001.png")).unwrap();
-    let spec = dysample_models::ModelDir::open(&f.model).unwrap().model.input;
+    let spec = dysample_models::ModelDir::open(&f.model)
+        .unwrap()
+        .model
+        .input;
     let (x, dims) = dysample_models::preprocess::preprocess(&img, &spec);
-    let mut f32s = SessionOptions::new().threads(1).build(&f.model.join("model.onnx")).unwrap();
-    let mut i8s = SessionOptions::new().threads(1).build(&out.join("model_int8.onnx")).unwrap();
+    let mut f32s = SessionOptions::new()
+        .threads(1)
+        .build(&f.model.join("model.onnx"))
+        .unwrap();
+    let mut i8s = SessionOptions::new()
+        .threads(1)
+        .build(&out.join("model_int8.onnx"))
+        .unwrap();
     let (_, a) = f32s.run_f32(&x, &dims).unwrap();
     let (_, b) = i8s.run_f32(&x, &dims).unwrap();
     let (sig, err) = a.iter().zip(&b).fold((0f64, 0f64), |(s, e), (p, q)| {
         (s + (*p as f64).powi(2), e + (*p as f64 - *q as f64).powi(2))
     });
     let sqnr = 10.0 * (sig / err.max(1e-30)).log10();
-    assert!(sqnr > 20.0, "int8 output SQNR {sqnr:.1} dB; {}", std::fs::read_to_string(out.join("report.json")).unwrap_or_default().chars().filter(|c| !c.is_whitespace()).collect::<String>().split("\"tensors\"").nth(1).unwrap_or(""));
+    assert!(
+        sqnr > 20.0,
+        "int8 output SQNR {sqnr:.1} dB; {}",
+        std::fs::read_to_string(out.join("report.json"))
+            .unwrap_or_default()
+            .chars()
+            .filter(|c| !c.is_whitespace())
+            .collect::<String>()
+            .split("\"tensors\"")
+            .nth(1)
+            .unwrap_or("")
+    );
 
     // TensorRT: explicit QDQ with zero point 0 on the lowered model, and a cache whose
     // tensors exist in that model and whose scales are amax / 127 from ranges.json.
@@ -96,29 +154,55 @@ fn calibrates_the_tiny_model_for_every_target() {
     assert!(tg.node.iter().any(|n| n.op_type == "GridSample"));
     assert!(!tg.node.iter().any(|n| n.op_type == "DySample"));
     for n in tg.node.iter().filter(|n| n.op_type == "QuantizeLinear") {
-        let zp = tg.initializer.iter().find(|i| i.name == n.input[2]).unwrap();
+        let zp = tg
+            .initializer
+            .iter()
+            .find(|i| i.name == n.input[2])
+            .unwrap();
         assert!(zp.raw_data.iter().all(|&b| b == 0), "{}", n.name);
     }
     let text = std::fs::read_to_string(out.join("calibration.cache")).unwrap();
     let (ver, cal, entries) = trt_cache::parse(&text).unwrap();
-    assert_eq!((ver, cal.as_str()), (trt_cache::DEFAULT_VERSION, "EntropyCalibration2"));
-    let ranges: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("ranges.json")).unwrap()).unwrap();
-    let names: std::collections::HashSet<String> = tg.node.iter().flat_map(|n| n.output.clone()).chain(tg.input.iter().map(|i| i.name.clone())).collect();
+    assert_eq!(
+        (ver, cal.as_str()),
+        (trt_cache::DEFAULT_VERSION, "EntropyCalibration2")
+    );
+    let ranges: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("ranges.json")).unwrap()).unwrap();
+    let names: std::collections::HashSet<String> = tg
+        .node
+        .iter()
+        .flat_map(|n| n.output.clone())
+        .chain(tg.input.iter().map(|i| i.name.clone()))
+        .collect();
     assert!(!entries.is_empty());
     for (name, scale) in &entries {
         assert!(names.contains(name), "{name} not in the lowered model");
-        let hi = ranges["tensors"][name]["symmetric_range"]["hi"].as_f64().unwrap() as f32;
-        assert_eq!(*scale, if hi > 0.0 { hi / 127.0 } else { 1.0 / 127.0 }, "{name}");
+        let hi = ranges["tensors"][name]["symmetric_range"]["hi"]
+            .as_f64()
+            .unwrap() as f32;
+        assert_eq!(
+            *scale,
+            if hi > 0.0 { hi / 127.0 } else { 1.0 / 127.0 },
+            "{name}"
+        );
     }
 
     // Report.
-    let rep: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
+    let rep: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
     assert!(!rep["tensors"].as_array().unwrap().is_empty());
     // AveragePool, two Convs, DySample, Sigmoid: each measured alone and left out.
-    assert!(rep["sensitivity"].as_array().unwrap().len() >= 4, "{}", rep["sensitivity"]);
+    assert!(
+        rep["sensitivity"].as_array().unwrap().len() >= 4,
+        "{}",
+        rep["sensitivity"]
+    );
     let png = std::fs::read(out.join("sqnr.png")).unwrap();
     assert_eq!(&png[1..4], b"PNG");
-    assert!(!out.join(format!(".dysample-calibrate-{}", std::process::id())).exists());
+    assert!(!out
+        .join(format!(".dysample-calibrate-{}", std::process::id()))
+        .exists());
 }
 
 /// Runs a failing case: exit 2, one line on stderr containing every `needle`, no `out` left.
@@ -130,7 +214,11 @@ fn fails(args: &[&str], out: &Path, needles: &[&str]) {
     for n in needles {
         assert!(lines[0].contains(n), "'{n}' not in: {}", lines[0]);
     }
-    assert!(!out.exists() || std::fs::read_dir(out).unwrap().next().is_none(), "{} left behind", out.display());
+    assert!(
+        !out.exists() || std::fs::read_dir(out).unwrap().next().is_none(),
+        "{} left behind",
+        out.display()
+    );
 }
 
 #[test]
@@ -143,29 +231,56 @@ fn bad_inputs_fail_cleanly() {
     // An empty calibration set.
     let empty = f.root.join("empty");
     std::fs::create_dir(&empty).unwrap();
-    fails(&["--model", m, "--data", s(&empty), "--out", o], &out, &["--data", "empty", "no calibration samples"]);
+    fails(
+        &["--model", m, "--data", s(&empty), "--out", o],
+        &out,
+        &["--data", "empty", "no calibration samples"],
+    );
     // An unreadable image.
     let bad = f.root.join("bad");
     std::fs::create_dir(&bad).unwrap();
     std::fs::write(bad.join("broken.png"), b"not a png").unwrap();
-    fails(&["--model", m, "--data", s(&bad), "--out", o], &out, &["broken.png"]);
+    fails(
+        &["--model", m, "--data", s(&bad), "--out", o],
+        &out,
+        &["broken.png"],
+    );
     // A tensor of the wrong shape.
     let npy = f.root.join("npy");
     std::fs::create_dir(&npy).unwrap();
-    dysample::npy::write_f32(&npy.join("x.npy"), &[1, 3, S + 2, S], &vec![0.5; 3 * (S + 2) * S]).unwrap();
-    fails(&["--model", m, "--data", s(&npy), "--out", o], &out, &["x.npy", "shape"]);
+    dysample::npy::write_f32(
+        &npy.join("x.npy"),
+        &[1, 3, S + 2, S],
+        &vec![0.5; 3 * (S + 2) * S],
+    )
+    .unwrap();
+    fails(
+        &["--model", m, "--data", s(&npy), "--out", o],
+        &out,
+        &["x.npy", "shape"],
+    );
     // Activations that overflow to Inf: the tensor is named.
     let huge = f.root.join("huge");
     std::fs::create_dir(&huge).unwrap();
     dysample::npy::write_f32(&huge.join("x.npy"), &[1, 3, S, S], &vec![3.0e38; 3 * S * S]).unwrap();
-    fails(&["--model", m, "--data", s(&huge), "--out", o], &out, &["tensor '", "non-finite"]);
+    fails(
+        &["--model", m, "--data", s(&huge), "--out", o],
+        &out,
+        &["tensor '", "non-finite"],
+    );
     // A model without the input model.json names.
     let renamed = f.root.join("renamed");
     testkit::write_model(&renamed, "tiny-seg", Task::Segmentation, S).unwrap();
-    let text = std::fs::read_to_string(renamed.join("model.json")).unwrap().replace("\"name\": \"input\"", "\"name\": \"pixels\"");
+    let text = std::fs::read_to_string(renamed.join("model.json"))
+        .unwrap()
+        .replace("\"name\": \"input\"", "\"name\": \"pixels\"");
     assert!(text.contains("pixels"));
     std::fs::write(renamed.join("model.json"), text).unwrap();
-    fails(&["--model", s(&renamed), "--data", s(&f.data), "--out", o], &out, &["model.onnx", "'pixels'"]);
+    fails(
+        &["--model", s(&renamed), "--data", s(&f.data), "--out", o],
+        &out,
+        &["model.onnx", "'pixels'"],
+    );
     let onnx = f.model.join("model.onnx");
     // An op the targets do not support.
     let mut p = graph::load_model(&onnx).unwrap();
@@ -176,14 +291,70 @@ fn bad_inputs_fail_cleanly() {
     std::fs::create_dir(&odd_dir).unwrap();
     let odd = odd_dir.join("model.onnx");
     graph::save_model(&p, &odd).unwrap();
-    fails(&["--model", s(&odd), "--model-json", s(&f.model.join("model.json")), "--data", s(&f.data), "--out", o], &out, &["com.example::Tanh", "--target"]);
+    fails(
+        &[
+            "--model",
+            s(&odd),
+            "--model-json",
+            s(&f.model.join("model.json")),
+            "--data",
+            s(&f.data),
+            "--out",
+            o,
+        ],
+        &out,
+        &["com.example::Tanh", "--target"],
+    );
     // A bad method or percentile.
-    fails(&["--model", m, "--data", s(&f.data), "--method", "percentile:101", "--out", o], &out, &["--method", "percentile:101"]);
-    fails(&["--model", m, "--data", s(&f.data), "--method", "kl", "--out", o], &out, &["--method", "'kl'"]);
-    fails(&["--model", m, "--data", s(&f.data), "--target", "gpu", "--out", o], &out, &["--target", "gpu"]);
+    fails(
+        &[
+            "--model",
+            m,
+            "--data",
+            s(&f.data),
+            "--method",
+            "percentile:101",
+            "--out",
+            o,
+        ],
+        &out,
+        &["--method", "percentile:101"],
+    );
+    fails(
+        &[
+            "--model",
+            m,
+            "--data",
+            s(&f.data),
+            "--method",
+            "kl",
+            "--out",
+            o,
+        ],
+        &out,
+        &["--method", "'kl'"],
+    );
+    fails(
+        &[
+            "--model",
+            m,
+            "--data",
+            s(&f.data),
+            "--target",
+            "gpu",
+            "--out",
+            o,
+        ],
+        &out,
+        &["--target", "gpu"],
+    );
     // An output directory that cannot be created (its parent is a file).
     let file = f.root.join("a-file");
     std::fs::write(&file, b"x").unwrap();
     let under = file.join("out");
-    fails(&["--model", m, "--data", s(&f.data), "--out", s(&under)], &under, &["--out", "a-file"]);
+    fails(
+        &["--model", m, "--data", s(&f.data), "--out", s(&under)],
+        &under,
+        &["--out", "a-file"],
+    );
 }

@@ -17,22 +17,27 @@ fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
-/// The cdylib cargo built next to this test's deps directory.
+/// The cdylib cargo built with this test: `cargo test` leaves it in the deps directory beside
+/// the test binary (only `cargo build` copies it up to the profile directory).
 fn library() -> PathBuf {
     let exe = std::env::current_exe().unwrap();
-    let dir = exe.parent().and_then(Path::parent).unwrap();
+    let deps = exe.parent().unwrap();
     let name = format!(
         "{}dysample_ort_ops{}",
         std::env::consts::DLL_PREFIX,
         std::env::consts::DLL_SUFFIX
     );
-    let lib = dir.join(&name);
-    assert!(
-        lib.is_file(),
-        "{} not built (cargo builds the cdylib with this test)",
-        lib.display()
-    );
-    lib
+    let candidates = [deps.join(&name), deps.parent().unwrap().join(&name)];
+    candidates
+        .iter()
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| {
+            panic!(
+                "{} not built (cargo builds the cdylib with this test)",
+                candidates[0].display()
+            )
+        })
+        .clone()
 }
 
 fn input(n: usize, seed: u64) -> Vec<f32> {
