@@ -278,6 +278,11 @@ impl SessionOptions {
                 detail: e.to_string().replace('\n', " "),
             }
         })?;
+        // Creating a session registers the ai.dysample domain in ORT's process-wide schema
+        // registry, which is not safe against concurrent registration ("the domain is already
+        // exist with version range"): sessions built on several threads at once failed at random.
+        static COMMIT: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        let _guard = COMMIT.lock().unwrap_or_else(|e| e.into_inner());
         let session = builder
             .commit_from_memory(bytes)
             .map_err(|e| OnnxError::Model {
@@ -594,7 +599,11 @@ impl DySampleSession {
     /// Runs a single-input model on f32 data and returns every output with its name, in the
     /// model's order (float32 and float16 outputs; others are skipped). The calibration tool
     /// adds the tensors it needs ranges for as extra outputs and reads them all here.
-    pub fn run_f32_outputs(&mut self, data: &[f32], dims: &[usize]) -> Result<Vec<(String, Output)>> {
+    pub fn run_f32_outputs(
+        &mut self,
+        data: &[f32],
+        dims: &[usize],
+    ) -> Result<Vec<(String, Output)>> {
         let inputs = self.session.inputs();
         if inputs.len() != 1 {
             return Err(OnnxError::Data {
@@ -619,11 +628,17 @@ impl DySampleSession {
         let mut result = Vec::with_capacity(outputs.len());
         for (name, v) in outputs.iter() {
             if let Ok((s, x)) = v.try_extract_tensor::<f32>() {
-                result.push((name.to_string(), (s.iter().map(|&d| d as usize).collect(), x.to_vec())));
+                result.push((
+                    name.to_string(),
+                    (s.iter().map(|&d| d as usize).collect(), x.to_vec()),
+                ));
             } else if let Ok((s, x)) = v.try_extract_tensor::<half::f16>() {
                 result.push((
                     name.to_string(),
-                    (s.iter().map(|&d| d as usize).collect(), x.iter().map(|h| h.to_f32()).collect()),
+                    (
+                        s.iter().map(|&d| d as usize).collect(),
+                        x.iter().map(|h| h.to_f32()).collect(),
+                    ),
                 ));
             }
         }
