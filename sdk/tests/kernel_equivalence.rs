@@ -1,7 +1,9 @@
 //! Every kernel of every backend this CPU can run, against the scalar reference kernels.
 //!
-//! Integer kernels, conversions and transposes must match bit for bit; float kernels within
-//! 1e-5 of the largest reference magnitude (FMA and reassociation are allowed).
+//! Integer kernels, conversions and transposes must match bit for bit. Float kernels may use FMA
+//! and reassociate: sampling must agree within 1e-5 of the largest reference magnitude, and a dot
+//! product within the standard rounding bound of its sum of absolute terms (a relative bound on
+//! the result fails on cancellation: CI once saw 2.2e-5 relative on a 39-term sum).
 
 use dysample::kernels::{
     self, cin4, pack_conv_f32, pack_conv_i8, scalar, Backend, Kernels, Tap, TapQ11,
@@ -35,7 +37,11 @@ fn close(a: &[f32], b: &[f32], what: &str) -> Result<(), TestCaseError> {
 
 fn cfg() -> ProptestConfig {
     ProptestConfig {
-        cases: 48,
+        // PROPTEST_CASES raises the count for a soak run; CI keeps 48.
+        cases: std::env::var("PROPTEST_CASES")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(48),
         failure_persistence: None,
         ..ProptestConfig::default()
     }
@@ -79,6 +85,32 @@ fn random_taps(
     (t, tq)
 }
 
+/// Per-output rounding bound of a dot product computed in any order, with or without FMA:
+/// |error| <= 2 n u sum|terms| (u = f32::EPSILON / 2, n = terms, bias included; the factor 2
+/// covers the reference's own rounding as well as the kernel's).
+fn conv_bound(
+    x: &[f32],
+    ldx: usize,
+    npix: usize,
+    cin: usize,
+    w: &[f32],
+    b: Option<&[f32]>,
+    o_n: usize,
+) -> Vec<f32> {
+    let n = (cin + 1) as f32;
+    let mut out = Vec::with_capacity(npix * o_n);
+    for p in 0..npix {
+        for o in 0..o_n {
+            let mut s = b.map_or(0.0, |b| b[o].abs());
+            for c in 0..cin {
+                s += (x[p * ldx + c] * w[o * cin + c]).abs();
+            }
+            out.push(2.0 * n * f32::EPSILON * s + f32::MIN_POSITIVE);
+        }
+    }
+    out
+}
+
 proptest! {
     #![proptest_config(cfg())]
 
@@ -92,10 +124,13 @@ proptest! {
         let wt = pack_conv_f32(&w, o_n, cin);
         let mut want = vec![0.0; npix * o_n];
         scalar::conv_f32(&x, ldx, npix, cin, &wt, bias.then_some(&b[..]), o_n, &mut want);
+        let bound = conv_bound(&x, ldx, npix, cin, &w, bias.then_some(&b[..]), o_n);
         for k in simd_backends() {
             let mut got = vec![f32::NAN; npix * o_n];
             (k.conv_f32)(&x, ldx, npix, cin, &wt, bias.then_some(&b[..]), o_n, &mut got);
-            close(&got, &want, &format!("{} conv_f32", k.backend))?;
+            for (i, ((g, r), tol)) in got.iter().zip(&want).zip(&bound).enumerate() {
+                prop_assert!((g - r).abs() <= *tol, "{} conv_f32: index {i}: {g} vs {r} (bound {tol})", k.backend);
+            }
         }
     }
 
