@@ -64,7 +64,10 @@ fn wrong_shape_and_wrong_session_are_errors() {
     bad[1] += 1;
     let e = a.prepare_f32(&bad).unwrap_err().to_string();
     assert!(e.contains("expects shape"), "{e}");
-    let e = a.prepare_f32(&[usize::MAX, 2, 2, 2]).unwrap_err().to_string();
+    let e = a
+        .prepare_f32(&[usize::MAX, 2, 2, 2])
+        .unwrap_err()
+        .to_string();
     assert!(!e.contains('\n'), "{e}");
     let mut run = a.prepare_f32(&dims).unwrap();
     let e = run.run(&mut b).unwrap_err().to_string();

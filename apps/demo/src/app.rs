@@ -137,11 +137,7 @@ impl Network {
             .is_none_or(|p| p.input_dims() != dims);
         if stale {
             self.prepared = None;
-            self.prepared = Some(
-                self.session
-                    .prepare_f32(dims)
-                    .map_err(|e| e.to_string())?,
-            );
+            self.prepared = Some(self.session.prepare_f32(dims).map_err(|e| e.to_string())?);
         }
         let p = self
             .prepared

@@ -104,7 +104,10 @@ impl DySampleSession {
             // ORT reports an input of unknown rank with no dims: leave those to ORT.
             let ok = shape.is_empty()
                 || shape.len() == dims.len()
-                    && shape.iter().zip(dims).all(|(&w, &d)| w < 0 || w as usize == d);
+                    && shape
+                        .iter()
+                        .zip(dims)
+                        .all(|(&w, &d)| w < 0 || w as usize == d);
             if !ok {
                 return Err(OnnxError::Data {
                     what: format!("input '{name}'"),
@@ -129,10 +132,14 @@ impl DySampleSession {
             });
         }
 
-        let out = self.session.outputs().first().ok_or_else(|| OnnxError::Data {
-            what: self.model.display().to_string(),
-            detail: "has no outputs".into(),
-        })?;
+        let out = self
+            .session
+            .outputs()
+            .first()
+            .ok_or_else(|| OnnxError::Data {
+                what: self.model.display().to_string(),
+                detail: "has no outputs".into(),
+            })?;
         let out_name = out.name().to_string();
         let out_ty = out.dtype().tensor_type();
         let declared = out.dtype().tensor_shape().and_then(|s| {
@@ -252,8 +259,7 @@ impl PreparedRun {
         };
         if session.session.ptr() as usize != b.session {
             return Err(OnnxError::Runtime(
-                "a prepared run was given a different session than the one that prepared it"
-                    .into(),
+                "a prepared run was given a different session than the one that prepared it".into(),
             ));
         }
         let api = ort::api();
