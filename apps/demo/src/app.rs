@@ -4,6 +4,7 @@
 
 use crate::model::Model;
 use crate::tasks::TaskRenderer;
+use dysample::onnx::prepared::PreparedRun;
 use dysample::onnx::session::{DySamplePrecision, DySampleSession, Provider, SessionOptions};
 use dysample_video::preprocess::Preprocessor;
 use dysample_video::queue::{LatestQueue, Pop};
@@ -56,6 +57,9 @@ fn set_precision(opts: &mut SessionOptions, p: Precision) {
 #[derive(Debug)]
 pub struct Network {
     session: DySampleSession,
+    /// Input/output tensors bound once for the frame shape (made on the first run), so the
+    /// network stage allocates nothing per frame.
+    prepared: Option<PreparedRun>,
     pub path: PathBuf,
     pub precision: Precision,
     pub provider: Provider,
@@ -115,6 +119,7 @@ impl Network {
         };
         Ok(Self {
             session,
+            prepared: None,
             path,
             precision,
             provider,
@@ -123,9 +128,32 @@ impl Network {
         })
     }
 
-    /// Runs the model on an NCHW tensor.
-    pub fn run(&mut self, x: &[f32], dims: &[usize]) -> Result<(Vec<usize>, Vec<f32>), String> {
-        self.session.run_f32(x, dims).map_err(|e| e.to_string())
+    /// Runs the model on an NCHW tensor and returns its first output's dims and values (in
+    /// buffers reused from frame to frame).
+    pub fn run(&mut self, x: &[f32], dims: &[usize]) -> Result<(&[usize], &[f32]), String> {
+        let stale = self
+            .prepared
+            .as_ref()
+            .is_none_or(|p| p.input_dims() != dims);
+        if stale {
+            self.prepared = None;
+            self.prepared = Some(self.session.prepare_f32(dims).map_err(|e| e.to_string())?);
+        }
+        let p = self
+            .prepared
+            .as_mut()
+            .ok_or("the network run was not prepared")?;
+        let input = p.input_mut();
+        if input.len() != x.len() {
+            return Err(format!(
+                "network input: {} values for dims {dims:?}, which hold {}",
+                x.len(),
+                input.len()
+            ));
+        }
+        input.copy_from_slice(x);
+        p.run(&mut self.session).map_err(|e| e.to_string())?;
+        Ok(p.output())
     }
 
     /// `int8 · cpu/avx512-amx` and the like.
@@ -324,7 +352,7 @@ pub fn run(
             let t = Instant::now();
             {
                 let _s = tracing::trace_span!("postprocess").entered();
-                task.postprocess(&out, &odims, &f)
+                task.postprocess(out, odims, &f)
                     .map_err(|e| e.to_string())?;
             }
             stats.record(Stage::Postprocess, ns_since(t));

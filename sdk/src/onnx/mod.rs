@@ -28,6 +28,8 @@ pub mod op;
 #[cfg(feature = "onnxruntime")]
 pub mod precision;
 #[cfg(feature = "onnxruntime")]
+pub mod prepared;
+#[cfg(feature = "onnxruntime")]
 pub mod profile;
 #[cfg(feature = "onnxruntime")]
 pub mod runtime;

@@ -339,11 +339,11 @@ impl SessionOptions {
 /// A session over a model that may contain DySample nodes.
 #[derive(Debug)]
 pub struct DySampleSession {
-    session: Session,
-    model: PathBuf,
+    pub(super) session: Session,
+    pub(super) model: PathBuf,
     providers: Vec<Provider>,
     threads: usize,
-    profiling: bool,
+    pub(super) profiling: bool,
     placement: BTreeMap<String, (String, String)>,
     /// Declared after `session`, so it is removed after the session (which may still write its
     /// profile when dropped).
@@ -559,7 +559,7 @@ impl DySampleSession {
         Ok(p)
     }
 
-    fn collect_placement(&mut self) -> Result<()> {
+    pub(super) fn collect_placement(&mut self) -> Result<()> {
         let file = self.session.end_profiling()?;
         self.profiling = false;
         let text = std::fs::read_to_string(&file)
