@@ -52,6 +52,19 @@ impl Staging {
     /// Writes `rel` (a path relative to the output directory) into the staging directory.
     pub fn write(&mut self, rel: &str, bytes: &[u8]) -> Result<()> {
         let p = self.tmp.join(rel);
+        self.create_parent(&p)?;
+        std::fs::write(&p, bytes).map_err(|e| {
+            CalibError::msg(format!(
+                "--out {}: cannot write {rel}: {e}",
+                self.out.display()
+            ))
+        })?;
+        self.files.push(PathBuf::from(rel));
+        Ok(())
+    }
+
+    /// Creates the directory that will hold `p` (in staging or in the output directory).
+    fn create_parent(&self, p: &Path) -> Result<()> {
         if let Some(d) = p.parent() {
             std::fs::create_dir_all(d).map_err(|e| {
                 CalibError::msg(format!(
@@ -61,13 +74,6 @@ impl Staging {
                 ))
             })?;
         }
-        std::fs::write(&p, bytes).map_err(|e| {
-            CalibError::msg(format!(
-                "--out {}: cannot write {rel}: {e}",
-                self.out.display()
-            ))
-        })?;
-        self.files.push(PathBuf::from(rel));
         Ok(())
     }
 
@@ -81,15 +87,7 @@ impl Staging {
         let mut done = Vec::new();
         for rel in &self.files {
             let dst = self.out.join(rel);
-            if let Some(d) = dst.parent() {
-                std::fs::create_dir_all(d).map_err(|e| {
-                    CalibError::msg(format!(
-                        "--out {}: cannot create {}: {e}",
-                        self.out.display(),
-                        d.display()
-                    ))
-                })?;
-            }
+            self.create_parent(&dst)?;
             std::fs::rename(self.tmp.join(rel), &dst).map_err(|e| {
                 CalibError::msg(format!(
                     "--out {}: cannot move {} into place: {e}",

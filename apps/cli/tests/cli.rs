@@ -4,52 +4,9 @@ use ndarray::{ArrayD, IxDyn};
 use safetensors::tensor::{Dtype, TensorView};
 use safetensors::SafeTensors;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
-fn bin() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_dysample"));
-    c.env_remove("DYSAMPLE_BACKEND");
-    c
-}
-
-fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures")
-}
-
-fn module() -> PathBuf {
-    fixtures().join("module")
-}
-
-fn run_ok(args: &[&str]) -> Output {
-    let out = bin().args(args).output().unwrap();
-    assert!(
-        out.status.success(),
-        "dysample {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
-
-/// Runs a command that must fail cleanly: non-zero exit, one `error:` line containing every needle, no panic.
-fn run_err(args: &[&str], needles: &[&str]) -> String {
-    let out = bin().args(args).output().unwrap();
-    let err = String::from_utf8_lossy(&out.stderr).to_string();
-    assert!(
-        !out.status.success(),
-        "dysample {args:?} unexpectedly succeeded"
-    );
-    assert!(!err.contains("panicked"), "panic for {args:?}: {err}");
-    assert!(err.starts_with("error: "), "{args:?}: {err}");
-    assert_eq!(
-        err.trim_end().lines().count(),
-        1,
-        "{args:?}: more than one line: {err}"
-    );
-    for n in needles {
-        assert!(err.contains(n), "{args:?}: expected '{n}' in: {err}");
-    }
-    err
-}
+mod common;
+use common::*;
 
 fn args(v: &[String]) -> Vec<&str> {
     v.iter().map(|a| a.as_str()).collect()
@@ -67,10 +24,6 @@ fn max_rel_diff(a: &ArrayD<f32>, b: &ArrayD<f32>) -> f32 {
 
 fn read(p: &Path) -> ArrayD<f32> {
     ndarray_npy::read_npy(p).unwrap()
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
 }
 
 #[test]
@@ -114,7 +67,7 @@ fn runs_layers_of_a_real_nested_torch_module() {
                 backend,
             ];
             a.extend(args.iter());
-            run_ok(&a);
+            ok(&a);
             let d = max_rel_diff(&read(&y), &read(&module().join(expected)));
             assert!(d <= 1e-5, "{prefix} on {backend}: relative error {d}");
         }
@@ -122,7 +75,7 @@ fn runs_layers_of_a_real_nested_torch_module() {
     // Half-precision checkpoints are converted on load.
     for f in ["net_f16.safetensors", "net_bf16.safetensors"] {
         let y = dir.path().join("h.npy");
-        run_ok(&[
+        ok(&[
             "run",
             "--weights",
             s(&module().join(f)),
@@ -164,44 +117,40 @@ fn every_precision_runs_and_int8_params_round_trip() {
     ];
     let want = read(&module().join("stage2_up_output.npy"));
     let y16 = dir.path().join("f16.npy");
-    run_ok(&[&base[..], &["--output", s(&y16), "--precision", "f16"]].concat());
+    ok(&[&base[..], &["--output", s(&y16), "--precision", "f16"]].concat());
     assert!(max_rel_diff(&read(&y16), &want) < 5e-3);
     let (y8, q) = (dir.path().join("i8.npy"), dir.path().join("q.json"));
-    run_ok(
+    ok(&[
+        &base[..],
         &[
-            &base[..],
-            &[
-                "--output",
-                s(&y8),
-                "--precision",
-                "int8",
-                "--dump-quant",
-                s(&q),
-            ],
-        ]
-        .concat(),
-    );
+            "--output",
+            s(&y8),
+            "--precision",
+            "int8",
+            "--dump-quant",
+            s(&q),
+        ],
+    ]
+    .concat());
     assert!(max_rel_diff(&read(&y8), &want) < 0.1);
     let json: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&q).unwrap()).unwrap();
     assert_eq!(json["version"], 1);
     let y8b = dir.path().join("i8b.npy");
-    run_ok(
+    ok(&[
+        &base[..],
         &[
-            &base[..],
-            &[
-                "--output",
-                s(&y8b),
-                "--precision",
-                "int8",
-                "--quant",
-                s(&q),
-                "--backend",
-                "scalar",
-            ],
-        ]
-        .concat(),
-    );
+            "--output",
+            s(&y8b),
+            "--precision",
+            "int8",
+            "--quant",
+            s(&q),
+            "--backend",
+            "scalar",
+        ],
+    ]
+    .concat());
     assert_eq!(
         read(&y8),
         read(&y8b),
@@ -272,7 +221,7 @@ fn bad_inputs_are_one_line_errors() {
     };
 
     // Unknown prefix: the message lists the layers the file does hold.
-    run_err(
+    fails(
         &args(&run(&w, "decoder.nope", &[])),
         &["decoder.nope", "decoder.stage2.up", "decoder.stage3.up"],
     );
@@ -280,7 +229,7 @@ fn bad_inputs_are_one_line_errors() {
     let no_bias = edited_checkpoint(d, "nobias.safetensors", |t| {
         t.retain(|(n, ..)| n != "decoder.stage2.up.offset.bias")
     });
-    run_err(
+    fails(
         &args(&run(&no_bias, "decoder.stage2.up", &[])),
         &[
             "missing tensor",
@@ -289,7 +238,7 @@ fn bad_inputs_are_one_line_errors() {
         ],
     );
     // dyscope given but the layer has no scope conv.
-    run_err(
+    fails(
         &args(&run(
             &w,
             "decoder.stage3.up",
@@ -298,12 +247,12 @@ fn bad_inputs_are_one_line_errors() {
         &["decoder.stage3.up.scope.weight"],
     );
     // A layer trained with dyscope, loaded without it.
-    run_err(
+    fails(
         &args(&run(&w, "decoder.stage2.up", &["--style", "lp"])),
         &["dyscope"],
     );
     // Wrong shape (wrong --groups).
-    run_err(
+    fails(
         &args(&run(&w, "decoder.stage2.up", &["--groups", "2"])),
         &["decoder.stage2.up.offset.weight", "shape"],
     );
@@ -316,7 +265,7 @@ fn bad_inputs_are_one_line_errors() {
             e.1 = Dtype::I32;
         }
     });
-    run_err(
+    fails(
         &args(&run(&int_w, "decoder.stage2.up", &[])),
         &["dtype", "decoder.stage2.up.offset.bias"],
     );
@@ -326,7 +275,7 @@ fn bad_inputs_are_one_line_errors() {
             e.3[0..4].copy_from_slice(&0.4f32.to_le_bytes());
         }
     });
-    run_err(
+    fails(
         &args(&run(&bad_init, "decoder.stage2.up", &[])),
         &["init_pos", "init.safetensors", "index 0"],
     );
@@ -339,7 +288,7 @@ fn bad_inputs_are_one_line_errors() {
             e.3[8..12].copy_from_slice(&f32::NAN.to_le_bytes());
         }
     });
-    run_err(
+    fails(
         &args(&run(&nan_w, "decoder.stage2.up", &[])),
         &["non-finite", "decoder.stage2.up.offset.weight"],
     );
@@ -347,34 +296,34 @@ fn bad_inputs_are_one_line_errors() {
     let bytes = std::fs::read(&w).unwrap();
     let trunc = d.join("trunc.safetensors");
     std::fs::write(&trunc, &bytes[..bytes.len() / 2]).unwrap();
-    run_err(
+    fails(
         &args(&run(&trunc, "decoder.stage2.up", &[])),
         &["trunc.safetensors", "not a valid safetensors"],
     );
     let junk = d.join("junk.safetensors");
     std::fs::write(&junk, b"\xff\xff\xff\xff\xff\xff\xff\x7fgarbage").unwrap();
-    run_err(
+    fails(
         &args(&run(&junk, "decoder.stage2.up", &[])),
         &["junk.safetensors"],
     );
-    run_err(
+    fails(
         &args(&run(&d.join("absent.safetensors"), "x", &[])),
         &["absent.safetensors"],
     );
     // Bad config values.
-    run_err(
+    fails(
         &args(&run(&w, "decoder.stage2.up", &["--scale", "1"])),
         &["scale"],
     );
-    run_err(
+    fails(
         &args(&run(&w, "decoder.stage2.up", &["--style", "xy"])),
         &["--style", "xy"],
     );
-    run_err(
+    fails(
         &args(&run(&w, "decoder.stage2.up", &["--groups", "3"])),
         &["divisible by groups"],
     );
-    run_err(
+    fails(
         &args(&run(&w, "decoder.stage2.up", &["--layout", "chw"])),
         &["--layout"],
     );
@@ -383,21 +332,21 @@ fn bad_inputs_are_one_line_errors() {
     std::fs::write(&txt, "hello").unwrap();
     let mut a = run(&w, "decoder.stage2.up", &[]);
     a[6] = s(&txt).to_string();
-    run_err(&args(&a), &["x.txt"]);
+    fails(&args(&a), &["x.txt"]);
     let x3 = d.join("x3.npy");
     ndarray_npy::write_npy(&x3, &ndarray::Array3::<f32>::zeros((2, 3, 4))).unwrap();
     a[6] = s(&x3).to_string();
-    run_err(&args(&a), &["x3.npy", "4-D float32"]);
+    fails(&args(&a), &["x3.npy", "4-D float32"]);
     let x64 = d.join("x64.npy");
     ndarray_npy::write_npy(&x64, &ndarray::Array4::<f64>::zeros((1, 16, 2, 2))).unwrap();
     a[6] = s(&x64).to_string();
-    run_err(&args(&a), &["x64.npy", "float32"]);
+    fails(&args(&a), &["x64.npy", "float32"]);
     let x8 = d.join("x8.npy");
     ndarray_npy::write_npy(&x8, &ArrayD::<f32>::zeros(IxDyn(&[1, 8, 2, 2]))).unwrap();
     a[6] = s(&x8).to_string();
-    run_err(&args(&a), &["offset.weight"]);
+    fails(&args(&a), &["offset.weight"]);
     // Backends and threads.
-    run_err(
+    fails(
         &args(&run(&w, "decoder.stage2.up", &["--backend", "bogus"])),
         &["--backend", "bogus", "unknown"],
     );
@@ -406,11 +355,11 @@ fn bad_inputs_are_one_line_errors() {
     } else {
         "avx2"
     };
-    run_err(
+    fails(
         &args(&run(&w, "decoder.stage2.up", &["--backend", other])),
         &["--backend", other, "lacks"],
     );
-    run_err(
+    fails(
         &args(&run(&w, "decoder.stage2.up", &["--threads", "0"])),
         &["--threads"],
     );
@@ -427,7 +376,7 @@ fn bad_inputs_are_one_line_errors() {
     // Quant parameters.
     let q = d.join("q.json");
     std::fs::write(&q, r#"{"version":1,"layer":{"channels":16,"scale":2,"style":"lp","groups":4,"dyscope":true},"input":{"scale":0.0,"zero_point":0}}"#).unwrap();
-    run_err(
+    fails(
         &args(&run(
             &w,
             "decoder.stage2.up",
@@ -436,7 +385,7 @@ fn bad_inputs_are_one_line_errors() {
         &["input.scale"],
     );
     std::fs::write(&q, r#"{"version":1,"layer":{"channels":16,"scale":2,"style":"lp","groups":4,"dyscope":true},"input":{"scale":0.1,"zero_point":300}}"#).unwrap();
-    run_err(
+    fails(
         &args(&run(
             &w,
             "decoder.stage2.up",
@@ -445,7 +394,7 @@ fn bad_inputs_are_one_line_errors() {
         &["zero_point"],
     );
     std::fs::write(&q, r#"{"version":1,"layer":{"channels":16,"scale":2,"style":"lp","groups":2,"dyscope":true},"input":{"scale":0.1,"zero_point":0}}"#).unwrap();
-    run_err(
+    fails(
         &args(&run(
             &w,
             "decoder.stage2.up",
@@ -454,7 +403,7 @@ fn bad_inputs_are_one_line_errors() {
         &["made for layer"],
     );
     std::fs::write(&q, "{not json").unwrap();
-    run_err(
+    fails(
         &args(&run(
             &w,
             "decoder.stage2.up",
@@ -462,7 +411,7 @@ fn bad_inputs_are_one_line_errors() {
         )),
         &["q.json", "bad JSON"],
     );
-    run_err(
+    fails(
         &args(&run(&w, "decoder.stage2.up", &["--quant", s(&q)])),
         &["--precision int8"],
     );
@@ -470,7 +419,7 @@ fn bad_inputs_are_one_line_errors() {
 
 #[test]
 fn info_bench_and_demo() {
-    let out = run_ok(&["info", "--json"]);
+    let out = ok(&["info", "--json"]);
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let backends = v["backends"].as_array().unwrap();
     assert_eq!(backends.len(), dysample::kernels::Backend::ALL.len());
@@ -480,11 +429,11 @@ fn info_bench_and_demo() {
     assert!(backends
         .iter()
         .any(|b| b["usable"] == false && b["reason"].as_str().unwrap().contains("lacks")));
-    let text = String::from_utf8(run_ok(&["info"]).stdout).unwrap();
+    let text = String::from_utf8(ok(&["info"]).stdout).unwrap();
     assert!(text.contains("cpu features") && text.contains("scalar"));
 
     for p in ["f32", "f16", "int8"] {
-        let out = run_ok(&[
+        let out = ok(&[
             "bench",
             "--channels",
             "16",
@@ -513,7 +462,7 @@ fn info_bench_and_demo() {
         assert!(last["peak_rss_mib"].as_f64().unwrap() > 0.0);
     }
     let demo = String::from_utf8(
-        run_ok(&["demo", "--channels", "16", "--height", "8", "--width", "8"]).stdout,
+        ok(&["demo", "--channels", "16", "--height", "8", "--width", "8"]).stdout,
     )
     .unwrap();
     assert!(

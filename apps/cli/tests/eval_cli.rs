@@ -4,52 +4,10 @@
 //! Needs the ONNX Runtime library (python3's onnxruntime package or ORT_DYLIB_PATH).
 
 use dysample_models::{image, npy, testkit, Task};
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::PathBuf;
 
-fn dysample(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_dysample"))
-        .args(args)
-        .env_remove("DYSAMPLE_LOG")
-        .output()
-        .expect("spawn dysample")
-}
-
-fn ok(args: &[&str]) -> String {
-    let out = dysample(args);
-    assert!(
-        out.status.success(),
-        "dysample {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// Expects exit status `code` with one `error:` line containing every needle.
-fn fails_with(code: i32, args: &[&str], needles: &[&str]) -> String {
-    let out = dysample(args);
-    let err = String::from_utf8_lossy(&out.stderr).to_string();
-    assert_eq!(out.status.code(), Some(code), "dysample {args:?}: {err}");
-    assert!(!err.contains("panicked"), "panic for {args:?}: {err}");
-    let lines: Vec<&str> = err.lines().collect();
-    assert_eq!(
-        lines.len(),
-        1,
-        "expected one error line for {args:?}, got: {err}"
-    );
-    assert!(lines[0].starts_with("error: "), "{err}");
-    for n in needles {
-        assert!(
-            lines[0].contains(n),
-            "error for {args:?} should mention {n:?}: {err}"
-        );
-    }
-    err
-}
-
-fn fails(args: &[&str], needles: &[&str]) -> String {
-    fails_with(2, args, needles)
-}
+mod common;
+use common::*;
 
 struct Fixture {
     _tmp: tempfile::TempDir,
@@ -70,10 +28,6 @@ fn fixture(task: Task) -> Fixture {
     }
 }
 
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
-
 #[test]
 fn write_then_check_every_row() {
     let f = fixture(Task::Segmentation);
@@ -88,7 +42,7 @@ fn write_then_check_every_row() {
     ] {
         let mut a = base.to_vec();
         a.extend(["--write", row]);
-        ok(&a);
+        ok_stdout(&a);
     }
     let text = std::fs::read_to_string(f.model.join("model.json")).unwrap();
     let v: serde_json::Value = serde_json::from_str(&text).unwrap();
@@ -112,13 +66,13 @@ fn write_then_check_every_row() {
     ] {
         let mut a = base.to_vec();
         a.extend(["--check", row]);
-        let out = ok(&a);
+        let out = ok_stdout(&a);
         assert!(out.contains("stored") && out.contains("iou"), "{out}");
     }
     // JSON output with the check result.
     let mut a = base.to_vec();
     a.extend(["--check", "sdk_f16", "--json"]);
-    let j: serde_json::Value = serde_json::from_str(ok(&a).trim()).unwrap();
+    let j: serde_json::Value = serde_json::from_str(ok_stdout(&a).trim()).unwrap();
     assert_eq!(j["dysample_precision"], "f16");
     assert_eq!(j["variant"], "custom");
     assert_eq!(j["check"]["ok"], true);
@@ -157,7 +111,7 @@ fn write_then_check_every_row() {
 #[test]
 fn depth_table_output() {
     let f = fixture(Task::Depth);
-    let out = ok(&[
+    let out = ok_stdout(&[
         "eval",
         "--model",
         s(&f.model),

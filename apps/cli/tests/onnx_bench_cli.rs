@@ -4,34 +4,19 @@
 //!
 //! Needs the ONNX Runtime library (python3's onnxruntime package or ORT_DYLIB_PATH).
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn dysample(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_dysample"))
-        .args(args)
-        .output()
-        .expect("spawn dysample")
-}
+mod common;
+use common::*;
 
 fn bench_json(args: &[&str]) -> serde_json::Value {
     let mut a = vec!["onnx", "bench", "--json"];
     a.extend(args);
-    let out = dysample(&a);
+    let out = output(&a);
     assert!(
         out.status.success(),
         "dysample {a:?}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
     serde_json::from_slice(&out.stdout).unwrap()
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
 }
 
 #[test]
@@ -137,7 +122,7 @@ fn bad_flags_are_one_line_errors() {
     ] {
         let mut a = vec!["onnx", "bench"];
         a.extend(&args);
-        let out = dysample(&a);
+        let out = output(&a);
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{a:?}: {err}");
         assert_eq!(err.lines().count(), 1, "{a:?}: {err}");

@@ -5,8 +5,10 @@
 //! python3, or set ORT_DYLIB_PATH.
 
 use ndarray::ArrayD;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::Path;
+
+mod common;
+use common::*;
 
 const F32_TOL: f32 = 1e-5;
 const F16_TOL: f32 = 1e-3;
@@ -17,66 +19,6 @@ const VARIANTS: &[(&str, &str, usize, usize, bool, &str)] = &[
     ("pl_static", "pl", 2, 2, false, "18"),
     ("pl_dyscope", "pl", 3, 1, true, "20"),
 ];
-
-fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/onnx")
-}
-
-fn fx(name: &str) -> PathBuf {
-    fixtures().join(name)
-}
-
-fn dysample(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_dysample"))
-        .args(args)
-        .output()
-        .expect("spawn dysample")
-}
-
-fn ok(args: &[&str]) -> Output {
-    let out = dysample(args);
-    assert!(
-        out.status.success(),
-        "dysample {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
-
-/// Runs, expects failure with one readable `error:` line containing every `needles` item.
-fn fails(args: &[&str], needles: &[&str]) -> String {
-    fails_env(args, &[], needles)
-}
-
-fn fails_env(args: &[&str], env: &[(&str, &str)], needles: &[&str]) -> String {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_dysample"));
-    cmd.args(args);
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let out = cmd.output().expect("spawn dysample");
-    let err = String::from_utf8_lossy(&out.stderr).to_string();
-    assert_eq!(
-        out.status.code(),
-        Some(2),
-        "dysample {args:?} should fail cleanly; stderr: {err}"
-    );
-    assert!(!err.contains("panicked"), "panic for {args:?}: {err}");
-    let lines: Vec<&str> = err.lines().collect();
-    assert_eq!(
-        lines.len(),
-        1,
-        "expected one error line for {args:?}, got: {err}"
-    );
-    assert!(lines[0].starts_with("error: "), "{err}");
-    for n in needles {
-        assert!(
-            lines[0].contains(n),
-            "error for {args:?} should mention {n:?}: {err}"
-        );
-    }
-    err
-}
 
 fn read(path: &Path) -> ArrayD<f32> {
     let f = std::fs::File::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
@@ -632,7 +574,7 @@ fn execution_provider_flags() {
         &["--trt-int8"],
     );
     // TensorRT: an error naming it on the CPU-only wheel (CI); a normal run where it exists.
-    let out = dysample(&with(&["--ep", "tensorrt"]));
+    let out = output(&with(&["--ep", "tensorrt"]));
     if !out.status.success() {
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(

@@ -9,33 +9,9 @@ use dysample::onnx::graph::{self, LayerIo};
 use dysample::onnx::session::SessionOptions;
 use dysample::{DySampleConfig, QuantParams, Style, Symmetry, Weights};
 use ndarray::ArrayD;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
-fn module() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/module")
-}
-
-fn dysample(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_dysample"))
-        .args(args)
-        .output()
-        .expect("spawn dysample")
-}
-
-fn ok(args: &[&str]) -> Output {
-    let out = dysample(args);
-    assert!(
-        out.status.success(),
-        "dysample {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
+mod common;
+use common::*;
 
 fn bits(a: &ArrayD<f32>) -> Vec<u32> {
     a.iter().map(|v| v.to_bits()).collect()
@@ -248,7 +224,7 @@ fn lower_and_fuse_refuse_int8_nodes() {
         if cmd == "fuse" {
             a.push("--no-verify");
         }
-        let out = dysample(&a);
+        let out = output(&a);
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{cmd}: {err}");
         assert_eq!(err.lines().count(), 1, "{cmd}: {err}");

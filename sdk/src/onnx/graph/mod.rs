@@ -295,20 +295,12 @@ pub(crate) fn data_type(t: &TensorProto) -> Option<DataType> {
 
 /// Tensor values as f32 (from f32, f16 or f64 storage, raw or typed fields).
 pub fn tensor_f32(t: &TensorProto) -> std::result::Result<Vec<f32>, String> {
-    if !t.external_data.is_empty() {
-        return Err(format!(
-            "tensor '{}' uses external data, which is not supported",
-            t.name
-        ));
-    }
-    let n = element_count(t)?;
-    let width = match data_type(t) {
+    let n = checked_len(t, |ty| match ty {
         Some(DataType::FLOAT) => 4,
         Some(DataType::FLOAT16) => 2,
         Some(DataType::DOUBLE) => 8,
         _ => 1,
-    };
-    check_raw_len(t, n, width)?;
+    })?;
     let out: Vec<f32> = match data_type(t) {
         Some(DataType::FLOAT) if !t.raw_data.is_empty() => t
             .raw_data
@@ -339,14 +331,7 @@ pub fn tensor_f32(t: &TensorProto) -> std::result::Result<Vec<f32>, String> {
             ))
         }
     };
-    if out.len() != n {
-        return Err(format!(
-            "tensor '{}' holds {} values but its dims {:?} need {n}",
-            t.name,
-            out.len(),
-            t.dims
-        ));
-    }
+    check_count(t, out.len(), n)?;
     Ok(out)
 }
 
@@ -392,6 +377,21 @@ fn check_raw_len(t: &TensorProto, n: usize, width: usize) -> std::result::Result
 
 /// Tensor values as i64 (int64 or int32 storage).
 pub fn tensor_i64(t: &TensorProto) -> std::result::Result<Vec<i64>, String> {
+    let n = checked_len(t, |ty| match ty {
+        Some(DataType::INT64) => 8,
+        _ => 4,
+    })?;
+    let v = tensor_i64_values(t)?;
+    check_count(t, v.len(), n)?;
+    Ok(v)
+}
+
+/// The checks every typed read starts with: inline data only, a bounded element count, and raw
+/// data (when present) of exactly that many elements of `width(type)` bytes. Returns the count.
+fn checked_len(
+    t: &TensorProto,
+    width: impl Fn(Option<DataType>) -> usize,
+) -> std::result::Result<usize, String> {
     if !t.external_data.is_empty() {
         return Err(format!(
             "tensor '{}' uses external data, which is not supported",
@@ -399,21 +399,19 @@ pub fn tensor_i64(t: &TensorProto) -> std::result::Result<Vec<i64>, String> {
         ));
     }
     let n = element_count(t)?;
-    let width = match data_type(t) {
-        Some(DataType::INT64) => 8,
-        _ => 4,
-    };
-    check_raw_len(t, n, width)?;
-    let v = tensor_i64_values(t)?;
-    if v.len() != n {
+    check_raw_len(t, n, width(data_type(t)))?;
+    Ok(n)
+}
+
+/// Typed fields are not checked by `checked_len`: the decoded count must match the dims.
+fn check_count(t: &TensorProto, got: usize, n: usize) -> std::result::Result<(), String> {
+    if got != n {
         return Err(format!(
-            "tensor '{}' holds {} values but its dims {:?} need {n}",
-            t.name,
-            v.len(),
-            t.dims
+            "tensor '{}' holds {got} values but its dims {:?} need {n}",
+            t.name, t.dims
         ));
     }
-    Ok(v)
+    Ok(())
 }
 
 fn tensor_i64_values(t: &TensorProto) -> std::result::Result<Vec<i64>, String> {
