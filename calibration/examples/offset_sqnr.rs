@@ -61,7 +61,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .map(|it| data::load(it, &pre))
         .collect::<Result<_, _>>()?;
     let g = model.graph();
-    let nodes: Vec<usize> = (0..g.node.len()).filter(|&i| is_dysample(&g.node[i])).collect();
+    let nodes: Vec<usize> = (0..g.node.len())
+        .filter(|&i| is_dysample(&g.node[i]))
+        .collect();
     let names: Vec<String> = nodes.iter().map(|&i| g.node[i].input[0].clone()).collect();
     let run = RunOptions {
         threads: 2,
@@ -91,7 +93,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let (cin, s2) = (cfg.conv_in_channels(), cfg.s2());
         let (mut int8, mut input_q) = (Acc::default(), Acc::default());
         for o in &outs {
-            let x = &o.iter().find(|(t, _)| t == xname).ok_or("missing output")?.1;
+            let x = &o
+                .iter()
+                .find(|(t, _)| t == xname)
+                .ok_or("missing output")?
+                .1;
             let hw = x.len() / cfg.channels;
             let xq: Vec<i8> = x.iter().map(|&v| af.quantize(v)).collect();
             let xd: Vec<f32> = xq.iter().map(|&q| af.dequantize(q)).collect();

@@ -496,7 +496,11 @@ fn markdown(doc: &serde_json::Value, task: Task) -> String {
                 f(&r["gain"]),
                 f(&r["sqnr_db"]),
                 f(&r["drop"]),
-                if r["kept"].as_bool() == Some(true) { "yes" } else { "no" }
+                if r["kept"].as_bool() == Some(true) {
+                    "yes"
+                } else {
+                    "no"
+                }
             ));
         }
         s.push('\n');
@@ -590,8 +594,8 @@ mod tests {
         assert!((g.drop - 0.016).abs() < 1e-12, "{}", g.drop);
         assert_eq!(calls, 1, "stops as soon as the budget holds");
         // A tighter budget needs more: the next ones by gain, and the budget is then met.
-        let g = greedy_exclusions(&s, all, 0.009, |ex| Ok((0.0, drop_of_set(ex, &layers))))
-            .unwrap();
+        let g =
+            greedy_exclusions(&s, all, 0.009, |ex| Ok((0.0, drop_of_set(ex, &layers)))).unwrap();
         assert_eq!(g.excluded.len(), 3, "{:?}", g.excluded);
         assert_eq!(g.excluded[0], "bad");
         assert!(g.drop <= 0.009);
