@@ -175,6 +175,10 @@ pub struct Plan {
     pub folded: HashMap<usize, usize>,
     /// Upper bounds of the folded Clips (their range must not exceed them).
     pub caps: HashMap<String, f32>,
+    /// Nodes excluded by name: they read their inputs in float, not through the producer's
+    /// Q/DQ pair, so that excluding a layer really removes every quantizer it sees (only its
+    /// weights otherwise: the input pair stays for a quantized producer's fusion).
+    pub excluded: HashSet<usize>,
 }
 
 /// The Relu or Clip(0, M) node that alone consumes node `i`'s only output, with M (∞ for Relu).
@@ -258,13 +262,38 @@ impl Plan {
         let mut dysample = Vec::new();
         let mut seen = HashSet::new();
         let mut tensors = Vec::new();
+        let mut excluded = HashSet::new();
         let mut add = |t: &str, tensors: &mut Vec<String>| {
             if seen.insert(t.to_string()) {
                 tensors.push(t.to_string());
             }
         };
+        // The head: nodes whose every output is a graph output (the final Sigmoid of a
+        // segmenter, a depth head's last op). They stay float: with a float output ONNX Runtime
+        // has no int8 kernel to fuse them into, so a quantizer on their input only loses
+        // precision — and there it is the costliest one (person-seg's logits span [−570, 210]:
+        // a step of 3 around the 0.5 decision threshold cost 0.2 IoU on its own).
+        let head: HashSet<usize> = gr
+            .node
+            .iter()
+            .enumerate()
+            .filter(|(_, n)| {
+                let outs: Vec<&String> = n.output.iter().filter(|o| !o.is_empty()).collect();
+                !outs.is_empty() && outs.iter().all(|o| graph_outputs.contains(o.as_str()))
+            })
+            .map(|(i, _)| i)
+            .collect();
+        let feeds_head_only = |t: &str| {
+            consumers
+                .get(t)
+                .is_some_and(|c| !c.is_empty() && c.iter().all(|j| head.contains(j)))
+        };
         for (i, n) in gr.node.iter().enumerate() {
             if exclude.contains(&m.node_name(i)) {
+                excluded.insert(i);
+                continue;
+            }
+            if ops != TRT_OPS && head.contains(&i) {
                 continue;
             }
             if is_dysample(n) {
@@ -310,15 +339,14 @@ impl Plan {
             }
             // A graph output stays float: its quantizer would only lose precision (and ONNX
             // Runtime fuses `op → Q` even when the op's output is also a graph output).
-            for o in n
-                .output
-                .iter()
-                .filter(|o| !o.is_empty() && !graph_outputs.contains(o.as_str()))
-            {
+            for o in n.output.iter().filter(|o| {
+                !o.is_empty() && !graph_outputs.contains(o.as_str()) && !feeds_head_only(o)
+            }) {
                 add(o, &mut tensors);
             }
         }
         Self {
+            excluded,
             nodes,
             dysample,
             tensors,

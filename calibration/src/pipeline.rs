@@ -66,6 +66,8 @@ pub struct Options {
     pub exclude: BTreeSet<String>,
     /// DySample nodes stay f32 in the CPU model (between DQ and Q).
     pub float_dysample: bool,
+    /// Integer range of the CPU model's int8 weights (TensorRT's are always full range).
+    pub weight_range: qdq::WeightRange,
     pub trt_version: u32,
     pub report: Option<crate::report::ReportOptions>,
 }
@@ -298,7 +300,8 @@ pub fn run(o: &Options) -> Result<Summary> {
     }
     let doc = serde_json::json!({
         "model": onnx.display().to_string(), "data": data.source, "samples": data.len(),
-        "method": o.method.to_string(), "symmetric": o.symmetric, "tensors": ranges_json,
+        "method": o.method.to_string(), "symmetric": o.symmetric,
+        "cpu_weight_range": o.weight_range, "tensors": ranges_json,
     });
     staging.write(
         RANGES,
@@ -309,7 +312,7 @@ pub fn run(o: &Options) -> Result<Summary> {
 
     let cpu_affine = affines(&r_user, user_sym);
     if o.targets.contains(&Target::Cpu) {
-        let q = qdq::write(&model, &cpu_plan, &cpu_affine, Flavour::Cpu)?;
+        let q = qdq::write(&model, &cpu_plan, &cpu_affine, Flavour::Cpu, o.weight_range)?;
         staging.write(CPU_MODEL, &crate::graph::to_bytes(&q)?)?;
     }
     if let Some((lm, plan)) = &trt {
@@ -318,6 +321,7 @@ pub fn run(o: &Options) -> Result<Summary> {
             plan,
             &affines(&r_sym, Symmetry::Symmetric),
             Flavour::TensorRt,
+            qdq::WeightRange::Full,
         )?;
         staging.write(TRT_MODEL, &crate::graph::to_bytes(&q)?)?;
         let lm_names: std::collections::HashSet<String> = all_activations(lm).into_iter().collect();

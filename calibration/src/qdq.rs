@@ -92,9 +92,59 @@ fn i32s(name: &str, dims: &[i64], v: &[i32]) -> TensorProto {
     )
 }
 
+/// The integer range of the int8 weights.
+///
+/// ONNX Runtime's U8S8 kernels on x86 without VNNI (AVX2, AVX-512F/BW) multiply with
+/// `vpmaddubsw`, which adds two `u8 × s8` products into a saturating i16: `2 · 255 · 127`
+/// overflows it, and a saturated sum is silently wrong (ORT's own quantizer calls the cure
+/// `reduce_range`). With weights in ±63, `2 · 255 · 63 = 32130` always fits. On this project's
+/// AVX2 machine full-range weights cost person-seg 0.13–0.30 IoU; see docs/calibration/.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WeightRange {
+    /// ±127: exact on VNNI / AMX / ARM (dot-product or widening) kernels and in TensorRT.
+    Full,
+    /// ±63 (7 bits): exact on every ONNX Runtime CPU kernel.
+    Reduced,
+}
+
+impl WeightRange {
+    pub fn qmax(self) -> f32 {
+        match self {
+            WeightRange::Full => 127.0,
+            WeightRange::Reduced => 63.0,
+        }
+    }
+
+    pub fn parse(s: &str) -> Result<Self> {
+        match s {
+            "full" | "8" => Ok(WeightRange::Full),
+            "reduced" | "7" => Ok(WeightRange::Reduced),
+            other => Err(CalibError::msg(format!(
+                "--weight-range '{other}': expected full (±127) or reduced (±63)"
+            ))),
+        }
+    }
+}
+
+impl std::fmt::Display for WeightRange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            WeightRange::Full => "full",
+            WeightRange::Reduced => "reduced",
+        })
+    }
+}
+
 /// Per-output-channel symmetric scales of a weight `[O, …]`: `max|w[o]| / 127` (1 for an
 /// all-zero channel, which then quantizes to zeros exactly).
 pub fn channel_scales(w: &[f32], o: usize) -> Vec<f32> {
+    channel_scales_in(w, o, WeightRange::Full)
+}
+
+/// [`channel_scales`] for a weight range: `max|w[o]| / qmax`.
+pub fn channel_scales_in(w: &[f32], o: usize, r: WeightRange) -> Vec<f32> {
+    let qmax = r.qmax();
     let per = w.len() / o.max(1);
     (0..o)
         .map(|c| {
@@ -102,7 +152,7 @@ pub fn channel_scales(w: &[f32], o: usize) -> Vec<f32> {
                 .iter()
                 .fold(0f32, |a, &x| a.max(x.abs()));
             if m > 0.0 {
-                m / 127.0
+                m / qmax
             } else {
                 1.0
             }
@@ -112,10 +162,16 @@ pub fn channel_scales(w: &[f32], o: usize) -> Vec<f32> {
 
 /// Quantizes a weight `[O, …]` with per-channel scales: `clamp(round(w / s[o]), −127, 127)`.
 pub fn quantize_weight(w: &[f32], scales: &[f32]) -> Vec<i8> {
+    quantize_weight_in(w, scales, WeightRange::Full)
+}
+
+/// [`quantize_weight`] clamped to the weight range's `±qmax`.
+pub fn quantize_weight_in(w: &[f32], scales: &[f32], r: WeightRange) -> Vec<i8> {
     let per = w.len() / scales.len().max(1);
+    let q = r.qmax();
     w.iter()
         .enumerate()
-        .map(|(i, &x)| (x / scales[i / per]).round().clamp(-127.0, 127.0) as i8)
+        .map(|(i, &x)| (x / scales[i / per]).round().clamp(-q, q) as i8)
         .collect()
 }
 
@@ -125,6 +181,7 @@ pub fn write(
     plan: &Plan,
     affine: &HashMap<String, Affine>,
     flavour: Flavour,
+    weights: WeightRange,
 ) -> Result<ModelProto> {
     let src = model.graph();
     let inits: HashMap<&str, &TensorProto> = src
@@ -197,6 +254,11 @@ pub fn write(
         }
     }
     let mut weights_done: HashMap<String, (String, Vec<f32>)> = HashMap::new();
+    let folded_outs: HashSet<String> = plan
+        .folded
+        .keys()
+        .map(|&a| src.node[a].output[0].clone())
+        .collect();
     let fold_into: HashMap<usize, String> = plan
         .folded
         .iter()
@@ -226,7 +288,10 @@ pub fn write(
             let from_q = producer
                 .get(inp.as_str())
                 .is_some_and(|p| quantized.contains(p));
-            if is_q || (flavour == Flavour::Cpu && from_q) {
+            // An excluded node reads the float value, except a folded activation's output: that
+            // name holds the producer's value before the quantizer's clamp (the Relu is gone).
+            let float_read = plan.excluded.contains(&i) && !folded_outs.contains(inp.as_str());
+            if is_q || (flavour == Flavour::Cpu && from_q && !float_read) {
                 *inp = format!("{inp}/dq");
             }
         }
@@ -246,8 +311,8 @@ pub fn write(
                     // MatMul and Gemm: per tensor.
                     let per_channel = n.op_type == "Conv" && w.dims.len() >= 2;
                     let o = if per_channel { w.dims[0] as usize } else { 1 };
-                    let scales = channel_scales(&v, o);
-                    let q = quantize_weight(&v, &scales);
+                    let scales = channel_scales_in(&v, o, weights);
+                    let q = quantize_weight_in(&v, &scales, weights);
                     let (qn, sn, zn, dq) = (
                         format!("{wname}/int8"),
                         format!("{wname}/scale"),

@@ -358,3 +358,107 @@ fn bad_inputs_fail_cleanly() {
         &["--out", "a-file"],
     );
 }
+
+/// `--max-drop` on a tiny model with one destructive quantizer: a 1x1 "spike" conv adds a
+/// channel 1000× the first one, which the next conv ("consumer") multiplies by 0. In float the
+/// spike changes nothing; int8 on the consumer's input gives that tensor a step of ~4 and wipes
+/// out the real channels. Only keeping the consumer in float (it then reads the spike's float
+/// output) repairs it — keeping the spike in float does not (its output is still quantized for
+/// the consumer) — so the greedy search must pick exactly the consumer.
+#[test]
+fn max_drop_keeps_exactly_the_destructive_layer_in_float() {
+    use dysample::onnx::graph::proto::NodeProto;
+    let f = fixture();
+    let path = f.model.join("model.onnx");
+    let mut m = graph::load_model(&path).unwrap();
+    let g = m.graph.as_mut().unwrap();
+    let ci = g
+        .node
+        .iter()
+        .position(|n| n.op_type == "Conv")
+        .expect("the tiny model's first conv");
+    let wname = g.node[ci].input[1].clone();
+    let wi = g.initializer.iter().position(|t| t.name == wname).unwrap();
+    let (w, dims) = (
+        graph::tensor_f32(&g.initializer[wi]).unwrap(),
+        g.initializer[wi].dims.clone(),
+    );
+    assert_eq!(dims[1], 3, "the first conv reads RGB");
+    let (o, k) = (dims[0] as usize, (dims[2] * dims[3]) as usize);
+    // The consumer's weight with a 4th input channel of zeros.
+    let mut w4 = vec![0f32; o * 4 * k];
+    for oc in 0..o {
+        for c in 0..3 {
+            w4[(oc * 4 + c) * k..(oc * 4 + c + 1) * k]
+                .copy_from_slice(&w[(oc * 3 + c) * k..(oc * 3 + c + 1) * k]);
+        }
+    }
+    g.initializer[wi] = graph::f32_tensor(&wname, &[dims[0], 4, dims[2], dims[3]], &w4);
+    // The spike: channels 0–2 copied, channel 3 = 1000 × channel 0.
+    let mut ws = vec![0f32; 12];
+    for c in 0..3 {
+        ws[c * 3 + c] = 1.0;
+    }
+    ws[9] = 1000.0;
+    g.initializer
+        .push(graph::f32_tensor("spike.weight", &[4, 3, 1, 1], &ws));
+    let src = g.node[ci].input[0].clone();
+    let mut spike = NodeProto::new();
+    spike.op_type = "Conv".into();
+    spike.name = "spike".into();
+    spike.input = vec![src, "spike.weight".into()];
+    spike.output = vec!["spiked".into()];
+    g.node[ci].input[0] = "spiked".into();
+    g.node[ci].name = "consumer".into();
+    g.node.insert(ci, spike);
+    graph::save_model(&m, &path).unwrap();
+
+    let out = f.root.join("out-maxdrop");
+    let (code, stdout, stderr) = run(&[
+        "--model",
+        s(&f.model),
+        "--data",
+        s(&f.data),
+        "--target",
+        "cpu",
+        "--out",
+        s(&out),
+        "--threads",
+        "1",
+        "--report-samples",
+        "4",
+        "--max-drop",
+        "0.05",
+    ]);
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    let r: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
+    let all = r["agreement_drop"]["all_int8"].as_f64().unwrap();
+    assert!(
+        all > 0.2,
+        "the spike must be destructive in int8: drop {all}"
+    );
+    let sens = r["sensitivity"].as_array().unwrap();
+    let except = |l: &str| {
+        sens.iter().find(|x| x["layer"] == l).unwrap()["except_drop"]
+            .as_f64()
+            .unwrap()
+    };
+    assert!(except("consumer") <= 0.05, "{}", except("consumer"));
+    assert!(except("spike") > 0.2, "{}", except("spike"));
+    assert_eq!(r["excluded"], serde_json::json!(["consumer"]), "{r:#}");
+    assert_eq!(r["budget_met"], serde_json::json!(true));
+    assert!(r["agreement_drop"]["mixed"].as_f64().unwrap() <= 0.05);
+    assert_eq!(r["greedy_steps"].as_array().unwrap().len(), 1);
+    // The mixed model: the consumer reads the spike's float output, not a dequantized copy.
+    let q = graph::load_model(&out.join("model_int8_mixed.onnx")).unwrap();
+    let c = q
+        .graph
+        .as_ref()
+        .unwrap()
+        .node
+        .iter()
+        .find(|n| n.name == "consumer")
+        .unwrap();
+    assert_eq!(c.input[0], "spiked");
+}
