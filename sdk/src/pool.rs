@@ -146,3 +146,80 @@ impl Drop for Pool {
         self.shared.changed.notify_all();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rayon::prelude::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::{Duration, Instant};
+
+    fn pool(n: usize) -> Pool {
+        Pool::new(
+            rayon::ThreadPoolBuilder::new()
+                .num_threads(n)
+                .build()
+                .unwrap(),
+        )
+    }
+
+    #[test]
+    fn calls_from_many_threads_run_inside_the_pool_one_at_a_time() {
+        let p = pool(2);
+        let (running, done) = (AtomicUsize::new(0), AtomicUsize::new(0));
+        std::thread::scope(|s| {
+            for t in 0..4 {
+                let (p, running, done) = (&p, &running, &done);
+                s.spawn(move || {
+                    for k in 0..50 {
+                        let mut sum = 0u64;
+                        p.run(&mut || {
+                            assert_eq!(
+                                running.fetch_add(1, Ordering::SeqCst),
+                                0,
+                                "two calls at once"
+                            );
+                            assert!(rayon::current_thread_index().is_some(), "not in the pool");
+                            assert_eq!(rayon::current_num_threads(), 2);
+                            sum = (0..1000u64).into_par_iter().map(|i| i * (t + k)).sum();
+                            running.fetch_sub(1, Ordering::SeqCst);
+                        });
+                        assert_eq!(sum, 499_500 * (t + k));
+                        done.fetch_add(1, Ordering::SeqCst);
+                    }
+                });
+            }
+        });
+        assert_eq!(done.load(Ordering::SeqCst), 200);
+    }
+
+    #[test]
+    fn a_panic_resumes_in_the_caller_and_the_pool_keeps_working() {
+        let p = pool(2);
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            p.run(&mut || panic!("boom"))
+        }));
+        let msg = r.unwrap_err();
+        assert_eq!(msg.downcast_ref::<&str>(), Some(&"boom"));
+        let mut ran = false;
+        p.run(&mut || ran = true);
+        assert!(ran);
+    }
+
+    #[test]
+    fn dropping_the_pool_ends_the_driver() {
+        let p = pool(2);
+        p.run(&mut || {});
+        let shared = Arc::downgrade(&p.shared);
+        drop(p);
+        // The driver's job holds the other reference until it returns.
+        let t0 = Instant::now();
+        while shared.upgrade().is_some() {
+            assert!(
+                t0.elapsed() < Duration::from_secs(10),
+                "the driver did not stop"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+}

@@ -143,7 +143,7 @@ pub(crate) fn input<T: PrimitiveTensorElementType>(
     // SAFETY: `value` is a live tensor; ORT's API takes a mutable value but only reads the
     // pointer (ort's `try_extract_tensor` makes the same call on inputs).
     status(unsafe { (api.GetTensorMutableData)(value.cast_mut(), &mut data) })?;
-    if data.is_null() || data as usize % align_of::<T>() != 0 {
+    if data.is_null() || !(data as usize).is_multiple_of(align_of::<T>()) {
         return Err(ort::Error::new("input data pointer is null or misaligned").into());
     }
     // SAFETY: ORT holds `n` initialized elements of type `T` (checked above) at `data`, alive and
@@ -154,7 +154,13 @@ pub(crate) fn input<T: PrimitiveTensorElementType>(
 
 /// Output `idx` of the running kernel with `dims`, allocated by ORT, as a mutable slice; `None`
 /// when the output is not requested.
-pub(crate) fn output<'a, T: PrimitiveTensorElementType>(
+///
+/// # Safety
+/// At most once per output index and compute call: ORT hands out the same tensor again, so a
+/// second slice would alias the first.
+// The `&mut` from `&ComputeContext` is what the `# Safety` contract above is for.
+#[allow(clippy::mut_from_ref)]
+pub(crate) unsafe fn output<'a, T: PrimitiveTensorElementType>(
     ctx: &'a ComputeContext,
     idx: usize,
     dims: &[i64],
@@ -193,7 +199,7 @@ pub(crate) fn output<'a, T: PrimitiveTensorElementType>(
     let mut data: *mut std::ffi::c_void = ptr::null_mut();
     // SAFETY: `value` is the live output tensor ORT just allocated; `data` is an out pointer.
     status(unsafe { (api.GetTensorMutableData)(value, &mut data) })?;
-    if data.is_null() || data as usize % align_of::<T>() != 0 {
+    if data.is_null() || !(data as usize).is_multiple_of(align_of::<T>()) {
         return Err(ort::Error::new("output data pointer is null or misaligned").into());
     }
     // SAFETY: ORT allocated `n` elements of type `T` for this output (its dims and type were

@@ -394,7 +394,8 @@ fn compute_nchw<T: PrimitiveTensorElementType, U: PrimitiveTensorElementType>(
     let dims = nchw_dims(node, shape.as_slice())?;
     let odims = output_dims(dims).map_err(|e| err(node, e))?;
     // Output dims come from a validated layer shape (each < 2^32 · scale²), so they fit i64.
-    let ys = kernel_io::output::<U>(ctx, 0, &odims.map(|d| d as i64))
+    // SAFETY: output 0 is taken once in this compute call.
+    let ys = unsafe { kernel_io::output::<U>(ctx, 0, &odims.map(|d| d as i64)) }
         .map_err(|e| err(node, format_args!("output Y: {e}")))?
         .ok_or_else(|| err(node, "output Y is not requested"))?;
     forward(xs, dims, ys).map_err(|e| err(node, e))
