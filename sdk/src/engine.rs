@@ -12,6 +12,7 @@ use crate::kernels::{
     pack_conv_f32, pack_conv_i8, BackendChoice, Kernels, SampleNchw, Tap, TapQ11,
 };
 use crate::points::{taps_f32, taps_q11, Geometry, PointScratch};
+use crate::pool::Pool;
 use crate::quant::QuantizedWeights;
 use crate::tensor::{Layout, Shape};
 use crate::weights::Weights;
@@ -43,7 +44,7 @@ impl FloatPlan {
 }
 
 /// int8 parameters in the layout the kernels read.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub(crate) struct IntPlan {
     pub(crate) qw: QuantizedWeights,
     wpack_offset: Vec<i8>,
@@ -66,7 +67,7 @@ impl IntPlan {
 const NCHW_TILE_BYTES: usize = 64;
 
 /// Per-task buffers, pooled across calls.
-#[derive(Default)]
+#[derive(Clone, Default)]
 pub(crate) struct Scratch {
     xf: Vec<f32>,
     deint_f: Vec<f32>,
@@ -218,7 +219,7 @@ unsafe impl<T: Send> Sync for SharedOut<T> {}
 /// Kernels + threads + pooled scratch.
 pub(crate) struct Engine {
     kernels: &'static Kernels,
-    pool: Option<Arc<rayon::ThreadPool>>,
+    pool: Option<Arc<Pool>>,
     /// One thread: run tasks in the caller's thread, with no pool hand-off (and no allocation).
     sequential: bool,
     scratch: Mutex<Vec<Scratch>>,
@@ -243,11 +244,7 @@ impl Clone for Engine {
 }
 
 impl Engine {
-    fn with_kernels(
-        kernels: &'static Kernels,
-        pool: Option<Arc<rayon::ThreadPool>>,
-        sequential: bool,
-    ) -> Self {
+    fn with_kernels(kernels: &'static Kernels, pool: Option<Arc<Pool>>, sequential: bool) -> Self {
         Self {
             kernels,
             sequential,
@@ -273,13 +270,13 @@ impl Engine {
             // One thread runs in the caller's thread: no pool, so no idle worker thread that
             // starts (and allocates) at some unpredictable later moment.
             Some(1) => None,
-            Some(n) => Some(Arc::new(
+            Some(n) => Some(Arc::new(Pool::new(
                 rayon::ThreadPoolBuilder::new()
                     .num_threads(n)
                     .thread_name(|i| format!("dysample-{i}"))
                     .build()
                     .map_err(|e| Error::Other(format!("cannot start {n} threads: {e}")))?,
-            )),
+            ))),
         };
         tracing::debug!(backend = %kernels.backend, ?threads, "engine ready");
         Ok(Self::with_kernels(kernels, pool, threads == Some(1)))
@@ -287,9 +284,9 @@ impl Engine {
 
     #[cfg(feature = "onnxruntime")]
     /// An engine that runs on `pool`, shared with other engines (one pool per ORT session).
-    pub(crate) fn with_pool(choice: BackendChoice, pool: Arc<rayon::ThreadPool>) -> Result<Self> {
+    pub(crate) fn with_pool(choice: BackendChoice, pool: Arc<Pool>) -> Result<Self> {
         let kernels = choice.resolve()?;
-        let sequential = pool.current_num_threads() <= 1;
+        let sequential = pool.threads() <= 1;
         Ok(Self::with_kernels(kernels, Some(pool), sequential))
     }
 
@@ -303,7 +300,7 @@ impl Engine {
         }
         self.pool
             .as_ref()
-            .map_or_else(rayon::current_num_threads, |p| p.current_num_threads())
+            .map_or_else(rayon::current_num_threads, |p| p.threads())
     }
 
     /// `f(index, chunk)` over `chunk`-sized pieces of `data`, in parallel unless sequential.
@@ -444,8 +441,21 @@ impl Engine {
         };
         match &self.pool {
             _ if self.sequential => body(),
-            Some(p) => p.install(body),
+            Some(p) => p.run(&mut body),
             None => body(),
+        }
+        self.top_up_scratch();
+    }
+
+    /// Tops the scratch pool up to one per thread, copies of the last one returned: which
+    /// threads take part in a call varies, so otherwise a thread that first joins in some later
+    /// call would create (and grow) a scratch then, in what should be a steady state.
+    fn top_up_scratch(&self) {
+        let n = self.threads();
+        if let Ok(mut v) = self.scratch.lock() {
+            if let Some(last) = v.last().filter(|_| v.len() < n).cloned() {
+                v.resize(n, last);
+            }
         }
     }
 

@@ -79,9 +79,9 @@ impl DySample {
     /// DySample node of a session the same pool).
     pub(crate) fn with_shared_pool(
         mut self,
-        pool: std::sync::Arc<rayon::ThreadPool>,
+        pool: std::sync::Arc<crate::pool::Pool>,
     ) -> Result<Self> {
-        let threads = pool.current_num_threads();
+        let threads = pool.threads();
         self.engine = Engine::with_pool(self.exec.backend, pool)?;
         self.exec.threads = Some(threads);
         Ok(self)
@@ -251,6 +251,14 @@ impl QuantizedDySample {
     /// Input (and output) quantization.
     pub fn io_quant(&self) -> Affine {
         self.plan.qw.params.input
+    }
+
+    /// Re-quantizes the layer for a new input (and output) quantization in place
+    /// ([`QuantizedWeights::set_input`]): the same layer as quantizing afresh with `input` and
+    /// the same weight scales, without allocating (unless this layer's plan is shared with a
+    /// clone, which then keeps the old one). On error the layer is unchanged.
+    pub fn set_input_quant(&mut self, input: Affine) -> Result<()> {
+        Arc::make_mut(&mut self.plan).qw.set_input(input)
     }
 
     pub fn backend(&self) -> Backend {

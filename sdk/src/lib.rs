@@ -25,6 +25,7 @@ pub mod npy;
 #[cfg(any(feature = "onnxruntime", feature = "onnx-graph"))]
 pub mod onnx;
 mod points;
+mod pool;
 pub mod quant;
 pub mod reference;
 pub mod tensor;

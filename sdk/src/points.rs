@@ -41,7 +41,7 @@ impl Geometry {
 
 /// Reusable buffers of the fast builder: two arrays cut into sections, so that a scratch that
 /// meets int8 work for the first time makes three allocations, not eleven.
-#[derive(Default)]
+#[derive(Clone, Default)]
 pub(crate) struct PointScratch {
     /// `ox`, `oy`, `pxb` (n each).
     ints: Vec<i32>,

@@ -290,15 +290,18 @@ pub struct Requant {
 }
 
 impl Requant {
-    fn new(reals: &[f64], what: &str) -> Result<Self> {
-        for (o, &r) in reals.iter().enumerate() {
+    /// Derives the multipliers for the `n` factors `real(o)`, reusing `m`'s storage (so a
+    /// re-derivation allocates nothing); on error `self` is unchanged.
+    fn set(&mut self, n: usize, real: impl Fn(usize) -> f64, what: &str) -> Result<()> {
+        for o in 0..n {
+            let r = real(o);
             if !(r.is_finite() && r > 0.0) {
                 return Err(Error::Quant(format!(
                     "{what} channel {o}: rescale factor {r} is not finite and > 0"
                 )));
             }
         }
-        let max = reals.iter().fold(0.0f64, |m, &r| m.max(r));
+        let max = (0..n).fold(0.0f64, |m, o| m.max(real(o)));
         // Normalise the largest factor into [2^30, 2^31) by exact doublings (deterministic everywhere).
         let (mut m, mut shift) = (max, 0i32);
         while m < (1u64 << 30) as f64 {
@@ -315,14 +318,11 @@ impl Requant {
             )));
         }
         let scale = (1u64 << shift) as f64;
-        let m = reals
-            .iter()
-            .map(|&r| ((r * scale).round() as i64).min((1i64 << 31) - 1))
-            .collect();
-        Ok(Self {
-            m,
-            shift: shift as u32,
-        })
+        self.m.clear();
+        self.m
+            .extend((0..n).map(|o| ((real(o) * scale).round() as i64).min((1i64 << 31) - 1)));
+        self.shift = shift as u32;
+        Ok(())
     }
 
     /// `round(v · m[o] / 2^shift)`, rounding half up.
@@ -390,6 +390,11 @@ pub struct QuantizedWeights {
     eff_bias: Vec<i64>,
     /// `−z_x·Σw_scope[o]`.
     eff_scope: Vec<i64>,
+    /// Per-channel weight scales and the float bias: what the input-dependent terms are
+    /// re-derived from ([`QuantizedWeights::set_input`]).
+    offset_scales: Vec<f32>,
+    scope_scales: Vec<f32>,
+    offset_bias: Vec<f32>,
 }
 
 fn quantize_weights(
@@ -444,68 +449,124 @@ impl QuantizedWeights {
     pub fn new(cfg: &DySampleConfig, w: &Weights, params: &QuantParams) -> Result<Self> {
         params.validate(cfg)?;
         let (o_n, cin) = (cfg.conv_out_channels(), cfg.conv_in_channels());
-        let sx = params.input.scale as f64;
-        let (offset_q, ow_scales, offset_sum) = quantize_weights(
+        let (offset_q, offset_scales, offset_sum) = quantize_weights(
             &w.offset_weight,
             o_n,
             cin,
             params.offset_weight_scales.as_deref(),
         );
-        let factor = cfg.offset_factor() as f64;
-        let mut bias_q = Vec::with_capacity(o_n);
-        let mut offset_reals = Vec::with_capacity(o_n);
-        for o in 0..o_n {
-            let acc_scale = sx * ow_scales[o] as f64;
-            bias_q.push(
-                (w.offset_bias[o] as f64 / acc_scale)
-                    .round()
-                    .clamp(-BIAS_LIMIT, BIAS_LIMIT) as i64,
-            );
-            offset_reals.push(factor * acc_scale * 2048.0);
-        }
-        let offset_mult = Requant::new(&offset_reals, "offset conv")?;
-        let (scope_q, scope_sum, scope_mult) = match &w.scope_weight {
+        let (scope_q, scope_scales, scope_sum) = match &w.scope_weight {
             Some(sw) => {
                 let (q, sc, sums) =
                     quantize_weights(sw, o_n, cin, params.scope_weight_scales.as_deref());
-                let reals: Vec<f64> = sc.iter().map(|&s| sx * s as f64 * SIGMOID_STEPS).collect();
-                (Some(q), sums, Requant::new(&reals, "scope conv")?)
+                (Some(q), sc, sums)
             }
-            None => (
-                None,
-                Vec::new(),
-                Requant {
-                    m: Vec::new(),
-                    shift: 1,
-                },
-            ),
+            None => (None, Vec::new(), Vec::new()),
         };
         let init_q11 = cfg
             .init_pos()
             .iter()
             .map(|&p| round_i32(p as f64 * 2048.0))
             .collect();
-        let zx = params.input.zero_point as i64;
-        let eff_bias: Vec<i64> = (0..o_n)
-            .map(|o| bias_q[o] - zx * offset_sum[o] as i64)
-            .collect();
-        let eff_scope: Vec<i64> = scope_sum.iter().map(|&s| -zx * s as i64).collect();
+        let mut qw = Self {
+            cfg: *cfg,
+            params: params.clone(),
+            offset_q,
+            scope_q,
+            offset_sum,
+            scope_sum,
+            bias_q: Vec::with_capacity(o_n),
+            offset_mult: Requant {
+                m: Vec::new(),
+                shift: 1,
+            },
+            scope_mult: Requant {
+                m: Vec::new(),
+                shift: 1,
+            },
+            init_q11,
+            sigmoid_lut: sigmoid_lut(),
+            eff_bias: Vec::with_capacity(o_n),
+            eff_scope: Vec::new(),
+            offset_scales,
+            scope_scales,
+            offset_bias: w.offset_bias.clone(),
+        };
+        qw.derive_input_terms()?;
+        Ok(qw)
+    }
+
+    /// Re-quantizes for a new input (and output) quantization in place: the int8 weights stay,
+    /// the terms that depend on `input` (bias, rescale multipliers, zero-point folds) are
+    /// re-derived into their existing storage, so this allocates nothing. The result equals
+    /// [`QuantizedWeights::new`] with `input` (and the same weight scales). The free-form
+    /// `params.note` is cleared (it described the old input). On error `self` is unchanged.
+    pub fn set_input(&mut self, input: Affine) -> Result<()> {
+        input.validate("input")?;
+        let old = self.params.input;
+        self.params.input = input;
+        if let Err(e) = self.derive_input_terms() {
+            self.params.input = old;
+            // The old input derived these terms before, so it does again.
+            self.derive_input_terms()?;
+            return Err(e);
+        }
+        self.params.note = None;
+        Ok(())
+    }
+
+    /// `bias_q`, `offset_mult`, `scope_mult`, `eff_bias` and `eff_scope` for `params.input`.
+    fn derive_input_terms(&mut self) -> Result<()> {
+        let (o_n, cin) = (self.cfg.conv_out_channels(), self.cfg.conv_in_channels());
+        let sx = self.params.input.scale as f64;
+        let factor = self.cfg.offset_factor() as f64;
+        let ow_scales = &self.offset_scales;
+        // Multipliers first: they are the fallible step, and the rest is derived only on success.
+        self.offset_mult.set(
+            o_n,
+            |o| factor * (sx * ow_scales[o] as f64) * 2048.0,
+            "offset conv",
+        )?;
+        if self.scope_q.is_some() {
+            let sw_scales = &self.scope_scales;
+            self.scope_mult.set(
+                o_n,
+                |o| sx * sw_scales[o] as f64 * SIGMOID_STEPS,
+                "scope conv",
+            )?;
+        } else {
+            self.scope_mult.m.clear();
+            self.scope_mult.shift = 1;
+        }
+        self.bias_q.clear();
+        self.bias_q.extend((0..o_n).map(|o| {
+            (self.offset_bias[o] as f64 / (sx * ow_scales[o] as f64))
+                .round()
+                .clamp(-BIAS_LIMIT, BIAS_LIMIT) as i64
+        }));
+        let zx = self.params.input.zero_point as i64;
+        self.eff_bias.clear();
+        self.eff_bias
+            .extend((0..o_n).map(|o| self.bias_q[o] - zx * self.offset_sum[o] as i64));
+        self.eff_scope.clear();
+        self.eff_scope
+            .extend(self.scope_sum.iter().map(|&s| -zx * s as i64));
         // The offset step computes (dot + bias)·m in i64; refuse scales that could overflow it
         // instead of returning wrapped offsets. |dot| ≤ cin·128·127.
         let dmax = cin as i128 * 128 * 127;
         let fits = |v: i64, m: i64| (v.unsigned_abs() as i128 + dmax) * (m as i128) < 1i128 << 62;
         for o in 0..o_n {
-            if !fits(eff_bias[o], offset_mult.m[o]) {
+            if !fits(self.eff_bias[o], self.offset_mult.m[o]) {
                 return Err(Error::Quant(format!(
                     "offset conv channel {o}: bias {} at accumulator scale {:e} (input.scale × \
                      offset_weight_scales[{o}]) is too large for the 64-bit requantization; \
                      the scales are implausibly small",
-                    w.offset_bias[o],
+                    self.offset_bias[o],
                     sx * ow_scales[o] as f64
                 )));
             }
-            if let Some(m) = scope_mult.m.get(o) {
-                if !fits(eff_scope[o], *m) {
+            if let Some(m) = self.scope_mult.m.get(o) {
+                if !fits(self.eff_scope[o], *m) {
                     return Err(Error::Quant(format!(
                         "scope conv channel {o}: the accumulator range is too large for the \
                          64-bit requantization; the scales are implausibly small"
@@ -513,21 +574,7 @@ impl QuantizedWeights {
                 }
             }
         }
-        Ok(Self {
-            eff_bias,
-            eff_scope,
-            cfg: *cfg,
-            params: params.clone(),
-            offset_q,
-            scope_q,
-            offset_sum,
-            scope_sum,
-            bias_q,
-            offset_mult,
-            scope_mult,
-            init_q11,
-            sigmoid_lut: sigmoid_lut(),
-        })
+        Ok(())
     }
 
     /// Input zero point.

@@ -24,6 +24,8 @@ pub mod external;
 #[cfg(feature = "onnx-graph")]
 pub mod graph;
 #[cfg(feature = "onnxruntime")]
+mod kernel_io;
+#[cfg(feature = "onnxruntime")]
 pub mod op;
 #[cfg(feature = "onnxruntime")]
 pub mod precision;

@@ -13,8 +13,10 @@
 //! layer is quantized once, when the kernel is created. Panics inside a kernel are caught and
 //! returned to ORT as errors (they must not unwind through its C frames).
 
+use super::kernel_io::{self, IoError};
 use super::precision::{DySamplePrecision, PrecisionExec};
 use super::{conv_weight_dims, Int8Attrs, NodeAttrs, DOMAIN, OP_TYPE};
+use crate::pool::Pool;
 use crate::{DySample, Layout, QuantizedDySample, Weights};
 use ort::operator::{
     ComputeContext, Kernel, KernelContext, Operator, OperatorDomain, OperatorInput, OperatorOutput,
@@ -27,22 +29,22 @@ use std::sync::{Arc, Mutex};
 #[derive(Debug)]
 struct SharedPool {
     threads: usize,
-    pool: Mutex<Option<Arc<rayon::ThreadPool>>>,
+    pool: Mutex<Option<Arc<Pool>>>,
 }
 
 impl SharedPool {
-    fn get(&self) -> Result<Arc<rayon::ThreadPool>, String> {
+    fn get(&self) -> Result<Arc<Pool>, String> {
         let mut p = self.pool.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(pool) = p.as_ref() {
             return Ok(pool.clone());
         }
-        let pool = Arc::new(
+        let pool = Arc::new(Pool::new(
             rayon::ThreadPoolBuilder::new()
                 .num_threads(self.threads)
                 .thread_name(|i| format!("dysample-ort-{i}"))
                 .build()
                 .map_err(|e| format!("cannot start {} threads: {e}", self.threads))?,
-        );
+        ));
         *p = Some(pool.clone());
         Ok(pool)
     }
@@ -357,40 +359,45 @@ impl<T: Element> Operator for DySampleOp<T> {
 
 /// X's dims as `[B, C, H, W]`.
 fn nchw_dims(node: &str, shape: &[i64]) -> ort::Result<[usize; 4]> {
-    match shape
-        .iter()
-        .map(|&d| usize::try_from(d).ok())
-        .collect::<Option<Vec<_>>>()
-        .as_deref()
-    {
-        Some(&[b, c, h, w]) => Ok([b, c, h, w]),
-        _ => Err(err(
+    let bad = || {
+        err(
             node,
             format_args!("input X must be 4-D [B, C, H, W], got shape {shape:?}"),
-        )),
-    }
+        )
+    };
+    let &[b, c, h, w] = shape else {
+        return Err(bad());
+    };
+    let d = |v: i64| usize::try_from(v).map_err(|_| bad());
+    Ok([d(b)?, d(c)?, d(h)?, d(w)?])
 }
 
 /// Runs `forward` on input 0 (element type `T`) into output 0 (element type `U`), shaped by
-/// `output_dims`.
+/// `output_dims`. Tensors are read through [`kernel_io`] (no heap allocation per call).
 fn compute_nchw<T: PrimitiveTensorElementType, U: PrimitiveTensorElementType>(
     node: &str,
     ctx: &ComputeContext,
     output_dims: impl FnOnce([usize; 4]) -> crate::Result<[usize; 4]>,
     forward: impl FnOnce(&[T], [usize; 4], &mut [U]) -> crate::Result<()>,
 ) -> ort::Result<()> {
-    let x = ctx
-        .input(0)?
-        .ok_or_else(|| err(node, "input X is missing"))?;
-    let (shape, xs) = x
-        .try_extract_tensor::<T>()
-        .map_err(|e| err(node, format_args!("input X: {e}")))?;
-    let dims = nchw_dims(node, shape)?;
+    let (shape, xs) = match kernel_io::input::<T>(ctx, 0) {
+        Ok(Some(x)) => x,
+        Ok(None) => return Err(err(node, "input X is missing")),
+        Err(IoError::Rank(n)) => {
+            return Err(err(
+                node,
+                format_args!("input X must be 4-D [B, C, H, W], got {n} dims"),
+            ))
+        }
+        Err(e) => return Err(err(node, format_args!("input X: {e}"))),
+    };
+    let dims = nchw_dims(node, shape.as_slice())?;
     let odims = output_dims(dims).map_err(|e| err(node, e))?;
-    let mut y = ctx
-        .output(0, odims.iter().map(|&d| d as i64).collect::<Vec<_>>())?
+    // Output dims come from a validated layer shape (each < 2^32 · scale²), so they fit i64.
+    // SAFETY: output 0 is taken once in this compute call.
+    let ys = unsafe { kernel_io::output::<U>(ctx, 0, &odims.map(|d| d as i64)) }
+        .map_err(|e| err(node, format_args!("output Y: {e}")))?
         .ok_or_else(|| err(node, "output Y is not requested"))?;
-    let (_, ys) = y.try_extract_tensor_mut::<U>()?;
     forward(xs, dims, ys).map_err(|e| err(node, e))
 }
 

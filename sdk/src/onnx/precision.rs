@@ -7,6 +7,8 @@
 //! is how an app measures what the SDK's f16 and int8 kernels cost in accuracy on a whole model.
 
 use super::op::Element;
+use crate::engine::grow;
+use crate::quant::{affine_from_range, Affine};
 use crate::{DySample, Layout, QuantParams, QuantizedDySample, Symmetry};
 use half::f16;
 use ort::value::TensorElementType;
@@ -50,12 +52,18 @@ impl std::fmt::Display for DySamplePrecision {
     }
 }
 
-/// Runs one node's layer in the chosen precision; keeps the last int8 layer for reuse.
+/// Runs one node's layer in the chosen precision; keeps the int8 layer and the conversion
+/// buffers between calls, so that a steady stream of same-sized inputs allocates nothing.
 #[derive(Debug)]
 pub(crate) struct PrecisionExec {
     precision: DySamplePrecision,
-    /// The int8 layer of the last call and the parameters it was quantized with.
+    /// The int8 layer, re-quantized in place for each call's input range.
     int8: Option<QuantizedDySample>,
+    /// Conversion buffers (grow-only): f16 input and output, int8 input and output.
+    xh: Vec<f16>,
+    yh: Vec<f16>,
+    xq: Vec<i8>,
+    yq: Vec<i8>,
 }
 
 impl PrecisionExec {
@@ -63,6 +71,10 @@ impl PrecisionExec {
         Self {
             precision,
             int8: None,
+            xh: Vec::new(),
+            yh: Vec::new(),
+            xq: Vec::new(),
+            yq: Vec::new(),
         }
     }
 
@@ -81,39 +93,76 @@ impl PrecisionExec {
                 T::forward(layer, x, dims, out)
             }
             DySamplePrecision::F16 => {
-                let xh: Vec<f16> = x.iter().map(|v| f16::from_f32(v.to_f32())).collect();
-                let mut yh = vec![f16::ZERO; out.len()];
-                layer.forward_slice_f16(&xh, dims, Layout::Nchw, &mut yh)?;
-                for (o, v) in out.iter_mut().zip(&yh) {
+                let xh = grow(&mut self.xh, x.len());
+                for (h, v) in xh.iter_mut().zip(x) {
+                    *h = f16::from_f32(v.to_f32());
+                }
+                let yh = grow(&mut self.yh, out.len());
+                layer.forward_slice_f16(xh, dims, Layout::Nchw, yh)?;
+                for (o, v) in out.iter_mut().zip(yh.iter()) {
                     *o = T::from_f32(v.to_f32());
                 }
                 Ok(())
             }
             DySamplePrecision::Int8MinMax => {
-                let xf: Vec<f32> = x.iter().map(|v| v.to_f32()).collect();
-                let q = self.quantized(layer, &xf)?;
-                let mut yf = vec![0f32; out.len()];
-                q.forward_f32(&xf, dims, Layout::Nchw, &mut yf)?;
-                for (o, &v) in out.iter_mut().zip(&yf) {
-                    *o = T::from_f32(v);
+                let input = minmax_affine(x)?;
+                let q = quantized(&mut self.int8, layer, input)?;
+                // What `QuantizedDySample::forward_f32` does, in the kept buffers.
+                let xq = grow(&mut self.xq, x.len());
+                for (o, v) in xq.iter_mut().zip(x) {
+                    *o = input.quantize(v.to_f32());
+                }
+                let yq = grow(&mut self.yq, out.len());
+                q.forward_slice(xq, dims, Layout::Nchw, yq)?;
+                for (o, &v) in out.iter_mut().zip(yq.iter()) {
+                    *o = T::from_f32(input.dequantize(v));
                 }
                 Ok(())
             }
         }
     }
+}
 
-    /// The int8 layer for min/max parameters of `x`: the cached one when they repeat (weight
-    /// scales depend on the weights alone, so equal input parameters mean an equal layer).
-    fn quantized(&mut self, layer: &DySample, x: &[f32]) -> crate::Result<&QuantizedDySample> {
-        let params = QuantParams::calibrate_minmax(*layer.config(), [x], Symmetry::Asymmetric)?;
-        let reuse = self
-            .int8
-            .as_ref()
-            .is_some_and(|q| q.params().input == params.input);
-        if !reuse {
-            tracing::debug!(input = ?params.input, "quantizing DySample layer for this call's range");
-            self.int8 = Some(layer.quantize(&params)?);
+/// The int8 layer for input quantization `input`: the one `kept`, re-quantized in place when
+/// `input` differs from its own (weight scales depend on the weights alone, so this equals
+/// quantizing the layer afresh).
+fn quantized<'a>(
+    kept: &'a mut Option<QuantizedDySample>,
+    layer: &DySample,
+    input: Affine,
+) -> crate::Result<&'a QuantizedDySample> {
+    match kept {
+        Some(q) if q.io_quant() == input => {}
+        Some(q) => {
+            tracing::trace!(?input, "re-quantizing DySample layer for this call's range");
+            q.set_input_quant(input)?;
         }
-        Ok(self.int8.as_ref().expect("set above"))
+        None => {
+            tracing::debug!(?input, "quantizing DySample layer");
+            let params = QuantParams::new(*layer.config(), input);
+            *kept = Some(layer.quantize(&params)?);
+        }
     }
+    Ok(kept.as_ref().expect("set above"))
+}
+
+/// Asymmetric min/max input quantization of `x` (what [`QuantParams::calibrate_minmax`] gives
+/// for this one sample), without copying it to f32 first; non-finite values are an error.
+fn minmax_affine<T: Element>(x: &[T]) -> crate::Result<Affine> {
+    let (mut lo, mut hi, mut bad) = (0.0f32, 0.0f32, 0usize);
+    for v in x {
+        let v = v.to_f32();
+        bad += usize::from(!v.is_finite());
+        lo = lo.min(v);
+        hi = hi.max(v);
+    }
+    if bad > 0 {
+        let index = x.iter().position(|v| !v.to_f32().is_finite()).unwrap_or(0);
+        return Err(crate::Error::NonFinite {
+            what: "calibration sample 0".into(),
+            count: bad,
+            index,
+        });
+    }
+    Ok(affine_from_range(lo, hi, Symmetry::Asymmetric))
 }
