@@ -119,7 +119,7 @@ fn shot(x: &Xvfb, args: &[&str], name: &str) -> ((usize, usize, Vec<u8>), String
         let (w, h, px) = &img;
         std::fs::create_dir_all(&dir).unwrap();
         image::save_buffer(
-            Path::new(&dir).join(format!("{name}.png")),
+            Path::new(&dir).join(format!("demo-{name}.png")),
             px,
             *w as u32,
             *h as u32,
