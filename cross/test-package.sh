@@ -49,13 +49,17 @@ else
     host_bin=$(nice -n 10 cargo test --release --workspace --all-features --no-run --message-format=json 2>/dev/null |
         python3 -c '
 import json, sys
-for line in sys.stdin:
+found = []
+for line in sys.stdin:  # read to the end: cargo must not die of a closed pipe
     try:
         m = json.loads(line)
     except ValueError:
         continue
-    if m.get("reason") == "compiler-artifact" and m["target"]["name"] == "dysample" and "bin" in m["target"]["kind"]:
-        print(m["executable"])
+    # The binary itself, not its unit-test harness (same target name and kind, profile.test).
+    if (m.get("reason") == "compiler-artifact" and m["target"]["name"] == "dysample"
+            and "bin" in m["target"]["kind"] and not m["profile"]["test"] and m.get("executable")):
+        found.append(m["executable"])
+print(found[0] if found else "")
 ' || true)
 fi
 [ -n "$host_bin" ] && [ -x "$host_bin" ] || fail "no x86_64 dysample binary (${host_bin:-cargo reported none})"
