@@ -198,7 +198,11 @@ impl Network {
     pub fn label(&self) -> String {
         if let Some(f) = &self.onnx {
             // A float file's DySample layers run in --precision; an int8 file's as quantized.
-            let precision = if f.is_int8() { "" } else { self.precision.name() };
+            let precision = if f.is_int8() {
+                ""
+            } else {
+                self.precision.name()
+            };
             return format!(
                 "{}{}{} | {} | {}",
                 f.label(),
@@ -441,7 +445,9 @@ pub fn run(
         }
         if cfg.status {
             let (d, c) = (queue.dropped(), corrupt.load(Ordering::Relaxed));
-            if let Some(line) = stats.status_line(format_args!("dropped {d} corrupt {c} | {net_label}")) {
+            if let Some(line) =
+                stats.status_line(format_args!("dropped {d} corrupt {c} | {net_label}"))
+            {
                 eprintln!("{line}");
             }
         }

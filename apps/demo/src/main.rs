@@ -607,10 +607,7 @@ fn bench(
         .max()
         .unwrap_or(0)
         .max(38);
-    let mut table = format!(
-        "{:<width$} {:>7}",
-        "pipeline (median ms per stage)", "fps"
-    );
+    let mut table = format!("{:<width$} {:>7}", "pipeline (median ms per stage)", "fps");
     for s in stages {
         table.push_str(&format!(" {:>8}", &s.name()[..s.name().len().min(8)]));
     }

@@ -25,7 +25,8 @@ impl OnnxFile {
         if !path.is_file() {
             return Err(format!("--onnx {file}: no such file"));
         }
-        let proto = graph::load_model(path).map_err(|e| format!("--onnx {file}: {e}"))?;
+        // The error names the file already.
+        let proto = graph::load_model(path).map_err(|e| format!("--onnx: {e}"))?;
         let info = graph::info(&proto);
         let json = model.dir.join("model.json");
         let json = json.display();
@@ -51,7 +52,10 @@ impl OnnxFile {
         }
         // The network stage takes the first output.
         let first = info.outputs.first().ok_or_else(|| {
-            format!("{file}: has no outputs; model.json ({json}) names '{}'", o.name)
+            format!(
+                "{file}: has no outputs; model.json ({json}) names '{}'",
+                o.name
+            )
         })?;
         if first.name != o.name {
             return Err(format!(

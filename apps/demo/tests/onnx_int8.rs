@@ -1,7 +1,10 @@
 //! `--onnx FILE` with a model calibrated here (dysample-calibrate's library, 6 images of
-//! models/calib/person-seg, `--target cpu`): the int8 QDQ model's masks on builtin:// (frames
-//! of OpenCV's vtest.avi, not in the calibration set) against the f32 model's, what the
-//! summary says about the file, and the bad `--onnx` files.
+//! models/calib/person-seg, `--target cpu`): the int8 QDQ model's masks on builtin:// against
+//! the f32 model's, what the summary says about the file, and the bad `--onnx` files.
+//!
+//! builtin:// is frames 100-155 of OpenCV's vtest.avi (tools/demo/make_builtin_clip.py); the
+//! calibration set holds vtest frames too (one of them, #142, inside that range), so the
+//! calibration images are picked from its manifest outside frames 100-155.
 
 mod common;
 use common::*;
@@ -14,15 +17,45 @@ use std::path::{Path, PathBuf};
 
 const FRAMES: usize = 8;
 
+/// builtin://'s source frames (tools/demo/make_builtin_clip.py: --start 100 --frames 56).
+const BUILTIN_VTEST: std::ops::Range<u64> = 100..156;
+
+/// The first `n` calibration images not taken from builtin://'s frames, copied into `dir`.
+fn calibration_images(dir: &Path, n: usize) -> PathBuf {
+    let set = model("person-seg").join("../calib/person-seg");
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(set.join("manifest.json")).unwrap()).unwrap();
+    let data = dir.join("calib-data");
+    std::fs::create_dir_all(&data).unwrap();
+    let mut taken = 0;
+    for s in manifest["samples"].as_array().unwrap() {
+        let origin = s["origin"].as_str().unwrap();
+        let in_clip = origin
+            .split_once("vtest.avi#")
+            .is_some_and(|(_, f)| BUILTIN_VTEST.contains(&f.parse::<u64>().unwrap()));
+        if in_clip {
+            continue;
+        }
+        let image = s["image"].as_str().unwrap();
+        std::fs::copy(set.join(image), data.join(image)).unwrap();
+        taken += 1;
+        if taken == n {
+            break;
+        }
+    }
+    assert_eq!(taken, n, "{}: too few images", set.display());
+    data
+}
+
 fn calibrate(out: &Path) -> PathBuf {
     let m = model("person-seg");
-    let data = m.join("../calib/person-seg");
+    let data = calibration_images(out.parent().unwrap(), 6);
     let o = Options {
         model: m,
         model_json: None,
         input_spec: None,
         data: data.to_str().unwrap().into(),
-        samples: Some(6),
+        samples: None,
         method: Method::parse("percentile").unwrap(),
         symmetric: false,
         targets: vec![Target::Cpu],
@@ -118,10 +151,11 @@ fn calibrated_int8_model_segments_like_f32() {
     };
     let (cf, ci) = (cov(&jf), cov(&ji));
     eprintln!("int8 vs f32 mask IoU per frame: {ious:.3?}; coverage f32 {cf:.4?} int8 {ci:.4?}");
-    // Measured 2026-12-01 (6 calibration images, percentile, AVX2): IoU 0.896-0.950 on these
-    // 8 frames, coverage within 11% of f32's.
+    // Measured 2026-12-01 (these 6 calibration images, percentile, AVX2 x86_64): IoU
+    // 0.864-0.964 on these 8 frames, coverage within 11% of f32's. Other int8 kernels (VNNI,
+    // ARM) round differently; the bounds leave room for that.
     assert!(
-        ious.iter().all(|&i| i >= 0.80),
+        ious.iter().all(|&i| i >= 0.78),
         "int8 masks differ from f32: IoU {ious:?}"
     );
     for (a, b) in cf.iter().zip(&ci) {
@@ -209,7 +243,12 @@ fn bad_onnx_files_are_one_line_errors() {
     });
     one_line_error(
         &seg(&small),
-        &["small.onnx", "input 'input'", "[1, 3, 128, 256]", "[1, 3, 256, 256]"],
+        &[
+            "small.onnx",
+            "input 'input'",
+            "[1, 3, 128, 256]",
+            "[1, 3, 256, 256]",
+        ],
     );
 
     let out_renamed = edited(dir.path(), "out.onnx", |p| {
@@ -252,7 +291,10 @@ fn float_onnx_file_runs_as_the_folder_model() {
     let dir = tempfile::tempdir().unwrap();
     let f32_file = model("person-seg").join("model.onnx");
     let a = segment(&dir.path().join("a/"), &[]);
-    let b = segment(&dir.path().join("b/"), &["--onnx", f32_file.to_str().unwrap()]);
+    let b = segment(
+        &dir.path().join("b/"),
+        &["--onnx", f32_file.to_str().unwrap()],
+    );
     assert_eq!(b["onnx_kind"], "float");
     assert_eq!(b["int8_dysample_nodes"], 0);
     assert_eq!(a["coverage"], b["coverage"]);
