@@ -9,6 +9,8 @@
 //! AVI, Y4M, anything else through ffmpeg), `rtsp://...`, `builtin://`. Default: the first
 //! camera, else `builtin://`. OUTPUT: `display://0`, `file://PATH` (`.png`, a directory,
 //! `.avi`, `.y4m`). Default: a window when there is a display, else a PNG directory.
+//! `--onnx FILE` runs another ONNX file (a calibrated int8 QDQ model) with `--model`'s
+//! `model.json`.
 
 mod app;
 mod model;
@@ -110,7 +112,7 @@ struct Common {
     /// No status line each second.
     #[arg(long)]
     quiet: bool,
-    /// Benchmark: headless, every precision and the lowered model, per-stage times.
+    /// Benchmark: headless, every precision and the lowered model (and the --onnx file), per-stage times.
     #[arg(long)]
     bench: bool,
     /// Frames left out of the timing at the start (--bench).
@@ -290,21 +292,7 @@ fn run(cli: Cli, stop: Arc<AtomicBool>) -> Result<i32, String> {
         .as_deref()
         .map(|p| OnnxFile::open(p, &setup.model))
         .transpose()?;
-    if let Some(f) = &onnx {
-        if f.is_int8() && precision != Precision::F32 {
-            return Err(format!(
-                "--precision {} with --onnx {}: the file is int8 QDQ and carries its own quantization; drop --precision",
-                precision.name(),
-                f.path.display()
-            ));
-        }
-        if common.lowered {
-            return Err(format!(
-                "--lowered with --onnx {}: --onnx names the file to run; drop --lowered",
-                f.path.display()
-            ));
-        }
-    }
+    // --precision and --lowered against --onnx: checked in Network::open (--bench runs its own).
     let provider = Provider::parse(&common.ep).map_err(|e| e.to_string())?;
     if !matches!(
         provider,
