@@ -9,71 +9,9 @@
 mod common;
 use common::*;
 use dysample::onnx::graph::{self, proto};
-use dysample_calibrate::collect::RunOptions;
-use dysample_calibrate::methods::Method;
-use dysample_calibrate::pipeline::{self, Options, Target, CPU_MODEL};
-use dysample_calibrate::qdq::WeightRange;
 use std::path::{Path, PathBuf};
 
 const FRAMES: usize = 8;
-
-/// builtin://'s source frames (tools/demo/make_builtin_clip.py: --start 100 --frames 56).
-const BUILTIN_VTEST: std::ops::Range<u64> = 100..156;
-
-/// The first `n` calibration images not taken from builtin://'s frames, copied into `dir`.
-fn calibration_images(dir: &Path, n: usize) -> PathBuf {
-    let set = model("person-seg").join("../calib/person-seg");
-    let manifest: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(set.join("manifest.json")).unwrap()).unwrap();
-    let data = dir.join("calib-data");
-    std::fs::create_dir_all(&data).unwrap();
-    let mut taken = 0;
-    for s in manifest["samples"].as_array().unwrap() {
-        let origin = s["origin"].as_str().unwrap();
-        let in_clip = origin
-            .split_once("vtest.avi#")
-            .is_some_and(|(_, f)| BUILTIN_VTEST.contains(&f.parse::<u64>().unwrap()));
-        if in_clip {
-            continue;
-        }
-        let image = s["image"].as_str().unwrap();
-        std::fs::copy(set.join(image), data.join(image)).unwrap();
-        taken += 1;
-        if taken == n {
-            break;
-        }
-    }
-    assert_eq!(taken, n, "{}: too few images", set.display());
-    data
-}
-
-fn calibrate(out: &Path) -> PathBuf {
-    let m = model("person-seg");
-    let data = calibration_images(out.parent().unwrap(), 6);
-    let o = Options {
-        model: m,
-        model_json: None,
-        input_spec: None,
-        data: data.to_str().unwrap().into(),
-        samples: None,
-        method: Method::parse("percentile").unwrap(),
-        symmetric: false,
-        targets: vec![Target::Cpu],
-        out: out.to_path_buf(),
-        run: RunOptions {
-            threads: 0,
-            ort_lib: None,
-            progress: false,
-        },
-        exclude: Default::default(),
-        float_dysample: false,
-        weight_range: WeightRange::parse("reduced").unwrap(),
-        trt_version: dysample_calibrate::trt_cache::DEFAULT_VERSION,
-        report: None,
-    };
-    pipeline::run(&o).expect("calibrate");
-    out.join(CPU_MODEL)
-}
 
 /// Person pixels (probability ≥ 0.5: the mask view blends black → (255, 64, 160)) of a mask
 /// PNG, outside the legend in the top-left corner.
@@ -113,7 +51,7 @@ fn segment(out: &Path, extra: &[&str]) -> serde_json::Value {
 #[test]
 fn calibrated_int8_model_segments_like_f32() {
     let dir = tempfile::tempdir().unwrap();
-    let int8 = calibrate(&dir.path().join("calib"));
+    let int8 = calibrated_person_seg(dir.path());
     let f32_out = dir.path().join("f32/");
     let i8_out = dir.path().join("int8/");
     let jf = segment(&f32_out, &[]);
