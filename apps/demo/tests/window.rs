@@ -119,7 +119,7 @@ fn shot(x: &Xvfb, args: &[&str], name: &str) -> ((usize, usize, Vec<u8>), String
         let (w, h, px) = &img;
         std::fs::create_dir_all(&dir).unwrap();
         image::save_buffer(
-            Path::new(&dir).join(format!("{name}.png")),
+            Path::new(&dir).join(format!("demo-{name}.png")),
             px,
             *w as u32,
             *h as u32,
@@ -260,4 +260,35 @@ fn window_shows_the_rendered_views() {
         right > 640 * 480 / 2 && left < 640 * 480 / 10,
         "purple pixels: input {left}, depth {right}"
     );
+    // The depth view alone, in turbo: a 640-wide window of saturated colours (the grey street
+    // clip has few), where the inferno composite's right half was purple.
+    let ((w, h, px), log) = shot(
+        &x,
+        &[
+            "depth",
+            "builtin://",
+            "display://0",
+            "--model",
+            depth.to_str().unwrap(),
+            "--visualize",
+            "depth",
+            "--colormap",
+            "turbo",
+        ],
+        "depth-depth",
+    );
+    let b = centred(w, h, 640, 480);
+    let lit = window_box(&px, w);
+    assert!(
+        lit.2 - lit.0 >= 630 && lit.2 - lit.0 <= 650,
+        "depth view lit area {lit:?}, window {b:?}"
+    );
+    let saturated = count(&px, w, b, |p| {
+        p.iter().max().unwrap() - p.iter().min().unwrap() > 60
+    });
+    assert!(
+        saturated > 640 * 480 * 2 / 3,
+        "depth view: only {saturated} saturated pixels"
+    );
+    assert!(log.contains("showed"), "{log}");
 }
