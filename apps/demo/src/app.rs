@@ -3,6 +3,7 @@
 //! has its own thread). Every stage is timed.
 
 use crate::model::Model;
+use crate::onnx_file::OnnxFile;
 use crate::tasks::TaskRenderer;
 use dysample::onnx::prepared::PreparedRun;
 use dysample::onnx::session::{DySamplePrecision, DySampleSession, Provider, SessionOptions};
@@ -66,11 +67,17 @@ pub struct Network {
     pub lowered: bool,
     /// What runs the DySample layers: the SDK kernel backend, or ONNX Runtime's GridSample.
     pub backend: String,
+    /// `--onnx FILE`: the file run in place of the folder's own.
+    pub onnx: Option<OnnxFile>,
 }
 
 impl Network {
     /// Opens the model for `precision` on `provider`. GPU providers and `lowered` use the
-    /// standard-op (GridSample) file through plain ONNX Runtime.
+    /// standard-op (GridSample) file through plain ONNX Runtime. `onnx` (`--onnx FILE`, checked
+    /// against `model.json`) replaces the folder's file and runs as given, through the same
+    /// SDK session (its DySample nodes, int8 ones included, on the SDK's kernels); an int8 file
+    /// carries its own quantization, so `precision` must then be f32.
+    #[allow(clippy::too_many_arguments)]
     pub fn open(
         model: &Model,
         precision: Precision,
@@ -78,9 +85,29 @@ impl Network {
         threads: usize,
         lowered: bool,
         ort_lib: Option<PathBuf>,
+        onnx: Option<&OnnxFile>,
     ) -> Result<Self, String> {
-        let lowered = lowered || matches!(provider, Provider::Cuda | Provider::TensorRt);
-        let path = model.onnx(lowered)?;
+        if let Some(f) = onnx {
+            if lowered {
+                return Err(format!(
+                    "--lowered with --onnx {}: --onnx names the file to run; drop --lowered",
+                    f.path.display()
+                ));
+            }
+            if f.is_int8() && precision != Precision::F32 {
+                return Err(format!(
+                    "--precision {} with --onnx {}: the file is int8 QDQ and carries its own quantization; drop --precision",
+                    precision.name(),
+                    f.path.display()
+                ));
+            }
+        }
+        let lowered =
+            onnx.is_none() && (lowered || matches!(provider, Provider::Cuda | Provider::TensorRt));
+        let path = match onnx {
+            Some(f) => f.path.clone(),
+            None => model.onnx(lowered)?,
+        };
         let found = crate::ort::ensure(ort_lib.as_deref())?;
         let mut opts = SessionOptions::new().provider(provider).threads(threads);
         opts.ort_lib = ort_lib.or(found);
@@ -88,7 +115,17 @@ impl Network {
         if provider != Provider::Cpu {
             opts.providers.push(Provider::Cpu);
         }
-        if provider == Provider::TensorRt {
+        if provider == Provider::TensorRt && onnx.is_some() {
+            // The file runs as given (dysample-calibrate's model_trt_qdq.onnx for TensorRT).
+            opts.tensorrt.int8 = onnx.is_some_and(OnnxFile::is_int8);
+            match precision {
+                Precision::F32 => {}
+                Precision::F16 => opts.tensorrt.fp16 = true,
+                Precision::Int8 => return Err("--precision int8 --ep tensorrt: TensorRT int8 needs a calibrated (QDQ) model; give dysample-calibrate's model_trt_qdq.onnx with --onnx".into()),
+            }
+            opts.tensorrt.engine_cache_dir =
+                std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/dysample-trt"));
+        } else if provider == Provider::TensorRt {
             match precision {
                 Precision::F32 => {}
                 Precision::F16 => opts.tensorrt.fp16 = true,
@@ -125,6 +162,7 @@ impl Network {
             provider,
             lowered,
             backend,
+            onnx: onnx.cloned(),
         })
     }
 
@@ -158,6 +196,22 @@ impl Network {
 
     /// `int8 · cpu/avx512-amx` and the like.
     pub fn label(&self) -> String {
+        if let Some(f) = &self.onnx {
+            // A float file's DySample layers run in --precision; an int8 file's as quantized.
+            let precision = if f.is_int8() {
+                ""
+            } else {
+                self.precision.name()
+            };
+            return format!(
+                "{}{}{} | {} | {}",
+                f.label(),
+                if precision.is_empty() { "" } else { " " },
+                precision,
+                self.provider,
+                self.backend
+            );
+        }
         let form = if self.lowered { "lowered" } else { "custom op" };
         format!(
             "{} | {} {form} | {}",
@@ -314,6 +368,8 @@ pub fn run(
     let mut last_frame_seen = false;
     let mut done = 0u64;
     let dims = pre.dims();
+    // Made once: the status line names what runs without formatting it every frame.
+    let net_label = net.label();
     loop {
         if stop.load(Ordering::Relaxed) {
             interrupted = true;
@@ -389,7 +445,9 @@ pub fn run(
         }
         if cfg.status {
             let (d, c) = (queue.dropped(), corrupt.load(Ordering::Relaxed));
-            if let Some(line) = stats.status_line(format_args!("dropped {d} corrupt {c}")) {
+            if let Some(line) =
+                stats.status_line(format_args!("dropped {d} corrupt {c} | {net_label}"))
+            {
                 eprintln!("{line}");
             }
         }

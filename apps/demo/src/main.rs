@@ -9,9 +9,12 @@
 //! AVI, Y4M, anything else through ffmpeg), `rtsp://...`, `builtin://`. Default: the first
 //! camera, else `builtin://`. OUTPUT: `display://0`, `file://PATH` (`.png`, a directory,
 //! `.avi`, `.y4m`). Default: a window when there is a display, else a PNG directory.
+//! `--onnx FILE` runs another ONNX file (a calibrated int8 QDQ model) with `--model`'s
+//! `model.json`.
 
 mod app;
 mod model;
+mod onnx_file;
 mod ort;
 mod tasks;
 
@@ -25,6 +28,7 @@ use dysample_video::source::{open_source, SourceOptions};
 use dysample_video::stats::Stage;
 use dysample_video::uri::{first_camera, parse_input, parse_output, InputUri, OutputUri};
 use model::{default_model_dir, Model, Task};
+use onnx_file::OnnxFile;
 use serde_json::json;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -61,6 +65,11 @@ struct Common {
     /// Model folder with model.json [default: models/person-seg or models/depth]
     #[arg(long)]
     model: Option<PathBuf>,
+    /// Run this ONNX file instead of the model folder's own (e.g. dysample-calibrate's
+    /// model_int8.onnx); pre/post-processing and classes still come from --model's model.json.
+    /// An int8 QDQ file carries its own quantization: --precision must stay f32.
+    #[arg(long, value_name = "FILE")]
+    onnx: Option<PathBuf>,
     /// No window: write files (or nothing with --bench).
     #[arg(long)]
     headless: bool,
@@ -103,7 +112,7 @@ struct Common {
     /// No status line each second.
     #[arg(long)]
     quiet: bool,
-    /// Benchmark: headless, every precision and the lowered model, per-stage times.
+    /// Benchmark: headless, every precision and the lowered model (and the --onnx file), per-stage times.
     #[arg(long)]
     bench: bool,
     /// Frames left out of the timing at the start (--bench).
@@ -278,6 +287,12 @@ fn run(cli: Cli, stop: Arc<AtomicBool>) -> Result<i32, String> {
         }
     };
     let precision = Precision::parse(&common.precision)?;
+    let onnx = common
+        .onnx
+        .as_deref()
+        .map(|p| OnnxFile::open(p, &setup.model))
+        .transpose()?;
+    // --precision and --lowered against --onnx: checked in Network::open (--bench runs its own).
     let provider = Provider::parse(&common.ep).map_err(|e| e.to_string())?;
     if !matches!(
         provider,
@@ -311,7 +326,7 @@ fn run(cli: Cli, stop: Arc<AtomicBool>) -> Result<i32, String> {
         stop: stop.clone(),
     };
     if common.bench {
-        return bench(&common, &setup, &input, &source_opts, stop);
+        return bench(&common, &setup, onnx.as_ref(), &input, &source_opts, stop);
     }
     let output = match &common.output {
         Some(s) => parse_output(s).map_err(|e| e.to_string())?,
@@ -334,6 +349,7 @@ fn run(cli: Cli, stop: Arc<AtomicBool>) -> Result<i32, String> {
         common.threads,
         common.lowered,
         common.ort_lib.clone(),
+        onnx.as_ref(),
     )?;
     let mut renderer = (setup.make)(&setup.model)?;
     let mut pre = preprocessor(&setup.model);
@@ -392,6 +408,11 @@ fn run(cli: Cli, stop: Arc<AtomicBool>) -> Result<i32, String> {
             "model": setup.model.json.name,
             "model_dir": setup.model.dir.display().to_string(),
             "onnx": net.path.display().to_string(),
+            "onnx_override": onnx.is_some(),
+            "onnx_kind": onnx.as_ref().map(OnnxFile::kind),
+            "qdq_nodes": onnx.as_ref().map(|f| f.qdq_nodes),
+            "int8_dysample_nodes": onnx.as_ref().map(|f| f.int8_dysample_nodes),
+            "network": net.label(),
             "precision": precision.name(),
             "ep": provider.to_string(),
             "backend": net.backend,
@@ -475,6 +496,7 @@ fn preprocessor(m: &Model) -> Preprocessor {
 fn bench(
     common: &Common,
     setup: &TaskSetup,
+    onnx: Option<&OnnxFile>,
     input: &InputUri,
     sopts: &SourceOptions,
     stop: Arc<AtomicBool>,
@@ -482,12 +504,25 @@ fn bench(
     let provider = Provider::parse(&common.ep).map_err(|e| e.to_string())?;
     let n = common.frames.unwrap_or(200);
     let mut rows = Vec::new();
-    let configs: [(Precision, bool, &str); 4] = [
-        (Precision::F32, false, "SDK custom op f32"),
-        (Precision::F16, false, "SDK custom op f16"),
-        (Precision::Int8, false, "SDK custom op int8"),
-        (Precision::F32, true, "plain ORT, lowered (GridSample) f32"),
+    let mut configs: Vec<(Precision, bool, Option<&OnnxFile>, String)> = vec![
+        (Precision::F32, false, None, "SDK custom op f32".into()),
+        (Precision::F16, false, None, "SDK custom op f16".into()),
+        (Precision::Int8, false, None, "SDK custom op int8".into()),
+        (
+            Precision::F32,
+            true,
+            None,
+            "plain ORT, lowered (GridSample) f32".into(),
+        ),
     ];
+    if let Some(f) = onnx {
+        let label = if f.is_int8() {
+            format!("calibrated int8 QDQ ({})", f.path.display())
+        } else {
+            format!("--onnx float ({})", f.path.display())
+        };
+        configs.push((Precision::F32, false, Some(f), label));
+    }
     let cfg = RunConfig {
         looping: true,
         max_frames: Some(common.warmup + n),
@@ -505,7 +540,7 @@ fn bench(
         },
         common.warmup
     );
-    for (precision, lowered, label) in configs {
+    for (precision, lowered, file, label) in configs {
         if stop.load(Ordering::Relaxed) {
             break;
         }
@@ -517,6 +552,7 @@ fn bench(
                 common.threads,
                 lowered,
                 common.ort_lib.clone(),
+                file,
             )?;
             let mut renderer = (setup.make)(&setup.model)?;
             let mut pre = preprocessor(&setup.model);
@@ -550,7 +586,16 @@ fn bench(
         Stage::Render,
         Stage::Display,
     ];
-    let mut table = format!("{:<38} {:>7}", "pipeline (median ms per stage)", "fps");
+    let width = rows
+        .iter()
+        .map(|r| match &r.3 {
+            Ok((_, backend)) => r.0.len() + backend.len() + 3,
+            Err(_) => r.0.len(),
+        })
+        .max()
+        .unwrap_or(0)
+        .max(38);
+    let mut table = format!("{:<width$} {:>7}", "pipeline (median ms per stage)", "fps");
     for s in stages {
         table.push_str(&format!(" {:>8}", &s.name()[..s.name().len().min(8)]));
     }
@@ -560,7 +605,7 @@ fn bench(
         match r {
             Ok((rep, backend)) => {
                 table.push_str(&format!(
-                    "\n{:<38} {:>7.1}",
+                    "\n{:<width$} {:>7.1}",
                     format!("{label} [{backend}]"),
                     rep.stats.fps()
                 ));
@@ -578,7 +623,7 @@ fn bench(
                     "frames": rep.frames, "fps": rep.stats.fps(), "stages": stages_json(rep)}));
             }
             Err(e) => {
-                table.push_str(&format!("\n{:<38} not run: {e}", label));
+                table.push_str(&format!("\n{:<width$} not run: {e}", label));
                 json_rows.push(json!({"row": label, "precision": precision.name(), "lowered": lowered, "error": e}));
             }
         }

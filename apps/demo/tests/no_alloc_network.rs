@@ -16,6 +16,7 @@
 //! Needs the ONNX Runtime library (python3's onnxruntime package or ORT_DYLIB_PATH), found by
 //! the SDK's loader.
 
+mod common;
 use dysample::onnx::session::{DySamplePrecision, Provider, SessionOptions};
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::path::Path;
@@ -94,15 +95,19 @@ struct Use {
 }
 
 fn check(model: &str, precision: DySamplePrecision) -> Use {
-    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let model = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../../models/person-seg")
         .join(model);
+    check_file(&model, precision)
+}
+
+fn check_file(model: &Path, precision: DySamplePrecision) -> Use {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let mut s = SessionOptions::new()
         .provider(Provider::Cpu)
         .threads(2)
         .dysample_precision(precision)
-        .build(&model)
+        .build(model)
         .unwrap_or_else(|e| panic!("{e}"));
     let mut run = s.prepare_f32(&DIMS).unwrap();
     assert!(run.is_bound(), "person-seg has an f32 input");
@@ -217,5 +222,20 @@ fn prepared_run_custom_op_int8_allocates_nothing() {
     assert_none(
         &check("model.onnx", DySamplePrecision::Int8MinMax),
         "custom op int8",
+    );
+}
+
+/// A calibrated int8 QDQ model (`dysample-demo --onnx`): ONNX Runtime's int8 kernels and the
+/// SDK's int8 DySample nodes with fixed parameters, through the same bound run.
+#[test]
+fn prepared_run_calibrated_int8_qdq_allocates_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = {
+        let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+        common::calibrated_person_seg(dir.path())
+    };
+    assert_none(
+        &check_file(&file, DySamplePrecision::F32),
+        "calibrated int8 QDQ",
     );
 }
