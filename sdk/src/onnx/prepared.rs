@@ -87,37 +87,7 @@ impl DySampleSession {
     /// [`DySampleSession::run_f32`] on each run: it works the same, but converts and allocates
     /// per run.
     pub fn prepare_f32(&mut self, dims: &[usize]) -> Result<PreparedRun> {
-        let inputs = self.session.inputs();
-        if inputs.len() != 1 {
-            return Err(OnnxError::Data {
-                what: self.model.display().to_string(),
-                detail: format!(
-                    "has {} inputs ({}); only single-input models can be run",
-                    inputs.len(),
-                    self.input_names().join(", ")
-                ),
-            });
-        }
-        let name = inputs[0].name().to_string();
-        let in_ty = inputs[0].dtype().tensor_type();
-        if let Some(shape) = inputs[0].dtype().tensor_shape() {
-            // ORT reports an input of unknown rank with no dims: leave those to ORT.
-            let ok = shape.is_empty()
-                || shape.len() == dims.len()
-                    && shape
-                        .iter()
-                        .zip(dims)
-                        .all(|(&w, &d)| w < 0 || w as usize == d);
-            if !ok {
-                return Err(OnnxError::Data {
-                    what: format!("input '{name}'"),
-                    detail: format!(
-                        "the model expects shape {:?} (-1 = any), got {dims:?}",
-                        shape.to_vec()
-                    ),
-                });
-            }
-        }
+        let (name, in_ty) = self.single_input(Some(dims))?;
         let n_in = count(&format!("input '{name}'"), dims)?;
         if in_ty != Some(TensorElementType::Float32) {
             // run_f32 accepts f16 and refuses other types with a clear message.

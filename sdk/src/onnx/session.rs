@@ -419,9 +419,12 @@ impl DySampleSession {
             .collect()
     }
 
-    /// Runs a single-input model on f32 data (converted to f16 if the model's input is f16) and
-    /// returns its first output.
-    pub fn run_f32(&mut self, data: &[f32], dims: &[usize]) -> Result<Output> {
+    /// The one input of a single-input model: its name and element type. With `dims`, also
+    /// checks them against the input's declared shape (-1 = any dimension).
+    pub(crate) fn single_input(
+        &self,
+        dims: Option<&[usize]>,
+    ) -> Result<(String, Option<TensorElementType>)> {
         let inputs = self.session.inputs();
         if inputs.len() != 1 {
             return Err(OnnxError::Data {
@@ -435,12 +438,11 @@ impl DySampleSession {
         }
         let name = inputs[0].name().to_string();
         let ty = inputs[0].dtype().tensor_type();
-        if let Some(shape) = inputs[0].dtype().tensor_shape() {
-            let want: Vec<i64> = shape.to_vec();
+        if let (Some(dims), Some(shape)) = (dims, inputs[0].dtype().tensor_shape()) {
             // ORT reports an input of unknown rank with no dims, like a scalar: leave those to ORT.
-            let ok = want.is_empty()
-                || want.len() == dims.len()
-                    && want
+            let ok = shape.is_empty()
+                || shape.len() == dims.len()
+                    && shape
                         .iter()
                         .zip(dims)
                         .all(|(&w, &d)| w < 0 || w as usize == d);
@@ -449,11 +451,18 @@ impl DySampleSession {
                     what: format!("input '{name}'"),
                     detail: format!(
                         "the model expects shape {:?} (-1 = any), got {dims:?}",
-                        want
+                        shape.to_vec()
                     ),
                 });
             }
         }
+        Ok((name, ty))
+    }
+
+    /// Runs a single-input model on f32 data (converted to f16 if the model's input is f16) and
+    /// returns its first output.
+    pub fn run_f32(&mut self, data: &[f32], dims: &[usize]) -> Result<Output> {
+        let (name, ty) = self.single_input(Some(dims))?;
         let shape: Vec<i64> = dims.iter().map(|&d| d as i64).collect();
         let outputs = match ty {
             Some(TensorElementType::Float32) => {
@@ -604,24 +613,13 @@ impl DySampleSession {
         data: &[f32],
         dims: &[usize],
     ) -> Result<Vec<(String, Output)>> {
-        let inputs = self.session.inputs();
-        if inputs.len() != 1 {
+        let (name, ty) = self.single_input(None)?;
+        if ty != Some(TensorElementType::Float32) {
             return Err(OnnxError::Data {
-                what: self.model.display().to_string(),
-                detail: format!(
-                    "has {} inputs ({}); only single-input models can be run",
-                    inputs.len(),
-                    self.input_names().join(", ")
-                ),
-            });
-        }
-        if inputs[0].dtype().tensor_type() != Some(TensorElementType::Float32) {
-            return Err(OnnxError::Data {
-                what: format!("input '{}'", inputs[0].name()),
+                what: format!("input '{name}'"),
                 detail: "is not float32".into(),
             });
         }
-        let name = inputs[0].name().to_string();
         let shape: Vec<i64> = dims.iter().map(|&d| d as i64).collect();
         let t = Tensor::from_array((shape, data.to_vec()))?;
         let outputs = self.session.run(ort::inputs![name.as_str() => t])?;
