@@ -667,18 +667,24 @@ fn sample_f16(src: &[f16], taps: &[Tap], cpg: usize, out: &mut [f16]) {
     // f16 is a transparent u16.
     unsafe {
         sample_f16_avx2(
-            src.as_ptr() as *const u16,
+            (src.as_ptr() as *const u16, src.len()),
             taps,
             cpg,
-            out.as_mut_ptr() as *mut u16,
+            (out.as_mut_ptr() as *mut u16, out.len()),
         )
     }
 }
 
 /// # Safety
-/// Same as [`sample_f32_avx2`] with u16 elements; AVX2+F16C.
+/// Same as [`sample_f32_avx2`] with u16 elements, `src .. + src_len` readable and
+/// `out .. + out_len` writable; AVX2+F16C.
 #[target_feature(enable = "avx2,f16c")]
-unsafe fn sample_f16_avx2(src: *const u16, taps: &[Tap], cpg: usize, out: *mut u16) {
+unsafe fn sample_f16_avx2(
+    (src, src_len): (*const u16, usize),
+    taps: &[Tap],
+    cpg: usize,
+    (out, out_len): (*mut u16, usize),
+) {
     for (n, t) in taps.iter().enumerate() {
         let fx = _mm256_set1_ps(t.fx);
         let fy = _mm256_set1_ps(t.fy);
@@ -706,8 +712,18 @@ unsafe fn sample_f16_avx2(src: *const u16, taps: &[Tap], cpg: usize, out: *mut u
                 if c < cpg {
                     bilerp_f16(ps, cpg - 8, fx, fy, o.add(cpg - 8));
                 }
+            } else if fits(
+                t.base as usize + t.dx as usize + t.dy as usize,
+                n,
+                cpg,
+                8,
+                src_len,
+                out_len,
+            ) {
+                // Fewer than 8 channels: whole 8-lane loads and store (see `fits`).
+                bilerp_f16(ps, 0, fx, fy, o);
             } else {
-                // Fewer than 8 channels: go through zeroed stack buffers.
+                // The image's last pixels or the output's last tap: zeroed stack buffers.
                 let mut b = [[0u16; 8]; 4];
                 for (bi, &p) in b.iter_mut().zip(ps.iter()) {
                     ptr::copy_nonoverlapping(p, bi.as_mut_ptr(), cpg);
@@ -752,7 +768,26 @@ fn sample_i8(src: &[i8], taps: &[TapQ11], cpg: usize, out: &mut [i8]) {
     let m = max_tap_origin(taps.iter().map(|t| (t.base, t.dx, t.dy)));
     check_taps(src.len(), m, taps.len(), cpg, out.len());
     // SAFETY: AVX2 detected (KERNELS); tap runs and output extent checked above.
-    unsafe { sample_i8_avx2(src.as_ptr(), taps, cpg, out.as_mut_ptr()) }
+    unsafe {
+        sample_i8_avx2(
+            (src.as_ptr(), src.len()),
+            taps,
+            cpg,
+            (out.as_mut_ptr(), out.len()),
+        )
+    }
+}
+
+/// Whether tap `n` (of `cpg < lanes` channels, far corner at `far` = base + dx + dy) may use
+/// whole `lanes`-wide loads and a whole store.
+///
+/// Small groups (4–8 channels in small models) are common, and copying each run through a
+/// stack buffer cost 30–40% of those layers. A whole vector is fine when it stays inside `src`
+/// (the lanes past `cpg` are read and dropped) and inside `out`: the extra lanes it stores
+/// belong to the following taps, which are written after this one and overwrite them.
+#[inline(always)]
+fn fits(far: usize, n: usize, cpg: usize, lanes: usize, src_len: usize, out_len: usize) -> bool {
+    far + lanes <= src_len && n * cpg + lanes <= out_len
 }
 
 /// The tap's Q14 weights as the i16 pairs `(w00, w01)`, `(w10, w11)` that vpmaddwd takes.
@@ -766,9 +801,15 @@ pub(super) fn weight_pairs(t: &TapQ11) -> (i32, i32) {
 }
 
 /// # Safety
-/// Same as [`sample_f32_avx2`] with i8 elements; AVX2.
+/// Same as [`sample_f32_avx2`] with i8 elements, `src .. + src_len` readable and
+/// `out .. + out_len` writable; AVX2.
 #[target_feature(enable = "avx2")]
-unsafe fn sample_i8_avx2(src: *const i8, taps: &[TapQ11], cpg: usize, out: *mut i8) {
+unsafe fn sample_i8_avx2(
+    (src, src_len): (*const i8, usize),
+    taps: &[TapQ11],
+    cpg: usize,
+    (out, out_len): (*mut i8, usize),
+) {
     for (n, t) in taps.iter().enumerate() {
         let (top, bot) = weight_pairs(t);
         let (wt, wb) = (_mm256_set1_epi32(top), _mm256_set1_epi32(bot));
@@ -798,6 +839,15 @@ unsafe fn sample_i8_avx2(src: *const i8, taps: &[TapQ11], cpg: usize, out: *mut 
                     let r = bilerp_i8(ps, cpg - 16, wt, wb);
                     _mm_storeu_si128(o.add(cpg - 16) as *mut __m128i, r);
                 }
+            } else if fits(
+                t.base as usize + t.dx as usize + t.dy as usize,
+                n,
+                cpg,
+                16,
+                src_len,
+                out_len,
+            ) {
+                _mm_storeu_si128(o as *mut __m128i, bilerp_i8(ps, 0, wt, wb));
             } else {
                 let mut b = [[0i8; 16]; 4];
                 for (bi, &p) in b.iter_mut().zip(ps.iter()) {
