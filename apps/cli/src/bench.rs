@@ -35,6 +35,14 @@ pub struct BenchArgs {
     /// End with one JSON object on its own line.
     #[arg(long)]
     json: bool,
+    /// Also write this exact layer as a one-node ONNX model, DIR/layer.onnx, and the input as
+    /// DIR/input.npy (f32, NCHW), for `dysample onnx bench DIR/layer.onnx --input
+    /// DIR/input.npy`: the same weights and data through ONNX Runtime, so the two times show
+    /// the custom op's overhead. An f32 node for f32 and f16 (run it with
+    /// `--dysample-precision f16`), QuantizeLinear → int8 node → DequantizeLinear for int8.
+    /// Needs --layout nchw (the custom op's layout).
+    #[arg(long, value_name = "DIR")]
+    save_onnx: Option<std::path::PathBuf>,
 }
 
 /// Peak resident set size of this process, from /proc (Linux only).
@@ -43,6 +51,38 @@ fn peak_rss_mib() -> Option<f64> {
     let line = s.lines().find(|l| l.starts_with("VmHWM:"))?;
     let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kb / 1024.0)
+}
+
+/// `--save-onnx`: the layer as a one-node model and its input, for `dysample onnx bench`.
+fn save_onnx(
+    dir: &std::path::Path,
+    layer: &DySample,
+    q: Affine,
+    x: &[f32],
+    dims: [usize; 4],
+    layout: Layout,
+    precision: Precision,
+) -> Result<()> {
+    use dysample::onnx::graph::{layer_model, save_model, LayerIo};
+    anyhow::ensure!(
+        layout == Layout::Nchw,
+        "--save-onnx needs --layout nchw (ONNX Runtime hands the custom op NCHW tensors)"
+    );
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("--save-onnx: cannot create {}", dir.display()))?;
+    let cfg = *layer.config();
+    let io = match precision {
+        Precision::Int8 => LayerIo::Qdq(QuantParams::new(cfg, q)),
+        Precision::F32 | Precision::F16 => LayerIo::F32,
+    };
+    let model = dir.join("layer.onnx");
+    save_model(&layer_model(&cfg, layer.weights(), &io), &model)
+        .with_context(|| format!("--save-onnx: {}", model.display()))?;
+    let input = dir.join("input.npy");
+    dysample::npy::write_f32(&input, &dims, x)
+        .with_context(|| format!("--save-onnx: {}", input.display()))?;
+    eprintln!("wrote {} and {}", model.display(), input.display());
+    Ok(())
 }
 
 pub(crate) fn percentile(sorted: &[f64], p: f64) -> f64 {
@@ -76,6 +116,14 @@ pub fn bench(a: BenchArgs) -> Result<()> {
     let mut rng = StdRng::seed_from_u64(2);
     let mut x = try_alloc(0.0f32, n_in, "the input")?;
     x.iter_mut().for_each(|v| *v = rng.gen_range(-2.0..2.0));
+    // The int8 input quantization: x lies in [-2, 2).
+    let q = Affine {
+        scale: 2.0 / 127.0,
+        zero_point: 0,
+    };
+    if let Some(dir) = &a.save_onnx {
+        save_onnx(dir, &layer, q, &x, dims, layout, a.exec.precision)?;
+    }
 
     // Only the layer call is timed: conversions at the edges happen once, outside.
     let mut run: Box<dyn FnMut() -> Result<()>> = match a.exec.precision {
@@ -92,10 +140,6 @@ pub fn bench(a: BenchArgs) -> Result<()> {
             Box::new(move || Ok(layer.forward_slice_f16(&xh, dims, layout, &mut y)?))
         }
         Precision::Int8 => {
-            let q = Affine {
-                scale: 2.0 / 127.0,
-                zero_point: 0,
-            };
             let ql = layer.quantize(&QuantParams::new(cfg, q))?;
             let mut xq = try_alloc(0i8, n_in, "the input")?;
             q.quantize_slice(&x, &mut xq);

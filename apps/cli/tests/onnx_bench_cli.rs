@@ -132,3 +132,90 @@ fn bad_flags_are_one_line_errors() {
         );
     }
 }
+
+#[test]
+fn bench_save_onnx_writes_the_layer_for_onnx_bench() {
+    // `dysample bench --save-onnx DIR`: the benchmarked layer as a one-node model and its input;
+    // `onnx bench` runs them (bound input and output) with the DySample node on the CPU EP, and
+    // in int8 as QuantizeLinear -> int8 node -> DequantizeLinear.
+    for (precision, q_nodes) in [("f32", false), ("int8", true)] {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().join("one");
+        let out = output(&[
+            "bench",
+            "--channels",
+            "8",
+            "--height",
+            "5",
+            "--width",
+            "6",
+            "--groups",
+            "2",
+            "--precision",
+            precision,
+            "--threads",
+            "1",
+            "--iters",
+            "1",
+            "--warmup",
+            "0",
+            "--save-onnx",
+            s(&d),
+        ]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let v = bench_json(&[
+            s(&d.join("layer.onnx")),
+            "--input",
+            s(&d.join("input.npy")),
+            "--iters",
+            "2",
+            "--profile-runs",
+            "1",
+        ]);
+        assert_eq!(
+            v["input_dims"],
+            serde_json::json!([1, 8, 5, 6]),
+            "{precision}"
+        );
+        assert_eq!(
+            v["output_dims"],
+            serde_json::json!([1, 8, 10, 12]),
+            "{precision}"
+        );
+        assert_eq!(v["io_binding"], true, "{precision}");
+        let ops = v["op_types"].as_array().unwrap();
+        assert!(
+            ops.iter()
+                .any(|o| o["op_type"] == "DySample" && o["nodes"] == 1),
+            "{ops:?}"
+        );
+        assert_eq!(
+            ops.iter().any(|o| o["op_type"] == "QuantizeLinear"),
+            q_nodes,
+            "{precision}: {ops:?}"
+        );
+    }
+    // The custom op takes NCHW only: an NHWC layer is refused before anything is written.
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().join("nhwc");
+    let out = output(&[
+        "bench",
+        "--layout",
+        "nhwc",
+        "--iters",
+        "1",
+        "--save-onnx",
+        s(&d),
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.starts_with("error: ") && err.contains("--save-onnx needs --layout nchw"),
+        "{err}"
+    );
+    assert!(!d.exists());
+}

@@ -538,9 +538,13 @@ impl DySampleSession {
         Ok(result)
     }
 
-    /// Runs [`DySampleSession::run_f32`] `runs` times under ORT's profiler and returns the
-    /// profile of those runs (and fills [`DySampleSession::placement`]). Needs a session built
-    /// with [`SessionOptions::record_placement`] and not yet run: profiling ends here.
+    /// Runs the model `runs` times on `data` under ORT's profiler, through a bound
+    /// [`PreparedRun`](super::prepared::PreparedRun) (output preallocated, as a video loop runs
+    /// it, so node times do not include first-touch page faults of a fresh output), and returns
+    /// the profile (and fills [`DySampleSession::placement`]). The profile starts with one more
+    /// run when the output shape is not declared (`prepare_f32` finds it by running): keep its
+    /// last `runs`. Needs a session built with [`SessionOptions::record_placement`] and not yet
+    /// run: profiling ends here.
     pub fn run_profiled(
         &mut self,
         data: &[f32],
@@ -553,9 +557,23 @@ impl DySampleSession {
                     .into(),
             ));
         }
-        // Keep run_f32 from ending the profile after the first run.
+        // Keep the runs from ending the profile after the first one.
         self.profiling = false;
-        let r = (0..runs.max(1)).try_for_each(|_| self.run_f32(data, dims).map(|_| ()));
+        let r = self.prepare_f32(dims).and_then(|mut run| {
+            let input = run.input_mut();
+            if input.len() != data.len() {
+                return Err(OnnxError::Data {
+                    what: "input data".into(),
+                    detail: format!(
+                        "holds {} values, shape {dims:?} needs {}",
+                        data.len(),
+                        input.len()
+                    ),
+                });
+            }
+            input.copy_from_slice(data);
+            (0..runs.max(1)).try_for_each(|_| run.run(self).map(|_| ()))
+        });
         self.profiling = true;
         r?;
         let file = self.session.end_profiling()?;
