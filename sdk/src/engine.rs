@@ -330,6 +330,53 @@ impl Engine {
         }
     }
 
+    /// `f(a_chunk, b_chunk)` over matching pieces of two equally long slices, on this engine's
+    /// threads (element-wise conversions at a layer's edges; no allocation).
+    pub(crate) fn par_zip<A: Sync, B: Send>(
+        &self,
+        a: &[A],
+        b: &mut [B],
+        f: impl Fn(&[A], &mut [B]) + Sync + Send,
+    ) {
+        assert_eq!(a.len(), b.len(), "par_zip: length mismatch");
+        // Pieces of 64 KiB of A or more: hand-off cost stays well below the work.
+        let piece =
+            (a.len().div_ceil(self.threads() * 4)).max(65536 / std::mem::size_of::<A>().max(1));
+        let mut body = || {
+            self.chunks(b, piece, |i, bc| f(&a[i * piece..i * piece + bc.len()], bc));
+        };
+        match &self.pool {
+            _ if self.sequential => body(),
+            Some(p) => p.run(&mut body),
+            None => body(),
+        }
+    }
+
+    /// `f` over pieces of `a` and the results folded with `join`, on this engine's threads
+    /// (`init` for an empty slice).
+    pub(crate) fn par_fold<A: Sync, R: Send + Sync + Copy>(
+        &self,
+        a: &[A],
+        init: R,
+        f: impl Fn(&[A]) -> R + Sync + Send,
+        join: impl Fn(R, R) -> R + Sync + Send,
+    ) -> R {
+        let piece =
+            (a.len().div_ceil(self.threads() * 4)).max(65536 / std::mem::size_of::<A>().max(1));
+        if self.sequential || a.len() <= piece {
+            return a.chunks(piece).map(&f).fold(init, &join);
+        }
+        let mut out = init;
+        let mut body = || {
+            out = a.par_chunks(piece).map(&f).reduce(|| init, &join);
+        };
+        match &self.pool {
+            Some(p) => p.run(&mut body),
+            None => body(),
+        }
+        out
+    }
+
     fn take_scratch(&self) -> Scratch {
         self.scratch
             .lock()

@@ -118,6 +118,11 @@ impl DySample {
         self.engine.kernels().backend
     }
 
+    /// The engine: kernels and threads (for work at the layer's edges, e.g. conversions).
+    pub(crate) fn engine(&self) -> &crate::engine::Engine {
+        &self.engine
+    }
+
     pub fn exec_options(&self) -> ExecOptions {
         self.exec
     }

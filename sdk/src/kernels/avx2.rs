@@ -670,7 +670,7 @@ fn sample_f16(src: &[f16], taps: &[Tap], cpg: usize, out: &mut [f16]) {
             (src.as_ptr() as *const u16, src.len()),
             taps,
             cpg,
-            (out.as_mut_ptr() as *mut u16, out.len()),
+            (out.as_mut_ptr() as *mut u16, taps.len() * cpg),
         )
     }
 }
@@ -773,7 +773,7 @@ fn sample_i8(src: &[i8], taps: &[TapQ11], cpg: usize, out: &mut [i8]) {
             (src.as_ptr(), src.len()),
             taps,
             cpg,
-            (out.as_mut_ptr(), out.len()),
+            (out.as_mut_ptr(), taps.len() * cpg),
         )
     }
 }
@@ -783,8 +783,9 @@ fn sample_i8(src: &[i8], taps: &[TapQ11], cpg: usize, out: &mut [i8]) {
 ///
 /// Small groups (4–8 channels in small models) are common, and copying each run through a
 /// stack buffer cost 30–40% of those layers. A whole vector is fine when it stays inside `src`
-/// (the lanes past `cpg` are read and dropped) and inside `out`: the extra lanes it stores
-/// belong to the following taps, which are written after this one and overwrite them.
+/// (the lanes past `cpg` are read and dropped) and inside the output run of all the taps
+/// (`out_len` = taps · cpg, never the slice's length: past it the caller's data lives): the
+/// extra lanes it stores belong to the following taps, written after this one.
 #[inline(always)]
 fn fits(far: usize, n: usize, cpg: usize, lanes: usize, src_len: usize, out_len: usize) -> bool {
     far + lanes <= src_len && n * cpg + lanes <= out_len

@@ -55,6 +55,9 @@ pub trait Element:
     PrimitiveTensorElementType + Copy + Send + Sync + std::fmt::Debug + 'static
 {
     const TYPE: TensorElementType;
+    /// The slice as f32, when the type is f32 (the fast paths of [`super::precision`]).
+    fn as_f32(x: &[Self]) -> Option<&[f32]>;
+    fn as_f32_mut(x: &mut [Self]) -> Option<&mut [f32]>;
     fn to_f32(self) -> f32;
     fn from_f32(v: f32) -> Self;
     fn forward(
@@ -67,6 +70,12 @@ pub trait Element:
 
 impl Element for f32 {
     const TYPE: TensorElementType = TensorElementType::Float32;
+    fn as_f32(x: &[Self]) -> Option<&[f32]> {
+        Some(x)
+    }
+    fn as_f32_mut(x: &mut [Self]) -> Option<&mut [f32]> {
+        Some(x)
+    }
     fn to_f32(self) -> f32 {
         self
     }
@@ -85,6 +94,12 @@ impl Element for f32 {
 
 impl Element for half::f16 {
     const TYPE: TensorElementType = TensorElementType::Float16;
+    fn as_f32(_: &[Self]) -> Option<&[f32]> {
+        None
+    }
+    fn as_f32_mut(_: &mut [Self]) -> Option<&mut [f32]> {
+        None
+    }
     fn to_f32(self) -> f32 {
         half::f16::to_f32(self)
     }
