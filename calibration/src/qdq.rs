@@ -212,7 +212,9 @@ pub fn write(
         // the int8 DequantizeLinear (exact: the values are multiples of the scale): ONNX
         // Runtime's x86 QLinearConv / QLinearConcat fusions need uint8 on every input, and a
         // Conv behind an int8 DQ stayed float. ORT 1.31 keeps the DQ(int8) → Q(uint8) pair as
-        // the two nodes it is (tests/int8_graph.rs checks the fusion and the values).
+        // the two nodes it is (its Q/DQ cleanup compares zero-point types): tests/int8_graph.rs
+        // checks the fusion, tests/cli.rs the int8 model's output (an earlier build saw int8
+        // bytes reach a uint8 kernel here and read the DQ directly).
         if flavour == Flavour::TensorRt {
             qset.remove(n.output[0].as_str());
         }
