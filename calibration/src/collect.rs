@@ -158,6 +158,27 @@ pub fn collect(
     })
 }
 
+/// The dims of every float tensor among `names` on one input (ONNX Runtime returns only the
+/// float ones; the input itself included).
+pub fn float_shapes(
+    model: &Model,
+    names: &[String],
+    x: &[f32],
+    dims: &[usize],
+    input_name: &str,
+    opts: &RunOptions,
+) -> Result<std::collections::HashMap<String, Vec<usize>>> {
+    let p = crate::graph::with_outputs(model, names);
+    let mut sess = session(model, &p, input_name, opts)?;
+    let mut f: std::collections::HashMap<String, Vec<usize>> = sess
+        .run_f32_outputs(x, dims)?
+        .into_iter()
+        .map(|(n, (d, _))| (n, d))
+        .collect();
+    f.insert(input_name.to_string(), dims.to_vec());
+    Ok(f)
+}
+
 /// One run's named outputs.
 pub type Named = Vec<(String, Vec<f32>)>;
 

@@ -23,6 +23,8 @@ pub const CPU_OPS: &[&str] = &[
     "Sigmoid",
     "GlobalAveragePool",
     "AveragePool",
+    // No int8 kernel: written as a QLinearAdd (see `qdq::write`).
+    "HardSigmoid",
 ];
 
 /// Ops the TensorRT target puts Q/DQ in front of (TensorRT fuses the rest itself).

@@ -2,7 +2,9 @@
 //! runtime needs from them.
 //!
 //! 1. [`graph`]: the f32 model (custom-op or lowered form), constants folded; [`graph::Plan`]
-//!    says which nodes are quantized and which tensors need a range.
+//!    says which nodes are quantized and which tensors need a range; [`rewrite`]: float-exact
+//!    rewrites (Pad into Conv, ReduceMean → GlobalAveragePool, HardSwish → x · HardSigmoid(x))
+//!    so that ONNX Runtime fuses the int8 graph.
 //! 2. [`collect`]: ONNX Runtime through the SDK's session builder over the calibration set
 //!    ([`data`]), the tensors as extra outputs, one streamed [`hist::Histogram`] per tensor.
 //! 3. [`methods`]: minmax, percentile, entropy (TensorRT's), mse → a range per tensor.
@@ -21,6 +23,7 @@ pub mod pipeline;
 pub mod plot;
 pub mod qdq;
 pub mod report;
+pub mod rewrite;
 pub mod sdk_params;
 pub mod trt_cache;
 

@@ -206,7 +206,10 @@ pub fn run(o: &Options) -> Result<Summary> {
     // Which activations are float (ONNX Runtime returns only those): the plans skip the rest.
     let probe =
         crate::report::float_tensors(&model, &all_activations(&model), &pre, &data, &o.run)?;
-    model.floats = Some(probe);
+    model.floats = Some(probe.keys().cloned().collect());
+    // Float-exact graph rewrites that let ONNX Runtime fuse the int8 graph (every target sees
+    // the same rewritten graph, so one statistics pass serves them all).
+    crate::rewrite::apply(&mut model, &probe);
     let mut staging = Staging::new(&o.out)?;
 
     // Every tensor any target needs, gathered in one pass. The CPU plan folds Relu/Clip(0, M)
@@ -283,6 +286,23 @@ pub fn run(o: &Options) -> Result<Summary> {
     {
         if let Some(r) = r_user.get_mut(t) {
             r.hi = r.hi.min(*cap);
+        }
+    }
+    // A tensor a GlobalAveragePool averages gets its min/max range whatever the method: a
+    // clipped range biases the mean (the SE blocks' squeeze), and in the fused int8 graph the
+    // mean reads the quantized tensor (person-seg on its calibration samples: output SQNR
+    // 12.8 → 13.6 dB, agreement drop 0.185 → 0.171).
+    for n in model.graph().node.iter() {
+        if n.op_type != "GlobalAveragePool" || !n.domain.is_empty() {
+            continue;
+        }
+        if let Some(r) = n
+            .input
+            .first()
+            .and_then(|t| stats.get(t))
+            .and_then(|h| range(h, Method::MinMax, user_sym))
+        {
+            r_user.insert(n.input[0].clone(), r);
         }
     }
     let r_sym = ranges(&stats, o.method, Symmetry::Symmetric);

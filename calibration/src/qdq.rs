@@ -208,10 +208,64 @@ pub fn write(
         if let Some(a) = affine.get(&n.input[0]).copied() {
             affine.insert(n.output[0].clone(), a);
         }
-        // Its consumers read the int8 DequantizeLinear's output directly: a uint8 Q/DQ pair
-        // behind it (same scale) is exact in theory, but ONNX Runtime's optimizer drops such a
-        // DQ(int8) → Q(uint8) pair as if the types matched, feeding int8 bytes to uint8 kernels.
-        qset.remove(n.output[0].as_str());
+        // Its quantized consumers read it through a uint8 Q/DQ pair of the same scale behind
+        // the int8 DequantizeLinear (exact: the values are multiples of the scale): ONNX
+        // Runtime's x86 QLinearConv / QLinearConcat fusions need uint8 on every input, and a
+        // Conv behind an int8 DQ stayed float. ORT 1.31 keeps the DQ(int8) → Q(uint8) pair as
+        // the two nodes it is (its Q/DQ cleanup compares zero-point types): tests/int8_graph.rs
+        // checks the fusion, tests/cli.rs the int8 model's output (an earlier build saw int8
+        // bytes reach a uint8 kernel here and read the DQ directly).
+        if flavour == Flavour::TensorRt {
+            qset.remove(n.output[0].as_str());
+        }
+    }
+    let u8_act = flavour == Flavour::Cpu;
+    // HardSigmoid(x) = clamp(αx + β, 0, 1) has no int8 kernel in ONNX Runtime. With its output
+    // quantized at scale 1/255, zero point 0 (uint8), it is the quantization of x + β/α at
+    // scale 1/(255α): `Add(x, β/α) → Q(1/(255α)) → DQ(1/255)`, which ORT fuses to one
+    // QLinearAdd (the DQ's different scale is only a reinterpretation of the same integers),
+    // and the `x · HardSigmoid(x)` of a HardSwish to QLinearAdd + QLinearMul. Only where every
+    // reader goes through the output's DQ (none excluded, not a graph output, no folded Relu).
+    let graph_outputs: HashSet<&str> = src.output.iter().map(|o| o.name.as_str()).collect();
+    let mut readers: HashMap<&str, Vec<usize>> = HashMap::new();
+    for (j, n) in src.node.iter().enumerate() {
+        for t in &n.input {
+            readers.entry(t.as_str()).or_default().push(j);
+        }
+    }
+    let folds_into: HashSet<usize> = plan.folded.values().copied().collect();
+    let mut hard_sigmoid: HashMap<usize, (f32, f32)> = HashMap::new();
+    for &i in &plan.nodes {
+        let n = &src.node[i];
+        if !u8_act || n.op_type != "HardSigmoid" || n.output.len() != 1 || folds_into.contains(&i) {
+            continue;
+        }
+        let y = n.output[0].as_str();
+        let f = |name: &str, d: f32| {
+            n.attribute
+                .iter()
+                .find(|a| a.name == name)
+                .map_or(d, |a| a.f)
+        };
+        let (alpha, beta) = (f("alpha", 0.2), f("beta", 0.5));
+        let ok = alpha > 0.0
+            && alpha.is_finite()
+            && beta.is_finite()
+            && qset.contains(y)
+            && !graph_outputs.contains(y)
+            && readers
+                .get(y)
+                .is_some_and(|r| r.iter().all(|j| !plan.excluded.contains(j)));
+        if ok {
+            hard_sigmoid.insert(i, (alpha, beta));
+            affine.insert(
+                y.to_string(),
+                Affine {
+                    scale: 1.0 / 255.0,
+                    zero_point: -128,
+                },
+            );
+        }
     }
     let get = |t: &str| -> Result<Affine> {
         affine
@@ -219,7 +273,6 @@ pub fn write(
             .copied()
             .ok_or_else(|| CalibError::msg(format!("tensor '{t}' has no calibrated range")))
     };
-    let u8_act = flavour == Flavour::Cpu;
 
     let mut new_inits: Vec<TensorProto> = Vec::new();
     let mut head: Vec<NodeProto> = Vec::new();
@@ -386,6 +439,61 @@ pub fn write(
                 }
             }
         }
+        if let Some(&(alpha, beta)) = hard_sigmoid.get(&i) {
+            let y = n0.output[0].clone();
+            let x = n.input[0].clone();
+            let c = beta / alpha;
+            let shifted = if c != 0.0 {
+                // c exactly: 255 · |c|/255 (zero point 0) or (0 − 255) · |c|/255 (zero point 255).
+                let (cq, cs, cz, cd) = (
+                    format!("{y}/offset/uint8"),
+                    format!("{y}/offset/scale"),
+                    format!("{y}/offset/zero_point"),
+                    format!("{y}/offset/dq"),
+                );
+                let (q, z) = if c > 0.0 { (255u8, 0u8) } else { (0u8, 255u8) };
+                new_inits.push(u8s(&cq, &[], &[q]));
+                new_inits.push(f32s(&cs, &[], &[c.abs() / 255.0]));
+                new_inits.push(u8s(&cz, &[], &[z]));
+                head.push(node(
+                    "DequantizeLinear",
+                    &format!("{y}/offset/DequantizeLinear"),
+                    &[&cq, &cs, &cz],
+                    &[&cd],
+                ));
+                let t = format!("{y}/shifted");
+                nodes.push(node(
+                    "Add",
+                    &format!("{}/Add", model.node_name(i)),
+                    &[&x, &cd],
+                    &[&t],
+                ));
+                t
+            } else {
+                x
+            };
+            let (ts, s, z) = (
+                format!("{y}/shifted/scale"),
+                format!("{y}/scale"),
+                format!("{y}/zero_point"),
+            );
+            new_inits.push(f32s(&ts, &[], &[1.0 / (255.0 * alpha)]));
+            new_inits.push(f32s(&s, &[], &[1.0 / 255.0]));
+            new_inits.push(u8s(&z, &[], &[0]));
+            nodes.push(node(
+                "QuantizeLinear",
+                &format!("{y}/QuantizeLinear"),
+                &[&shifted, &ts, &z],
+                &[&format!("{y}/q")],
+            ));
+            nodes.push(node(
+                "DequantizeLinear",
+                &format!("{y}/DequantizeLinear"),
+                &[&format!("{y}/q"), &s, &z],
+                &[&format!("{y}/dq")],
+            ));
+            continue;
+        }
         if is_dy8 {
             let x = &n0.input[0];
             let a = get(x)?;
@@ -422,6 +530,9 @@ pub fn write(
                 &[&yq, &xs, &xz],
                 &[&y],
             ));
+            if u8_act && qset.contains(y.as_str()) {
+                nodes.extend(qdq(&y, a, &mut new_inits));
+            }
         } else {
             let outs: Vec<String> = n.output.clone();
             nodes.push(n);

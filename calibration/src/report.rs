@@ -32,20 +32,17 @@ pub struct ReportOptions {
     pub max_drop: Option<f64>,
 }
 
-/// The float tensors among `names` (ONNX Runtime returns only those from the statistics pass).
+/// The float tensors among `names` (ONNX Runtime returns only those from the statistics pass),
+/// with their dims on the first calibration sample.
 pub fn float_tensors(
     model: &Model,
     names: &[String],
     pre: &Preprocess,
     data: &DataSet,
     run: &RunOptions,
-) -> Result<HashSet<String>> {
-    let x = data::load(&data.items[0], pre)?;
-    let p = with_outputs(model, names);
-    let outs = outputs(model, &p, std::slice::from_ref(&x), &pre.spec.name, run)?;
-    let mut f: HashSet<String> = outs[0].iter().map(|(n, _)| n.clone()).collect();
-    f.insert(pre.spec.name.clone());
-    Ok(f)
+) -> Result<HashMap<String, Vec<usize>>> {
+    let (x, dims) = data::load(&data.items[0], pre)?;
+    crate::collect::float_shapes(model, names, &x, &dims, &pre.spec.name, run)
 }
 
 fn sqnr_db(f: &[f32], q: &[f32]) -> f64 {
