@@ -325,17 +325,16 @@ def measure_ranges(qm: QATSelfie, x: torch.Tensor):
                 vals[_n].append(v.detach().flatten())
             return v
         hooks[name] = f
-    saved = {n: q.forward for n, q in qs.items()}
     for n, q in qs.items():
-        q.forward = hooks[n]
+        q.forward = hooks[n]  # an instance attribute over the class's forward
     try:
         with torch.no_grad():
             for i in range(0, len(x), 8):
                 qm.quant = False
                 qm(x[i:i + 8])
     finally:
-        for n, q in qs.items():
-            q.forward = saved[n]
+        for q in qs.values():
+            del q.forward
     return {n: percentiles(torch.cat(v)) for n, v in vals.items()}
 
 
