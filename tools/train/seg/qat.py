@@ -561,6 +561,7 @@ def export(a):
     print(f"max|ORT lowered - PyTorch| on calib image 0: {d_low:.2e}")
     shipped = json.loads((REPO / "models" / "person-seg" / "model.json").read_text())
     old = json.loads((out / "model.json").read_text()) if (out / "model.json").exists() else {}
+    prev = json.loads((out / "training.json").read_text()) if (out / "training.json").exists() else {}
     j = {k: v for k, v in shipped.items() if k not in ("metrics", "training")}
     j["name"] = "person-seg-qat"
     j["description"] = ("person-seg (MediaPipe selfie segmentation with DySample upsamplers) after quantization-aware "
@@ -582,11 +583,12 @@ def export(a):
     (out / "training.json").write_text(json.dumps({
         "run": run_name, "step": step, "command": command, "history": info.get("history", []),
         "seconds": info.get("seconds"), "s_per_step": info.get("s_per_step"), "args": info.get("args"),
-        "selected_by": SELECTION, "candidates": [{"run": r, "step": v["step"], "score": round(sc, 5)}
+        "selected_by": SELECTION if a.step is None else f"--step {a.step} given", "candidates": [{"run": r, "step": v["step"], "score": round(sc, 5)}
                                                  for sc, r, v in sorted(cands, key=lambda c: -c[0])],
         "validation": chosen, "validation_step0": next(v for v in json.loads(
             (run_dir / "val.json").read_text()) if v["step"] == 0)}, indent=1) + "\n")
-    j["metrics"] = old.get("metrics", {})
+    # the rows of an earlier export belong to other weights: keep them only for the same run and step
+    j["metrics"] = old.get("metrics", {}) if (prev.get("run"), prev.get("step")) == (run_name, step) else {}
     (out / "model.json").write_text(json.dumps(j, indent=2) + "\n")
     print(f"exported step {step} -> {out}")
 
