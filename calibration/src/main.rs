@@ -48,6 +48,13 @@ struct Cli {
     /// saturate with ±127) or full (±127, for VNNI/AMX/ARM hosts). TensorRT's are always full.
     #[arg(long, default_value = "reduced")]
     weight_range: String,
+    /// Leave the float graph as it is instead of rewriting it so that ONNX Runtime fuses the
+    /// int8 graph end to end (zero Pads into Convs, ReduceMean → GlobalAveragePool, HardSwish →
+    /// x·HardSigmoid(x), all exact in float). Faster int8 with the rewrites; without them the
+    /// HardSwish and squeeze-excite means stay float, which costs speed but, on person-seg,
+    /// less accuracy (docs/calibration/README.md), and is what the QAT model was trained for.
+    #[arg(long)]
+    no_fusion: bool,
     /// TensorRT version for the cache's first line (major*1000 + minor*100 + patch; 8502 = JetPack 5.1).
     #[arg(long, default_value_t = dysample_calibrate::trt_cache::DEFAULT_VERSION)]
     trt_version: u32,
@@ -117,6 +124,7 @@ fn options(c: Cli) -> dysample_calibrate::Result<Options> {
         exclude: c.exclude.into_iter().collect(),
         float_dysample: c.float_dysample,
         weight_range: dysample_calibrate::qdq::WeightRange::parse(&c.weight_range)?,
+        fusion: !c.no_fusion,
         trt_version: c.trt_version,
         report,
     })

@@ -68,6 +68,9 @@ pub struct Options {
     pub float_dysample: bool,
     /// Integer range of the CPU model's int8 weights (TensorRT's are always full range).
     pub weight_range: qdq::WeightRange,
+    /// Rewrite the float graph (exactly) so that ONNX Runtime fuses the int8 graph
+    /// ([`crate::rewrite`]); false keeps the graph as given.
+    pub fusion: bool,
     pub trt_version: u32,
     pub report: Option<crate::report::ReportOptions>,
 }
@@ -209,7 +212,9 @@ pub fn run(o: &Options) -> Result<Summary> {
     model.floats = Some(probe.keys().cloned().collect());
     // Float-exact graph rewrites that let ONNX Runtime fuse the int8 graph (every target sees
     // the same rewritten graph, so one statistics pass serves them all).
-    crate::rewrite::apply(&mut model, &probe);
+    if o.fusion {
+        crate::rewrite::apply(&mut model, &probe);
+    }
     let mut staging = Staging::new(&o.out)?;
 
     // Every tensor any target needs, gathered in one pass. The CPU plan folds Relu/Clip(0, M)
@@ -321,7 +326,7 @@ pub fn run(o: &Options) -> Result<Summary> {
     let doc = serde_json::json!({
         "model": onnx.display().to_string(), "data": data.source, "samples": data.len(),
         "method": o.method.to_string(), "symmetric": o.symmetric,
-        "cpu_weight_range": o.weight_range, "tensors": ranges_json,
+        "cpu_weight_range": o.weight_range, "graph_fusion": o.fusion, "tensors": ranges_json,
     });
     staging.write(
         RANGES,

@@ -242,6 +242,51 @@ fn placement(model: &Path, dims: &[usize]) -> BTreeMap<String, usize> {
     c
 }
 
+/// `--target cpu` on a shipped model with 4 calibration samples, into `out`.
+fn cpu_options(name: &str, out: &Path, fusion: bool) -> Options {
+    Options {
+        model: root().join(format!("models/{name}")),
+        model_json: None,
+        input_spec: None,
+        data: root()
+            .join(format!("models/calib/{name}"))
+            .display()
+            .to_string(),
+        samples: Some(4),
+        method: dysample_calibrate::methods::Method::parse("percentile").unwrap(),
+        symmetric: false,
+        targets: vec![Target::Cpu],
+        out: out.to_path_buf(),
+        run: run_opts(),
+        exclude: BTreeSet::new(),
+        float_dysample: false,
+        weight_range: WeightRange::Reduced,
+        fusion,
+        trt_version: 8601,
+        report: None,
+    }
+}
+
+#[test]
+fn no_fusion_keeps_the_graph_as_exported() {
+    // `--no-fusion`: person-seg's ReduceMean and HardSwish stay float ops between Q/DQ pairs
+    // (what the QAT model was trained for); with fusion they become int8 kernels.
+    let tmp = tempfile::tempdir().unwrap();
+    let dims = [1, 3, 256, 256];
+    let mut ran = Vec::new();
+    for fusion in [false, true] {
+        let out = tmp.path().join(format!("out-{fusion}"));
+        pipeline::run(&cpu_options("person-seg", &out, fusion)).unwrap();
+        ran.push(placement(&out.join(pipeline::CPU_MODEL), &dims));
+    }
+    let n = |m: &BTreeMap<String, usize>, op: &str| m.get(op).copied().unwrap_or(0);
+    assert_eq!(n(&ran[0], "ReduceMean"), 10, "{:?}", ran[0]);
+    assert_eq!(n(&ran[0], "QLinearGlobalAveragePool"), 0, "{:?}", ran[0]);
+    assert!(n(&ran[0], "QuantizeLinear") > 20, "{:?}", ran[0]);
+    assert_eq!(n(&ran[1], "ReduceMean"), 0, "{:?}", ran[1]);
+    assert_eq!(n(&ran[1], "QLinearGlobalAveragePool"), 10, "{:?}", ran[1]);
+}
+
 #[test]
 fn int8_graph_of_the_shipped_models_fuses() {
     for (name, head_ops) in [
@@ -250,26 +295,7 @@ fn int8_graph_of_the_shipped_models_fuses() {
     ] {
         let tmp = tempfile::tempdir().unwrap();
         let out = tmp.path().join("out");
-        let o = Options {
-            model: root().join(format!("models/{name}")),
-            model_json: None,
-            input_spec: None,
-            data: root()
-                .join(format!("models/calib/{name}"))
-                .display()
-                .to_string(),
-            samples: Some(4),
-            method: dysample_calibrate::methods::Method::parse("percentile").unwrap(),
-            symmetric: false,
-            targets: vec![Target::Cpu],
-            out: out.clone(),
-            run: run_opts(),
-            exclude: BTreeSet::new(),
-            float_dysample: false,
-            weight_range: WeightRange::Reduced,
-            trt_version: 8601,
-            report: None,
-        };
+        let o = cpu_options(name, &out, true);
         pipeline::run(&o).unwrap();
         let md = dysample_models::ModelDir::open(root().join(format!("models/{name}"))).unwrap();
         let dims = [1, 3, md.model.input.height, md.model.input.width];

@@ -594,17 +594,17 @@ def export(a):
 
 
 def measure(a):
-    """Runs dysample-calibrate --target cpu (the documented command of docs/calibration/) on the
+    """Runs dysample-calibrate --target cpu --no-fusion (the plan the fine-tune simulates) on the
     shipped model and on models/person-seg/qat and writes models/person-seg/qat/metrics.json."""
     import os
     import subprocess
-    tool = os.environ.get("DYSAMPLE_CALIBRATE", "/work/target-calib/release/dysample-calibrate")
+    tool = os.environ.get("DYSAMPLE_CALIBRATE", str(REPO / "target/release/dysample-calibrate"))
     res = {"tool": "dysample-calibrate --target cpu (percentile, --weight-range reduced = ±63, 24 calibration "
                    "samples); IoU/mIoU/boundary F of models/SPEC.md", "models": {}}
     for key, mdir in (("original", "models/person-seg"), ("qat", a.model)):
         out = Path(a.out) / key
         cmd = [tool, "--model", mdir, "--data", "models/calib/person-seg", "--samples", "24", "--method", "percentile",
-               "--target", "cpu", "--out", str(out), "--threads", "2", "--report",
+               "--target", "cpu", "--no-fusion", "--out", str(out), "--threads", "2", "--report",
                "--eval-set", "models/eval/seg-teacher", "--eval-set", "models/eval/seg-composites"]
         t0 = time.time()
         subprocess.run(cmd, check=True, cwd=REPO, stdout=subprocess.DEVNULL)

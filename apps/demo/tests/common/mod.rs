@@ -127,6 +127,7 @@ pub fn calibrated_person_seg(dir: &Path) -> PathBuf {
         exclude: Default::default(),
         float_dysample: false,
         weight_range: WeightRange::parse("reduced").unwrap(),
+        fusion: true,
         trt_version: dysample_calibrate::trt_cache::DEFAULT_VERSION,
         report: None,
     };
