@@ -5,10 +5,9 @@
 
 use crate::error::{CalibError, Result};
 use crate::graph::{weighted, Model, Plan};
-use dysample::onnx::graph::proto::attribute_proto::AttributeType;
 use dysample::onnx::graph::proto::tensor_proto::DataType;
-use dysample::onnx::graph::proto::{AttributeProto, ModelProto, NodeProto, TensorProto};
-use dysample::onnx::graph::tensor_f32;
+use dysample::onnx::graph::proto::{ModelProto, NodeProto, TensorProto};
+use dysample::onnx::graph::{attr_float, attr_int, tensor_f32};
 use dysample::quant::Affine;
 use std::collections::{HashMap, HashSet};
 
@@ -34,22 +33,6 @@ fn node(op: &str, name: &str, inputs: &[&str], outputs: &[&str]) -> NodeProto {
     n.input = inputs.iter().map(|s| s.to_string()).collect();
     n.output = outputs.iter().map(|s| s.to_string()).collect();
     n
-}
-
-fn attr_int(name: &str, v: i64) -> AttributeProto {
-    let mut a = AttributeProto::new();
-    a.name = name.into();
-    a.type_ = AttributeType::INT.into();
-    a.i = v;
-    a
-}
-
-fn attr_float(name: &str, v: f32) -> AttributeProto {
-    let mut a = AttributeProto::new();
-    a.name = name.into();
-    a.type_ = AttributeType::FLOAT.into();
-    a.f = v;
-    a
 }
 
 fn tensor(name: &str, dims: &[i64], ty: DataType, raw: Vec<u8>) -> TensorProto {

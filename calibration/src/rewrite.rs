@@ -16,9 +16,8 @@
 //! shipped models give the same outputs within 1e-5 before and after (`tests/rewrite.rs`).
 
 use crate::graph::Model;
-use dysample::onnx::graph::proto::attribute_proto::AttributeType;
-use dysample::onnx::graph::proto::{AttributeProto, GraphProto, NodeProto, TensorProto};
-use dysample::onnx::graph::{tensor_f32, tensor_i64};
+use dysample::onnx::graph::proto::{GraphProto, NodeProto, TensorProto};
+use dysample::onnx::graph::{attr, attr_float, attr_ints_new, tensor_f32, tensor_i64};
 use std::collections::{HashMap, HashSet};
 
 /// What [`apply`] changed.
@@ -54,26 +53,6 @@ pub fn apply(m: &mut Model, shapes: &HashMap<String, Vec<usize>>) -> Rewrites {
         "float graph rewritten for int8 fusion"
     );
     r
-}
-
-fn attr<'a>(n: &'a NodeProto, name: &str) -> Option<&'a AttributeProto> {
-    n.attribute.iter().find(|a| a.name == name)
-}
-
-fn attr_ints(name: &str, v: &[i64]) -> AttributeProto {
-    let mut a = AttributeProto::new();
-    a.name = name.into();
-    a.type_ = AttributeType::INTS.into();
-    a.ints = v.to_vec();
-    a
-}
-
-fn attr_float(name: &str, v: f32) -> AttributeProto {
-    let mut a = AttributeProto::new();
-    a.name = name.into();
-    a.type_ = AttributeType::FLOAT.into();
-    a.f = v;
-    a
 }
 
 /// A small int64 tensor.
@@ -424,7 +403,7 @@ fn fold_pads(gr: &mut GraphProto) -> usize {
                 .unwrap_or(vec![0; 4]);
             let new: Vec<i64> = old.iter().zip(p).map(|(a, b)| a + b).collect();
             c.attribute.retain(|a| a.name != "pads");
-            c.attribute.push(attr_ints("pads", &new));
+            c.attribute.push(attr_ints_new("pads", &new));
             c.input[0] = x.clone();
         }
         drop.insert(*i);
@@ -570,18 +549,14 @@ mod tests {
         g.initializer.push(i64_tensor("flat", &[1], &[-1]));
         g.node.push(node("ConstantOfShape", &["len"], "zeros"));
         let mut cat = node("Concat", &["c1", "zeros"], "cat");
-        cat.attribute.push({
-            let mut a = AttributeProto::new();
-            a.name = "axis".into();
-            a.i = 0;
-            a
-        });
+        cat.attribute
+            .push(dysample::onnx::graph::attr_int("axis", 0));
         g.node.push(cat);
         g.node.push(node("Reshape", &["cat", "shape2"], "r"));
         g.node
             .push(node("Slice", &["r", "st", "en", "ax", "sp"], "s"));
         let mut tr = node("Transpose", &["s"], "t");
-        tr.attribute.push(attr_ints("perm", &[1, 0]));
+        tr.attribute.push(attr_ints_new("perm", &[1, 0]));
         g.node.push(tr);
         g.node.push(node("Reshape", &["t", "flat"], "pads"));
         let ev = ConstEval::new(&g);

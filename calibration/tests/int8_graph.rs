@@ -4,7 +4,7 @@
 //! DySample nodes and the float head), and the HardSigmoid written as a QLinearAdd computes
 //! the quantized HardSigmoid.
 
-use dysample::onnx::graph::proto::attribute_proto::AttributeType;
+use dysample::onnx::graph::attr_float;
 use dysample::onnx::graph::proto::{
     tensor_shape_proto, type_proto, AttributeProto, GraphProto, ModelProto, NodeProto,
     OperatorSetIdProto, TensorShapeProto, TypeProto, ValueInfoProto,
@@ -362,14 +362,6 @@ fn node(op: &str, inputs: &[&str], out: &str, attrs: Vec<AttributeProto>) -> Nod
     n
 }
 
-fn float_attr(name: &str, v: f32) -> AttributeProto {
-    let mut a = AttributeProto::new();
-    a.name = name.into();
-    a.type_ = AttributeType::FLOAT.into();
-    a.f = v;
-    a
-}
-
 /// `y = Mul(x, HardSigmoid(x))` through the CPU writer: HardSigmoid becomes
 /// `Add(x, β/α) → Q(1/(255α)) → DQ(1/255)`. Each product must equal `x̂ · ĥ` with x̂ the
 /// dequantized input and ĥ = clamp(round(255(αx̂ + β)), 0, 255)/255 computed here in f64; the
@@ -385,7 +377,7 @@ fn hard_sigmoid_is_written_as_a_quantized_add() {
                 "HardSigmoid",
                 &["x"],
                 "h",
-                vec![float_attr("alpha", alpha), float_attr("beta", beta)],
+                vec![attr_float("alpha", alpha), attr_float("beta", beta)],
             ),
             node("Mul", &["x", "h"], "y", vec![]),
             // A head that stays float and folds nothing: `y` keeps no quantizer.

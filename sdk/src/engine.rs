@@ -330,6 +330,23 @@ impl Engine {
         }
     }
 
+    /// Runs `body` on this engine's threads: inline when sequential, else inside its pool (or
+    /// rayon's global one), so that the `par_*` calls in `body` use them.
+    fn on_threads(&self, body: &mut (dyn FnMut() + Send)) {
+        match &self.pool {
+            _ if self.sequential => body(),
+            Some(p) => p.run(body),
+            None => body(),
+        }
+    }
+
+    /// Piece length for element-wise work over `n` values of `A`: ~4 pieces per thread, and at
+    /// least 64 KiB so that the hand-off stays well below the work.
+    fn piece<A>(&self, n: usize) -> usize {
+        n.div_ceil(self.threads() * 4)
+            .max(65536 / std::mem::size_of::<A>().max(1))
+    }
+
     /// `f(a_chunk, b_chunk)` over matching pieces of two equally long slices, on this engine's
     /// threads (element-wise conversions at a layer's edges; no allocation).
     pub(crate) fn par_zip<A: Sync, B: Send>(
@@ -339,17 +356,10 @@ impl Engine {
         f: impl Fn(&[A], &mut [B]) + Sync + Send,
     ) {
         assert_eq!(a.len(), b.len(), "par_zip: length mismatch");
-        // Pieces of 64 KiB of A or more: hand-off cost stays well below the work.
-        let piece =
-            (a.len().div_ceil(self.threads() * 4)).max(65536 / std::mem::size_of::<A>().max(1));
-        let mut body = || {
+        let piece = self.piece::<A>(a.len());
+        self.on_threads(&mut || {
             self.chunks(b, piece, |i, bc| f(&a[i * piece..i * piece + bc.len()], bc));
-        };
-        match &self.pool {
-            _ if self.sequential => body(),
-            Some(p) => p.run(&mut body),
-            None => body(),
-        }
+        });
     }
 
     /// `f` over pieces of `a` and the results folded with `join`, on this engine's threads
@@ -361,19 +371,14 @@ impl Engine {
         f: impl Fn(&[A]) -> R + Sync + Send,
         join: impl Fn(R, R) -> R + Sync + Send,
     ) -> R {
-        let piece =
-            (a.len().div_ceil(self.threads() * 4)).max(65536 / std::mem::size_of::<A>().max(1));
+        let piece = self.piece::<A>(a.len());
         if self.sequential || a.len() <= piece {
             return a.chunks(piece).map(&f).fold(init, &join);
         }
         let mut out = init;
-        let mut body = || {
+        self.on_threads(&mut || {
             out = a.par_chunks(piece).map(&f).reduce(|| init, &join);
-        };
-        match &self.pool {
-            Some(p) => p.run(&mut body),
-            None => body(),
-        }
+        });
         out
     }
 
@@ -486,11 +491,7 @@ impl Engine {
                 }
             }
         };
-        match &self.pool {
-            _ if self.sequential => body(),
-            Some(p) => p.run(&mut body),
-            None => body(),
-        }
+        self.on_threads(&mut body);
         self.top_up_scratch();
     }
 

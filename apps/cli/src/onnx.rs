@@ -430,7 +430,7 @@ fn bench(a: BenchArgs) -> Result<()> {
     // page faults or copies.
     let mut session = opts.build(&model)?;
     let mut run = session.prepare_f32(&dims).with_context(run_ctx)?;
-    run.input_mut().copy_from_slice(&data);
+    run.set_input(&data).with_context(run_ctx)?;
     run.run(&mut session).with_context(run_ctx)?;
     let (odims, bound) = (run.output_dims().to_vec(), run.is_bound());
     for _ in 1..a.warmup {

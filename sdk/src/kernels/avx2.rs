@@ -720,7 +720,8 @@ unsafe fn sample_f16_avx2(
                 src_len,
                 out_len,
             ) {
-                // Fewer than 8 channels: whole 8-lane loads and store (see `fits`).
+                // Fewer than 8 channels: whole 8-lane loads and store. SAFETY: `fits` checked
+                // that 8 halves from the far corner stay in src and 8 from o in the taps' run.
                 bilerp_f16(ps, 0, fx, fy, o);
             } else {
                 // The image's last pixels or the output's last tap: zeroed stack buffers.
@@ -848,6 +849,8 @@ unsafe fn sample_i8_avx2(
                 src_len,
                 out_len,
             ) {
+                // SAFETY: `fits` checked that 16 bytes from the far corner stay in src and 16
+                // from o in the taps' output run.
                 _mm_storeu_si128(o as *mut __m128i, bilerp_i8(ps, 0, wt, wb));
             } else {
                 let mut b = [[0i8; 16]; 4];

@@ -16,6 +16,7 @@
 use super::kernel_io::{self, IoError};
 use super::precision::{DySamplePrecision, PrecisionExec};
 use super::{conv_weight_dims, Int8Attrs, NodeAttrs, DOMAIN, OP_TYPE};
+use crate::kernels::Kernels;
 use crate::pool::Pool;
 use crate::{DySample, Layout, QuantizedDySample, Weights};
 use ort::operator::{
@@ -55,9 +56,10 @@ pub trait Element:
     PrimitiveTensorElementType + Copy + Send + Sync + std::fmt::Debug + 'static
 {
     const TYPE: TensorElementType;
-    /// The slice as f32, when the type is f32 (the fast paths of [`super::precision`]).
-    fn as_f32(x: &[Self]) -> Option<&[f32]>;
-    fn as_f32_mut(x: &mut [Self]) -> Option<&mut [f32]>;
+    /// `src` as f16 into `dst` (same length): f32 through the backend's converts.
+    fn to_f16_slice(k: &Kernels, src: &[Self], dst: &mut [half::f16]);
+    /// `src` into `dst` (same length): f32 through the backend's converts.
+    fn from_f16_slice(k: &Kernels, src: &[half::f16], dst: &mut [Self]);
     fn to_f32(self) -> f32;
     fn from_f32(v: f32) -> Self;
     fn forward(
@@ -70,11 +72,11 @@ pub trait Element:
 
 impl Element for f32 {
     const TYPE: TensorElementType = TensorElementType::Float32;
-    fn as_f32(x: &[Self]) -> Option<&[f32]> {
-        Some(x)
+    fn to_f16_slice(k: &Kernels, src: &[Self], dst: &mut [half::f16]) {
+        (k.cvt_f32_f16)(src, dst)
     }
-    fn as_f32_mut(x: &mut [Self]) -> Option<&mut [f32]> {
-        Some(x)
+    fn from_f16_slice(k: &Kernels, src: &[half::f16], dst: &mut [Self]) {
+        (k.cvt_f16_f32)(src, dst)
     }
     fn to_f32(self) -> f32 {
         self
@@ -94,11 +96,11 @@ impl Element for f32 {
 
 impl Element for half::f16 {
     const TYPE: TensorElementType = TensorElementType::Float16;
-    fn as_f32(_: &[Self]) -> Option<&[f32]> {
-        None
+    fn to_f16_slice(_: &Kernels, src: &[Self], dst: &mut [half::f16]) {
+        dst.copy_from_slice(src)
     }
-    fn as_f32_mut(_: &mut [Self]) -> Option<&mut [f32]> {
-        None
+    fn from_f16_slice(_: &Kernels, src: &[half::f16], dst: &mut [Self]) {
+        dst.copy_from_slice(src)
     }
     fn to_f32(self) -> f32 {
         half::f16::to_f32(self)

@@ -97,49 +97,30 @@ impl PrecisionExec {
                 // done serially they took 3x the layer's own time at the reference shape.
                 let (eng, k) = (layer.engine(), layer.engine().kernels());
                 let xh = grow(&mut self.xh, x.len());
-                match T::as_f32(x) {
-                    Some(xf) => eng.par_zip(xf, xh, |a, b| (k.cvt_f32_f16)(a, b)),
-                    None => xh
-                        .iter_mut()
-                        .zip(x)
-                        .for_each(|(h, v)| *h = f16::from_f32(v.to_f32())),
-                }
+                eng.par_zip(x, xh, |a, b| T::to_f16_slice(k, a, b));
                 let yh = grow(&mut self.yh, out.len());
                 layer.forward_slice_f16(xh, dims, Layout::Nchw, yh)?;
-                match T::as_f32_mut(out) {
-                    Some(of) => eng.par_zip(yh, of, |a, b| (k.cvt_f16_f32)(a, b)),
-                    None => out
-                        .iter_mut()
-                        .zip(yh.iter())
-                        .for_each(|(o, v)| *o = T::from_f32(v.to_f32())),
-                }
+                eng.par_zip(yh, out, |a, b| T::from_f16_slice(k, a, b));
                 Ok(())
             }
             DySamplePrecision::Int8MinMax => {
                 let eng = layer.engine();
-                let input = match T::as_f32(x) {
-                    Some(xf) => minmax_affine_f32(eng, xf)?,
-                    None => minmax_affine(x)?,
-                };
+                let input = minmax_affine(eng, x)?;
                 let q = quantized(&mut self.int8, layer, input)?;
                 // What `QuantizedDySample::forward_f32` does, in the kept buffers.
                 let xq = grow(&mut self.xq, x.len());
-                match T::as_f32(x) {
-                    Some(xf) => eng.par_zip(xf, xq, |a, b| input.quantize_slice(a, b)),
-                    None => xq
-                        .iter_mut()
-                        .zip(x)
-                        .for_each(|(o, v)| *o = input.quantize(v.to_f32())),
-                }
+                eng.par_zip(x, xq, |a, b| {
+                    b.iter_mut()
+                        .zip(a)
+                        .for_each(|(o, v)| *o = input.quantize(v.to_f32()))
+                });
                 let yq = grow(&mut self.yq, out.len());
                 q.forward_slice(xq, dims, Layout::Nchw, yq)?;
-                match T::as_f32_mut(out) {
-                    Some(of) => eng.par_zip(yq, of, |a, b| input.dequantize_slice(a, b)),
-                    None => out
-                        .iter_mut()
-                        .zip(yq.iter())
-                        .for_each(|(o, &v)| *o = T::from_f32(input.dequantize(v))),
-                }
+                eng.par_zip(yq, out, |a, b| {
+                    b.iter_mut()
+                        .zip(a)
+                        .for_each(|(o, &v)| *o = T::from_f32(input.dequantize(v)))
+                });
                 Ok(())
             }
         }
@@ -169,8 +150,10 @@ fn quantized<'a>(
     Ok(kept.as_ref().expect("set above"))
 }
 
-/// [`minmax_affine`] of f32 data on the layer's threads: the same min, max and result.
-fn minmax_affine_f32(eng: &crate::engine::Engine, x: &[f32]) -> crate::Result<Affine> {
+/// Asymmetric min/max input quantization of `x` (what [`QuantParams::calibrate_minmax`] gives
+/// for this one sample), on the layer's threads, without copying it to f32 first; non-finite
+/// values are an error.
+fn minmax_affine<T: Element>(eng: &crate::engine::Engine, x: &[T]) -> crate::Result<Affine> {
     // (min, max, non-finite count); min/max start at 0 as in `minmax_affine` (the range always
     // holds zero), and f32::min/max skip NaN, so the order of the pieces does not matter.
     let (lo, hi, bad) = eng.par_fold(
@@ -182,15 +165,17 @@ fn minmax_affine_f32(eng: &crate::engine::Engine, x: &[f32]) -> crate::Result<Af
             let mut it = c.chunks_exact(8);
             for v in &mut it {
                 for i in 0..8 {
-                    lo[i] = lo[i].min(v[i]);
-                    hi[i] = hi[i].max(v[i]);
-                    bad[i] += u32::from(!v[i].is_finite());
+                    let v = v[i].to_f32();
+                    lo[i] = lo[i].min(v);
+                    hi[i] = hi[i].max(v);
+                    bad[i] += u32::from(!v.is_finite());
                 }
             }
             let tail = it
                 .remainder()
                 .iter()
-                .fold((0.0f32, 0.0f32, 0usize), |(l, h, b), &v| {
+                .fold((0.0f32, 0.0f32, 0usize), |(l, h, b), v| {
+                    let v = v.to_f32();
                     (l.min(v), h.max(v), b + usize::from(!v.is_finite()))
                 });
             (
@@ -201,27 +186,6 @@ fn minmax_affine_f32(eng: &crate::engine::Engine, x: &[f32]) -> crate::Result<Af
         },
         |a, b| (a.0.min(b.0), a.1.max(b.1), a.2 + b.2),
     );
-    if bad > 0 {
-        let index = x.iter().position(|v| !v.is_finite()).unwrap_or(0);
-        return Err(crate::Error::NonFinite {
-            what: "calibration sample 0".into(),
-            count: bad,
-            index,
-        });
-    }
-    Ok(affine_from_range(lo, hi, Symmetry::Asymmetric))
-}
-
-/// Asymmetric min/max input quantization of `x` (what [`QuantParams::calibrate_minmax`] gives
-/// for this one sample), without copying it to f32 first; non-finite values are an error.
-fn minmax_affine<T: Element>(x: &[T]) -> crate::Result<Affine> {
-    let (mut lo, mut hi, mut bad) = (0.0f32, 0.0f32, 0usize);
-    for v in x {
-        let v = v.to_f32();
-        bad += usize::from(!v.is_finite());
-        lo = lo.min(v);
-        hi = hi.max(v);
-    }
     if bad > 0 {
         let index = x.iter().position(|v| !v.to_f32().is_finite()).unwrap_or(0);
         return Err(crate::Error::NonFinite {
@@ -239,6 +203,26 @@ mod tests {
     use crate::{DySampleConfig, Style};
     use rand::{rngs::StdRng, Rng, SeedableRng};
 
+    /// The serial min/max the parallel one replaced, kept as its oracle.
+    fn serial_minmax_affine<T: Element>(x: &[T]) -> crate::Result<Affine> {
+        let (mut lo, mut hi, mut bad) = (0.0f32, 0.0f32, 0usize);
+        for v in x {
+            let v = v.to_f32();
+            bad += usize::from(!v.is_finite());
+            lo = lo.min(v);
+            hi = hi.max(v);
+        }
+        if bad > 0 {
+            let index = x.iter().position(|v| !v.to_f32().is_finite()).unwrap_or(0);
+            return Err(crate::Error::NonFinite {
+                what: "calibration sample 0".into(),
+                count: bad,
+                index,
+            });
+        }
+        Ok(affine_from_range(lo, hi, Symmetry::Asymmetric))
+    }
+
     /// The parallel f32 min/max (pieces folded on 2 threads) equals the serial reference,
     /// and counts non-finite values the same way.
     #[test]
@@ -248,19 +232,17 @@ mod tests {
         let mut rng = StdRng::seed_from_u64(9);
         let mut x: Vec<f32> = (0..1_000_003).map(|_| rng.gen_range(-3.0..5.0)).collect();
         x[777_777] = -7.5;
-        let want = minmax_affine(&x).unwrap();
-        assert_eq!(minmax_affine_f32(layer.engine(), &x).unwrap(), want);
+        let want = serial_minmax_affine(&x).unwrap();
+        assert_eq!(minmax_affine(layer.engine(), &x).unwrap(), want);
         let all_neg: Vec<f32> = x.iter().map(|v| -v.abs() - 1.0).collect();
         assert_eq!(
-            minmax_affine_f32(layer.engine(), &all_neg).unwrap(),
-            minmax_affine(&all_neg).unwrap()
+            minmax_affine(layer.engine(), &all_neg).unwrap(),
+            serial_minmax_affine(&all_neg).unwrap()
         );
         x[500_001] = f32::NAN;
         x[900_000] = f32::INFINITY;
-        let e = minmax_affine_f32(layer.engine(), &x)
-            .unwrap_err()
-            .to_string();
-        assert_eq!(e, minmax_affine(&x).unwrap_err().to_string());
+        let e = minmax_affine(layer.engine(), &x).unwrap_err().to_string();
+        assert_eq!(e, serial_minmax_affine(&x).unwrap_err().to_string());
         assert!(e.contains('2') && e.contains("500001"), "{e}");
     }
 }

@@ -195,6 +195,23 @@ impl PreparedRun {
         }
     }
 
+    /// Copies `data` into the input tensor; it must hold exactly the prepared shape's values.
+    pub fn set_input(&mut self, data: &[f32]) -> Result<()> {
+        let input = self.input_mut();
+        if input.len() != data.len() {
+            return Err(OnnxError::Data {
+                what: "input data".into(),
+                detail: format!(
+                    "holds {} values, the prepared shape needs {}",
+                    data.len(),
+                    input.len()
+                ),
+            });
+        }
+        input.copy_from_slice(data);
+        Ok(())
+    }
+
     /// The output dims and the values of the last run (zeros before the first).
     pub fn output(&self) -> (&[usize], &[f32]) {
         let y: &[f32] = match &self.kind {

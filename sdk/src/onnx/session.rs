@@ -560,18 +560,7 @@ impl DySampleSession {
         // Keep the runs from ending the profile after the first one.
         self.profiling = false;
         let r = self.prepare_f32(dims).and_then(|mut run| {
-            let input = run.input_mut();
-            if input.len() != data.len() {
-                return Err(OnnxError::Data {
-                    what: "input data".into(),
-                    detail: format!(
-                        "holds {} values, shape {dims:?} needs {}",
-                        data.len(),
-                        input.len()
-                    ),
-                });
-            }
-            input.copy_from_slice(data);
+            run.set_input(data)?;
             (0..runs.max(1)).try_for_each(|_| run.run(self).map(|_| ()))
         });
         self.profiling = true;

@@ -223,7 +223,8 @@ pub(crate) fn node_label(node: &NodeProto, index: usize) -> String {
     }
 }
 
-pub(crate) fn attr<'a>(node: &'a NodeProto, name: &str) -> Option<&'a AttributeProto> {
+/// The node's attribute `name`, if it has one.
+pub fn attr<'a>(node: &'a NodeProto, name: &str) -> Option<&'a AttributeProto> {
     node.attribute.iter().find(|a| a.name == name)
 }
 
@@ -993,7 +994,8 @@ pub(crate) fn make_node(
     n
 }
 
-pub(crate) fn attr_int(name: &str, v: i64) -> AttributeProto {
+/// An INT attribute.
+pub fn attr_int(name: &str, v: i64) -> AttributeProto {
     let mut a = AttributeProto::new();
     a.name = name.into();
     a.type_ = onnx_protobuf::attribute_proto::AttributeType::INT.into();
@@ -1009,7 +1011,8 @@ pub(crate) fn attr_str(name: &str, v: &str) -> AttributeProto {
     a
 }
 
-pub(crate) fn attr_float(name: &str, v: f32) -> AttributeProto {
+/// A FLOAT attribute.
+pub fn attr_float(name: &str, v: f32) -> AttributeProto {
     let mut a = AttributeProto::new();
     a.name = name.into();
     a.type_ = onnx_protobuf::attribute_proto::AttributeType::FLOAT.into();
@@ -1025,7 +1028,8 @@ pub(crate) fn attr_floats_new(name: &str, v: &[f32]) -> AttributeProto {
     a
 }
 
-pub(crate) fn attr_ints_new(name: &str, v: &[i64]) -> AttributeProto {
+/// An INTS attribute.
+pub fn attr_ints_new(name: &str, v: &[i64]) -> AttributeProto {
     let mut a = AttributeProto::new();
     a.name = name.into();
     a.type_ = onnx_protobuf::attribute_proto::AttributeType::INTS.into();
