@@ -4,7 +4,7 @@
 //! `cargo bench -p dysample --bench kernels` (add `-- conv_i8` etc. to filter).
 
 use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use dysample::kernels::{pack_conv_f32, pack_conv_i8, Backend, Kernels, Tap, TapQ11};
+use dysample::kernels::{pack_conv_f32, pack_conv_i8, Backend, ConvIn, Kernels, Tap, TapQ11};
 use half::f16;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -72,7 +72,13 @@ fn bench_conv(c: &mut Criterion) {
             |k| {
                 g.bench_function(BenchmarkId::from_parameter(k.backend), |bch| {
                     bch.iter(|| {
-                        (k.conv_f32)(black_box(&x), cin, npix, cin, &wt, Some(&b), o_n, &mut out)
+                        (k.conv_f32)(
+                            ConvIn::new(black_box(&x), cin, npix, cin),
+                            &wt,
+                            Some(&b),
+                            o_n,
+                            &mut out,
+                        )
                     })
                 });
             },
@@ -90,7 +96,14 @@ fn bench_conv(c: &mut Criterion) {
             |k| k.conv_i8 as usize,
             |k| {
                 g.bench_function(BenchmarkId::from_parameter(k.backend), |bch| {
-                    bch.iter(|| (k.conv_i8)(black_box(&xq), cin, npix, cin, &wp, o_n, &mut acc))
+                    bch.iter(|| {
+                        (k.conv_i8)(
+                            ConvIn::new(black_box(&xq), cin, npix, cin),
+                            &wp,
+                            o_n,
+                            &mut acc,
+                        )
+                    })
                 });
             },
         );

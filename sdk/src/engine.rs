@@ -9,7 +9,7 @@
 use crate::config::{DySampleConfig, Style};
 use crate::error::{Error, Result};
 use crate::kernels::{
-    pack_conv_f32, pack_conv_i8, BackendChoice, Kernels, SampleNchw, Tap, TapQ11,
+    pack_conv_f32, pack_conv_i8, BackendChoice, ConvIn, Kernels, SampleNchw, Tap, TapQ11,
 };
 use crate::points::{taps_f32, taps_q11, Geometry, PointScratch};
 use crate::pool::Pool;
@@ -633,10 +633,16 @@ fn float_offsets(k: &Kernels, plan: &FloatPlan, xrow: &[f32], w: usize, sc: &mut
         }
     };
     let r = grow(&mut sc.r, npix * o_n);
-    (k.conv_f32)(x, ld, npix, cin, &plan.wt_offset, Some(&plan.bias), o_n, r);
+    (k.conv_f32)(
+        ConvIn::new(x, ld, npix, cin),
+        &plan.wt_offset,
+        Some(&plan.bias),
+        o_n,
+        r,
+    );
     let scope = plan.wt_scope.as_ref().map(|wt| {
         let sv = grow(&mut sc.sc, npix * o_n);
-        (k.conv_f32)(x, ld, npix, cin, wt, None, o_n, sv);
+        (k.conv_f32)(ConvIn::new(x, ld, npix, cin), wt, None, o_n, sv);
     });
     if scope.is_some() {
         crate::vmath::mul_sigmoid(&mut sc.r[..npix * o_n], &sc.sc[..npix * o_n]);
@@ -762,10 +768,10 @@ fn int_offsets(k: &Kernels, plan: &IntPlan, xrow: &[i8], w: usize, sc: &mut Scra
         }
     };
     let acc = grow(&mut sc.acc, npix * o_n);
-    (k.conv_i8)(x, ld, npix, cin, &plan.wpack_offset, o_n, acc);
+    (k.conv_i8)(ConvIn::new(x, ld, npix, cin), &plan.wpack_offset, o_n, acc);
     if let Some(wp) = &plan.wpack_scope {
         let a = grow(&mut sc.acc_s, npix * o_n);
-        (k.conv_i8)(x, ld, npix, cin, wp, o_n, a);
+        (k.conv_i8)(ConvIn::new(x, ld, npix, cin), wp, o_n, a);
     }
     let off = grow(&mut sc.offq, w * oc);
     let scope = plan.wpack_scope.as_ref().map(|_| &sc.acc_s[..npix * o_n]);

@@ -6,7 +6,7 @@
 //! the result fails on cancellation: CI once saw 2.2e-5 relative on a 39-term sum).
 
 use dysample::kernels::{
-    self, cin4, pack_conv_f32, pack_conv_i8, scalar, Backend, Kernels, Tap, TapQ11,
+    self, cin4, pack_conv_f32, pack_conv_i8, scalar, Backend, ConvIn, Kernels, Tap, TapQ11,
 };
 use half::f16;
 use proptest::prelude::*;
@@ -123,11 +123,11 @@ proptest! {
         let b: Vec<f32> = (0..o_n).map(|_| rng.gen_range(-1.0..1.0)).collect();
         let wt = pack_conv_f32(&w, o_n, cin);
         let mut want = vec![0.0; npix * o_n];
-        scalar::conv_f32(&x, ldx, npix, cin, &wt, bias.then_some(&b[..]), o_n, &mut want);
+        scalar::conv_f32(ConvIn::new(&x, ldx, npix, cin), &wt, bias.then_some(&b[..]), o_n, &mut want);
         let bound = conv_bound(&x, ldx, npix, cin, &w, bias.then_some(&b[..]), o_n);
         for k in simd_backends() {
             let mut got = vec![f32::NAN; npix * o_n];
-            (k.conv_f32)(&x, ldx, npix, cin, &wt, bias.then_some(&b[..]), o_n, &mut got);
+            (k.conv_f32)(ConvIn::new(&x, ldx, npix, cin), &wt, bias.then_some(&b[..]), o_n, &mut got);
             for (i, ((g, r), tol)) in got.iter().zip(&want).zip(&bound).enumerate() {
                 prop_assert!((g - r).abs() <= *tol, "{} conv_f32: index {i}: {g} vs {r} (bound {tol})", k.backend);
             }
@@ -144,10 +144,10 @@ proptest! {
         let wp = pack_conv_i8(&w, o_n, cin);
         assert_eq!(wp.len(), cin4(cin) * o_n);
         let mut want = vec![0; npix * o_n];
-        scalar::conv_i8(&x, ldx, npix, cin, &wp, o_n, &mut want);
+        scalar::conv_i8(ConvIn::new(&x, ldx, npix, cin), &wp, o_n, &mut want);
         for k in simd_backends() {
             let mut got = vec![i32::MIN; npix * o_n];
-            (k.conv_i8)(&x, ldx, npix, cin, &wp, o_n, &mut got);
+            (k.conv_i8)(ConvIn::new(&x, ldx, npix, cin), &wp, o_n, &mut got);
             prop_assert_eq!(&got, &want, "{} conv_i8", k.backend);
         }
     }

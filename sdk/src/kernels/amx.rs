@@ -13,7 +13,7 @@
 //! call loads its own tile configuration and releases the tiles before returning, so no tile
 //! state outlives a call or is shared between threads.
 
-use super::{Backend, Kernels};
+use super::{Backend, ConvIn, Kernels};
 use core::arch::asm;
 
 pub(super) static KERNELS: Kernels = Kernels {
@@ -38,20 +38,13 @@ static CONFIG: TileConfig = {
     TileConfig(c)
 };
 
-fn conv_i8(
-    x: &[i8],
-    ldx: usize,
-    npix: usize,
-    cin: usize,
-    wpack: &[i8],
-    o_n: usize,
-    acc: &mut [i32],
-) {
+fn conv_i8(src: ConvIn<'_, i8>, wpack: &[i8], o_n: usize, acc: &mut [i32]) {
     let vnni = super::vnni::KERNELS_AVX512VNNI.conv_i8;
+    let (x, ldx, npix, cin) = (src.x, src.ld, src.npix, src.cin);
     if cin == 0 || !cin.is_multiple_of(64) || !o_n.is_multiple_of(16) || npix < 16 {
-        return vnni(x, ldx, npix, cin, wpack, o_n, acc);
+        return vnni(src, wpack, o_n, acc);
     }
-    if !super::tiling::check_conv_i8(x, ldx, npix, cin, wpack, o_n, acc) {
+    if !super::tiling::check_conv_i8(src, wpack, o_n, acc) {
         return;
     }
     let blocks = npix / 16;
@@ -154,19 +147,20 @@ unsafe fn conv_amx(
 
 #[cfg(test)]
 mod tests {
-    use super::super::avx2::tests::{check_conv_i8, check_conv_i8_extremes};
+    table_tests!(Avx512Amx);
+
+    use super::super::checks::check_conv_i8;
     use super::super::Backend;
     use proptest::prelude::*;
 
+    /// The tile path's own shapes: cin a multiple of 64, o_n of 16, npix around the 16-row tile.
     #[test]
-    fn hot_and_edge_shapes() {
+    fn tile_shapes_match_scalar() {
         let Ok(k) = Backend::Avx512Amx.kernels() else {
             eprintln!("skipping: no AMX here");
             return;
         };
-        check_conv_i8(k, 256, 32, 120, 0, 1);
-        check_conv_i8_extremes(k);
-        check_conv_i8(k, 64, 16, 16, 0, 2);
+        check_conv_i8(k, 16, 64, 16, 0, 2);
         for (cin, o_n) in [
             (64, 16),
             (64, 48),
@@ -177,7 +171,7 @@ mod tests {
             (60, 32),
         ] {
             for npix in [0, 1, 15, 16, 17, 31, 32, 33, 47, 100] {
-                check_conv_i8(k, cin, o_n, npix, npix % 3, (cin + o_n + npix) as u64);
+                check_conv_i8(k, npix, cin, o_n, npix % 3, (cin + o_n + npix) as u64);
             }
         }
     }
@@ -186,10 +180,10 @@ mod tests {
         #![proptest_config(ProptestConfig::with_cases(64))]
 
         #[test]
-        fn conv_i8_matches_scalar(kq in 1usize..5, o16 in 1usize..5, npix in 0usize..70,
-                                  pad in 0usize..70, seed in any::<u64>()) {
+        fn tile_conv_i8_matches_scalar(kq in 1usize..5, o16 in 1usize..5, npix in 0usize..70,
+                                       pad in 0usize..70, seed in any::<u64>()) {
             if let Ok(k) = Backend::Avx512Amx.kernels() {
-                check_conv_i8(k, 64 * kq, 16 * o16, npix, pad, seed);
+                check_conv_i8(k, npix, 64 * kq, 16 * o16, pad, seed);
             }
         }
     }

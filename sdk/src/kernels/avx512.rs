@@ -15,7 +15,6 @@
 
 use super::{Backend, Kernels, Tap, TapQ11};
 use core::arch::x86_64::*;
-use core::ptr;
 
 pub(super) static KERNELS: Kernels = Kernels {
     backend: Backend::Avx512,
@@ -24,8 +23,6 @@ pub(super) static KERNELS: Kernels = Kernels {
     sample_f32_nchw: Some(sample_f32_nchw),
     ..super::vnni::KERNELS_AVX512VNNI
 };
-
-use super::tiling::extent;
 
 // ---------------------------------------------------------------------------------------------
 // sample_i8: per 64 channels, the corners' bytes are interleaved into dwords (q00, q01, q10, q11)
@@ -456,47 +453,7 @@ fn transpose_16x16_ps(r: [__m512; 16]) -> [__m512; 16] {
 // conv_f32: MP pixels x NV·16 outputs in zmm accumulators, broadcast x (embedded {1to16}),
 // FMA with packed weight rows; the last 16-column block is masked when o_n % 16 ≠ 0.
 
-#[allow(clippy::too_many_arguments)]
-fn conv_f32(
-    x: &[f32],
-    ldx: usize,
-    npix: usize,
-    cin: usize,
-    wt: &[f32],
-    bias: Option<&[f32]>,
-    o_n: usize,
-    out: &mut [f32],
-) {
-    if npix == 0 || o_n == 0 {
-        return;
-    }
-    assert!(x.len() >= extent(npix, ldx, cin), "conv_f32: x too short");
-    let wlen = cin.checked_mul(o_n).expect("conv_f32: weights overflow");
-    assert!(wt.len() >= wlen, "conv_f32: wt too short");
-    let olen = npix.checked_mul(o_n).expect("conv_f32: output overflows");
-    assert!(out.len() >= olen, "conv_f32: out too short");
-    let bias = match bias {
-        Some(b) => {
-            assert!(b.len() >= o_n, "conv_f32: bias too short");
-            b.as_ptr()
-        }
-        None => ptr::null(),
-    };
-    // SAFETY: AVX-512F + FMA detected before KERNELS was handed out; the asserts above cover
-    // every x row, the cin·o_n weights, the o_n biases and the npix·o_n outputs touched.
-    unsafe {
-        conv_f32_avx512(
-            x.as_ptr(),
-            ldx,
-            npix,
-            cin,
-            wt.as_ptr(),
-            bias,
-            o_n,
-            out.as_mut_ptr(),
-        )
-    }
-}
+conv_f32_entry!(conv_f32 => conv_f32_avx512, "AVX-512F+FMA were detected before KERNELS was handed out");
 
 /// # Safety
 /// AVX-512F + FMA; pointers valid for the extents checked in [`conv_f32`]; `bias` may be null.
@@ -738,21 +695,17 @@ unsafe fn conv_f32_tile<const MP: usize, const NV: usize, const MASKED: bool>(
 
 #[cfg(test)]
 mod tests {
-    //! The AVX-512 kernels against `scalar`, on CPUs that can run the table.
+    //! The AVX-512 table through the whole suite, then its own kernels' edge cases.
+    table_tests!(Avx512);
 
+    use super::super::checks::check_conv_f32;
     use super::super::{scalar, Backend, Kernels, Tap, TapQ11};
     use core::arch::x86_64::*;
     use proptest::prelude::*;
     use rand::{rngs::StdRng, Rng, SeedableRng};
 
     fn table() -> Option<&'static Kernels> {
-        match Backend::Avx512.kernels() {
-            Ok(k) => Some(k),
-            Err(e) => {
-                eprintln!("skipping: {e}");
-                None
-            }
-        }
+        super::super::checks::table(Backend::Avx512)
     }
 
     /// Random taps inside a `src_len` buffer of `c`-channel pixels, `w` per row; every fifth
@@ -810,46 +763,6 @@ mod tests {
         scalar::sample_i8(&src, &t, cpg, &mut want);
         (k.sample_i8)(&src, &t, cpg, &mut got);
         assert_eq!(got, want, "sample_i8 g={g} cpg={cpg} n={n}");
-    }
-
-    fn check_conv_f32(
-        k: &Kernels,
-        cin: usize,
-        o_n: usize,
-        npix: usize,
-        pad: usize,
-        bias: bool,
-        seed: u64,
-    ) {
-        let mut rng = StdRng::seed_from_u64(seed);
-        let ldx = cin + pad;
-        // Exact length: the last pixel's row ends the slice.
-        let x: Vec<f32> = (0..super::extent(npix, ldx, cin))
-            .map(|_| rng.gen_range(-1.0..1.0))
-            .collect();
-        let w: Vec<f32> = (0..cin * o_n).map(|_| rng.gen_range(-1.0..1.0)).collect();
-        let b: Vec<f32> = (0..o_n).map(|_| rng.gen_range(-1.0..1.0)).collect();
-        let wt = super::super::pack_conv_f32(&w, o_n, cin);
-        let bias = bias.then_some(&b[..]);
-        let mut want = vec![f32::NAN; npix * o_n + 5];
-        let mut got = want.clone();
-        scalar::conv_f32(&x, ldx, npix, cin, &wt, bias, o_n, &mut want);
-        (k.conv_f32)(&x, ldx, npix, cin, &wt, bias, o_n, &mut got);
-        let m = want[..npix * o_n]
-            .iter()
-            .fold(1e-6f32, |m, v| m.max(v.abs()));
-        for i in 0..npix * o_n {
-            assert!(
-                (got[i] - want[i]).abs() <= 1e-5 * m,
-                "conv_f32 cin={cin} o_n={o_n} npix={npix} i={i}: {} vs {}",
-                got[i],
-                want[i]
-            );
-        }
-        assert!(
-            got[npix * o_n..].iter().all(|v| v.is_nan()),
-            "conv_f32 wrote past its output"
-        );
     }
 
     /// `sample_f32_nchw` (streaming forced on or off) against the scalar reference: `npx`
@@ -962,7 +875,7 @@ mod tests {
         let Some(k) = table() else { return };
         assert_eq!(k.backend, Backend::Avx512);
         check_sample_i8(k, 4, 64, 12, 5, 300, 1);
-        check_conv_f32(k, 256, 32, 120, 0, true, 2);
+        check_conv_f32(k, 120, 256, 32, 0, true, 2);
         for cpg in [1, 15, 16, 17, 31, 32, 33, 63, 64, 65, 70, 127, 128, 129] {
             check_sample_i8(k, 3, cpg, 3, 2, 40, cpg as u64);
         }
@@ -971,9 +884,9 @@ mod tests {
             for npix in 0..9 {
                 check_conv_f32(
                     k,
+                    npix,
                     5 + o_n % 3,
                     o_n,
-                    npix,
                     o_n % 2,
                     npix % 2 == 0,
                     (o_n * 10 + npix) as u64,
@@ -1002,7 +915,7 @@ mod tests {
         #[test]
         fn conv_f32_matches_scalar(cin in 0usize..70, o_n in 1usize..40, npix in 0usize..30, pad in 0usize..3, bias in any::<bool>(), seed in any::<u64>()) {
             if let Some(k) = table() {
-                check_conv_f32(k, cin, o_n, npix, pad, bias, seed);
+                check_conv_f32(k, npix, cin, o_n, pad, bias, seed);
             }
         }
     }
@@ -1010,7 +923,7 @@ mod tests {
 
 #[cfg(test)]
 mod microbench {
-    use super::super::{pack_conv_f32, Backend, TapQ11};
+    use super::super::{pack_conv_f32, Backend, ConvIn, TapQ11};
     use std::time::Instant;
 
     /// `cargo test --release -p dysample --lib microbench -- --ignored --nocapture`
@@ -1034,7 +947,13 @@ mod microbench {
             for k in [a, b] {
                 let t = Instant::now();
                 for _ in 0..2000 {
-                    (k.conv_f32)(&x, cin, npix, cin, &wt, Some(&bias), o_n, &mut out);
+                    (k.conv_f32)(
+                        ConvIn::new(&x, cin, npix, cin),
+                        &wt,
+                        Some(&bias),
+                        o_n,
+                        &mut out,
+                    );
                 }
                 let c = t.elapsed().as_secs_f64() / 2000.0 * 1e6;
                 let t = Instant::now();

@@ -27,6 +27,9 @@ use std::str::FromStr;
 
 #[macro_use]
 mod tiling;
+#[cfg(test)]
+#[macro_use]
+mod checks;
 
 #[cfg(target_arch = "x86_64")]
 pub mod amx;
@@ -174,23 +177,29 @@ pub fn pack_conv_i8(w: &[i8], o_n: usize, cin: usize) -> Vec<i8> {
     out
 }
 
-/// Signature of `conv_f32`: for `p < npix`, `out[p*o_n + o] = bias[o] + Σ_k x[p*ldx + k] · wt[k*o_n + o]`
-/// (bias 0 when `None`). `wt` comes from [`pack_conv_f32`].
-pub type ConvF32 = fn(
-    x: &[f32],
-    ldx: usize,
-    npix: usize,
-    cin: usize,
-    wt: &[f32],
-    bias: Option<&[f32]>,
-    o_n: usize,
-    out: &mut [f32],
-);
+/// The pixels a 1x1 conv reads: `npix` rows of `cin` values, row `p` at `x[p*ld ..]`.
+#[derive(Clone, Copy, Debug)]
+pub struct ConvIn<'a, T> {
+    pub x: &'a [T],
+    pub ld: usize,
+    pub npix: usize,
+    pub cin: usize,
+}
 
-/// Signature of `conv_i8`: `acc[p*o_n + o] = Σ_k x[p*ldx + k] · w[o][k]`, exactly, in i32.
+impl<'a, T> ConvIn<'a, T> {
+    pub fn new(x: &'a [T], ld: usize, npix: usize, cin: usize) -> Self {
+        Self { x, ld, npix, cin }
+    }
+}
+
+/// Signature of `conv_f32`: for `p < npix`, `out[p*o_n + o] = bias[o] + Σ_k x[p*ld + k] · wt[k*o_n + o]`
+/// (bias 0 when `None`). `wt` comes from [`pack_conv_f32`].
+pub type ConvF32 =
+    fn(src: ConvIn<'_, f32>, wt: &[f32], bias: Option<&[f32]>, o_n: usize, out: &mut [f32]);
+
+/// Signature of `conv_i8`: `acc[p*o_n + o] = Σ_k x[p*ld + k] · w[o][k]`, exactly, in i32.
 /// `wpack` comes from [`pack_conv_i8`].
-pub type ConvI8 =
-    fn(x: &[i8], ldx: usize, npix: usize, cin: usize, wpack: &[i8], o_n: usize, acc: &mut [i32]);
+pub type ConvI8 = fn(src: ConvIn<'_, i8>, wpack: &[i8], o_n: usize, acc: &mut [i32]);
 
 /// Signature of `sample_f32`: tap `n` writes `out[n*cpg .. (n+1)*cpg]`.
 pub type SampleF32 = fn(src: &[f32], taps: &[Tap], cpg: usize, out: &mut [f32]);
@@ -301,57 +310,37 @@ impl Backend {
 
     /// CPU features this backend needs that `cpu` lacks (empty when usable).
     pub fn missing_features(self, cpu: &CpuFeatures) -> Vec<&'static str> {
-        let need: &[(&str, bool)] = match self {
-            Backend::Scalar => &[],
-            Backend::Avx2 => &[
-                ("x86_64", cpu.arch == "x86_64"),
-                ("avx2", cpu.avx2),
-                ("fma", cpu.fma),
-                ("f16c", cpu.f16c),
-            ],
-            Backend::Avx2Vnni => &[
-                ("x86_64", cpu.arch == "x86_64"),
-                ("avx2", cpu.avx2),
-                ("fma", cpu.fma),
-                ("f16c", cpu.f16c),
-                (
-                    "avxvnni or avx512vnni+avx512vl",
-                    cpu.avxvnni || (cpu.avx512vnni && cpu.avx512vl),
-                ),
-            ],
-            Backend::Avx512 => &[
-                ("x86_64", cpu.arch == "x86_64"),
-                ("avx2", cpu.avx2),
-                ("fma", cpu.fma),
-                ("f16c", cpu.f16c),
-                ("avx512f", cpu.avx512f),
-                ("avx512bw", cpu.avx512bw),
-                ("avx512vl", cpu.avx512vl),
-                ("avx512vnni", cpu.avx512vnni),
-            ],
-            Backend::Avx512Amx => &[
-                ("x86_64", cpu.arch == "x86_64"),
-                ("avx2", cpu.avx2),
-                ("fma", cpu.fma),
-                ("f16c", cpu.f16c),
-                ("avx512f", cpu.avx512f),
-                ("avx512bw", cpu.avx512bw),
-                ("avx512vl", cpu.avx512vl),
-                ("avx512vnni", cpu.avx512vnni),
-                ("amx-int8 (and OS tile support)", cpu.amx_int8),
-            ],
-            Backend::Neon => &[("aarch64", cpu.arch == "aarch64"), ("neon", cpu.neon)],
-            Backend::NeonDotprod => &[
-                ("aarch64", cpu.arch == "aarch64"),
-                ("neon", cpu.neon),
-                ("dotprod", cpu.dotprod),
-            ],
-            Backend::NeonDotprodFp16 => &[
-                ("aarch64", cpu.arch == "aarch64"),
-                ("neon", cpu.neon),
-                ("dotprod", cpu.dotprod),
-                ("fp16", cpu.fp16),
-            ],
+        // Each backend needs the features of the one it extends, plus its own.
+        let x86 = [
+            ("x86_64", cpu.arch == "x86_64"),
+            ("avx2", cpu.avx2),
+            ("fma", cpu.fma),
+            ("f16c", cpu.f16c),
+        ];
+        let avx512 = [
+            ("avx512f", cpu.avx512f),
+            ("avx512bw", cpu.avx512bw),
+            ("avx512vl", cpu.avx512vl),
+            ("avx512vnni", cpu.avx512vnni),
+        ];
+        let vnni = (
+            "avxvnni or avx512vnni+avx512vl",
+            cpu.avxvnni || (cpu.avx512vnni && cpu.avx512vl),
+        );
+        let neon = [("aarch64", cpu.arch == "aarch64"), ("neon", cpu.neon)];
+        let dotprod = ("dotprod", cpu.dotprod);
+        let need: Vec<(&str, bool)> = match self {
+            Backend::Scalar => vec![],
+            Backend::Avx2 => x86.to_vec(),
+            Backend::Avx2Vnni => [&x86[..], &[vnni]].concat(),
+            Backend::Avx512 => [&x86[..], &avx512].concat(),
+            Backend::Avx512Amx => {
+                let amx = ("amx-int8 (and OS tile support)", cpu.amx_int8);
+                [&x86[..], &avx512, &[amx]].concat()
+            }
+            Backend::Neon => neon.to_vec(),
+            Backend::NeonDotprod => [&neon[..], &[dotprod]].concat(),
+            Backend::NeonDotprodFp16 => [&neon[..], &[dotprod, ("fp16", cpu.fp16)]].concat(),
         };
         need.iter().filter(|(_, ok)| !ok).map(|(n, _)| *n).collect()
     }

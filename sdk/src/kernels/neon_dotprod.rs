@@ -138,36 +138,5 @@ unsafe fn conv_i8_block<const NP: usize, const NG: usize>(
 
 #[cfg(test)]
 mod tests {
-    use super::super::neon::tests::*;
-    use super::super::Backend;
-    use proptest::prelude::*;
-
-    /// The table if this CPU has dotprod; otherwise prints why the test is skipped.
-    fn table() -> Option<&'static super::Kernels> {
-        match Backend::NeonDotprod.kernels() {
-            Ok(k) => Some(k),
-            Err(e) => {
-                eprintln!("skipping neon-dotprod tests: {e}");
-                None
-            }
-        }
-    }
-
-    #[test]
-    fn neon_dotprod_fixed_cases() {
-        if let Some(k) = table() {
-            assert_eq!(k.backend, Backend::NeonDotprod);
-            fixed_cases(k);
-        }
-    }
-
-    proptest! {
-        #![proptest_config(ProptestConfig::with_cases(64))]
-        #[test]
-        fn neon_dotprod_conv_i8_random(npix in 0usize..11, cin in 0usize..70, o_n in 1usize..40, pad in 0usize..5, seed: u64) {
-            if let Some(k) = table() {
-                check_conv_i8(k, npix, cin, o_n, pad, seed);
-            }
-        }
-    }
+    table_tests!(NeonDotprod);
 }

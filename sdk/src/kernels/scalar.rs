@@ -3,7 +3,7 @@
 //! Written plainly; the compiler auto-vectorises some loops, which is fine since the
 //! integer ones are exact and the float ones only reorder within tolerance.
 
-use super::{Backend, Kernels, Tap, TapQ11};
+use super::{Backend, ConvIn, Kernels, Tap, TapQ11};
 use half::f16;
 
 pub static KERNELS: Kernels = Kernels {
@@ -23,19 +23,17 @@ pub static KERNELS: Kernels = Kernels {
     transpose_u8: transpose::<u8>,
 };
 
-#[allow(clippy::too_many_arguments)]
 pub fn conv_f32(
-    x: &[f32],
-    ldx: usize,
-    npix: usize,
-    cin: usize,
+    src: ConvIn<'_, f32>,
     wt: &[f32],
     bias: Option<&[f32]>,
     o_n: usize,
     out: &mut [f32],
 ) {
-    assert!(npix == 0 || x.len() >= (npix - 1) * ldx + cin);
-    assert!(wt.len() >= cin * o_n && out.len() >= npix * o_n);
+    if super::tiling::check_conv_f32(src, wt, bias, o_n, out).is_none() {
+        return;
+    }
+    let (x, ldx, npix, cin) = (src.x, src.ld, src.npix, src.cin);
     for p in 0..npix {
         let acc = &mut out[p * o_n..(p + 1) * o_n];
         match bias {
@@ -50,17 +48,11 @@ pub fn conv_f32(
     }
 }
 
-pub fn conv_i8(
-    x: &[i8],
-    ldx: usize,
-    npix: usize,
-    cin: usize,
-    wpack: &[i8],
-    o_n: usize,
-    acc: &mut [i32],
-) {
-    assert!(npix == 0 || x.len() >= (npix - 1) * ldx + cin);
-    assert!(wpack.len() >= super::cin4(cin) * o_n && acc.len() >= npix * o_n);
+pub fn conv_i8(src: ConvIn<'_, i8>, wpack: &[i8], o_n: usize, acc: &mut [i32]) {
+    if !super::tiling::check_conv_i8(src, wpack, o_n, acc) {
+        return;
+    }
+    let (x, ldx, npix, cin) = (src.x, src.ld, src.npix, src.cin);
     for p in 0..npix {
         let xs = &x[p * ldx..p * ldx + cin];
         for o in 0..o_n {
@@ -73,74 +65,77 @@ pub fn conv_i8(
     }
 }
 
+/// The one sampling loop of the reference: for tap `n` and channel `c < cpg`, `put(n, c, v)`
+/// with `v = blend(tap, [v00, v01, v10, v11])`, the tap's four corners in channel `c`.
 #[inline]
-fn taps_of<'a, T>(src: &'a [T], t: &Tap, cpg: usize) -> [&'a [T]; 4] {
-    let (b, dx, dy) = (t.base as usize, t.dx as usize, t.dy as usize);
-    [
-        &src[b..b + cpg],
-        &src[b + dx..b + dx + cpg],
-        &src[b + dy..b + dy + cpg],
-        &src[b + dx + dy..b + dx + dy + cpg],
-    ]
+fn each_sample<T: Copy, P: Corners, U>(
+    src: &[T],
+    taps: &[P],
+    cpg: usize,
+    blend: impl Fn(&P, [T; 4]) -> U,
+    mut put: impl FnMut(usize, usize, U),
+) {
+    for (n, t) in taps.iter().enumerate() {
+        let [b, dx, dy] = t.origin().map(|v| v as usize);
+        for c in 0..cpg {
+            let i = b + c;
+            put(
+                n,
+                c,
+                blend(t, [src[i], src[i + dx], src[i + dy], src[i + dx + dy]]),
+            );
+        }
+    }
+}
+
+/// Where a tap's corners are: `base`, and the steps to the right and lower neighbours.
+trait Corners {
+    fn origin(&self) -> [u32; 3];
+}
+impl Corners for Tap {
+    fn origin(&self) -> [u32; 3] {
+        [self.base, self.dx, self.dy]
+    }
+}
+impl Corners for TapQ11 {
+    fn origin(&self) -> [u32; 3] {
+        [self.base, self.dx, self.dy]
+    }
 }
 
 /// The float bilinear formula every float kernel reproduces (up to FMA contraction).
 #[inline]
-fn lerp2(v00: f32, v01: f32, v10: f32, v11: f32, fx: f32, fy: f32) -> f32 {
-    let top = v00 + fx * (v01 - v00);
-    let bot = v10 + fx * (v11 - v10);
-    top + fy * (bot - top)
+fn blend_f32(t: &Tap, [v00, v01, v10, v11]: [f32; 4]) -> f32 {
+    let top = v00 + t.fx * (v01 - v00);
+    let bot = v10 + t.fx * (v11 - v10);
+    top + t.fy * (bot - top)
+}
+
+/// f16 storage, f32 arithmetic, one rounding at the end.
+#[inline]
+fn blend_f16(t: &Tap, v: [f16; 4]) -> f16 {
+    f16::from_f32(blend_f32(t, v.map(f16::to_f32)))
 }
 
 /// The int8 bilinear formula, from the tap's Q11 position (not its cached weight bytes).
 #[inline]
-fn bilerp_q14(v00: i8, v01: i8, v10: i8, v11: i8, fx: u16, fy: u16) -> i8 {
-    super::blend_q14([v00, v01, v10, v11], super::weights_q14(fx, fy))
+fn blend_i8(t: &TapQ11, v: [i8; 4]) -> i8 {
+    super::blend_q14(v, super::weights_q14(t.fx, t.fy))
 }
 
 pub fn sample_f32(src: &[f32], taps: &[Tap], cpg: usize, out: &mut [f32]) {
     assert!(out.len() >= taps.len() * cpg);
-    for (t, o) in taps.iter().zip(out.chunks_exact_mut(cpg)) {
-        let [v00, v01, v10, v11] = taps_of(src, t, cpg);
-        for c in 0..cpg {
-            o[c] = lerp2(v00[c], v01[c], v10[c], v11[c], t.fx, t.fy);
-        }
-    }
+    each_sample(src, taps, cpg, blend_f32, |n, c, v| out[n * cpg + c] = v);
 }
 
 pub fn sample_f16(src: &[f16], taps: &[Tap], cpg: usize, out: &mut [f16]) {
     assert!(out.len() >= taps.len() * cpg);
-    for (t, o) in taps.iter().zip(out.chunks_exact_mut(cpg)) {
-        let [v00, v01, v10, v11] = taps_of(src, t, cpg);
-        for c in 0..cpg {
-            let v = lerp2(
-                v00[c].to_f32(),
-                v01[c].to_f32(),
-                v10[c].to_f32(),
-                v11[c].to_f32(),
-                t.fx,
-                t.fy,
-            );
-            o[c] = f16::from_f32(v);
-        }
-    }
+    each_sample(src, taps, cpg, blend_f16, |n, c, v| out[n * cpg + c] = v);
 }
 
 pub fn sample_i8(src: &[i8], taps: &[TapQ11], cpg: usize, out: &mut [i8]) {
     assert!(out.len() >= taps.len() * cpg);
-    for (t, o) in taps.iter().zip(out.chunks_exact_mut(cpg)) {
-        let (b, dx, dy) = (t.base as usize, t.dx as usize, t.dy as usize);
-        for c in 0..cpg {
-            o[c] = bilerp_q14(
-                src[b + c],
-                src[b + dx + c],
-                src[b + dy + c],
-                src[b + dx + dy + c],
-                t.fx,
-                t.fy,
-            );
-        }
-    }
+    each_sample(src, taps, cpg, blend_i8, |n, c, v| out[n * cpg + c] = v);
 }
 
 /// # Safety
@@ -153,14 +148,10 @@ pub unsafe fn sample_f32_nchw(
     dst: *mut f32,
     plane: usize,
 ) {
-    for (n, t) in taps.iter().enumerate() {
-        let [v00, v01, v10, v11] = taps_of(src, t, cpg);
-        for c in 0..cpg {
-            let v = lerp2(v00[c], v01[c], v10[c], v11[c], t.fx, t.fy);
-            // SAFETY: the caller guarantees dst is writable at every (channel, X) of these taps.
-            unsafe { *dst.add(((n % g) * cpg + c) * plane + n / g) = v };
-        }
-    }
+    // SAFETY: the caller guarantees dst is writable at every (channel, X) of these taps.
+    each_sample(src, taps, cpg, blend_f32, |n, c, v| unsafe {
+        *dst.add(((n % g) * cpg + c) * plane + n / g) = v
+    });
 }
 
 /// # Safety
@@ -173,21 +164,10 @@ pub unsafe fn sample_f16_nchw(
     dst: *mut f16,
     plane: usize,
 ) {
-    for (n, t) in taps.iter().enumerate() {
-        let [v00, v01, v10, v11] = taps_of(src, t, cpg);
-        for c in 0..cpg {
-            let v = lerp2(
-                v00[c].to_f32(),
-                v01[c].to_f32(),
-                v10[c].to_f32(),
-                v11[c].to_f32(),
-                t.fx,
-                t.fy,
-            );
-            // SAFETY: as in sample_f32_nchw.
-            unsafe { *dst.add(((n % g) * cpg + c) * plane + n / g) = f16::from_f32(v) };
-        }
-    }
+    // SAFETY: as in sample_f32_nchw.
+    each_sample(src, taps, cpg, blend_f16, |n, c, v| unsafe {
+        *dst.add(((n % g) * cpg + c) * plane + n / g) = v
+    });
 }
 
 /// # Safety
@@ -200,21 +180,10 @@ pub unsafe fn sample_i8_nchw(
     dst: *mut i8,
     plane: usize,
 ) {
-    for (n, t) in taps.iter().enumerate() {
-        let (b, dx, dy) = (t.base as usize, t.dx as usize, t.dy as usize);
-        for c in 0..cpg {
-            let v = bilerp_q14(
-                src[b + c],
-                src[b + dx + c],
-                src[b + dy + c],
-                src[b + dx + dy + c],
-                t.fx,
-                t.fy,
-            );
-            // SAFETY: as in sample_f32_nchw.
-            unsafe { *dst.add(((n % g) * cpg + c) * plane + n / g) = v };
-        }
-    }
+    // SAFETY: as in sample_f32_nchw.
+    each_sample(src, taps, cpg, blend_i8, |n, c, v| unsafe {
+        *dst.add(((n % g) * cpg + c) * plane + n / g) = v
+    });
 }
 
 pub fn cvt_f16_f32(src: &[f16], dst: &mut [f32]) {

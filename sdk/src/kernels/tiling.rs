@@ -151,58 +151,110 @@ macro_rules! transposes {
     )*};
 }
 
-/// Checks the common preconditions of `conv_i8`; returns false when there is nothing to do.
+/// Asserts the extents a `conv_f32` call touches: `npix` rows of `src` (`cin` each, `ld`
+/// apart), `cin·o_n` weights, `o_n` biases, `npix·o_n` outputs. Returns the bias pointer (null
+/// for none), or `None` when there is nothing to do.
+pub(super) fn check_conv_f32(
+    src: super::ConvIn<'_, f32>,
+    wt: &[f32],
+    bias: Option<&[f32]>,
+    o_n: usize,
+    out: &[f32],
+) -> Option<*const f32> {
+    if src.npix == 0 || o_n == 0 {
+        return None;
+    }
+    check_conv_extents("conv_f32", src, src.cin, wt.len(), o_n, out.len());
+    Some(match bias {
+        Some(b) => {
+            assert!(b.len() >= o_n, "conv_f32: bias too short");
+            b.as_ptr()
+        }
+        None => core::ptr::null(),
+    })
+}
+
+/// Asserts the extents a `conv_i8` call touches (`wpack` holds `cin4(cin)·o_n` bytes); returns
+/// false when there is nothing to do.
 pub(super) fn check_conv_i8(
-    x: &[i8],
-    ldx: usize,
-    npix: usize,
-    cin: usize,
+    src: super::ConvIn<'_, i8>,
     wpack: &[i8],
     o_n: usize,
     acc: &[i32],
 ) -> bool {
-    if npix == 0 || o_n == 0 {
+    if src.npix == 0 || o_n == 0 {
         return false;
     }
-    assert!(x.len() >= extent(npix, ldx, cin), "conv_i8: x too short");
-    let wlen = super::cin4(cin)
-        .checked_mul(o_n)
-        .expect("conv_i8: weights overflow");
-    assert!(wpack.len() >= wlen, "conv_i8: wpack too short");
-    let olen = npix.checked_mul(o_n).expect("conv_i8: output overflows");
-    assert!(acc.len() >= olen, "conv_i8: acc too short");
+    check_conv_extents(
+        "conv_i8",
+        src,
+        super::cin4(src.cin),
+        wpack.len(),
+        o_n,
+        acc.len(),
+    );
     true
 }
 
-/// Defines the safe `conv_i8` table entry `$name` around the raw leaf `$leaf(x, ldx, npix, cin,
-/// wpack, o_n, acc)` (pointers): the extents are asserted by [`check_conv_i8`], the leaf may
-/// touch exactly those, and `$why` says why the leaf's CPU features are present.
+fn check_conv_extents<T>(
+    what: &str,
+    src: super::ConvIn<'_, T>,
+    wrows: usize,
+    wlen: usize,
+    o_n: usize,
+    olen: usize,
+) {
+    assert!(
+        src.x.len() >= extent(src.npix, src.ld, src.cin),
+        "{what}: x too short"
+    );
+    let need = wrows.checked_mul(o_n).expect("conv weights overflow");
+    assert!(wlen >= need, "{what}: weights too short");
+    let need = src.npix.checked_mul(o_n).expect("conv output overflows");
+    assert!(olen >= need, "{what}: output too short");
+}
+
+/// Defines the safe `conv_f32` table entry `$name` around the raw leaf `$leaf(x, ld, npix, cin,
+/// wt, bias, o_n, out)` (pointers; `bias` null for none): the extents are asserted by
+/// [`check_conv_f32`], the leaf may touch exactly those, and `$why` says why the leaf's CPU
+/// features are present.
+macro_rules! conv_f32_entry {
+    ($vis:vis $name:ident => $leaf:ident, $why:literal) => {
+        $vis fn $name(
+            src: $crate::kernels::ConvIn<'_, f32>,
+            wt: &[f32],
+            bias: Option<&[f32]>,
+            o_n: usize,
+            out: &mut [f32],
+        ) {
+            let Some(bias) = $crate::kernels::tiling::check_conv_f32(src, wt, bias, o_n, out) else {
+                return;
+            };
+            let (x, ld, npix, cin) = (src.x.as_ptr(), src.ld, src.npix, src.cin);
+            // SAFETY: the leaf's CPU features are present (the reason is this macro's `why`
+            // argument at its use site); check_conv_f32 asserted the extents of x (npix rows
+            // of cin floats, ld apart), wt (cin·o_n), bias (o_n) and out (npix·o_n).
+            unsafe { $leaf(x, ld, npix, cin, wt.as_ptr(), bias, o_n, out.as_mut_ptr()) }
+        }
+    };
+}
+
+/// Defines the safe `conv_i8` table entry `$name` around the raw leaf `$leaf(x, ld, npix, cin,
+/// wpack, o_n, acc)` (pointers), as [`conv_f32_entry!`] does for f32.
 macro_rules! conv_i8_entry {
     ($vis:vis $name:ident => $leaf:ident, $why:literal) => {
         $vis fn $name(
-            x: &[i8],
-            ldx: usize,
-            npix: usize,
-            cin: usize,
+            src: $crate::kernels::ConvIn<'_, i8>,
             wpack: &[i8],
             o_n: usize,
             acc: &mut [i32],
         ) {
-            if $crate::kernels::tiling::check_conv_i8(x, ldx, npix, cin, wpack, o_n, acc) {
+            if $crate::kernels::tiling::check_conv_i8(src, wpack, o_n, acc) {
+                let (x, ld, npix, cin) = (src.x.as_ptr(), src.ld, src.npix, src.cin);
                 // SAFETY: the leaf's CPU features are present (the reason is this macro's `why`
                 // argument at its use site); check_conv_i8 asserted the extents of x (npix rows
-                // of cin bytes, ldx apart), wpack (cin4·o_n) and acc (npix·o_n), all it touches.
-                unsafe {
-                    $leaf(
-                        x.as_ptr(),
-                        ldx,
-                        npix,
-                        cin,
-                        wpack.as_ptr(),
-                        o_n,
-                        acc.as_mut_ptr(),
-                    )
-                }
+                // of cin bytes, ld apart), wpack (cin4·o_n) and acc (npix·o_n), all it touches.
+                unsafe { $leaf(x, ld, npix, cin, wpack.as_ptr(), o_n, acc.as_mut_ptr()) }
             }
         }
     };

@@ -397,9 +397,11 @@ pub(super) fn table(cpu: &CpuFeatures) -> Option<&'static Kernels> {
 
 #[cfg(test)]
 mod tests {
-    //! Both VNNI encodings against `scalar::conv_i8`, exact, on the CPUs that have them.
+    //! The registered VNNI table through the whole suite; both encodings (each only on a CPU
+    //! that has it) through the fixed cases and the int8 proptests, exact.
+    table_tests!(Avx2Vnni);
 
-    use super::super::avx2::tests::{check_conv_i8, check_conv_i8_extremes, check_sample};
+    use super::super::checks::{check_conv_i8, check_sample_bounds, check_sample_i8, fixed_cases};
     use super::super::{Backend, Kernels};
     use super::*;
     use proptest::prelude::*;
@@ -424,28 +426,11 @@ mod tests {
     }
 
     #[test]
-    fn hot_and_edge_shapes() {
+    fn both_encodings_fixed_cases() {
         for k in tables() {
-            check_sample(k, 64, 4096, 300, 3);
+            fixed_cases(k);
             for cpg in [1, 2, 15, 31, 32, 33, 63, 64, 65, 96, 100] {
-                check_sample(k, cpg, 3 * cpg + 5, 40, cpg as u64);
-            }
-            check_conv_i8(k, 256, 32, 120, 0, 1);
-            check_conv_i8(k, 64, 8, 480, 0, 2);
-            check_conv_i8_extremes(k);
-            for cin in 0..10 {
-                for o_n in 1..19 {
-                    for npix in 0..9 {
-                        check_conv_i8(
-                            k,
-                            cin,
-                            o_n,
-                            npix,
-                            cin % 2,
-                            (cin * 100 + o_n * 10 + npix) as u64,
-                        );
-                    }
-                }
+                check_sample_bounds(k, cpg, 3 * cpg + 5, 40, cpg as u64);
             }
         }
     }
@@ -454,18 +439,12 @@ mod tests {
         #![proptest_config(ProptestConfig::with_cases(128))]
 
         #[test]
-        fn samplers_match_scalar(cpg in 1usize..150, extra in 0usize..2000, ntaps in 0usize..40,
-                                 seed in any::<u64>()) {
+        fn both_encodings_int8_match_scalar(npix in 0usize..20, cin in 0usize..300, o_n in 1usize..72,
+                                            pad in 0usize..5, ntaps in 0usize..40, cpg in 1usize..150,
+                                            seed in any::<u64>()) {
             for k in tables() {
-                check_sample(k, cpg, extra, ntaps, seed);
-            }
-        }
-
-        #[test]
-        fn conv_i8_matches_scalar(cin in 0usize..300, o_n in 1usize..72, npix in 0usize..20,
-                                  pad in 0usize..5, seed in any::<u64>()) {
-            for k in tables() {
-                check_conv_i8(k, cin, o_n, npix, pad, seed);
+                check_conv_i8(k, npix, cin, o_n, pad, seed);
+                check_sample_i8(k, ntaps, cpg, seed);
             }
         }
     }
