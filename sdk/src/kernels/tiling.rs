@@ -42,7 +42,8 @@ pub(super) unsafe fn tiled<T: Copy, const B: usize>(
     edge: impl Fn(*const T, usize, usize, *mut T),
 ) {
     let (rb, cb) = (rows / B * B, cols / B * B);
-    let sup = SUPER.max(B);
+    // At least a cache line of the destination per block row, so each line is finished in one go.
+    let sup = SUPER.max(B).max(64 / core::mem::size_of::<T>());
     for r1 in (0..rb).step_by(sup) {
         for c1 in (0..cb).step_by(sup) {
             for r0 in (r1..(r1 + sup).min(rb)).step_by(B) {
