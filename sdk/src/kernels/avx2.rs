@@ -9,11 +9,14 @@
 //! f16 sampling repeats the scalar operation order exactly, so it returns the same bits; the
 //! integer kernels, conversions and transposes are bit-exact by construction.
 
+use super::tiling::check_conv_f32;
+use super::x86_loops::{self, F32Fma, I8Dot, Lanes};
 use super::{Backend, Kernels, Tap, TapQ11};
 use core::arch::x86_64::*;
 use core::ptr;
 use half::f16;
 
+#[cfg(test)]
 pub(super) use super::tiling::extent;
 
 pub(super) static KERNELS: Kernels = Kernels {
@@ -52,18 +55,6 @@ fn check_taps(src_len: usize, max_origin: usize, ntaps: usize, cpg: usize, out_l
     assert!(out_len >= olen, "sample: out too short");
 }
 
-/// Reads `n < 4` bytes into the low bytes of a zeroed i32 (never reads past `p + n`).
-///
-/// # Safety
-/// `p .. p + n` must be readable.
-#[inline(always)]
-pub(super) unsafe fn load_partial_i32(p: *const i8, n: usize) -> i32 {
-    let mut b = [0u8; 4];
-    // SAFETY: the caller guarantees n readable bytes at p; b has room for n <= 4.
-    unsafe { ptr::copy_nonoverlapping(p as *const u8, b.as_mut_ptr(), n.min(4)) };
-    i32::from_le_bytes(b)
-}
-
 /// Lanes `i < n` all-ones, the rest zero.
 #[inline]
 #[target_feature(enable = "avx2")]
@@ -72,6 +63,82 @@ pub(super) fn lane_mask(n: usize) -> __m256i {
         _mm256_set1_epi32(n.min(8) as i32),
         _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
     )
+}
+
+// ---------------------------------------------------------------------------------------------
+// Vector operations of the shared convolution loops (`x86_loops`). SAFETY (every method): the
+// loops call them only from this module's and the VNNI module's `#[target_feature]` leaves,
+// which enable AVX2 + FMA; the pointer contracts are the trait's.
+
+impl Lanes for __m256 {
+    type Elem = f32;
+    type Mask = __m256i;
+    const LANES: usize = 8;
+    #[inline(always)]
+    unsafe fn mask(n: usize) -> __m256i {
+        unsafe { lane_mask(n) }
+    }
+    #[inline(always)]
+    unsafe fn zero() -> Self {
+        unsafe { _mm256_setzero_ps() }
+    }
+    #[inline(always)]
+    unsafe fn load(p: *const f32) -> Self {
+        unsafe { _mm256_loadu_ps(p) }
+    }
+    #[inline(always)]
+    unsafe fn load_masked(p: *const f32, m: __m256i) -> Self {
+        unsafe { _mm256_maskload_ps(p, m) }
+    }
+    #[inline(always)]
+    unsafe fn store(p: *mut f32, v: Self) {
+        unsafe { _mm256_storeu_ps(p, v) }
+    }
+    #[inline(always)]
+    unsafe fn store_masked(p: *mut f32, m: __m256i, v: Self) {
+        unsafe { _mm256_maskstore_ps(p, m, v) }
+    }
+}
+
+impl F32Fma for __m256 {
+    #[inline(always)]
+    unsafe fn splat(v: f32) -> Self {
+        unsafe { _mm256_set1_ps(v) }
+    }
+    #[inline(always)]
+    unsafe fn fma(a: Self, b: Self, c: Self) -> Self {
+        unsafe { _mm256_fmadd_ps(a, b, c) }
+    }
+}
+
+impl Lanes for __m256i {
+    type Elem = i32;
+    type Mask = __m256i;
+    const LANES: usize = 8;
+    #[inline(always)]
+    unsafe fn mask(n: usize) -> __m256i {
+        unsafe { lane_mask(n) }
+    }
+    #[inline(always)]
+    unsafe fn zero() -> Self {
+        unsafe { _mm256_setzero_si256() }
+    }
+    #[inline(always)]
+    unsafe fn load(p: *const i32) -> Self {
+        unsafe { _mm256_loadu_si256(p as *const __m256i) }
+    }
+    #[inline(always)]
+    unsafe fn load_masked(p: *const i32, m: __m256i) -> Self {
+        unsafe { _mm256_maskload_epi32(p, m) }
+    }
+    #[inline(always)]
+    unsafe fn store(p: *mut i32, v: Self) {
+        unsafe { _mm256_storeu_si256(p as *mut __m256i, v) }
+    }
+    #[inline(always)]
+    unsafe fn store_masked(p: *mut i32, m: __m256i, v: Self) {
+        unsafe { _mm256_maskstore_epi32(p, m, v) }
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -88,22 +155,10 @@ fn conv_f32(
     o_n: usize,
     out: &mut [f32],
 ) {
-    if npix == 0 || o_n == 0 {
+    let Some(bias) = check_conv_f32(x, ldx, npix, cin, wt, bias, o_n, out) else {
         return;
-    }
-    assert!(x.len() >= extent(npix, ldx, cin), "conv_f32: x too short");
-    let wlen = cin.checked_mul(o_n).expect("conv_f32: weights overflow");
-    assert!(wt.len() >= wlen, "conv_f32: wt too short");
-    let olen = npix.checked_mul(o_n).expect("conv_f32: output overflows");
-    assert!(out.len() >= olen, "conv_f32: out too short");
-    let bias = match bias {
-        Some(b) => {
-            assert!(b.len() >= o_n, "conv_f32: bias too short");
-            b.as_ptr()
-        }
-        None => ptr::null(),
     };
-    // SAFETY: AVX2+FMA were detected before KERNELS was handed out; the asserts above cover
+    // SAFETY: AVX2+FMA were detected before KERNELS was handed out; check_conv_f32 asserted
     // every x row, the cin*o_n weights, the o_n biases and the npix*o_n outputs touched.
     unsafe {
         conv_f32_avx2(
@@ -119,6 +174,8 @@ fn conv_f32(
     }
 }
 
+/// Tiles of 6 pixels x 16 outputs, 8 x 8 for the last columns: ≤ 12 accumulators of 16 ymm.
+///
 /// # Safety
 /// AVX2+FMA available; pointers valid for the extents checked in [`conv_f32`]; `bias` may be null.
 #[target_feature(enable = "avx2,fma")]
@@ -133,232 +190,8 @@ unsafe fn conv_f32_avx2(
     o_n: usize,
     out: *mut f32,
 ) {
-    let full = _mm256_set1_epi32(-1);
-    let bias_at = |o: usize| {
-        if bias.is_null() {
-            bias
-        } else {
-            bias.wrapping_add(o)
-        }
-    };
-    let mut o0 = 0;
-    // SAFETY (all calls below): each column block [o0, o0 + width) lies inside o_n, so its
-    // weight, bias and output addresses are inside the extents the caller checked.
-    while o0 + 16 <= o_n {
-        unsafe {
-            conv_f32_cols::<6, 2, false>(
-                x,
-                ldx,
-                npix,
-                cin,
-                wt.add(o0),
-                bias_at(o0),
-                o_n,
-                out.add(o0),
-                full,
-            )
-        };
-        o0 += 16;
-    }
-    if o0 + 8 <= o_n {
-        // SAFETY: as for the block above: this tile's pixels and output columns lie inside the
-        // caller-checked x, w and out extents, and the CPU features were detected.
-        unsafe {
-            conv_f32_cols::<8, 1, false>(
-                x,
-                ldx,
-                npix,
-                cin,
-                wt.add(o0),
-                bias_at(o0),
-                o_n,
-                out.add(o0),
-                full,
-            )
-        };
-        o0 += 8;
-    }
-    if o0 < o_n {
-        let mask = lane_mask(o_n - o0);
-        // SAFETY: as for the block above: this tile's pixels and output columns lie inside the
-        // caller-checked x, w and out extents, and the CPU features were detected.
-        unsafe {
-            conv_f32_cols::<8, 1, true>(
-                x,
-                ldx,
-                npix,
-                cin,
-                wt.add(o0),
-                bias_at(o0),
-                o_n,
-                out.add(o0),
-                mask,
-            )
-        };
-    }
-}
-
-/// One column block over all pixels: full MP-pixel tiles, then tiles of 4, 2, 1.
-///
-/// # Safety
-/// See [`conv_f32_tile`], for every pixel `p < npix`.
-#[inline]
-#[target_feature(enable = "avx2,fma")]
-#[allow(clippy::too_many_arguments)]
-unsafe fn conv_f32_cols<const MP: usize, const NV: usize, const MASKED: bool>(
-    x: *const f32,
-    ldx: usize,
-    npix: usize,
-    cin: usize,
-    w: *const f32,
-    bias: *const f32,
-    o_n: usize,
-    out: *mut f32,
-    mask: __m256i,
-) {
-    let mut p = 0;
-    // SAFETY (all calls): pixels p .. p + tile are < npix, inside the caller's extents.
-    while p + MP <= npix {
-        unsafe {
-            conv_f32_tile::<MP, NV, MASKED>(
-                x.add(p * ldx),
-                ldx,
-                cin,
-                w,
-                bias,
-                o_n,
-                out.add(p * o_n),
-                mask,
-            )
-        };
-        p += MP;
-    }
-    while p + 4 <= npix {
-        // SAFETY: as for the block above: this tile's pixels and output columns lie inside the
-        // caller-checked x, w and out extents, and the CPU features were detected.
-        unsafe {
-            conv_f32_tile::<4, NV, MASKED>(
-                x.add(p * ldx),
-                ldx,
-                cin,
-                w,
-                bias,
-                o_n,
-                out.add(p * o_n),
-                mask,
-            )
-        };
-        p += 4;
-    }
-    if p + 2 <= npix {
-        // SAFETY: as for the block above: this tile's pixels and output columns lie inside the
-        // caller-checked x, w and out extents, and the CPU features were detected.
-        unsafe {
-            conv_f32_tile::<2, NV, MASKED>(
-                x.add(p * ldx),
-                ldx,
-                cin,
-                w,
-                bias,
-                o_n,
-                out.add(p * o_n),
-                mask,
-            )
-        };
-        p += 2;
-    }
-    if p < npix {
-        // SAFETY: as for the block above: this tile's pixels and output columns lie inside the
-        // caller-checked x, w and out extents, and the CPU features were detected.
-        unsafe {
-            conv_f32_tile::<1, NV, MASKED>(
-                x.add(p * ldx),
-                ldx,
-                cin,
-                w,
-                bias,
-                o_n,
-                out.add(p * o_n),
-                mask,
-            )
-        };
-    }
-}
-
-/// Loads NV vectors of 8 f32; the last one masked when `MASKED`.
-///
-/// # Safety
-/// `p .. p + 8*NV` readable (only the masked-in lanes of the last vector when `MASKED`).
-#[inline]
-#[target_feature(enable = "avx2")]
-unsafe fn load_row_ps<const NV: usize, const MASKED: bool>(
-    p: *const f32,
-    mask: __m256i,
-) -> [__m256; NV] {
-    let mut r = [_mm256_setzero_ps(); NV];
-    for (v, rv) in r.iter_mut().enumerate() {
-        // SAFETY: inside the range the caller guarantees; masked lanes are not accessed.
-        *rv = unsafe {
-            if MASKED && v + 1 == NV {
-                _mm256_maskload_ps(p.add(8 * v), mask)
-            } else {
-                _mm256_loadu_ps(p.add(8 * v))
-            }
-        };
-    }
-    r
-}
-
-/// MP pixels x NV*8 outputs; MP*NV accumulators stay in registers (≤ 12 of 16 ymm).
-///
-/// # Safety
-/// AVX2+FMA; `x + p*ldx + k` readable for p < MP, k < cin; `w + k*o_n .. + 8*NV` readable for
-/// k < cin (masked-in lanes of the last vector only when `MASKED`); likewise `bias` (or null)
-/// and `out + p*o_n` writable.
-#[inline]
-#[target_feature(enable = "avx2,fma")]
-#[allow(clippy::too_many_arguments)]
-unsafe fn conv_f32_tile<const MP: usize, const NV: usize, const MASKED: bool>(
-    x: *const f32,
-    ldx: usize,
-    cin: usize,
-    w: *const f32,
-    bias: *const f32,
-    o_n: usize,
-    out: *mut f32,
-    mask: __m256i,
-) {
-    let init = if bias.is_null() {
-        [_mm256_setzero_ps(); NV]
-    } else {
-        // SAFETY: bias is valid for this column block (caller).
-        unsafe { load_row_ps::<NV, MASKED>(bias, mask) }
-    };
-    let mut acc = [init; MP];
-    for k in 0..cin {
-        // SAFETY: row k of the packed weights, within this column block (caller).
-        let wv = unsafe { load_row_ps::<NV, MASKED>(w.add(k * o_n), mask) };
-        for (p, accp) in acc.iter_mut().enumerate() {
-            // SAFETY: x[p*ldx + k] with p < MP, k < cin is readable (caller).
-            let xb = _mm256_set1_ps(unsafe { *x.add(p * ldx + k) });
-            for (a, &wvv) in accp.iter_mut().zip(wv.iter()) {
-                *a = _mm256_fmadd_ps(xb, wvv, *a);
-            }
-        }
-    }
-    for (p, accp) in acc.iter().enumerate() {
-        for (v, &a) in accp.iter().enumerate() {
-            // SAFETY: out + p*o_n is writable for this column block (caller); masked lanes untouched.
-            unsafe {
-                let dst = out.add(p * o_n + 8 * v);
-                if MASKED && v + 1 == NV {
-                    _mm256_maskstore_ps(dst, mask, a);
-                } else {
-                    _mm256_storeu_ps(dst, a);
-                }
-            }
-        }
-    }
+    // SAFETY: the features are enabled here; the extents are the caller's.
+    unsafe { x86_loops::conv_f32::<__m256, 6, 8>(x, ldx, npix, cin, wt, bias, o_n, out) }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -369,8 +202,11 @@ unsafe fn conv_f32_tile<const MP: usize, const NV: usize, const MASKED: bool>(
 
 conv_i8_entry!(conv_i8 => conv_i8_avx2, "AVX2 was detected before KERNELS was handed out");
 
+/// Tiles of 4 pixels x 16 outputs (each weight vector is two registers here), 6 x 8 for the
+/// last columns.
+///
 /// # Safety
-/// AVX2; pointers valid for the extents checked by [`check_conv_i8`].
+/// AVX2; pointers valid for the extents checked by [`super::tiling::check_conv_i8`].
 #[target_feature(enable = "avx2")]
 unsafe fn conv_i8_avx2(
     x: *const i8,
@@ -381,124 +217,12 @@ unsafe fn conv_i8_avx2(
     o_n: usize,
     out: *mut i32,
 ) {
-    let full = _mm256_set1_epi32(-1);
-    let mut o0 = 0;
-    // SAFETY (all calls): column block [o0, o0 + width) lies inside o_n; see conv_i8_tile.
-    while o0 + 16 <= o_n {
-        unsafe {
-            conv_i8_cols::<4, 2, false>(x, ldx, npix, cin, w.add(4 * o0), o_n, out.add(o0), full)
-        };
-        o0 += 16;
-    }
-    if o0 + 8 <= o_n {
-        // SAFETY: as for the block above: this tile's pixels and output columns lie inside the
-        // caller-checked x, w and out extents, and the CPU features were detected.
-        unsafe {
-            conv_i8_cols::<6, 1, false>(x, ldx, npix, cin, w.add(4 * o0), o_n, out.add(o0), full)
-        };
-        o0 += 8;
-    }
-    if o0 < o_n {
-        let mask = lane_mask(o_n - o0);
-        // SAFETY: as for the block above: this tile's pixels and output columns lie inside the
-        // caller-checked x, w and out extents, and the CPU features were detected.
-        unsafe {
-            conv_i8_cols::<6, 1, true>(x, ldx, npix, cin, w.add(4 * o0), o_n, out.add(o0), mask)
-        };
-    }
+    // SAFETY: the features are enabled here; the extents are the caller's.
+    unsafe { x86_loops::conv_i8::<Madd, 4, 6>(x, ldx, npix, cin, w, o_n, out) }
 }
 
-/// # Safety
-/// See [`conv_i8_tile`], for every pixel `p < npix`.
-#[inline]
-#[target_feature(enable = "avx2")]
-#[allow(clippy::too_many_arguments)]
-unsafe fn conv_i8_cols<const MP: usize, const NV: usize, const MASKED: bool>(
-    x: *const i8,
-    ldx: usize,
-    npix: usize,
-    cin: usize,
-    w: *const i8,
-    o_n: usize,
-    out: *mut i32,
-    mask: __m256i,
-) {
-    let mut p = 0;
-    // SAFETY (all calls): pixels p .. p + tile are < npix.
-    while p + MP <= npix {
-        unsafe {
-            conv_i8_tile::<MP, NV, MASKED>(x.add(p * ldx), ldx, cin, w, o_n, out.add(p * o_n), mask)
-        };
-        p += MP;
-    }
-    while p + 2 <= npix {
-        // SAFETY: as for the block above: this tile's pixels and output columns lie inside the
-        // caller-checked x, w and out extents, and the CPU features were detected.
-        unsafe {
-            conv_i8_tile::<2, NV, MASKED>(x.add(p * ldx), ldx, cin, w, o_n, out.add(p * o_n), mask)
-        };
-        p += 2;
-    }
-    if p < npix {
-        // SAFETY: as for the block above: this tile's pixels and output columns lie inside the
-        // caller-checked x, w and out extents, and the CPU features were detected.
-        unsafe {
-            conv_i8_tile::<1, NV, MASKED>(x.add(p * ldx), ldx, cin, w, o_n, out.add(p * o_n), mask)
-        };
-    }
-}
-
-/// Loads NV weight vectors (8 outputs x 4 k each) of one k-group; last one dword-masked.
-///
-/// # Safety
-/// `p .. p + 32*NV` readable (masked-in dwords of the last vector only when `MASKED`).
-#[inline]
-#[target_feature(enable = "avx2")]
-pub(super) unsafe fn load_row_i8<const NV: usize, const MASKED: bool>(
-    p: *const i8,
-    mask: __m256i,
-) -> [__m256i; NV] {
-    let mut r = [_mm256_setzero_si256(); NV];
-    for (v, rv) in r.iter_mut().enumerate() {
-        // SAFETY: inside the range the caller guarantees; masked dwords are not accessed.
-        *rv = unsafe {
-            let q = p.add(32 * v);
-            if MASKED && v + 1 == NV {
-                _mm256_maskload_epi32(q as *const i32, mask)
-            } else {
-                _mm256_loadu_si256(q as *const __m256i)
-            }
-        };
-    }
-    r
-}
-
-/// Stores MP x NV i32 vectors to `out + p*o_n`; last vector of a row masked when `MASKED`.
-///
-/// # Safety
-/// `out + p*o_n .. + 8*NV` writable for p < MP (masked-in lanes only for the last vector).
-#[inline]
-#[target_feature(enable = "avx2")]
-pub(super) unsafe fn store_tile_i32<const MP: usize, const NV: usize, const MASKED: bool>(
-    out: *mut i32,
-    o_n: usize,
-    acc: &[[__m256i; NV]; MP],
-    mask: __m256i,
-) {
-    for (p, accp) in acc.iter().enumerate() {
-        for (v, &a) in accp.iter().enumerate() {
-            // SAFETY: inside the range the caller guarantees; masked lanes untouched.
-            unsafe {
-                let dst = out.add(p * o_n + 8 * v);
-                if MASKED && v + 1 == NV {
-                    _mm256_maskstore_epi32(dst, mask, a);
-                } else {
-                    _mm256_storeu_si256(dst as *mut __m256i, a);
-                }
-            }
-        }
-    }
-}
+/// The `vpmaddwd` dot product: bytes split into even and odd i16 halves.
+struct Madd;
 
 /// Even bytes of each 16-bit word, sign-extended (`srai(slli(v, 8), 8)`).
 #[inline]
@@ -507,57 +231,42 @@ fn even_i8_as_i16(v: __m256i) -> __m256i {
     _mm256_srai_epi16::<8>(_mm256_slli_epi16::<8>(v))
 }
 
-/// # Safety
-/// AVX2; for p < MP the x bytes `x + p*ldx .. + cin` readable; packed weight groups
-/// `w + g*4*o_n .. + 32*NV` readable for g < cin4/4 (masked dwords only when `MASKED`);
-/// `out + p*o_n .. + 8*NV` writable.
+/// Both halves of a vector of bytes: (even, odd), each sign-extended to i16.
 #[inline]
 #[target_feature(enable = "avx2")]
-unsafe fn conv_i8_tile<const MP: usize, const NV: usize, const MASKED: bool>(
-    x: *const i8,
-    ldx: usize,
-    cin: usize,
-    w: *const i8,
-    o_n: usize,
-    out: *mut i32,
-    mask: __m256i,
-) {
-    let mut acc = [[_mm256_setzero_si256(); NV]; MP];
-    let groups = cin / 4;
-    let tail = cin % 4;
-    let mut step = |g: usize, xd: &[i32; MP]| {
-        // SAFETY: group g < cin4/4 of the packed weights (caller).
-        let wv = unsafe { load_row_i8::<NV, MASKED>(w.add(g * 4 * o_n), mask) };
-        let we = wv.map(|v| even_i8_as_i16(v));
-        let wo = wv.map(|v| _mm256_srai_epi16::<8>(v));
-        for (accp, &d) in acc.iter_mut().zip(xd.iter()) {
-            let xv = _mm256_set1_epi32(d);
-            let xe = even_i8_as_i16(xv);
-            let xo = _mm256_srai_epi16::<8>(xv);
-            for v in 0..NV {
-                let s =
-                    _mm256_add_epi32(_mm256_madd_epi16(xe, we[v]), _mm256_madd_epi16(xo, wo[v]));
-                accp[v] = _mm256_add_epi32(accp[v], s);
-            }
+fn split_i8(v: __m256i) -> (__m256i, __m256i) {
+    (even_i8_as_i16(v), _mm256_srai_epi16::<8>(v))
+}
+
+// SAFETY (every method): called only from `conv_i8_avx2` (AVX2), see the `Lanes` impls.
+impl I8Dot for Madd {
+    type V = __m256i;
+    type W = (__m256i, __m256i);
+    type X = (__m256i, __m256i);
+    #[inline(always)]
+    unsafe fn weights(w: __m256i) -> Self::W {
+        unsafe { split_i8(w) }
+    }
+    #[inline(always)]
+    unsafe fn pixel(x4: i32) -> Self::X {
+        unsafe { split_i8(_mm256_set1_epi32(x4)) }
+    }
+    #[inline(always)]
+    unsafe fn dot(acc: __m256i, (xe, xo): Self::X, (we, wo): Self::W) -> __m256i {
+        unsafe {
+            let s = _mm256_add_epi32(_mm256_madd_epi16(xe, we), _mm256_madd_epi16(xo, wo));
+            _mm256_add_epi32(acc, s)
         }
-    };
-    for g in 0..groups {
-        // SAFETY: bytes 4g .. 4g+4 ≤ cin of each pixel row are readable (caller).
-        let xd: [i32; MP] = core::array::from_fn(|p| unsafe {
-            ptr::read_unaligned(x.add(p * ldx + 4 * g) as *const i32)
-        });
-        step(g, &xd);
     }
-    if tail != 0 {
-        // The k-tail never reads past cin: the last pixel's row may end the slice.
-        // SAFETY: bytes 4*groups .. cin of each pixel row are readable (caller).
-        let xd: [i32; MP] = core::array::from_fn(|p| unsafe {
-            load_partial_i32(x.add(p * ldx + 4 * groups), tail)
-        });
-        step(groups, &xd);
+    #[inline(always)]
+    unsafe fn start<const NV: usize, const MASKED: bool>(
+        _w: *const i8,
+        _groups: usize,
+        _ld: usize,
+        _m: __m256i,
+    ) -> [__m256i; NV] {
+        [unsafe { _mm256_setzero_si256() }; NV]
     }
-    // SAFETY: output rows of this tile are writable (caller).
-    unsafe { store_tile_i32::<MP, NV, MASKED>(out, o_n, &acc, mask) };
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -13,9 +13,10 @@
 //! extent the kernel touches before entering `unsafe` code; masked loads and stores never touch
 //! masked-out elements (they cannot fault there).
 
+use super::tiling::check_conv_f32;
+use super::x86_loops::{self, F32Fma, Lanes};
 use super::{Backend, Kernels, Tap, TapQ11};
 use core::arch::x86_64::*;
-use core::ptr;
 
 pub(super) static KERNELS: Kernels = Kernels {
     backend: Backend::Avx512,
@@ -25,6 +26,7 @@ pub(super) static KERNELS: Kernels = Kernels {
     ..super::vnni::KERNELS_AVX512VNNI
 };
 
+#[cfg(test)]
 use super::tiling::extent;
 
 // ---------------------------------------------------------------------------------------------
@@ -454,7 +456,52 @@ fn transpose_16x16_ps(r: [__m512; 16]) -> [__m512; 16] {
 
 // ---------------------------------------------------------------------------------------------
 // conv_f32: MP pixels x NV·16 outputs in zmm accumulators, broadcast x (embedded {1to16}),
-// FMA with packed weight rows; the last 16-column block is masked when o_n % 16 ≠ 0.
+// FMA with packed weight rows; the last 16-column block is masked when o_n % 16 ≠ 0. The loops
+// are `x86_loops::conv_f32`; this module gives the zmm operations.
+
+// SAFETY (every method): called only from `conv_f32_avx512`, which enables AVX-512F + FMA; the
+// masked forms touch only the selected lanes (`_mm512_maskz_loadu_ps`/`_mm512_mask_storeu_ps`
+// do not access, and cannot fault on, masked-out elements).
+impl Lanes for __m512 {
+    type Elem = f32;
+    type Mask = __mmask16;
+    const LANES: usize = 16;
+    #[inline(always)]
+    unsafe fn mask(n: usize) -> __mmask16 {
+        ((1u32 << n.min(16)) - 1) as __mmask16
+    }
+    #[inline(always)]
+    unsafe fn zero() -> Self {
+        unsafe { _mm512_setzero_ps() }
+    }
+    #[inline(always)]
+    unsafe fn load(p: *const f32) -> Self {
+        unsafe { _mm512_loadu_ps(p) }
+    }
+    #[inline(always)]
+    unsafe fn load_masked(p: *const f32, m: __mmask16) -> Self {
+        unsafe { _mm512_maskz_loadu_ps(m, p) }
+    }
+    #[inline(always)]
+    unsafe fn store(p: *mut f32, v: Self) {
+        unsafe { _mm512_storeu_ps(p, v) }
+    }
+    #[inline(always)]
+    unsafe fn store_masked(p: *mut f32, m: __mmask16, v: Self) {
+        unsafe { _mm512_mask_storeu_ps(p, m, v) }
+    }
+}
+
+impl F32Fma for __m512 {
+    #[inline(always)]
+    unsafe fn splat(v: f32) -> Self {
+        unsafe { _mm512_set1_ps(v) }
+    }
+    #[inline(always)]
+    unsafe fn fma(a: Self, b: Self, c: Self) -> Self {
+        unsafe { _mm512_fmadd_ps(a, b, c) }
+    }
+}
 
 #[allow(clippy::too_many_arguments)]
 fn conv_f32(
@@ -467,22 +514,10 @@ fn conv_f32(
     o_n: usize,
     out: &mut [f32],
 ) {
-    if npix == 0 || o_n == 0 {
+    let Some(bias) = check_conv_f32(x, ldx, npix, cin, wt, bias, o_n, out) else {
         return;
-    }
-    assert!(x.len() >= extent(npix, ldx, cin), "conv_f32: x too short");
-    let wlen = cin.checked_mul(o_n).expect("conv_f32: weights overflow");
-    assert!(wt.len() >= wlen, "conv_f32: wt too short");
-    let olen = npix.checked_mul(o_n).expect("conv_f32: output overflows");
-    assert!(out.len() >= olen, "conv_f32: out too short");
-    let bias = match bias {
-        Some(b) => {
-            assert!(b.len() >= o_n, "conv_f32: bias too short");
-            b.as_ptr()
-        }
-        None => ptr::null(),
     };
-    // SAFETY: AVX-512F + FMA detected before KERNELS was handed out; the asserts above cover
+    // SAFETY: AVX-512F + FMA detected before KERNELS was handed out; check_conv_f32 asserted
     // every x row, the cin·o_n weights, the o_n biases and the npix·o_n outputs touched.
     unsafe {
         conv_f32_avx512(
@@ -498,6 +533,8 @@ fn conv_f32(
     }
 }
 
+/// Tiles of 12 pixels x 32 outputs, 8 x 16 for the last columns: ≤ 24 accumulators of 32 zmm.
+///
 /// # Safety
 /// AVX-512F + FMA; pointers valid for the extents checked in [`conv_f32`]; `bias` may be null.
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma")]
@@ -512,228 +549,8 @@ unsafe fn conv_f32_avx512(
     o_n: usize,
     out: *mut f32,
 ) {
-    let bias_at = |o: usize| {
-        if bias.is_null() {
-            bias
-        } else {
-            bias.wrapping_add(o)
-        }
-    };
-    let mut o0 = 0;
-    // SAFETY (all calls below): each column block [o0, o0 + width) lies inside o_n (the masked
-    // block selects only columns < o_n), so its weight, bias and output addresses are inside
-    // the extents the caller checked.
-    while o0 + 32 <= o_n {
-        unsafe {
-            conv_f32_cols::<12, 2, false>(
-                x,
-                ldx,
-                npix,
-                cin,
-                wt.add(o0),
-                bias_at(o0),
-                o_n,
-                out.add(o0),
-                !0,
-            )
-        };
-        o0 += 32;
-    }
-    if o0 + 16 <= o_n {
-        // SAFETY: as above: columns o0 .. o0 + 16 ≤ o_n.
-        unsafe {
-            conv_f32_cols::<8, 1, false>(
-                x,
-                ldx,
-                npix,
-                cin,
-                wt.add(o0),
-                bias_at(o0),
-                o_n,
-                out.add(o0),
-                !0,
-            )
-        };
-        o0 += 16;
-    }
-    if o0 < o_n {
-        let mask: __mmask16 = ((1u32 << (o_n - o0)) - 1) as __mmask16;
-        // SAFETY: as above: the mask selects columns o0 .. o_n only.
-        unsafe {
-            conv_f32_cols::<8, 1, true>(
-                x,
-                ldx,
-                npix,
-                cin,
-                wt.add(o0),
-                bias_at(o0),
-                o_n,
-                out.add(o0),
-                mask,
-            )
-        };
-    }
-}
-
-/// One column block over all pixels: MP-pixel tiles, then tiles of 4, 2, 1.
-///
-/// # Safety
-/// See [`conv_f32_tile`], for every pixel `p < npix`.
-#[inline]
-#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma")]
-#[allow(clippy::too_many_arguments)]
-unsafe fn conv_f32_cols<const MP: usize, const NV: usize, const MASKED: bool>(
-    x: *const f32,
-    ldx: usize,
-    npix: usize,
-    cin: usize,
-    w: *const f32,
-    bias: *const f32,
-    o_n: usize,
-    out: *mut f32,
-    mask: __mmask16,
-) {
-    let mut p = 0;
-    // SAFETY (all calls): pixels p .. p + tile are < npix, inside the caller's extents.
-    while p + MP <= npix {
-        unsafe {
-            conv_f32_tile::<MP, NV, MASKED>(
-                x.add(p * ldx),
-                ldx,
-                cin,
-                w,
-                bias,
-                o_n,
-                out.add(p * o_n),
-                mask,
-            )
-        };
-        p += MP;
-    }
-    while p + 4 <= npix {
-        // SAFETY: as above, pixels p .. p + 4 < npix.
-        unsafe {
-            conv_f32_tile::<4, NV, MASKED>(
-                x.add(p * ldx),
-                ldx,
-                cin,
-                w,
-                bias,
-                o_n,
-                out.add(p * o_n),
-                mask,
-            )
-        };
-        p += 4;
-    }
-    if p + 2 <= npix {
-        // SAFETY: as above, pixels p .. p + 2 < npix.
-        unsafe {
-            conv_f32_tile::<2, NV, MASKED>(
-                x.add(p * ldx),
-                ldx,
-                cin,
-                w,
-                bias,
-                o_n,
-                out.add(p * o_n),
-                mask,
-            )
-        };
-        p += 2;
-    }
-    if p < npix {
-        // SAFETY: as above, pixel p < npix.
-        unsafe {
-            conv_f32_tile::<1, NV, MASKED>(
-                x.add(p * ldx),
-                ldx,
-                cin,
-                w,
-                bias,
-                o_n,
-                out.add(p * o_n),
-                mask,
-            )
-        };
-    }
-}
-
-/// Loads NV vectors of 16 f32; the last one masked (zero elsewhere) when `MASKED`.
-///
-/// # Safety
-/// `p .. p + 16·NV` readable (only the masked-in lanes of the last vector when `MASKED`).
-#[inline]
-#[target_feature(enable = "avx512f")]
-unsafe fn load_row<const NV: usize, const MASKED: bool>(
-    p: *const f32,
-    mask: __mmask16,
-) -> [__m512; NV] {
-    let mut r = [_mm512_setzero_ps(); NV];
-    for (v, rv) in r.iter_mut().enumerate() {
-        // SAFETY: inside the range the caller guarantees; masked-out lanes are not accessed.
-        *rv = unsafe {
-            if MASKED && v + 1 == NV {
-                _mm512_maskz_loadu_ps(mask, p.add(16 * v))
-            } else {
-                _mm512_loadu_ps(p.add(16 * v))
-            }
-        };
-    }
-    r
-}
-
-/// MP pixels x NV·16 outputs; MP·NV accumulators stay in registers (≤ 16 of 32 zmm).
-///
-/// # Safety
-/// AVX-512F + FMA; `x + p·ldx + k` readable for p < MP, k < cin; `w + k·o_n .. + 16·NV`
-/// readable for k < cin (masked-in lanes of the last vector only when `MASKED`); likewise
-/// `bias` (or null) readable and `out + p·o_n` writable.
-#[inline]
-#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma")]
-#[allow(clippy::too_many_arguments)]
-unsafe fn conv_f32_tile<const MP: usize, const NV: usize, const MASKED: bool>(
-    x: *const f32,
-    ldx: usize,
-    cin: usize,
-    w: *const f32,
-    bias: *const f32,
-    o_n: usize,
-    out: *mut f32,
-    mask: __mmask16,
-) {
-    let init = if bias.is_null() {
-        [_mm512_setzero_ps(); NV]
-    } else {
-        // SAFETY: bias is valid for this column block (caller).
-        unsafe { load_row::<NV, MASKED>(bias, mask) }
-    };
-    let mut acc = [init; MP];
-    for k in 0..cin {
-        // SAFETY: row k of the packed weights, within this column block (caller).
-        let wv = unsafe { load_row::<NV, MASKED>(w.add(k * o_n), mask) };
-        for (p, accp) in acc.iter_mut().enumerate() {
-            // SAFETY: x[p·ldx + k] with p < MP, k < cin is readable (caller).
-            let xb = _mm512_set1_ps(unsafe { *x.add(p * ldx + k) });
-            for (a, &wvv) in accp.iter_mut().zip(wv.iter()) {
-                *a = _mm512_fmadd_ps(xb, wvv, *a);
-            }
-        }
-    }
-    for (p, accp) in acc.iter().enumerate() {
-        for (v, &a) in accp.iter().enumerate() {
-            // SAFETY: out + p·o_n is writable for this column block (caller); masked-out lanes
-            // are untouched.
-            unsafe {
-                let dst = out.add(p * o_n + 16 * v);
-                if MASKED && v + 1 == NV {
-                    _mm512_mask_storeu_ps(dst, mask, a);
-                } else {
-                    _mm512_storeu_ps(dst, a);
-                }
-            }
-        }
-    }
+    // SAFETY: the features are enabled here; the extents are the caller's.
+    unsafe { x86_loops::conv_f32::<__m512, 12, 8>(x, ldx, npix, cin, wt, bias, o_n, out) }
 }
 
 #[cfg(test)]
