@@ -10,7 +10,7 @@
 //! integer kernels, conversions and transposes are bit-exact by construction.
 
 use super::tiling::check_conv_f32;
-use super::x86_loops::{self, F32Fma, I8Dot, Lanes};
+use super::x86_loops::{self, channel_chunks, corners, fits, short_tap, F32Fma, I8Dot, Lanes};
 use super::{Backend, Kernels, Tap, TapQ11};
 use core::arch::x86_64::*;
 use core::ptr;
@@ -297,55 +297,24 @@ unsafe fn sample_f32_avx2(src: *const f32, taps: &[Tap], cpg: usize, out: *mut f
             _mm256_set1_ps(gx * t.fy),
             _mm256_set1_ps(t.fx * t.fy),
         ];
-        // SAFETY: the four tap origins and the output run are in bounds (caller).
+        // SAFETY: the four tap origins and the output run are in bounds (caller); chunks stay
+        // below cpg.
         unsafe {
-            let p00 = src.add(t.base as usize);
-            let p01 = p00.add(t.dx as usize);
-            let p10 = p00.add(t.dy as usize);
-            let p11 = p10.add(t.dx as usize);
-            let ps = [p00, p01, p10, p11];
+            let ps = corners(src, t.base, t.dx, t.dy);
             let o = out.add(n * cpg);
             if cpg >= 8 {
-                let mut c = 0;
-                // Unrolled by 4 so the independent FMA chains of a tap overlap.
-                while c + 32 <= cpg {
-                    prefetch_write(o.add(c) as *const u8, 128);
-                    for j in (0..32).step_by(8) {
-                        _mm256_storeu_ps(o.add(c + j), bilerp_f32(ps, c + j, &wts));
-                    }
-                    c += 32;
-                }
-                while c + 8 <= cpg {
-                    _mm256_storeu_ps(o.add(c), bilerp_f32(ps, c, &wts));
-                    c += 8;
-                }
-                // Overlapping last chunk instead of a masked one: same values rewritten.
-                if c < cpg {
-                    _mm256_storeu_ps(o.add(cpg - 8), bilerp_f32(ps, cpg - 8, &wts));
-                }
+                channel_chunks::<_, 8, 4>(o, cpg, |c| {
+                    _mm256_storeu_ps(o.add(c), bilerp_f32(ps, c, &wts))
+                });
             } else {
                 let v = |p: *const f32| _mm256_maskload_ps(p, mask);
-                let r = _mm256_mul_ps(v(p00), wts[0]);
-                let r = _mm256_fmadd_ps(v(p01), wts[1], r);
-                let r = _mm256_fmadd_ps(v(p10), wts[2], r);
-                let r = _mm256_fmadd_ps(v(p11), wts[3], r);
+                let r = _mm256_mul_ps(v(ps[0]), wts[0]);
+                let r = _mm256_fmadd_ps(v(ps[1]), wts[1], r);
+                let r = _mm256_fmadd_ps(v(ps[2]), wts[2], r);
+                let r = _mm256_fmadd_ps(v(ps[3]), wts[3], r);
                 _mm256_maskstore_ps(o, mask, r);
             }
         }
-    }
-}
-
-/// How far ahead of the store position the NHWC samplers prefetch their output for writing:
-/// every output line is fresh, and without the hint each store waits for its
-/// read-for-ownership (int8 reference shape: +11%, f32: see the commit message).
-pub(super) const WRITE_AHEAD: usize = 1024;
-
-/// Prefetch-for-write of the `bytes` (a multiple of 64) at `p + WRITE_AHEAD`.
-#[inline(always)]
-pub(super) fn prefetch_write(p: *const u8, bytes: usize) {
-    for k in (0..bytes).step_by(64) {
-        // SAFETY: prefetching never faults, whatever the address.
-        unsafe { _mm_prefetch::<_MM_HINT_ET0>(p.wrapping_add(WRITE_AHEAD + k) as *const i8) };
     }
 }
 
@@ -397,51 +366,17 @@ unsafe fn sample_f16_avx2(
     for (n, t) in taps.iter().enumerate() {
         let fx = _mm256_set1_ps(t.fx);
         let fy = _mm256_set1_ps(t.fy);
-        // SAFETY: the four tap origins and the output run are in bounds (caller).
+        // SAFETY: the four tap origins and the output run are in bounds (caller); chunks stay
+        // below cpg; `fits` checked that whole 8-lane runs stay in src and the taps' output.
         unsafe {
-            let p00 = src.add(t.base as usize);
-            let p01 = p00.add(t.dx as usize);
-            let p10 = p00.add(t.dy as usize);
-            let p11 = p10.add(t.dx as usize);
-            let ps = [p00, p01, p10, p11];
+            let ps = corners(src, t.base, t.dx, t.dy);
             let o = out.add(n * cpg);
             if cpg >= 8 {
-                let mut c = 0;
-                while c + 32 <= cpg {
-                    prefetch_write(o.add(c) as *const u8, 64);
-                    for j in (0..32).step_by(8) {
-                        bilerp_f16(ps, c + j, fx, fy, o.add(c + j));
-                    }
-                    c += 32;
-                }
-                while c + 8 <= cpg {
-                    bilerp_f16(ps, c, fx, fy, o.add(c));
-                    c += 8;
-                }
-                if c < cpg {
-                    bilerp_f16(ps, cpg - 8, fx, fy, o.add(cpg - 8));
-                }
-            } else if fits(
-                t.base as usize + t.dx as usize + t.dy as usize,
-                n,
-                cpg,
-                8,
-                src_len,
-                out_len,
-            ) {
-                // Fewer than 8 channels: whole 8-lane loads and store. SAFETY: `fits` checked
-                // that 8 halves from the far corner stay in src and 8 from o in the taps' run.
-                bilerp_f16(ps, 0, fx, fy, o);
+                channel_chunks::<_, 8, 4>(o, cpg, |c| bilerp_f16(ps, c, fx, fy, o.add(c)));
             } else {
-                // The image's last pixels or the output's last tap: zeroed stack buffers.
-                let mut b = [[0u16; 8]; 4];
-                for (bi, &p) in b.iter_mut().zip(ps.iter()) {
-                    ptr::copy_nonoverlapping(p, bi.as_mut_ptr(), cpg);
-                }
-                let mut r = [0u16; 8];
-                let bp = [b[0].as_ptr(), b[1].as_ptr(), b[2].as_ptr(), b[3].as_ptr()];
-                bilerp_f16(bp, 0, fx, fy, r.as_mut_ptr());
-                ptr::copy_nonoverlapping(r.as_ptr(), o, cpg);
+                let far = t.base as usize + t.dx as usize + t.dy as usize;
+                let direct = fits(far, n, cpg, 8, src_len, out_len);
+                short_tap::<_, 8>(ps, o, cpg, direct, |ps, o| bilerp_f16(ps, 0, fx, fy, o));
             }
         }
     }
@@ -488,19 +423,6 @@ fn sample_i8(src: &[i8], taps: &[TapQ11], cpg: usize, out: &mut [i8]) {
     }
 }
 
-/// Whether tap `n` (of `cpg < lanes` channels, far corner at `far` = base + dx + dy) may use
-/// whole `lanes`-wide loads and a whole store.
-///
-/// Small groups (4–8 channels in small models) are common, and copying each run through a
-/// stack buffer cost 30–40% of those layers. A whole vector is fine when it stays inside `src`
-/// (the lanes past `cpg` are read and dropped) and inside the output run of all the taps
-/// (`out_len` = taps · cpg, never the slice's length: past it the caller's data lives): the
-/// extra lanes it stores belong to the following taps, written after this one.
-#[inline(always)]
-fn fits(far: usize, n: usize, cpg: usize, lanes: usize, src_len: usize, out_len: usize) -> bool {
-    far + lanes <= src_len && n * cpg + lanes <= out_len
-}
-
 /// The tap's Q14 weights as the i16 pairs `(w00, w01)`, `(w10, w11)` that vpmaddwd takes.
 #[inline(always)]
 pub(super) fn weight_pairs(t: &TapQ11) -> (i32, i32) {
@@ -524,52 +446,20 @@ unsafe fn sample_i8_avx2(
     for (n, t) in taps.iter().enumerate() {
         let (top, bot) = weight_pairs(t);
         let (wt, wb) = (_mm256_set1_epi32(top), _mm256_set1_epi32(bot));
-        // SAFETY: the four tap origins and the output run are in bounds (caller).
+        // SAFETY: the four tap origins and the output run are in bounds (caller); chunks stay
+        // below cpg; `fits` checked that whole 16-byte runs stay in src and the taps' output.
         unsafe {
-            let p00 = src.add(t.base as usize);
-            let p01 = p00.add(t.dx as usize);
-            let p10 = p00.add(t.dy as usize);
-            let p11 = p10.add(t.dx as usize);
-            let ps = [p00, p01, p10, p11];
+            let ps = corners(src, t.base, t.dx, t.dy);
             let o = out.add(n * cpg);
+            let blend = |ps, c, o: *mut i8| {
+                _mm_storeu_si128(o.add(c) as *mut __m128i, bilerp_i8(ps, c, wt, wb))
+            };
             if cpg >= 16 {
-                let mut c = 0;
-                while c + 32 <= cpg {
-                    if c % 64 == 0 {
-                        prefetch_write(o.add(c) as *const u8, 64);
-                    }
-                    _mm_storeu_si128(o.add(c) as *mut __m128i, bilerp_i8(ps, c, wt, wb));
-                    _mm_storeu_si128(o.add(c + 16) as *mut __m128i, bilerp_i8(ps, c + 16, wt, wb));
-                    c += 32;
-                }
-                while c + 16 <= cpg {
-                    _mm_storeu_si128(o.add(c) as *mut __m128i, bilerp_i8(ps, c, wt, wb));
-                    c += 16;
-                }
-                if c < cpg {
-                    let r = bilerp_i8(ps, cpg - 16, wt, wb);
-                    _mm_storeu_si128(o.add(cpg - 16) as *mut __m128i, r);
-                }
-            } else if fits(
-                t.base as usize + t.dx as usize + t.dy as usize,
-                n,
-                cpg,
-                16,
-                src_len,
-                out_len,
-            ) {
-                // SAFETY: `fits` checked that 16 bytes from the far corner stay in src and 16
-                // from o in the taps' output run.
-                _mm_storeu_si128(o as *mut __m128i, bilerp_i8(ps, 0, wt, wb));
+                channel_chunks::<_, 16, 2>(o, cpg, |c| blend(ps, c, o));
             } else {
-                let mut b = [[0i8; 16]; 4];
-                for (bi, &p) in b.iter_mut().zip(ps.iter()) {
-                    ptr::copy_nonoverlapping(p, bi.as_mut_ptr(), cpg);
-                }
-                let mut r = [0i8; 16];
-                let bp = [b[0].as_ptr(), b[1].as_ptr(), b[2].as_ptr(), b[3].as_ptr()];
-                _mm_storeu_si128(r.as_mut_ptr() as *mut __m128i, bilerp_i8(bp, 0, wt, wb));
-                ptr::copy_nonoverlapping(r.as_ptr(), o, cpg);
+                let far = t.base as usize + t.dx as usize + t.dy as usize;
+                let direct = fits(far, n, cpg, 16, src_len, out_len);
+                short_tap::<_, 16>(ps, o, cpg, direct, |ps, o| blend(ps, 0, o));
             }
         }
     }

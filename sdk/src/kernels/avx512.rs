@@ -69,11 +69,7 @@ unsafe fn sample_i8_avx512(src: *const i8, len: usize, taps: &[TapQ11], cpg: usi
         // SAFETY: check_reads keeps the four runs inside src; the output run n·cpg .. + cpg is
         // inside out (caller).
         unsafe {
-            let p00 = src.add(t.base as usize);
-            let p01 = p00.add(t.dx as usize);
-            let p10 = p00.add(t.dy as usize);
-            let p11 = p10.add(t.dx as usize);
-            let ps = [p00, p01, p10, p11];
+            let ps = x86_loops::corners(src, t.base, t.dx, t.dy);
             let o = out.add(n * cpg);
             // Prefetching never faults, so running past the end of the output is harmless.
             _mm_prefetch::<_MM_HINT_ET0>(o.wrapping_add(WRITE_AHEAD) as *const i8);

@@ -12,13 +12,11 @@
 //! The instruction is emitted with `asm!` rather than `_mm256_dpbusd{,_avx}_epi32`, so one
 //! macro body serves both encodings with the same target-feature list.
 
-use super::avx2::prefetch_write;
-use super::x86_loops::{self, load_row, I8Dot};
+use super::x86_loops::{self, channel_chunks, corners, load_row, short_tap, I8Dot};
 use super::{Backend, Kernels, TapQ11};
 use crate::cpu::CpuFeatures;
 use core::arch::asm;
 use core::arch::x86_64::*;
-use core::ptr;
 
 /// `vpdpbusd acc, a, b` (u8 `a` times s8 `b`, 4-term sums added to i32 `acc`), VEX encoding.
 ///
@@ -160,43 +158,19 @@ macro_rules! vnni_conv_i8 {
                     let wlo = _mm256_set1_epi32(i32::from_le_bytes(t.wlo));
                     let whi = _mm256_set1_epi32(i32::from_le_bytes(t.whi));
                     // SAFETY: check_reads keeps the four runs of cpg bytes inside src; the
-                    // output run n·cpg .. + cpg is inside out (caller).
+                    // output run n·cpg .. + cpg is inside out (caller); chunks stay below cpg.
                     unsafe {
-                        let p00 = src.add(t.base as usize);
-                        let p01 = p00.add(t.dx as usize);
-                        let p10 = p00.add(t.dy as usize);
-                        let p11 = p10.add(t.dx as usize);
-                        let ps = [p00, p01, p10, p11];
+                        let ps = corners(src, t.base, t.dx, t.dy);
                         let o = out.add(n * cpg);
+                        let blend = |ps, c, o: *mut i8| {
+                            let r = blend32(ps, c, wlo, whi);
+                            _mm256_storeu_si256(o.add(c) as *mut __m256i, r)
+                        };
                         if cpg >= 32 {
-                            let mut c = 0;
-                            while c + 32 <= cpg {
-                                if c % 64 == 0 {
-                                    prefetch_write(o.add(c) as *const u8, 64);
-                                }
-                                _mm256_storeu_si256(
-                                    o.add(c) as *mut __m256i,
-                                    blend32(ps, c, wlo, whi),
-                                );
-                                c += 32;
-                            }
-                            // Overlapping last chunk: the same values rewritten.
-                            if c < cpg {
-                                let r = blend32(ps, cpg - 32, wlo, whi);
-                                _mm256_storeu_si256(o.add(cpg - 32) as *mut __m256i, r);
-                            }
+                            channel_chunks::<_, 32, 1>(o, cpg, |c| blend(ps, c, o));
                         } else {
-                            let mut b = [[0i8; 32]; 4];
-                            for (bi, &p) in b.iter_mut().zip(ps.iter()) {
-                                ptr::copy_nonoverlapping(p, bi.as_mut_ptr(), cpg);
-                            }
-                            let bp = [b[0].as_ptr(), b[1].as_ptr(), b[2].as_ptr(), b[3].as_ptr()];
-                            let mut r = [0i8; 32];
-                            _mm256_storeu_si256(
-                                r.as_mut_ptr() as *mut __m256i,
-                                blend32(bp, 0, wlo, whi),
-                            );
-                            ptr::copy_nonoverlapping(r.as_ptr(), o, cpg);
+                            // Always through the stack: `check_reads` bounds cpg, not 32 bytes.
+                            short_tap::<_, 32>(ps, o, cpg, false, |ps, o| blend(ps, 0, o));
                         }
                     }
                 }

@@ -428,3 +428,123 @@ pub(super) unsafe fn conv_i8<S: I8Dot, const MP2: usize, const MP1: usize>(
     // SAFETY: forwarded contract.
     unsafe { conv_blocks::<_, MP2, MP1>(&k, npix, o_n) }
 }
+
+// ---------------------------------------------------------------------------------------------
+// NHWC sampling: the walk over one tap's run of channels, shared by the AVX2 and VNNI samplers.
+// The ISA gives the chunk (load four corners, blend, store) as a closure defined in its
+// `#[target_feature]` leaf, which it inherits.
+
+/// The four corners of a tap, in the order 00, 01, 10, 11: `src + base`, `+ dx`, `+ dy`,
+/// `+ dx + dy`.
+///
+/// # Safety
+/// Those addresses lie inside `src`'s allocation (the samplers check the taps first).
+#[inline(always)]
+pub(super) unsafe fn corners<T>(src: *const T, base: u32, dx: u32, dy: u32) -> [*const T; 4] {
+    // SAFETY: the caller's contract.
+    unsafe {
+        let p00 = src.add(base as usize);
+        let p10 = p00.add(dy as usize);
+        [p00, p00.add(dx as usize), p10, p10.add(dx as usize)]
+    }
+}
+
+/// How far ahead of the store position the NHWC samplers prefetch their output for writing:
+/// every output line is fresh, and without the hint each store waits for its
+/// read-for-ownership (int8 reference shape: +11%).
+const WRITE_AHEAD: usize = 1024;
+
+/// Prefetch-for-write of the `bytes` (a multiple of 64) at `p + WRITE_AHEAD`.
+#[inline(always)]
+pub(super) fn prefetch_write(p: *const u8, bytes: usize) {
+    for k in (0..bytes).step_by(64) {
+        // SAFETY: prefetching never faults, whatever the address; SSE is baseline on x86_64.
+        unsafe {
+            core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_ET0 }>(
+                p.wrapping_add(WRITE_AHEAD + k) as *const i8,
+            )
+        };
+    }
+}
+
+/// Channels `0 .. cpg` (`cpg ≥ L`) of the output run at `o`, `L` at a time: `chunk(c)` computes
+/// and stores channels `c .. c + L`. Steps of `U` chunks (unrolled, so that their independent
+/// chains overlap), the output lines ahead prefetched for writing at each 64-byte boundary; then
+/// single chunks; then, when channels remain, one chunk at `cpg - L` that overlaps the one
+/// before (the same values rewritten, instead of a masked tail).
+#[inline(always)]
+pub(super) fn channel_chunks<T, const L: usize, const U: usize>(
+    o: *const T,
+    cpg: usize,
+    mut chunk: impl FnMut(usize),
+) {
+    debug_assert!(cpg >= L);
+    let size = core::mem::size_of::<T>();
+    let mut c = 0;
+    while c + U * L <= cpg {
+        if (c * size).is_multiple_of(64) {
+            prefetch_write(o.wrapping_add(c) as *const u8, (U * L * size).max(64));
+        }
+        for j in 0..U {
+            chunk(c + j * L);
+        }
+        c += U * L;
+    }
+    while c + L <= cpg {
+        chunk(c);
+        c += L;
+    }
+    if c < cpg {
+        chunk(cpg - L);
+    }
+}
+
+/// Whether tap `n` (of `cpg < lanes` channels, far corner at `far` = base + dx + dy) may use
+/// whole `lanes`-wide loads and a whole store.
+///
+/// Small groups (4–8 channels in small models) are common, and copying each run through a
+/// stack buffer cost 30–40% of those layers. A whole vector is fine when it stays inside `src`
+/// (the lanes past `cpg` are read and dropped) and inside the output run of all the taps
+/// (`out_len` = taps · cpg, never the slice's length: past it the caller's data lives): the
+/// extra lanes it stores belong to the following taps, written after this one.
+#[inline(always)]
+pub(super) fn fits(
+    far: usize,
+    n: usize,
+    cpg: usize,
+    lanes: usize,
+    src_len: usize,
+    out_len: usize,
+) -> bool {
+    far + lanes <= src_len && n * cpg + lanes <= out_len
+}
+
+/// A tap of `cpg < L` channels, by `chunk(corners, out)`, which reads `L` elements at each
+/// corner and writes `L` at `out`: on `src` and the output directly when `direct` (see
+/// [`fits`]), else on zeroed stack copies of the `cpg` elements, of which `cpg` are copied out.
+///
+/// # Safety
+/// `ps[i] .. + cpg` readable and `o .. + cpg` writable; with `direct`, `L` of each.
+#[inline(always)]
+pub(super) unsafe fn short_tap<T: Copy + Default, const L: usize>(
+    ps: [*const T; 4],
+    o: *mut T,
+    cpg: usize,
+    direct: bool,
+    chunk: impl FnOnce([*const T; 4], *mut T),
+) {
+    if direct {
+        return chunk(ps, o);
+    }
+    let mut b = [[T::default(); L]; 4];
+    let mut r = [T::default(); L];
+    // SAFETY: cpg < L elements are copied from each corner and to o (caller); the chunk works
+    // on the L-element stack copies.
+    unsafe {
+        for (bi, &p) in b.iter_mut().zip(ps.iter()) {
+            ptr::copy_nonoverlapping(p, bi.as_mut_ptr(), cpg);
+        }
+        chunk(b.each_ref().map(|v| v.as_ptr()), r.as_mut_ptr());
+        ptr::copy_nonoverlapping(r.as_ptr(), o, cpg);
+    }
+}
