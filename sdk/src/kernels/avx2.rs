@@ -9,8 +9,7 @@
 //! f16 sampling repeats the scalar operation order exactly, so it returns the same bits; the
 //! integer kernels, conversions and transposes are bit-exact by construction.
 
-use super::tiling::check_conv_f32;
-use super::x86_loops::{self, channel_chunks, corners, fits, short_tap, F32Fma, I8Dot, Lanes};
+use super::x86_loops::{self, channel_chunks, corners, fits, short_tap, ConvF32, F32Fma, I8Dot, Lanes};
 use super::{Backend, Kernels, Tap, TapQ11};
 use core::arch::x86_64::*;
 use core::ptr;
@@ -155,43 +154,21 @@ fn conv_f32(
     o_n: usize,
     out: &mut [f32],
 ) {
-    let Some(bias) = check_conv_f32(x, ldx, npix, cin, wt, bias, o_n, out) else {
-        return;
-    };
-    // SAFETY: AVX2+FMA were detected before KERNELS was handed out; check_conv_f32 asserted
-    // every x row, the cin*o_n weights, the o_n biases and the npix*o_n outputs touched.
-    unsafe {
-        conv_f32_avx2(
-            x.as_ptr(),
-            ldx,
-            npix,
-            cin,
-            wt.as_ptr(),
-            bias,
-            o_n,
-            out.as_mut_ptr(),
-        )
+    if let Some(k) = ConvF32::<__m256>::new(x, ldx, npix, cin, wt, bias, o_n, out) {
+        // SAFETY: the features were detected before KERNELS was handed out; `new` asserted
+        // every extent the leaf touches, and the slices stay borrowed during the call.
+        unsafe { conv_f32_avx2(&k) }
     }
 }
 
 /// Tiles of 6 pixels x 16 outputs, 8 x 8 for the last columns: ≤ 12 accumulators of 16 ymm.
 ///
 /// # Safety
-/// AVX2+FMA available; pointers valid for the extents checked in [`conv_f32`]; `bias` may be null.
+/// AVX2+FMA available; `k` from [`ConvF32::new`] with its slices still borrowed.
 #[target_feature(enable = "avx2,fma")]
-#[allow(clippy::too_many_arguments)]
-unsafe fn conv_f32_avx2(
-    x: *const f32,
-    ldx: usize,
-    npix: usize,
-    cin: usize,
-    wt: *const f32,
-    bias: *const f32,
-    o_n: usize,
-    out: *mut f32,
-) {
+unsafe fn conv_f32_avx2(k: &ConvF32<__m256>) {
     // SAFETY: the features are enabled here; the extents are the caller's.
-    unsafe { x86_loops::conv_f32::<__m256, 6, 8>(x, ldx, npix, cin, wt, bias, o_n, out) }
+    unsafe { k.run::<6, 8>() }
 }
 
 // ---------------------------------------------------------------------------------------------

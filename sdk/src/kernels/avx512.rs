@@ -13,8 +13,7 @@
 //! extent the kernel touches before entering `unsafe` code; masked loads and stores never touch
 //! masked-out elements (they cannot fault there).
 
-use super::tiling::check_conv_f32;
-use super::x86_loops::{self, F32Fma, Lanes};
+use super::x86_loops::{self, ConvF32, F32Fma, Lanes};
 use super::{Backend, Kernels, Tap, TapQ11};
 use core::arch::x86_64::*;
 
@@ -510,43 +509,21 @@ fn conv_f32(
     o_n: usize,
     out: &mut [f32],
 ) {
-    let Some(bias) = check_conv_f32(x, ldx, npix, cin, wt, bias, o_n, out) else {
-        return;
-    };
-    // SAFETY: AVX-512F + FMA detected before KERNELS was handed out; check_conv_f32 asserted
-    // every x row, the cin·o_n weights, the o_n biases and the npix·o_n outputs touched.
-    unsafe {
-        conv_f32_avx512(
-            x.as_ptr(),
-            ldx,
-            npix,
-            cin,
-            wt.as_ptr(),
-            bias,
-            o_n,
-            out.as_mut_ptr(),
-        )
+    if let Some(k) = ConvF32::<__m512>::new(x, ldx, npix, cin, wt, bias, o_n, out) {
+        // SAFETY: the features were detected before KERNELS was handed out; `new` asserted
+        // every extent the leaf touches, and the slices stay borrowed during the call.
+        unsafe { conv_f32_avx512(&k) }
     }
 }
 
 /// Tiles of 12 pixels x 32 outputs, 8 x 16 for the last columns: ≤ 24 accumulators of 32 zmm.
 ///
 /// # Safety
-/// AVX-512F + FMA; pointers valid for the extents checked in [`conv_f32`]; `bias` may be null.
+/// AVX-512F + FMA; `k` from [`ConvF32::new`] with its slices still borrowed.
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma")]
-#[allow(clippy::too_many_arguments)]
-unsafe fn conv_f32_avx512(
-    x: *const f32,
-    ldx: usize,
-    npix: usize,
-    cin: usize,
-    wt: *const f32,
-    bias: *const f32,
-    o_n: usize,
-    out: *mut f32,
-) {
+unsafe fn conv_f32_avx512(k: &ConvF32<__m512>) {
     // SAFETY: the features are enabled here; the extents are the caller's.
-    unsafe { x86_loops::conv_f32::<__m512, 12, 8>(x, ldx, npix, cin, wt, bias, o_n, out) }
+    unsafe { k.run::<12, 8>() }
 }
 
 #[cfg(test)]

@@ -207,33 +207,3 @@ macro_rules! conv_i8_entry {
         }
     };
 }
-
-/// Checks the common preconditions of `conv_f32`: `None` when there is nothing to do, else the
-/// bias pointer for a raw leaf (null without bias), valid for `o_n` values.
-#[allow(clippy::too_many_arguments)]
-pub(super) fn check_conv_f32(
-    x: &[f32],
-    ldx: usize,
-    npix: usize,
-    cin: usize,
-    wt: &[f32],
-    bias: Option<&[f32]>,
-    o_n: usize,
-    out: &[f32],
-) -> Option<*const f32> {
-    if npix == 0 || o_n == 0 {
-        return None;
-    }
-    assert!(x.len() >= extent(npix, ldx, cin), "conv_f32: x too short");
-    let wlen = cin.checked_mul(o_n).expect("conv_f32: weights overflow");
-    assert!(wt.len() >= wlen, "conv_f32: wt too short");
-    let olen = npix.checked_mul(o_n).expect("conv_f32: output overflows");
-    assert!(out.len() >= olen, "conv_f32: out too short");
-    Some(match bias {
-        Some(b) => {
-            assert!(b.len() >= o_n, "conv_f32: bias too short");
-            b.as_ptr()
-        }
-        None => core::ptr::null(),
-    })
-}

@@ -14,6 +14,7 @@
 //! The trait methods are `unsafe`: they may use their ISA's instructions, so they may only run
 //! where those are present, which holds inside the ISA's leaves, their only callers.
 
+use super::tiling::extent;
 use core::marker::PhantomData;
 use core::ptr;
 
@@ -191,9 +192,11 @@ pub(super) trait F32Fma: Lanes<Elem = f32> {
     unsafe fn fma(a: Self, b: Self, c: Self) -> Self;
 }
 
-struct ConvF32<S> {
+/// A checked `conv_f32` call ([`ConvF32::new`]), run by an ISA's leaf ([`ConvF32::run`]).
+pub(super) struct ConvF32<S> {
     x: *const f32,
     ldx: usize,
+    npix: usize,
     cin: usize,
     w: *const f32,
     bias: *const f32,
@@ -203,7 +206,7 @@ struct ConvF32<S> {
 }
 
 // SAFETY: every access is at pixel rows p < npix, columns o0 .. o0 + NV·LANES (masked inside
-// o_n) and k < cin, inside the extents `tiling::check_conv_f32` asserted.
+// o_n) and k < cin, inside the extents `ConvF32::new` asserted.
 unsafe impl<S: F32Fma> ConvTiles for ConvF32<S> {
     type L = S;
 
@@ -245,36 +248,60 @@ unsafe impl<S: F32Fma> ConvTiles for ConvF32<S> {
     }
 }
 
-/// `out[p·o_n + o] = bias[o] + Σ_k x[p·ldx + k] · wt[k·o_n + o]` (see [`super::ConvF32`]), with
-/// column blocks and pixel tiles as [`conv_blocks`] says.
-///
-/// # Safety
-/// `S`'s CPU features; pointers valid for the extents `tiling::check_conv_f32` asserts; `bias` null
-/// or valid for `o_n` values.
-#[inline(always)]
-#[allow(clippy::too_many_arguments)]
-pub(super) unsafe fn conv_f32<S: F32Fma, const MP2: usize, const MP1: usize>(
-    x: *const f32,
-    ldx: usize,
-    npix: usize,
-    cin: usize,
-    wt: *const f32,
-    bias: *const f32,
-    o_n: usize,
-    out: *mut f32,
-) {
-    let k = ConvF32::<S> {
-        x,
-        ldx,
-        cin,
-        w: wt,
-        bias,
-        o_n,
-        out,
-        isa: PhantomData,
-    };
-    // SAFETY: forwarded contract.
-    unsafe { conv_blocks::<_, MP2, MP1>(&k, npix, o_n) }
+impl<S: F32Fma> ConvF32<S> {
+    /// The arguments of a `conv_f32` entry (see [`super::ConvF32`]), checked: panics naming the
+    /// short slice; `None` when there is nothing to do. The raw pointers are valid while the
+    /// slices are borrowed, i.e. for the entry's call of its leaf.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn new(
+        x: &[f32],
+        ldx: usize,
+        npix: usize,
+        cin: usize,
+        wt: &[f32],
+        bias: Option<&[f32]>,
+        o_n: usize,
+        out: &mut [f32],
+    ) -> Option<Self> {
+        if npix == 0 || o_n == 0 {
+            return None;
+        }
+        assert!(x.len() >= extent(npix, ldx, cin), "conv_f32: x too short");
+        let wlen = cin.checked_mul(o_n).expect("conv_f32: weights overflow");
+        assert!(wt.len() >= wlen, "conv_f32: wt too short");
+        let olen = npix.checked_mul(o_n).expect("conv_f32: output overflows");
+        assert!(out.len() >= olen, "conv_f32: out too short");
+        let bias = match bias {
+            Some(b) => {
+                assert!(b.len() >= o_n, "conv_f32: bias too short");
+                b.as_ptr()
+            }
+            None => ptr::null(),
+        };
+        Some(Self {
+            x: x.as_ptr(),
+            ldx,
+            npix,
+            cin,
+            w: wt.as_ptr(),
+            bias,
+            o_n,
+            out: out.as_mut_ptr(),
+            isa: PhantomData,
+        })
+    }
+
+    /// `out[p·o_n + o] = bias[o] + Σ_k x[p·ldx + k] · wt[k·o_n + o]`, with column blocks of
+    /// `MP2`- and `MP1`-pixel tiles as [`conv_blocks`] says.
+    ///
+    /// # Safety
+    /// `S`'s CPU features (call from the ISA's `#[target_feature]` leaf), and the slices `new`
+    /// checked still borrowed.
+    #[inline(always)]
+    pub(super) unsafe fn run<const MP2: usize, const MP1: usize>(&self) {
+        // SAFETY: forwarded contract; `new` asserted the extents every tile touches.
+        unsafe { conv_blocks::<_, MP2, MP1>(self, self.npix, self.o_n) }
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
