@@ -487,31 +487,11 @@ fn cvt_f16_f32(src: &[f16], dst: &mut [f32]) {
 /// F16C; `src .. + n` readable, `dst .. + n` writable.
 #[target_feature(enable = "avx2,f16c")]
 unsafe fn cvt_f16_f32_f16c(src: *const u16, dst: *mut f32, n: usize) {
-    let mut i = 0;
-    // SAFETY: all accesses stay below n (loop bounds); the tail goes through a stack buffer.
+    // SAFETY: convert8 hands the closure 8 readable halves and 8 writable floats.
     unsafe {
-        while i + 32 <= n {
-            for j in (0..32).step_by(8) {
-                let h = _mm_loadu_si128(src.add(i + j) as *const __m128i);
-                _mm256_storeu_ps(dst.add(i + j), _mm256_cvtph_ps(h));
-            }
-            i += 32;
-        }
-        while i + 8 <= n {
-            let h = _mm_loadu_si128(src.add(i) as *const __m128i);
-            _mm256_storeu_ps(dst.add(i), _mm256_cvtph_ps(h));
-            i += 8;
-        }
-        if i < n {
-            let mut b = [0u16; 8];
-            let mut r = [0f32; 8];
-            ptr::copy_nonoverlapping(src.add(i), b.as_mut_ptr(), n - i);
-            _mm256_storeu_ps(
-                r.as_mut_ptr(),
-                _mm256_cvtph_ps(_mm_loadu_si128(b.as_ptr() as *const __m128i)),
-            );
-            ptr::copy_nonoverlapping(r.as_ptr(), dst.add(i), n - i);
-        }
+        convert8(src, dst, n, |s, d| {
+            _mm256_storeu_ps(d, _mm256_cvtph_ps(_mm_loadu_si128(s as *const __m128i)))
+        })
     }
 }
 
@@ -525,28 +505,44 @@ fn cvt_f32_f16(src: &[f32], dst: &mut [f16]) {
 /// F16C; `src .. + n` readable, `dst .. + n` writable.
 #[target_feature(enable = "avx2,f16c")]
 unsafe fn cvt_f32_f16_f16c(src: *const f32, dst: *mut u16, n: usize) {
-    const RNE: i32 = _MM_FROUND_TO_NEAREST_INT;
+    // SAFETY: convert8 hands the closure 8 readable floats and 8 writable halves.
+    unsafe {
+        convert8(src, dst, n, |s, d| {
+            let h = _mm256_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(_mm256_loadu_ps(s));
+            _mm_storeu_si128(d as *mut __m128i, h)
+        })
+    }
+}
+
+/// The conversion loop: `cvt8(s, d)` converts the 8 elements at `s` to `d`, unrolled by 4;
+/// the last `n % 8` go through zeroed stack buffers.
+///
+/// # Safety
+/// `src .. + n` readable, `dst .. + n` writable; `cvt8` may read and write 8 elements.
+#[inline(always)]
+unsafe fn convert8<S: Copy + Default, D: Copy + Default>(
+    src: *const S,
+    dst: *mut D,
+    n: usize,
+    cvt8: impl Fn(*const S, *mut D),
+) {
     let mut i = 0;
-    // SAFETY: all accesses stay below n (loop bounds); the tail goes through a stack buffer.
+    // SAFETY: all accesses stay below n (loop bounds); the tail goes through the buffers.
     unsafe {
         while i + 32 <= n {
             for j in (0..32).step_by(8) {
-                let h = _mm256_cvtps_ph::<RNE>(_mm256_loadu_ps(src.add(i + j)));
-                _mm_storeu_si128(dst.add(i + j) as *mut __m128i, h);
+                cvt8(src.add(i + j), dst.add(i + j));
             }
             i += 32;
         }
         while i + 8 <= n {
-            let h = _mm256_cvtps_ph::<RNE>(_mm256_loadu_ps(src.add(i)));
-            _mm_storeu_si128(dst.add(i) as *mut __m128i, h);
+            cvt8(src.add(i), dst.add(i));
             i += 8;
         }
         if i < n {
-            let mut b = [0f32; 8];
-            let mut r = [0u16; 8];
+            let (mut b, mut r) = ([S::default(); 8], [D::default(); 8]);
             ptr::copy_nonoverlapping(src.add(i), b.as_mut_ptr(), n - i);
-            let h = _mm256_cvtps_ph::<RNE>(_mm256_loadu_ps(b.as_ptr()));
-            _mm_storeu_si128(r.as_mut_ptr() as *mut __m128i, h);
+            cvt8(b.as_ptr(), r.as_mut_ptr());
             ptr::copy_nonoverlapping(r.as_ptr(), dst.add(i), n - i);
         }
     }
@@ -580,6 +576,34 @@ transposes! {
     transpose_u16: u16 => [(8, tile_8x8_u16)],
     // Edges of the 16x16 tiling go through 8x8 tiles, then scalar.
     transpose_u8: u8 => [(16, tile_16x16_u8), (8, tile_8x8_u8)],
+}
+
+/// `N` rows of 16 bytes at `s + i·ld` (`ld` in elements). A loop over a mutable array: here
+/// `array::from_fn` compiles to a loop through a stack array (see `zip_round`).
+///
+/// # Safety
+/// AVX2; those rows readable.
+#[inline(always)]
+unsafe fn load_rows<T, const N: usize>(s: *const T, ld: usize) -> [__m128i; N] {
+    // SAFETY: AVX2 (caller).
+    let mut r = [unsafe { _mm_setzero_si128() }; N];
+    for (i, v) in r.iter_mut().enumerate() {
+        // SAFETY: row i is readable (caller).
+        *v = unsafe { _mm_loadu_si128(s.add(i * ld) as *const __m128i) };
+    }
+    r
+}
+
+/// Stores `r[j]` to the 16 bytes at `d + j·ld` (`ld` in elements).
+///
+/// # Safety
+/// AVX2; those rows writable.
+#[inline(always)]
+unsafe fn store_rows<T, const N: usize>(d: *mut T, ld: usize, r: &[__m128i; N]) {
+    for (j, &v) in r.iter().enumerate() {
+        // SAFETY: row j is writable (caller).
+        unsafe { _mm_storeu_si128(d.add(j * ld) as *mut __m128i, v) };
+    }
 }
 
 /// # Safety
@@ -631,18 +655,12 @@ unsafe fn tile_8x8_f32(s: *const f32, src_ld: usize, d: *mut f32, dst_ld: usize)
 #[target_feature(enable = "avx2")]
 unsafe fn tile_8x8_u16(s: *const u16, src_ld: usize, d: *mut u16, dst_ld: usize) {
     // SAFETY: the caller guarantees the 8x8 source and destination tiles.
-    unsafe {
-        let mut r = [_mm_setzero_si128(); 8];
-        for (i, v) in r.iter_mut().enumerate() {
-            *v = _mm_loadu_si128(s.add(i * src_ld) as *const __m128i);
-        }
-        r = zip_round!(r, _mm_unpacklo_epi16, _mm_unpackhi_epi16, 4; 0 1 2 3);
-        r = zip_round!(r, _mm_unpacklo_epi16, _mm_unpackhi_epi16, 4; 0 1 2 3);
-        r = zip_round!(r, _mm_unpacklo_epi16, _mm_unpackhi_epi16, 4; 0 1 2 3);
-        for (j, &v) in r.iter().enumerate() {
-            _mm_storeu_si128(d.add(j * dst_ld) as *mut __m128i, v);
-        }
-    }
+    let mut r = unsafe { load_rows::<_, 8>(s, src_ld) };
+    r = zip_round!(r, _mm_unpacklo_epi16, _mm_unpackhi_epi16, 4; 0 1 2 3);
+    r = zip_round!(r, _mm_unpacklo_epi16, _mm_unpackhi_epi16, 4; 0 1 2 3);
+    r = zip_round!(r, _mm_unpacklo_epi16, _mm_unpackhi_epi16, 4; 0 1 2 3);
+    // SAFETY: as above.
+    unsafe { store_rows(d, dst_ld, &r) }
 }
 
 /// Four rounds of "interleave row i with row i+8" transpose a 16x16 byte tile.
@@ -653,16 +671,7 @@ unsafe fn tile_8x8_u16(s: *const u16, src_ld: usize, d: *mut u16, dst_ld: usize)
 #[target_feature(enable = "avx2")]
 unsafe fn tile_16x16_u8(s: *const u8, src_ld: usize, d: *mut u8, dst_ld: usize) {
     // SAFETY: the caller guarantees the 16x16 source and destination tiles.
-    unsafe {
-        let mut r = [_mm_setzero_si128(); 16];
-        for (i, v) in r.iter_mut().enumerate() {
-            *v = _mm_loadu_si128(s.add(i * src_ld) as *const __m128i);
-        }
-        let r = transpose_16x16_epi8(r);
-        for (j, &v) in r.iter().enumerate() {
-            _mm_storeu_si128(d.add(j * dst_ld) as *mut __m128i, v);
-        }
-    }
+    unsafe { store_rows(d, dst_ld, &transpose_16x16_epi8(load_rows::<_, 16>(s, src_ld))) }
 }
 
 /// 8x8 byte tile: rows as 8-byte halves; interleave bytes, words, dwords of row pairs.
