@@ -36,17 +36,11 @@ use super::tiling::extent;
 // pack rounds undo the interleave, so channels come out in order.
 
 fn sample_i8(src: &[i8], taps: &[TapQ11], cpg: usize, out: &mut [i8]) {
-    if cpg == 0 || taps.is_empty() {
-        return;
+    if x86_loops::check_sample_out(taps.len(), cpg, out.len()) {
+        // SAFETY: AVX-512 F/BW/VL/VNNI detected (KERNELS); the kernel checks every tap's reads
+        // against src.len() before making them, and out holds taps·cpg bytes (checked).
+        unsafe { sample_i8_avx512(src.as_ptr(), src.len(), taps, cpg, out.as_mut_ptr()) }
     }
-    let olen = taps
-        .len()
-        .checked_mul(cpg)
-        .expect("sample_i8: output overflows");
-    assert!(out.len() >= olen, "sample_i8: out too short");
-    // SAFETY: AVX-512 F/BW/VL/VNNI detected (KERNELS); the kernel checks every tap's reads
-    // against src.len() before making them, and out holds taps·cpg bytes (asserted above).
-    unsafe { sample_i8_avx512(src.as_ptr(), src.len(), taps, cpg, out.as_mut_ptr()) }
 }
 
 /// How far ahead of the current tap the output is prefetched for writing: each tap stores a

@@ -129,17 +129,12 @@ macro_rules! vnni_conv_i8 {
                 cpg: usize,
                 out: &mut [i8],
             ) {
-                if cpg == 0 || taps.is_empty() {
-                    return;
+                if x86_loops::check_sample_out(taps.len(), cpg, out.len()) {
+                    // SAFETY: AVX2 and this VNNI flavour detected (table); the kernel checks
+                    // every tap's reads against src.len() before making them; out holds
+                    // taps·cpg bytes (checked).
+                    unsafe { sample(src.as_ptr(), src.len(), taps, cpg, out.as_mut_ptr()) }
                 }
-                let olen = taps
-                    .len()
-                    .checked_mul(cpg)
-                    .expect("sample_i8: output overflows");
-                assert!(out.len() >= olen, "sample_i8: out too short");
-                // SAFETY: AVX2 and this VNNI flavour detected (table); the kernel checks every
-                // tap's reads against src.len() before making them; out holds taps·cpg bytes.
-                unsafe { sample(src.as_ptr(), src.len(), taps, cpg, out.as_mut_ptr()) }
             }
 
             /// # Safety

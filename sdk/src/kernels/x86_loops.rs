@@ -526,6 +526,18 @@ pub(super) fn channel_chunks<T, const L: usize, const U: usize>(
     }
 }
 
+/// The entry check of an int8 sampler that bounds each tap's reads itself, right before them
+/// (`TapQ11::check_reads`): `false` when there is nothing to do; panics unless the output holds
+/// `ntaps · cpg` bytes.
+pub(super) fn check_sample_out(ntaps: usize, cpg: usize, out_len: usize) -> bool {
+    if cpg == 0 || ntaps == 0 {
+        return false;
+    }
+    let olen = ntaps.checked_mul(cpg).expect("sample_i8: output overflows");
+    assert!(out_len >= olen, "sample_i8: out too short");
+    true
+}
+
 /// Whether tap `n` (of `cpg < lanes` channels, far corner at `far` = base + dx + dy) may use
 /// whole `lanes`-wide loads and a whole store.
 ///
