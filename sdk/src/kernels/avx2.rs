@@ -9,7 +9,9 @@
 //! f16 sampling repeats the scalar operation order exactly, so it returns the same bits; the
 //! integer kernels, conversions and transposes are bit-exact by construction.
 
-use super::x86_loops::{self, channel_chunks, corners, fits, short_tap, ConvF32, F32Fma, I8Dot, Lanes};
+use super::x86_loops::{
+    self, channel_chunks, corners, fits, short_tap, ConvF32, F32Fma, I8Dot, Lanes,
+};
 use super::{Backend, Kernels, Tap, TapQ11};
 use core::arch::x86_64::*;
 use core::ptr;
@@ -671,7 +673,9 @@ unsafe fn tile_8x8_u16(s: *const u16, src_ld: usize, d: *mut u16, dst_ld: usize)
 #[target_feature(enable = "avx2")]
 unsafe fn tile_16x16_u8(s: *const u8, src_ld: usize, d: *mut u8, dst_ld: usize) {
     // SAFETY: the caller guarantees the 16x16 source and destination tiles.
-    unsafe { store_rows(d, dst_ld, &transpose_16x16_epi8(load_rows::<_, 16>(s, src_ld))) }
+    let r = unsafe { load_rows::<_, 16>(s, src_ld) };
+    // SAFETY: as above.
+    unsafe { store_rows(d, dst_ld, &transpose_16x16_epi8(r)) }
 }
 
 /// 8x8 byte tile: rows as 8-byte halves; interleave bytes, words, dwords of row pairs.
