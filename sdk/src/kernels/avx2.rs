@@ -9,6 +9,10 @@
 //! f16 sampling repeats the scalar operation order exactly, so it returns the same bits; the
 //! integer kernels, conversions and transposes are bit-exact by construction.
 
+use super::tiling::ConvF32Args;
+use super::x86_loops::{
+    self, channel_chunks, corners, fits, short_tap, ConvF32, F32Fma, I8Dot, Lanes,
+};
 use super::{Backend, Kernels, Tap, TapQ11};
 use core::arch::x86_64::*;
 use core::ptr;
@@ -50,18 +54,6 @@ fn check_taps(src_len: usize, max_origin: usize, ntaps: usize, cpg: usize, out_l
     assert!(out_len >= olen, "sample: out too short");
 }
 
-/// Reads `n < 4` bytes into the low bytes of a zeroed i32 (never reads past `p + n`).
-///
-/// # Safety
-/// `p .. p + n` must be readable.
-#[inline(always)]
-pub(super) unsafe fn load_partial_i32(p: *const i8, n: usize) -> i32 {
-    let mut b = [0u8; 4];
-    // SAFETY: the caller guarantees n readable bytes at p; b has room for n <= 4.
-    unsafe { ptr::copy_nonoverlapping(p as *const u8, b.as_mut_ptr(), n.min(4)) };
-    i32::from_le_bytes(b)
-}
-
 /// Lanes `i < n` all-ones, the rest zero.
 #[inline]
 #[target_feature(enable = "avx2")]
@@ -73,250 +65,94 @@ pub(super) fn lane_mask(n: usize) -> __m256i {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Vector operations of the shared convolution loops (`x86_loops`). SAFETY (every method): the
+// loops call them only from this module's and the VNNI module's `#[target_feature]` leaves,
+// which enable AVX2 + FMA; the pointer contracts are the trait's.
+
+impl Lanes for __m256 {
+    type Elem = f32;
+    type Mask = __m256i;
+    const LANES: usize = 8;
+    #[inline(always)]
+    unsafe fn mask(n: usize) -> __m256i {
+        unsafe { lane_mask(n) }
+    }
+    #[inline(always)]
+    unsafe fn zero() -> Self {
+        unsafe { _mm256_setzero_ps() }
+    }
+    #[inline(always)]
+    unsafe fn load(p: *const f32) -> Self {
+        unsafe { _mm256_loadu_ps(p) }
+    }
+    #[inline(always)]
+    unsafe fn load_masked(p: *const f32, m: __m256i) -> Self {
+        unsafe { _mm256_maskload_ps(p, m) }
+    }
+    #[inline(always)]
+    unsafe fn store(p: *mut f32, v: Self) {
+        unsafe { _mm256_storeu_ps(p, v) }
+    }
+    #[inline(always)]
+    unsafe fn store_masked(p: *mut f32, m: __m256i, v: Self) {
+        unsafe { _mm256_maskstore_ps(p, m, v) }
+    }
+}
+
+impl F32Fma for __m256 {
+    #[inline(always)]
+    unsafe fn splat(v: f32) -> Self {
+        unsafe { _mm256_set1_ps(v) }
+    }
+    #[inline(always)]
+    unsafe fn fma(a: Self, b: Self, c: Self) -> Self {
+        unsafe { _mm256_fmadd_ps(a, b, c) }
+    }
+}
+
+impl Lanes for __m256i {
+    type Elem = i32;
+    type Mask = __m256i;
+    const LANES: usize = 8;
+    #[inline(always)]
+    unsafe fn mask(n: usize) -> __m256i {
+        unsafe { lane_mask(n) }
+    }
+    #[inline(always)]
+    unsafe fn zero() -> Self {
+        unsafe { _mm256_setzero_si256() }
+    }
+    #[inline(always)]
+    unsafe fn load(p: *const i32) -> Self {
+        unsafe { _mm256_loadu_si256(p as *const __m256i) }
+    }
+    #[inline(always)]
+    unsafe fn load_masked(p: *const i32, m: __m256i) -> Self {
+        unsafe { _mm256_maskload_epi32(p, m) }
+    }
+    #[inline(always)]
+    unsafe fn store(p: *mut i32, v: Self) {
+        unsafe { _mm256_storeu_si256(p as *mut __m256i, v) }
+    }
+    #[inline(always)]
+    unsafe fn store_masked(p: *mut i32, m: __m256i, v: Self) {
+        unsafe { _mm256_maskstore_epi32(p, m, v) }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
 // conv_f32: register-blocked MP pixels x NV*8 outputs, broadcast x, FMA with packed rows.
 
 conv_f32_entry!(conv_f32 => conv_f32_avx2, "AVX2+FMA were detected before KERNELS was handed out");
 
-/// # Safety
-/// AVX2+FMA available; pointers valid for the extents checked in [`conv_f32`]; `bias` may be null.
-#[target_feature(enable = "avx2,fma")]
-#[allow(clippy::too_many_arguments)]
-unsafe fn conv_f32_avx2(
-    x: *const f32,
-    ldx: usize,
-    npix: usize,
-    cin: usize,
-    wt: *const f32,
-    bias: *const f32,
-    o_n: usize,
-    out: *mut f32,
-) {
-    let full = _mm256_set1_epi32(-1);
-    let bias_at = |o: usize| {
-        if bias.is_null() {
-            bias
-        } else {
-            bias.wrapping_add(o)
-        }
-    };
-    let mut o0 = 0;
-    // SAFETY (all calls below): each column block [o0, o0 + width) lies inside o_n, so its
-    // weight, bias and output addresses are inside the extents the caller checked.
-    while o0 + 16 <= o_n {
-        unsafe {
-            conv_f32_cols::<6, 2, false>(
-                x,
-                ldx,
-                npix,
-                cin,
-                wt.add(o0),
-                bias_at(o0),
-                o_n,
-                out.add(o0),
-                full,
-            )
-        };
-        o0 += 16;
-    }
-    if o0 + 8 <= o_n {
-        // SAFETY: as for the block above: this tile's pixels and output columns lie inside the
-        // caller-checked x, w and out extents, and the CPU features were detected.
-        unsafe {
-            conv_f32_cols::<8, 1, false>(
-                x,
-                ldx,
-                npix,
-                cin,
-                wt.add(o0),
-                bias_at(o0),
-                o_n,
-                out.add(o0),
-                full,
-            )
-        };
-        o0 += 8;
-    }
-    if o0 < o_n {
-        let mask = lane_mask(o_n - o0);
-        // SAFETY: as for the block above: this tile's pixels and output columns lie inside the
-        // caller-checked x, w and out extents, and the CPU features were detected.
-        unsafe {
-            conv_f32_cols::<8, 1, true>(
-                x,
-                ldx,
-                npix,
-                cin,
-                wt.add(o0),
-                bias_at(o0),
-                o_n,
-                out.add(o0),
-                mask,
-            )
-        };
-    }
-}
-
-/// One column block over all pixels: full MP-pixel tiles, then tiles of 4, 2, 1.
+/// Tiles of 6 pixels x 16 outputs, 8 x 8 for the last columns: ≤ 12 accumulators of 16 ymm.
 ///
 /// # Safety
-/// See [`conv_f32_tile`], for every pixel `p < npix`.
-#[inline]
+/// AVX2+FMA available; `a` from [`check_conv_f32`](super::tiling::check_conv_f32), its slices still borrowed.
 #[target_feature(enable = "avx2,fma")]
-#[allow(clippy::too_many_arguments)]
-unsafe fn conv_f32_cols<const MP: usize, const NV: usize, const MASKED: bool>(
-    x: *const f32,
-    ldx: usize,
-    npix: usize,
-    cin: usize,
-    w: *const f32,
-    bias: *const f32,
-    o_n: usize,
-    out: *mut f32,
-    mask: __m256i,
-) {
-    let mut p = 0;
-    // SAFETY (all calls): pixels p .. p + tile are < npix, inside the caller's extents.
-    while p + MP <= npix {
-        unsafe {
-            conv_f32_tile::<MP, NV, MASKED>(
-                x.add(p * ldx),
-                ldx,
-                cin,
-                w,
-                bias,
-                o_n,
-                out.add(p * o_n),
-                mask,
-            )
-        };
-        p += MP;
-    }
-    while p + 4 <= npix {
-        // SAFETY: as for the block above: this tile's pixels and output columns lie inside the
-        // caller-checked x, w and out extents, and the CPU features were detected.
-        unsafe {
-            conv_f32_tile::<4, NV, MASKED>(
-                x.add(p * ldx),
-                ldx,
-                cin,
-                w,
-                bias,
-                o_n,
-                out.add(p * o_n),
-                mask,
-            )
-        };
-        p += 4;
-    }
-    if p + 2 <= npix {
-        // SAFETY: as for the block above: this tile's pixels and output columns lie inside the
-        // caller-checked x, w and out extents, and the CPU features were detected.
-        unsafe {
-            conv_f32_tile::<2, NV, MASKED>(
-                x.add(p * ldx),
-                ldx,
-                cin,
-                w,
-                bias,
-                o_n,
-                out.add(p * o_n),
-                mask,
-            )
-        };
-        p += 2;
-    }
-    if p < npix {
-        // SAFETY: as for the block above: this tile's pixels and output columns lie inside the
-        // caller-checked x, w and out extents, and the CPU features were detected.
-        unsafe {
-            conv_f32_tile::<1, NV, MASKED>(
-                x.add(p * ldx),
-                ldx,
-                cin,
-                w,
-                bias,
-                o_n,
-                out.add(p * o_n),
-                mask,
-            )
-        };
-    }
-}
-
-/// Loads NV vectors of 8 f32; the last one masked when `MASKED`.
-///
-/// # Safety
-/// `p .. p + 8*NV` readable (only the masked-in lanes of the last vector when `MASKED`).
-#[inline]
-#[target_feature(enable = "avx2")]
-unsafe fn load_row_ps<const NV: usize, const MASKED: bool>(
-    p: *const f32,
-    mask: __m256i,
-) -> [__m256; NV] {
-    let mut r = [_mm256_setzero_ps(); NV];
-    for (v, rv) in r.iter_mut().enumerate() {
-        // SAFETY: inside the range the caller guarantees; masked lanes are not accessed.
-        *rv = unsafe {
-            if MASKED && v + 1 == NV {
-                _mm256_maskload_ps(p.add(8 * v), mask)
-            } else {
-                _mm256_loadu_ps(p.add(8 * v))
-            }
-        };
-    }
-    r
-}
-
-/// MP pixels x NV*8 outputs; MP*NV accumulators stay in registers (≤ 12 of 16 ymm).
-///
-/// # Safety
-/// AVX2+FMA; `x + p*ldx + k` readable for p < MP, k < cin; `w + k*o_n .. + 8*NV` readable for
-/// k < cin (masked-in lanes of the last vector only when `MASKED`); likewise `bias` (or null)
-/// and `out + p*o_n` writable.
-#[inline]
-#[target_feature(enable = "avx2,fma")]
-#[allow(clippy::too_many_arguments)]
-unsafe fn conv_f32_tile<const MP: usize, const NV: usize, const MASKED: bool>(
-    x: *const f32,
-    ldx: usize,
-    cin: usize,
-    w: *const f32,
-    bias: *const f32,
-    o_n: usize,
-    out: *mut f32,
-    mask: __m256i,
-) {
-    let init = if bias.is_null() {
-        [_mm256_setzero_ps(); NV]
-    } else {
-        // SAFETY: bias is valid for this column block (caller).
-        unsafe { load_row_ps::<NV, MASKED>(bias, mask) }
-    };
-    let mut acc = [init; MP];
-    for k in 0..cin {
-        // SAFETY: row k of the packed weights, within this column block (caller).
-        let wv = unsafe { load_row_ps::<NV, MASKED>(w.add(k * o_n), mask) };
-        for (p, accp) in acc.iter_mut().enumerate() {
-            // SAFETY: x[p*ldx + k] with p < MP, k < cin is readable (caller).
-            let xb = _mm256_set1_ps(unsafe { *x.add(p * ldx + k) });
-            for (a, &wvv) in accp.iter_mut().zip(wv.iter()) {
-                *a = _mm256_fmadd_ps(xb, wvv, *a);
-            }
-        }
-    }
-    for (p, accp) in acc.iter().enumerate() {
-        for (v, &a) in accp.iter().enumerate() {
-            // SAFETY: out + p*o_n is writable for this column block (caller); masked lanes untouched.
-            unsafe {
-                let dst = out.add(p * o_n + 8 * v);
-                if MASKED && v + 1 == NV {
-                    _mm256_maskstore_ps(dst, mask, a);
-                } else {
-                    _mm256_storeu_ps(dst, a);
-                }
-            }
-        }
-    }
+unsafe fn conv_f32_avx2(a: &ConvF32Args) {
+    // SAFETY: the features are enabled here; the extents are the caller's.
+    unsafe { ConvF32::<__m256>::of(a).run::<6, 8>() }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -327,8 +163,11 @@ unsafe fn conv_f32_tile<const MP: usize, const NV: usize, const MASKED: bool>(
 
 conv_i8_entry!(conv_i8 => conv_i8_avx2, "AVX2 was detected before KERNELS was handed out");
 
+/// Tiles of 4 pixels x 16 outputs (each weight vector is two registers here), 6 x 8 for the
+/// last columns.
+///
 /// # Safety
-/// AVX2; pointers valid for the extents checked by [`check_conv_i8`].
+/// AVX2; pointers valid for the extents checked by [`super::tiling::check_conv_i8`].
 #[target_feature(enable = "avx2")]
 unsafe fn conv_i8_avx2(
     x: *const i8,
@@ -339,124 +178,12 @@ unsafe fn conv_i8_avx2(
     o_n: usize,
     out: *mut i32,
 ) {
-    let full = _mm256_set1_epi32(-1);
-    let mut o0 = 0;
-    // SAFETY (all calls): column block [o0, o0 + width) lies inside o_n; see conv_i8_tile.
-    while o0 + 16 <= o_n {
-        unsafe {
-            conv_i8_cols::<4, 2, false>(x, ldx, npix, cin, w.add(4 * o0), o_n, out.add(o0), full)
-        };
-        o0 += 16;
-    }
-    if o0 + 8 <= o_n {
-        // SAFETY: as for the block above: this tile's pixels and output columns lie inside the
-        // caller-checked x, w and out extents, and the CPU features were detected.
-        unsafe {
-            conv_i8_cols::<6, 1, false>(x, ldx, npix, cin, w.add(4 * o0), o_n, out.add(o0), full)
-        };
-        o0 += 8;
-    }
-    if o0 < o_n {
-        let mask = lane_mask(o_n - o0);
-        // SAFETY: as for the block above: this tile's pixels and output columns lie inside the
-        // caller-checked x, w and out extents, and the CPU features were detected.
-        unsafe {
-            conv_i8_cols::<6, 1, true>(x, ldx, npix, cin, w.add(4 * o0), o_n, out.add(o0), mask)
-        };
-    }
+    // SAFETY: the features are enabled here; the extents are the caller's.
+    unsafe { x86_loops::conv_i8::<Madd, 4, 6>(x, ldx, npix, cin, w, o_n, out) }
 }
 
-/// # Safety
-/// See [`conv_i8_tile`], for every pixel `p < npix`.
-#[inline]
-#[target_feature(enable = "avx2")]
-#[allow(clippy::too_many_arguments)]
-unsafe fn conv_i8_cols<const MP: usize, const NV: usize, const MASKED: bool>(
-    x: *const i8,
-    ldx: usize,
-    npix: usize,
-    cin: usize,
-    w: *const i8,
-    o_n: usize,
-    out: *mut i32,
-    mask: __m256i,
-) {
-    let mut p = 0;
-    // SAFETY (all calls): pixels p .. p + tile are < npix.
-    while p + MP <= npix {
-        unsafe {
-            conv_i8_tile::<MP, NV, MASKED>(x.add(p * ldx), ldx, cin, w, o_n, out.add(p * o_n), mask)
-        };
-        p += MP;
-    }
-    while p + 2 <= npix {
-        // SAFETY: as for the block above: this tile's pixels and output columns lie inside the
-        // caller-checked x, w and out extents, and the CPU features were detected.
-        unsafe {
-            conv_i8_tile::<2, NV, MASKED>(x.add(p * ldx), ldx, cin, w, o_n, out.add(p * o_n), mask)
-        };
-        p += 2;
-    }
-    if p < npix {
-        // SAFETY: as for the block above: this tile's pixels and output columns lie inside the
-        // caller-checked x, w and out extents, and the CPU features were detected.
-        unsafe {
-            conv_i8_tile::<1, NV, MASKED>(x.add(p * ldx), ldx, cin, w, o_n, out.add(p * o_n), mask)
-        };
-    }
-}
-
-/// Loads NV weight vectors (8 outputs x 4 k each) of one k-group; last one dword-masked.
-///
-/// # Safety
-/// `p .. p + 32*NV` readable (masked-in dwords of the last vector only when `MASKED`).
-#[inline]
-#[target_feature(enable = "avx2")]
-pub(super) unsafe fn load_row_i8<const NV: usize, const MASKED: bool>(
-    p: *const i8,
-    mask: __m256i,
-) -> [__m256i; NV] {
-    let mut r = [_mm256_setzero_si256(); NV];
-    for (v, rv) in r.iter_mut().enumerate() {
-        // SAFETY: inside the range the caller guarantees; masked dwords are not accessed.
-        *rv = unsafe {
-            let q = p.add(32 * v);
-            if MASKED && v + 1 == NV {
-                _mm256_maskload_epi32(q as *const i32, mask)
-            } else {
-                _mm256_loadu_si256(q as *const __m256i)
-            }
-        };
-    }
-    r
-}
-
-/// Stores MP x NV i32 vectors to `out + p*o_n`; last vector of a row masked when `MASKED`.
-///
-/// # Safety
-/// `out + p*o_n .. + 8*NV` writable for p < MP (masked-in lanes only for the last vector).
-#[inline]
-#[target_feature(enable = "avx2")]
-pub(super) unsafe fn store_tile_i32<const MP: usize, const NV: usize, const MASKED: bool>(
-    out: *mut i32,
-    o_n: usize,
-    acc: &[[__m256i; NV]; MP],
-    mask: __m256i,
-) {
-    for (p, accp) in acc.iter().enumerate() {
-        for (v, &a) in accp.iter().enumerate() {
-            // SAFETY: inside the range the caller guarantees; masked lanes untouched.
-            unsafe {
-                let dst = out.add(p * o_n + 8 * v);
-                if MASKED && v + 1 == NV {
-                    _mm256_maskstore_epi32(dst, mask, a);
-                } else {
-                    _mm256_storeu_si256(dst as *mut __m256i, a);
-                }
-            }
-        }
-    }
-}
+/// The `vpmaddwd` dot product: bytes split into even and odd i16 halves.
+struct Madd;
 
 /// Even bytes of each 16-bit word, sign-extended (`srai(slli(v, 8), 8)`).
 #[inline]
@@ -465,57 +192,42 @@ fn even_i8_as_i16(v: __m256i) -> __m256i {
     _mm256_srai_epi16::<8>(_mm256_slli_epi16::<8>(v))
 }
 
-/// # Safety
-/// AVX2; for p < MP the x bytes `x + p*ldx .. + cin` readable; packed weight groups
-/// `w + g*4*o_n .. + 32*NV` readable for g < cin4/4 (masked dwords only when `MASKED`);
-/// `out + p*o_n .. + 8*NV` writable.
+/// Both halves of a vector of bytes: (even, odd), each sign-extended to i16.
 #[inline]
 #[target_feature(enable = "avx2")]
-unsafe fn conv_i8_tile<const MP: usize, const NV: usize, const MASKED: bool>(
-    x: *const i8,
-    ldx: usize,
-    cin: usize,
-    w: *const i8,
-    o_n: usize,
-    out: *mut i32,
-    mask: __m256i,
-) {
-    let mut acc = [[_mm256_setzero_si256(); NV]; MP];
-    let groups = cin / 4;
-    let tail = cin % 4;
-    let mut step = |g: usize, xd: &[i32; MP]| {
-        // SAFETY: group g < cin4/4 of the packed weights (caller).
-        let wv = unsafe { load_row_i8::<NV, MASKED>(w.add(g * 4 * o_n), mask) };
-        let we = wv.map(|v| even_i8_as_i16(v));
-        let wo = wv.map(|v| _mm256_srai_epi16::<8>(v));
-        for (accp, &d) in acc.iter_mut().zip(xd.iter()) {
-            let xv = _mm256_set1_epi32(d);
-            let xe = even_i8_as_i16(xv);
-            let xo = _mm256_srai_epi16::<8>(xv);
-            for v in 0..NV {
-                let s =
-                    _mm256_add_epi32(_mm256_madd_epi16(xe, we[v]), _mm256_madd_epi16(xo, wo[v]));
-                accp[v] = _mm256_add_epi32(accp[v], s);
-            }
+fn split_i8(v: __m256i) -> (__m256i, __m256i) {
+    (even_i8_as_i16(v), _mm256_srai_epi16::<8>(v))
+}
+
+// SAFETY (every method): called only from `conv_i8_avx2` (AVX2), see the `Lanes` impls.
+impl I8Dot for Madd {
+    type V = __m256i;
+    type W = (__m256i, __m256i);
+    type X = (__m256i, __m256i);
+    #[inline(always)]
+    unsafe fn weights(w: __m256i) -> Self::W {
+        unsafe { split_i8(w) }
+    }
+    #[inline(always)]
+    unsafe fn pixel(x4: i32) -> Self::X {
+        unsafe { split_i8(_mm256_set1_epi32(x4)) }
+    }
+    #[inline(always)]
+    unsafe fn dot(acc: __m256i, (xe, xo): Self::X, (we, wo): Self::W) -> __m256i {
+        unsafe {
+            let s = _mm256_add_epi32(_mm256_madd_epi16(xe, we), _mm256_madd_epi16(xo, wo));
+            _mm256_add_epi32(acc, s)
         }
-    };
-    for g in 0..groups {
-        // SAFETY: bytes 4g .. 4g+4 ≤ cin of each pixel row are readable (caller).
-        let xd: [i32; MP] = core::array::from_fn(|p| unsafe {
-            ptr::read_unaligned(x.add(p * ldx + 4 * g) as *const i32)
-        });
-        step(g, &xd);
     }
-    if tail != 0 {
-        // The k-tail never reads past cin: the last pixel's row may end the slice.
-        // SAFETY: bytes 4*groups .. cin of each pixel row are readable (caller).
-        let xd: [i32; MP] = core::array::from_fn(|p| unsafe {
-            load_partial_i32(x.add(p * ldx + 4 * groups), tail)
-        });
-        step(groups, &xd);
+    #[inline(always)]
+    unsafe fn start<const NV: usize, const MASKED: bool>(
+        _w: *const i8,
+        _groups: usize,
+        _ld: usize,
+        _m: __m256i,
+    ) -> [__m256i; NV] {
+        [unsafe { _mm256_setzero_si256() }; NV]
     }
-    // SAFETY: output rows of this tile are writable (caller).
-    unsafe { store_tile_i32::<MP, NV, MASKED>(out, o_n, &acc, mask) };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -546,55 +258,24 @@ unsafe fn sample_f32_avx2(src: *const f32, taps: &[Tap], cpg: usize, out: *mut f
             _mm256_set1_ps(gx * t.fy),
             _mm256_set1_ps(t.fx * t.fy),
         ];
-        // SAFETY: the four tap origins and the output run are in bounds (caller).
+        // SAFETY: the four tap origins and the output run are in bounds (caller); chunks stay
+        // below cpg.
         unsafe {
-            let p00 = src.add(t.base as usize);
-            let p01 = p00.add(t.dx as usize);
-            let p10 = p00.add(t.dy as usize);
-            let p11 = p10.add(t.dx as usize);
-            let ps = [p00, p01, p10, p11];
+            let ps = corners(src, t.base, t.dx, t.dy);
             let o = out.add(n * cpg);
             if cpg >= 8 {
-                let mut c = 0;
-                // Unrolled by 4 so the independent FMA chains of a tap overlap.
-                while c + 32 <= cpg {
-                    prefetch_write(o.add(c) as *const u8, 128);
-                    for j in (0..32).step_by(8) {
-                        _mm256_storeu_ps(o.add(c + j), bilerp_f32(ps, c + j, &wts));
-                    }
-                    c += 32;
-                }
-                while c + 8 <= cpg {
-                    _mm256_storeu_ps(o.add(c), bilerp_f32(ps, c, &wts));
-                    c += 8;
-                }
-                // Overlapping last chunk instead of a masked one: same values rewritten.
-                if c < cpg {
-                    _mm256_storeu_ps(o.add(cpg - 8), bilerp_f32(ps, cpg - 8, &wts));
-                }
+                channel_chunks::<_, 8, 4>(o, cpg, |c| {
+                    _mm256_storeu_ps(o.add(c), bilerp_f32(ps, c, &wts))
+                });
             } else {
                 let v = |p: *const f32| _mm256_maskload_ps(p, mask);
-                let r = _mm256_mul_ps(v(p00), wts[0]);
-                let r = _mm256_fmadd_ps(v(p01), wts[1], r);
-                let r = _mm256_fmadd_ps(v(p10), wts[2], r);
-                let r = _mm256_fmadd_ps(v(p11), wts[3], r);
+                let r = _mm256_mul_ps(v(ps[0]), wts[0]);
+                let r = _mm256_fmadd_ps(v(ps[1]), wts[1], r);
+                let r = _mm256_fmadd_ps(v(ps[2]), wts[2], r);
+                let r = _mm256_fmadd_ps(v(ps[3]), wts[3], r);
                 _mm256_maskstore_ps(o, mask, r);
             }
         }
-    }
-}
-
-/// How far ahead of the store position the NHWC samplers prefetch their output for writing:
-/// every output line is fresh, and without the hint each store waits for its
-/// read-for-ownership (int8 reference shape: +11%, f32: see the commit message).
-pub(super) const WRITE_AHEAD: usize = 1024;
-
-/// Prefetch-for-write of the `bytes` (a multiple of 64) at `p + WRITE_AHEAD`.
-#[inline(always)]
-pub(super) fn prefetch_write(p: *const u8, bytes: usize) {
-    for k in (0..bytes).step_by(64) {
-        // SAFETY: prefetching never faults, whatever the address.
-        unsafe { _mm_prefetch::<_MM_HINT_ET0>(p.wrapping_add(WRITE_AHEAD + k) as *const i8) };
     }
 }
 
@@ -646,51 +327,17 @@ unsafe fn sample_f16_avx2(
     for (n, t) in taps.iter().enumerate() {
         let fx = _mm256_set1_ps(t.fx);
         let fy = _mm256_set1_ps(t.fy);
-        // SAFETY: the four tap origins and the output run are in bounds (caller).
+        // SAFETY: the four tap origins and the output run are in bounds (caller); chunks stay
+        // below cpg; `fits` checked that whole 8-lane runs stay in src and the taps' output.
         unsafe {
-            let p00 = src.add(t.base as usize);
-            let p01 = p00.add(t.dx as usize);
-            let p10 = p00.add(t.dy as usize);
-            let p11 = p10.add(t.dx as usize);
-            let ps = [p00, p01, p10, p11];
+            let ps = corners(src, t.base, t.dx, t.dy);
             let o = out.add(n * cpg);
             if cpg >= 8 {
-                let mut c = 0;
-                while c + 32 <= cpg {
-                    prefetch_write(o.add(c) as *const u8, 64);
-                    for j in (0..32).step_by(8) {
-                        bilerp_f16(ps, c + j, fx, fy, o.add(c + j));
-                    }
-                    c += 32;
-                }
-                while c + 8 <= cpg {
-                    bilerp_f16(ps, c, fx, fy, o.add(c));
-                    c += 8;
-                }
-                if c < cpg {
-                    bilerp_f16(ps, cpg - 8, fx, fy, o.add(cpg - 8));
-                }
-            } else if fits(
-                t.base as usize + t.dx as usize + t.dy as usize,
-                n,
-                cpg,
-                8,
-                src_len,
-                out_len,
-            ) {
-                // Fewer than 8 channels: whole 8-lane loads and store. SAFETY: `fits` checked
-                // that 8 halves from the far corner stay in src and 8 from o in the taps' run.
-                bilerp_f16(ps, 0, fx, fy, o);
+                channel_chunks::<_, 8, 4>(o, cpg, |c| bilerp_f16(ps, c, fx, fy, o.add(c)));
             } else {
-                // The image's last pixels or the output's last tap: zeroed stack buffers.
-                let mut b = [[0u16; 8]; 4];
-                for (bi, &p) in b.iter_mut().zip(ps.iter()) {
-                    ptr::copy_nonoverlapping(p, bi.as_mut_ptr(), cpg);
-                }
-                let mut r = [0u16; 8];
-                let bp = [b[0].as_ptr(), b[1].as_ptr(), b[2].as_ptr(), b[3].as_ptr()];
-                bilerp_f16(bp, 0, fx, fy, r.as_mut_ptr());
-                ptr::copy_nonoverlapping(r.as_ptr(), o, cpg);
+                let far = t.base as usize + t.dx as usize + t.dy as usize;
+                let direct = fits(far, n, cpg, 8, src_len, out_len);
+                short_tap::<_, 8>(ps, o, cpg, direct, |ps, o| bilerp_f16(ps, 0, fx, fy, o));
             }
         }
     }
@@ -737,19 +384,6 @@ fn sample_i8(src: &[i8], taps: &[TapQ11], cpg: usize, out: &mut [i8]) {
     }
 }
 
-/// Whether tap `n` (of `cpg < lanes` channels, far corner at `far` = base + dx + dy) may use
-/// whole `lanes`-wide loads and a whole store.
-///
-/// Small groups (4–8 channels in small models) are common, and copying each run through a
-/// stack buffer cost 30–40% of those layers. A whole vector is fine when it stays inside `src`
-/// (the lanes past `cpg` are read and dropped) and inside the output run of all the taps
-/// (`out_len` = taps · cpg, never the slice's length: past it the caller's data lives): the
-/// extra lanes it stores belong to the following taps, written after this one.
-#[inline(always)]
-fn fits(far: usize, n: usize, cpg: usize, lanes: usize, src_len: usize, out_len: usize) -> bool {
-    far + lanes <= src_len && n * cpg + lanes <= out_len
-}
-
 /// The tap's Q14 weights as the i16 pairs `(w00, w01)`, `(w10, w11)` that vpmaddwd takes.
 #[inline(always)]
 pub(super) fn weight_pairs(t: &TapQ11) -> (i32, i32) {
@@ -773,52 +407,20 @@ unsafe fn sample_i8_avx2(
     for (n, t) in taps.iter().enumerate() {
         let (top, bot) = weight_pairs(t);
         let (wt, wb) = (_mm256_set1_epi32(top), _mm256_set1_epi32(bot));
-        // SAFETY: the four tap origins and the output run are in bounds (caller).
+        // SAFETY: the four tap origins and the output run are in bounds (caller); chunks stay
+        // below cpg; `fits` checked that whole 16-byte runs stay in src and the taps' output.
         unsafe {
-            let p00 = src.add(t.base as usize);
-            let p01 = p00.add(t.dx as usize);
-            let p10 = p00.add(t.dy as usize);
-            let p11 = p10.add(t.dx as usize);
-            let ps = [p00, p01, p10, p11];
+            let ps = corners(src, t.base, t.dx, t.dy);
             let o = out.add(n * cpg);
+            let blend = |ps, c, o: *mut i8| {
+                _mm_storeu_si128(o.add(c) as *mut __m128i, bilerp_i8(ps, c, wt, wb))
+            };
             if cpg >= 16 {
-                let mut c = 0;
-                while c + 32 <= cpg {
-                    if c % 64 == 0 {
-                        prefetch_write(o.add(c) as *const u8, 64);
-                    }
-                    _mm_storeu_si128(o.add(c) as *mut __m128i, bilerp_i8(ps, c, wt, wb));
-                    _mm_storeu_si128(o.add(c + 16) as *mut __m128i, bilerp_i8(ps, c + 16, wt, wb));
-                    c += 32;
-                }
-                while c + 16 <= cpg {
-                    _mm_storeu_si128(o.add(c) as *mut __m128i, bilerp_i8(ps, c, wt, wb));
-                    c += 16;
-                }
-                if c < cpg {
-                    let r = bilerp_i8(ps, cpg - 16, wt, wb);
-                    _mm_storeu_si128(o.add(cpg - 16) as *mut __m128i, r);
-                }
-            } else if fits(
-                t.base as usize + t.dx as usize + t.dy as usize,
-                n,
-                cpg,
-                16,
-                src_len,
-                out_len,
-            ) {
-                // SAFETY: `fits` checked that 16 bytes from the far corner stay in src and 16
-                // from o in the taps' output run.
-                _mm_storeu_si128(o as *mut __m128i, bilerp_i8(ps, 0, wt, wb));
+                channel_chunks::<_, 16, 2>(o, cpg, |c| blend(ps, c, o));
             } else {
-                let mut b = [[0i8; 16]; 4];
-                for (bi, &p) in b.iter_mut().zip(ps.iter()) {
-                    ptr::copy_nonoverlapping(p, bi.as_mut_ptr(), cpg);
-                }
-                let mut r = [0i8; 16];
-                let bp = [b[0].as_ptr(), b[1].as_ptr(), b[2].as_ptr(), b[3].as_ptr()];
-                _mm_storeu_si128(r.as_mut_ptr() as *mut __m128i, bilerp_i8(bp, 0, wt, wb));
-                ptr::copy_nonoverlapping(r.as_ptr(), o, cpg);
+                let far = t.base as usize + t.dx as usize + t.dy as usize;
+                let direct = fits(far, n, cpg, 16, src_len, out_len);
+                short_tap::<_, 16>(ps, o, cpg, direct, |ps, o| blend(ps, 0, o));
             }
         }
     }
@@ -869,31 +471,11 @@ fn cvt_f16_f32(src: &[f16], dst: &mut [f32]) {
 /// F16C; `src .. + n` readable, `dst .. + n` writable.
 #[target_feature(enable = "avx2,f16c")]
 unsafe fn cvt_f16_f32_f16c(src: *const u16, dst: *mut f32, n: usize) {
-    let mut i = 0;
-    // SAFETY: all accesses stay below n (loop bounds); the tail goes through a stack buffer.
+    // SAFETY: convert8 hands the closure 8 readable halves and 8 writable floats.
     unsafe {
-        while i + 32 <= n {
-            for j in (0..32).step_by(8) {
-                let h = _mm_loadu_si128(src.add(i + j) as *const __m128i);
-                _mm256_storeu_ps(dst.add(i + j), _mm256_cvtph_ps(h));
-            }
-            i += 32;
-        }
-        while i + 8 <= n {
-            let h = _mm_loadu_si128(src.add(i) as *const __m128i);
-            _mm256_storeu_ps(dst.add(i), _mm256_cvtph_ps(h));
-            i += 8;
-        }
-        if i < n {
-            let mut b = [0u16; 8];
-            let mut r = [0f32; 8];
-            ptr::copy_nonoverlapping(src.add(i), b.as_mut_ptr(), n - i);
-            _mm256_storeu_ps(
-                r.as_mut_ptr(),
-                _mm256_cvtph_ps(_mm_loadu_si128(b.as_ptr() as *const __m128i)),
-            );
-            ptr::copy_nonoverlapping(r.as_ptr(), dst.add(i), n - i);
-        }
+        convert8(src, dst, n, |s, d| {
+            _mm256_storeu_ps(d, _mm256_cvtph_ps(_mm_loadu_si128(s as *const __m128i)))
+        })
     }
 }
 
@@ -907,28 +489,44 @@ fn cvt_f32_f16(src: &[f32], dst: &mut [f16]) {
 /// F16C; `src .. + n` readable, `dst .. + n` writable.
 #[target_feature(enable = "avx2,f16c")]
 unsafe fn cvt_f32_f16_f16c(src: *const f32, dst: *mut u16, n: usize) {
-    const RNE: i32 = _MM_FROUND_TO_NEAREST_INT;
+    // SAFETY: convert8 hands the closure 8 readable floats and 8 writable halves.
+    unsafe {
+        convert8(src, dst, n, |s, d| {
+            let h = _mm256_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(_mm256_loadu_ps(s));
+            _mm_storeu_si128(d as *mut __m128i, h)
+        })
+    }
+}
+
+/// The conversion loop: `cvt8(s, d)` converts the 8 elements at `s` to `d`, unrolled by 4;
+/// the last `n % 8` go through zeroed stack buffers.
+///
+/// # Safety
+/// `src .. + n` readable, `dst .. + n` writable; `cvt8` may read and write 8 elements.
+#[inline(always)]
+unsafe fn convert8<S: Copy + Default, D: Copy + Default>(
+    src: *const S,
+    dst: *mut D,
+    n: usize,
+    cvt8: impl Fn(*const S, *mut D),
+) {
     let mut i = 0;
-    // SAFETY: all accesses stay below n (loop bounds); the tail goes through a stack buffer.
+    // SAFETY: all accesses stay below n (loop bounds); the tail goes through the buffers.
     unsafe {
         while i + 32 <= n {
             for j in (0..32).step_by(8) {
-                let h = _mm256_cvtps_ph::<RNE>(_mm256_loadu_ps(src.add(i + j)));
-                _mm_storeu_si128(dst.add(i + j) as *mut __m128i, h);
+                cvt8(src.add(i + j), dst.add(i + j));
             }
             i += 32;
         }
         while i + 8 <= n {
-            let h = _mm256_cvtps_ph::<RNE>(_mm256_loadu_ps(src.add(i)));
-            _mm_storeu_si128(dst.add(i) as *mut __m128i, h);
+            cvt8(src.add(i), dst.add(i));
             i += 8;
         }
         if i < n {
-            let mut b = [0f32; 8];
-            let mut r = [0u16; 8];
+            let (mut b, mut r) = ([S::default(); 8], [D::default(); 8]);
             ptr::copy_nonoverlapping(src.add(i), b.as_mut_ptr(), n - i);
-            let h = _mm256_cvtps_ph::<RNE>(_mm256_loadu_ps(b.as_ptr()));
-            _mm_storeu_si128(r.as_mut_ptr() as *mut __m128i, h);
+            cvt8(b.as_ptr(), r.as_mut_ptr());
             ptr::copy_nonoverlapping(r.as_ptr(), dst.add(i), n - i);
         }
     }
@@ -962,6 +560,34 @@ transposes! {
     transpose_u16: u16 => [(8, tile_8x8_u16)],
     // Edges of the 16x16 tiling go through 8x8 tiles, then scalar.
     transpose_u8: u8 => [(16, tile_16x16_u8), (8, tile_8x8_u8)],
+}
+
+/// `N` rows of 16 bytes at `s + i·ld` (`ld` in elements). A loop over a mutable array: here
+/// `array::from_fn` compiles to a loop through a stack array (see `zip_round`).
+///
+/// # Safety
+/// AVX2; those rows readable.
+#[inline(always)]
+unsafe fn load_rows<T, const N: usize>(s: *const T, ld: usize) -> [__m128i; N] {
+    // SAFETY: AVX2 (caller).
+    let mut r = [unsafe { _mm_setzero_si128() }; N];
+    for (i, v) in r.iter_mut().enumerate() {
+        // SAFETY: row i is readable (caller).
+        *v = unsafe { _mm_loadu_si128(s.add(i * ld) as *const __m128i) };
+    }
+    r
+}
+
+/// Stores `r[j]` to the 16 bytes at `d + j·ld` (`ld` in elements).
+///
+/// # Safety
+/// AVX2; those rows writable.
+#[inline(always)]
+unsafe fn store_rows<T, const N: usize>(d: *mut T, ld: usize, r: &[__m128i; N]) {
+    for (j, &v) in r.iter().enumerate() {
+        // SAFETY: row j is writable (caller).
+        unsafe { _mm_storeu_si128(d.add(j * ld) as *mut __m128i, v) };
+    }
 }
 
 /// # Safety
@@ -1013,18 +639,12 @@ unsafe fn tile_8x8_f32(s: *const f32, src_ld: usize, d: *mut f32, dst_ld: usize)
 #[target_feature(enable = "avx2")]
 unsafe fn tile_8x8_u16(s: *const u16, src_ld: usize, d: *mut u16, dst_ld: usize) {
     // SAFETY: the caller guarantees the 8x8 source and destination tiles.
-    unsafe {
-        let mut r = [_mm_setzero_si128(); 8];
-        for (i, v) in r.iter_mut().enumerate() {
-            *v = _mm_loadu_si128(s.add(i * src_ld) as *const __m128i);
-        }
-        r = zip_round!(r, _mm_unpacklo_epi16, _mm_unpackhi_epi16, 4; 0 1 2 3);
-        r = zip_round!(r, _mm_unpacklo_epi16, _mm_unpackhi_epi16, 4; 0 1 2 3);
-        r = zip_round!(r, _mm_unpacklo_epi16, _mm_unpackhi_epi16, 4; 0 1 2 3);
-        for (j, &v) in r.iter().enumerate() {
-            _mm_storeu_si128(d.add(j * dst_ld) as *mut __m128i, v);
-        }
-    }
+    let mut r = unsafe { load_rows::<_, 8>(s, src_ld) };
+    r = zip_round!(r, _mm_unpacklo_epi16, _mm_unpackhi_epi16, 4; 0 1 2 3);
+    r = zip_round!(r, _mm_unpacklo_epi16, _mm_unpackhi_epi16, 4; 0 1 2 3);
+    r = zip_round!(r, _mm_unpacklo_epi16, _mm_unpackhi_epi16, 4; 0 1 2 3);
+    // SAFETY: as above.
+    unsafe { store_rows(d, dst_ld, &r) }
 }
 
 /// Four rounds of "interleave row i with row i+8" transpose a 16x16 byte tile.
@@ -1035,16 +655,9 @@ unsafe fn tile_8x8_u16(s: *const u16, src_ld: usize, d: *mut u16, dst_ld: usize)
 #[target_feature(enable = "avx2")]
 unsafe fn tile_16x16_u8(s: *const u8, src_ld: usize, d: *mut u8, dst_ld: usize) {
     // SAFETY: the caller guarantees the 16x16 source and destination tiles.
-    unsafe {
-        let mut r = [_mm_setzero_si128(); 16];
-        for (i, v) in r.iter_mut().enumerate() {
-            *v = _mm_loadu_si128(s.add(i * src_ld) as *const __m128i);
-        }
-        let r = transpose_16x16_epi8(r);
-        for (j, &v) in r.iter().enumerate() {
-            _mm_storeu_si128(d.add(j * dst_ld) as *mut __m128i, v);
-        }
-    }
+    let r = unsafe { load_rows::<_, 16>(s, src_ld) };
+    // SAFETY: as above.
+    unsafe { store_rows(d, dst_ld, &transpose_16x16_epi8(r)) }
 }
 
 /// 8x8 byte tile: rows as 8-byte halves; interleave bytes, words, dwords of row pairs.

@@ -13,6 +13,8 @@
 //! extent the kernel touches before entering `unsafe` code; masked loads and stores never touch
 //! masked-out elements (they cannot fault there).
 
+use super::tiling::ConvF32Args;
+use super::x86_loops::{self, ConvF32, F32Fma, Lanes};
 use super::{Backend, Kernels, Tap, TapQ11};
 use core::arch::x86_64::*;
 
@@ -32,17 +34,11 @@ pub(super) static KERNELS: Kernels = Kernels {
 // pack rounds undo the interleave, so channels come out in order.
 
 fn sample_i8(src: &[i8], taps: &[TapQ11], cpg: usize, out: &mut [i8]) {
-    if cpg == 0 || taps.is_empty() {
-        return;
+    if x86_loops::check_sample_out(taps.len(), cpg, out.len()) {
+        // SAFETY: AVX-512 F/BW/VL/VNNI detected (KERNELS); the kernel checks every tap's reads
+        // against src.len() before making them, and out holds taps·cpg bytes (checked).
+        unsafe { sample_i8_avx512(src.as_ptr(), src.len(), taps, cpg, out.as_mut_ptr()) }
     }
-    let olen = taps
-        .len()
-        .checked_mul(cpg)
-        .expect("sample_i8: output overflows");
-    assert!(out.len() >= olen, "sample_i8: out too short");
-    // SAFETY: AVX-512 F/BW/VL/VNNI detected (KERNELS); the kernel checks every tap's reads
-    // against src.len() before making them, and out holds taps·cpg bytes (asserted above).
-    unsafe { sample_i8_avx512(src.as_ptr(), src.len(), taps, cpg, out.as_mut_ptr()) }
 }
 
 /// How far ahead of the current tap the output is prefetched for writing: each tap stores a
@@ -64,11 +60,7 @@ unsafe fn sample_i8_avx512(src: *const i8, len: usize, taps: &[TapQ11], cpg: usi
         // SAFETY: check_reads keeps the four runs inside src; the output run n·cpg .. + cpg is
         // inside out (caller).
         unsafe {
-            let p00 = src.add(t.base as usize);
-            let p01 = p00.add(t.dx as usize);
-            let p10 = p00.add(t.dy as usize);
-            let p11 = p10.add(t.dx as usize);
-            let ps = [p00, p01, p10, p11];
+            let ps = x86_loops::corners(src, t.base, t.dx, t.dy);
             let o = out.add(n * cpg);
             // Prefetching never faults, so running past the end of the output is harmless.
             _mm_prefetch::<_MM_HINT_ET0>(o.wrapping_add(WRITE_AHEAD) as *const i8);
@@ -451,246 +443,63 @@ fn transpose_16x16_ps(r: [__m512; 16]) -> [__m512; 16] {
 
 // ---------------------------------------------------------------------------------------------
 // conv_f32: MP pixels x NV·16 outputs in zmm accumulators, broadcast x (embedded {1to16}),
-// FMA with packed weight rows; the last 16-column block is masked when o_n % 16 ≠ 0.
+// FMA with packed weight rows; the last 16-column block is masked when o_n % 16 ≠ 0. The loops
+// are `x86_loops::conv_f32`; this module gives the zmm operations.
+
+// SAFETY (every method): called only from `conv_f32_avx512`, which enables AVX-512F + FMA; the
+// masked forms touch only the selected lanes (`_mm512_maskz_loadu_ps`/`_mm512_mask_storeu_ps`
+// do not access, and cannot fault on, masked-out elements).
+impl Lanes for __m512 {
+    type Elem = f32;
+    type Mask = __mmask16;
+    const LANES: usize = 16;
+    #[inline(always)]
+    unsafe fn mask(n: usize) -> __mmask16 {
+        ((1u32 << n.min(16)) - 1) as __mmask16
+    }
+    #[inline(always)]
+    unsafe fn zero() -> Self {
+        unsafe { _mm512_setzero_ps() }
+    }
+    #[inline(always)]
+    unsafe fn load(p: *const f32) -> Self {
+        unsafe { _mm512_loadu_ps(p) }
+    }
+    #[inline(always)]
+    unsafe fn load_masked(p: *const f32, m: __mmask16) -> Self {
+        unsafe { _mm512_maskz_loadu_ps(m, p) }
+    }
+    #[inline(always)]
+    unsafe fn store(p: *mut f32, v: Self) {
+        unsafe { _mm512_storeu_ps(p, v) }
+    }
+    #[inline(always)]
+    unsafe fn store_masked(p: *mut f32, m: __mmask16, v: Self) {
+        unsafe { _mm512_mask_storeu_ps(p, m, v) }
+    }
+}
+
+impl F32Fma for __m512 {
+    #[inline(always)]
+    unsafe fn splat(v: f32) -> Self {
+        unsafe { _mm512_set1_ps(v) }
+    }
+    #[inline(always)]
+    unsafe fn fma(a: Self, b: Self, c: Self) -> Self {
+        unsafe { _mm512_fmadd_ps(a, b, c) }
+    }
+}
 
 conv_f32_entry!(conv_f32 => conv_f32_avx512, "AVX-512F+FMA were detected before KERNELS was handed out");
 
-/// # Safety
-/// AVX-512F + FMA; pointers valid for the extents checked in [`conv_f32`]; `bias` may be null.
-#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma")]
-#[allow(clippy::too_many_arguments)]
-unsafe fn conv_f32_avx512(
-    x: *const f32,
-    ldx: usize,
-    npix: usize,
-    cin: usize,
-    wt: *const f32,
-    bias: *const f32,
-    o_n: usize,
-    out: *mut f32,
-) {
-    let bias_at = |o: usize| {
-        if bias.is_null() {
-            bias
-        } else {
-            bias.wrapping_add(o)
-        }
-    };
-    let mut o0 = 0;
-    // SAFETY (all calls below): each column block [o0, o0 + width) lies inside o_n (the masked
-    // block selects only columns < o_n), so its weight, bias and output addresses are inside
-    // the extents the caller checked.
-    while o0 + 32 <= o_n {
-        unsafe {
-            conv_f32_cols::<12, 2, false>(
-                x,
-                ldx,
-                npix,
-                cin,
-                wt.add(o0),
-                bias_at(o0),
-                o_n,
-                out.add(o0),
-                !0,
-            )
-        };
-        o0 += 32;
-    }
-    if o0 + 16 <= o_n {
-        // SAFETY: as above: columns o0 .. o0 + 16 ≤ o_n.
-        unsafe {
-            conv_f32_cols::<8, 1, false>(
-                x,
-                ldx,
-                npix,
-                cin,
-                wt.add(o0),
-                bias_at(o0),
-                o_n,
-                out.add(o0),
-                !0,
-            )
-        };
-        o0 += 16;
-    }
-    if o0 < o_n {
-        let mask: __mmask16 = ((1u32 << (o_n - o0)) - 1) as __mmask16;
-        // SAFETY: as above: the mask selects columns o0 .. o_n only.
-        unsafe {
-            conv_f32_cols::<8, 1, true>(
-                x,
-                ldx,
-                npix,
-                cin,
-                wt.add(o0),
-                bias_at(o0),
-                o_n,
-                out.add(o0),
-                mask,
-            )
-        };
-    }
-}
-
-/// One column block over all pixels: MP-pixel tiles, then tiles of 4, 2, 1.
+/// Tiles of 12 pixels x 32 outputs, 8 x 16 for the last columns: ≤ 24 accumulators of 32 zmm.
 ///
 /// # Safety
-/// See [`conv_f32_tile`], for every pixel `p < npix`.
-#[inline]
+/// AVX-512F + FMA; `a` from [`check_conv_f32`](super::tiling::check_conv_f32), its slices still borrowed.
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma")]
-#[allow(clippy::too_many_arguments)]
-unsafe fn conv_f32_cols<const MP: usize, const NV: usize, const MASKED: bool>(
-    x: *const f32,
-    ldx: usize,
-    npix: usize,
-    cin: usize,
-    w: *const f32,
-    bias: *const f32,
-    o_n: usize,
-    out: *mut f32,
-    mask: __mmask16,
-) {
-    let mut p = 0;
-    // SAFETY (all calls): pixels p .. p + tile are < npix, inside the caller's extents.
-    while p + MP <= npix {
-        unsafe {
-            conv_f32_tile::<MP, NV, MASKED>(
-                x.add(p * ldx),
-                ldx,
-                cin,
-                w,
-                bias,
-                o_n,
-                out.add(p * o_n),
-                mask,
-            )
-        };
-        p += MP;
-    }
-    while p + 4 <= npix {
-        // SAFETY: as above, pixels p .. p + 4 < npix.
-        unsafe {
-            conv_f32_tile::<4, NV, MASKED>(
-                x.add(p * ldx),
-                ldx,
-                cin,
-                w,
-                bias,
-                o_n,
-                out.add(p * o_n),
-                mask,
-            )
-        };
-        p += 4;
-    }
-    if p + 2 <= npix {
-        // SAFETY: as above, pixels p .. p + 2 < npix.
-        unsafe {
-            conv_f32_tile::<2, NV, MASKED>(
-                x.add(p * ldx),
-                ldx,
-                cin,
-                w,
-                bias,
-                o_n,
-                out.add(p * o_n),
-                mask,
-            )
-        };
-        p += 2;
-    }
-    if p < npix {
-        // SAFETY: as above, pixel p < npix.
-        unsafe {
-            conv_f32_tile::<1, NV, MASKED>(
-                x.add(p * ldx),
-                ldx,
-                cin,
-                w,
-                bias,
-                o_n,
-                out.add(p * o_n),
-                mask,
-            )
-        };
-    }
-}
-
-/// Loads NV vectors of 16 f32; the last one masked (zero elsewhere) when `MASKED`.
-///
-/// # Safety
-/// `p .. p + 16·NV` readable (only the masked-in lanes of the last vector when `MASKED`).
-#[inline]
-#[target_feature(enable = "avx512f")]
-unsafe fn load_row<const NV: usize, const MASKED: bool>(
-    p: *const f32,
-    mask: __mmask16,
-) -> [__m512; NV] {
-    let mut r = [_mm512_setzero_ps(); NV];
-    for (v, rv) in r.iter_mut().enumerate() {
-        // SAFETY: inside the range the caller guarantees; masked-out lanes are not accessed.
-        *rv = unsafe {
-            if MASKED && v + 1 == NV {
-                _mm512_maskz_loadu_ps(mask, p.add(16 * v))
-            } else {
-                _mm512_loadu_ps(p.add(16 * v))
-            }
-        };
-    }
-    r
-}
-
-/// MP pixels x NV·16 outputs; MP·NV accumulators stay in registers (≤ 16 of 32 zmm).
-///
-/// # Safety
-/// AVX-512F + FMA; `x + p·ldx + k` readable for p < MP, k < cin; `w + k·o_n .. + 16·NV`
-/// readable for k < cin (masked-in lanes of the last vector only when `MASKED`); likewise
-/// `bias` (or null) readable and `out + p·o_n` writable.
-#[inline]
-#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma")]
-#[allow(clippy::too_many_arguments)]
-unsafe fn conv_f32_tile<const MP: usize, const NV: usize, const MASKED: bool>(
-    x: *const f32,
-    ldx: usize,
-    cin: usize,
-    w: *const f32,
-    bias: *const f32,
-    o_n: usize,
-    out: *mut f32,
-    mask: __mmask16,
-) {
-    let init = if bias.is_null() {
-        [_mm512_setzero_ps(); NV]
-    } else {
-        // SAFETY: bias is valid for this column block (caller).
-        unsafe { load_row::<NV, MASKED>(bias, mask) }
-    };
-    let mut acc = [init; MP];
-    for k in 0..cin {
-        // SAFETY: row k of the packed weights, within this column block (caller).
-        let wv = unsafe { load_row::<NV, MASKED>(w.add(k * o_n), mask) };
-        for (p, accp) in acc.iter_mut().enumerate() {
-            // SAFETY: x[p·ldx + k] with p < MP, k < cin is readable (caller).
-            let xb = _mm512_set1_ps(unsafe { *x.add(p * ldx + k) });
-            for (a, &wvv) in accp.iter_mut().zip(wv.iter()) {
-                *a = _mm512_fmadd_ps(xb, wvv, *a);
-            }
-        }
-    }
-    for (p, accp) in acc.iter().enumerate() {
-        for (v, &a) in accp.iter().enumerate() {
-            // SAFETY: out + p·o_n is writable for this column block (caller); masked-out lanes
-            // are untouched.
-            unsafe {
-                let dst = out.add(p * o_n + 16 * v);
-                if MASKED && v + 1 == NV {
-                    _mm512_mask_storeu_ps(dst, mask, a);
-                } else {
-                    _mm512_storeu_ps(dst, a);
-                }
-            }
-        }
-    }
+unsafe fn conv_f32_avx512(a: &ConvF32Args) {
+    // SAFETY: the features are enabled here; the extents are the caller's.
+    unsafe { ConvF32::<__m512>::of(a).run::<12, 8>() }
 }
 
 #[cfg(test)]

@@ -46,6 +46,8 @@ pub mod neon_fp16;
 pub mod scalar;
 #[cfg(target_arch = "x86_64")]
 pub mod vnni;
+#[cfg(target_arch = "x86_64")]
+mod x86_loops;
 
 /// One bilinear sample point shared by all channels of a group, for the float kernels.
 ///

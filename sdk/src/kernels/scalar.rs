@@ -30,7 +30,7 @@ pub fn conv_f32(
     o_n: usize,
     out: &mut [f32],
 ) {
-    if super::tiling::check_conv_f32(src, wt, bias, o_n, out).is_none() {
+    if super::tiling::check_conv_f32(src, wt, bias, o_n, &mut *out).is_none() {
         return;
     }
     let (x, ldx, npix, cin) = (src.x, src.ld, src.npix, src.cin);

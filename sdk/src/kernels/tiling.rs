@@ -152,26 +152,51 @@ macro_rules! transposes {
     )*};
 }
 
-/// Asserts the extents a `conv_f32` call touches: `npix` rows of `src` (`cin` each, `ld`
-/// apart), `cin·o_n` weights, `o_n` biases, `npix·o_n` outputs. Returns the bias pointer (null
-/// for none), or `None` when there is nothing to do.
+/// A checked `conv_f32` call as raw pointers, what every ISA's leaf receives: `npix` rows of
+/// `cin` values `ld` apart at `x`, `cin·o_n` packed weights at `w`, `o_n` biases at `bias`
+/// (null for none), `npix·o_n` outputs at `out`.
+#[derive(Clone, Copy)]
+pub(super) struct ConvF32Args {
+    pub x: *const f32,
+    pub ld: usize,
+    pub npix: usize,
+    pub cin: usize,
+    pub w: *const f32,
+    pub bias: *const f32,
+    pub o_n: usize,
+    pub out: *mut f32,
+}
+
+/// Asserts the extents a `conv_f32` call touches (panics naming the short slice) and returns
+/// them as [`ConvF32Args`], valid while the slices stay borrowed; `None` when there is nothing
+/// to do.
 pub(super) fn check_conv_f32(
     src: super::ConvIn<'_, f32>,
     wt: &[f32],
     bias: Option<&[f32]>,
     o_n: usize,
-    out: &[f32],
-) -> Option<*const f32> {
+    out: &mut [f32],
+) -> Option<ConvF32Args> {
     if src.npix == 0 || o_n == 0 {
         return None;
     }
     check_conv_extents("conv_f32", src, src.cin, wt.len(), o_n, out.len());
-    Some(match bias {
+    let bias = match bias {
         Some(b) => {
             assert!(b.len() >= o_n, "conv_f32: bias too short");
             b.as_ptr()
         }
         None => core::ptr::null(),
+    };
+    Some(ConvF32Args {
+        x: src.x.as_ptr(),
+        ld: src.ld,
+        npix: src.npix,
+        cin: src.cin,
+        w: wt.as_ptr(),
+        bias,
+        o_n,
+        out: out.as_mut_ptr(),
     })
 }
 
@@ -215,10 +240,9 @@ fn check_conv_extents<T>(
     assert!(olen >= need, "{what}: output too short");
 }
 
-/// Defines the safe `conv_f32` table entry `$name` around the raw leaf `$leaf(x, ld, npix, cin,
-/// wt, bias, o_n, out)` (pointers; `bias` null for none): the extents are asserted by
-/// [`check_conv_f32`], the leaf may touch exactly those, and `$why` says why the leaf's CPU
-/// features are present.
+/// Defines the safe `conv_f32` table entry `$name` around the raw leaf `$leaf(&ConvF32Args)`:
+/// the extents are asserted by [`check_conv_f32`], the leaf may touch exactly those, and `$why`
+/// says why the leaf's CPU features are present.
 macro_rules! conv_f32_entry {
     ($vis:vis $name:ident => $leaf:ident, $why:literal) => {
         $vis fn $name(
@@ -228,14 +252,13 @@ macro_rules! conv_f32_entry {
             o_n: usize,
             out: &mut [f32],
         ) {
-            let Some(bias) = $crate::kernels::tiling::check_conv_f32(src, wt, bias, o_n, out) else {
-                return;
-            };
-            let (x, ld, npix, cin) = (src.x.as_ptr(), src.ld, src.npix, src.cin);
-            // SAFETY: the leaf's CPU features are present (the reason is this macro's `why`
-            // argument at its use site); check_conv_f32 asserted the extents of x (npix rows
-            // of cin floats, ld apart), wt (cin·o_n), bias (o_n) and out (npix·o_n).
-            unsafe { $leaf(x, ld, npix, cin, wt.as_ptr(), bias, o_n, out.as_mut_ptr()) }
+            if let Some(a) = $crate::kernels::tiling::check_conv_f32(src, wt, bias, o_n, out) {
+                // SAFETY: the leaf's CPU features are present (the reason is this macro's `why`
+                // argument at its use site); check_conv_f32 asserted the extents of x (npix rows
+                // of cin floats, ld apart), wt (cin·o_n), bias (o_n) and out (npix·o_n), and the
+                // slices stay borrowed for the call.
+                unsafe { $leaf(&a) }
+            }
         }
     };
 }

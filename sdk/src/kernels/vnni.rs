@@ -12,12 +12,11 @@
 //! The instruction is emitted with `asm!` rather than `_mm256_dpbusd{,_avx}_epi32`, so one
 //! macro body serves both encodings with the same target-feature list.
 
-use super::avx2::{lane_mask, load_partial_i32, load_row_i8, prefetch_write, store_tile_i32};
+use super::x86_loops::{self, channel_chunks, corners, load_row, short_tap, I8Dot};
 use super::{Backend, Kernels, TapQ11};
 use crate::cpu::CpuFeatures;
 use core::arch::asm;
 use core::arch::x86_64::*;
-use core::ptr;
 
 /// `vpdpbusd acc, a, b` (u8 `a` times s8 `b`, 4-term sums added to i32 `acc`), VEX encoding.
 ///
@@ -51,6 +50,9 @@ unsafe fn dpbusd_evex(acc: __m256i, a: __m256i, b: __m256i) -> __m256i {
     r
 }
 
+/// The bias that turns signed x bytes into the unsigned operand of `vpdpbusd`.
+const FLIP: i32 = 0x8080_8080_u32 as i32;
+
 /// Generates the conv_i8 and sample_i8 kernels for one encoding of `vpdpbusd`.
 macro_rules! vnni_conv_i8 {
     ($module:ident, $features:literal, $dpbusd:ident) => {
@@ -60,6 +62,8 @@ macro_rules! vnni_conv_i8 {
             conv_i8_entry!(pub(in super::super) conv_i8 => conv,
                 "this table is only handed out after AVX2/FMA/F16C and its VNNI flavour were detected");
 
+            /// Tiles of 6 pixels x 16 outputs, 8 x 8 for the last columns.
+            ///
             /// # Safety
             /// The target features; pointers valid for the extents checked by `check_conv_i8`.
             #[target_feature(enable = $features)]
@@ -72,185 +76,50 @@ macro_rules! vnni_conv_i8 {
                 o_n: usize,
                 out: *mut i32,
             ) {
-                let full = _mm256_set1_epi32(-1);
-                let mut o0 = 0;
-                // SAFETY (all calls): column block [o0, o0 + width) lies inside o_n.
-                while o0 + 16 <= o_n {
-                    unsafe {
-                        cols::<6, 2, false>(
-                            x,
-                            ldx,
-                            npix,
-                            cin,
-                            w.add(4 * o0),
-                            o_n,
-                            out.add(o0),
-                            full,
-                        )
-                    };
-                    o0 += 16;
-                }
-                if o0 + 8 <= o_n {
-                    // SAFETY: as for the block above: this tile's pixels and output columns lie inside the
-                    // caller-checked x, w and out extents, and the CPU features were detected.
-                    unsafe {
-                        cols::<8, 1, false>(
-                            x,
-                            ldx,
-                            npix,
-                            cin,
-                            w.add(4 * o0),
-                            o_n,
-                            out.add(o0),
-                            full,
-                        )
-                    };
-                    o0 += 8;
-                }
-                if o0 < o_n {
-                    let mask = lane_mask(o_n - o0);
-                    // SAFETY: as for the block above: this tile's pixels and output columns lie inside the
-                    // caller-checked x, w and out extents, and the CPU features were detected.
-                    unsafe {
-                        cols::<8, 1, true>(x, ldx, npix, cin, w.add(4 * o0), o_n, out.add(o0), mask)
-                    };
-                }
+                // SAFETY: the features are enabled here; the extents are the caller's.
+                unsafe { x86_loops::conv_i8::<Dot, 6, 8>(x, ldx, npix, cin, w, o_n, out) }
             }
 
-            /// One column block: the bias correction once, then MP-pixel tiles and 2/1 tails.
-            ///
-            /// # Safety
-            /// See `tile`, for every pixel `p < npix`.
-            #[inline]
-            #[target_feature(enable = $features)]
-            #[allow(clippy::too_many_arguments)]
-            unsafe fn cols<const MP: usize, const NV: usize, const MASKED: bool>(
-                x: *const i8,
-                ldx: usize,
-                npix: usize,
-                cin: usize,
-                w: *const i8,
-                o_n: usize,
-                out: *mut i32,
-                mask: __m256i,
-            ) {
-                // -128 · Σ_k w[o][k], computed by the same instruction on 0x80 bytes.
-                let bias80 = _mm256_set1_epi32(0x8080_8080_u32 as i32);
-                let mut corr = [_mm256_setzero_si256(); NV];
-                for g in 0..cin.div_ceil(4) {
-                    // SAFETY: group g < cin4/4 of the packed weights (caller).
-                    let wv = unsafe { load_row_i8::<NV, MASKED>(w.add(g * 4 * o_n), mask) };
-                    for (c, &wvv) in corr.iter_mut().zip(wv.iter()) {
-                        // SAFETY: this table is only used on CPUs with this VNNI flavour.
-                        *c = unsafe { $dpbusd(*c, bias80, wvv) };
-                    }
-                }
-                let init = corr.map(|c| _mm256_sub_epi32(_mm256_setzero_si256(), c));
-                let mut p = 0;
-                // SAFETY (all calls): pixels p .. p + tile are < npix.
-                while p + MP <= npix {
-                    unsafe {
-                        tile::<MP, NV, MASKED>(
-                            x.add(p * ldx),
-                            ldx,
-                            cin,
-                            w,
-                            o_n,
-                            out.add(p * o_n),
-                            mask,
-                            &init,
-                        )
-                    };
-                    p += MP;
-                }
-                while p + 2 <= npix {
-                    // SAFETY: as for the block above: this tile's pixels and output columns lie inside the
-                    // caller-checked x, w and out extents, and the CPU features were detected.
-                    unsafe {
-                        tile::<2, NV, MASKED>(
-                            x.add(p * ldx),
-                            ldx,
-                            cin,
-                            w,
-                            o_n,
-                            out.add(p * o_n),
-                            mask,
-                            &init,
-                        )
-                    };
-                    p += 2;
-                }
-                if p < npix {
-                    // SAFETY: as for the block above: this tile's pixels and output columns lie inside the
-                    // caller-checked x, w and out extents, and the CPU features were detected.
-                    unsafe {
-                        tile::<1, NV, MASKED>(
-                            x.add(p * ldx),
-                            ldx,
-                            cin,
-                            w,
-                            o_n,
-                            out.add(p * o_n),
-                            mask,
-                            &init,
-                        )
-                    };
-                }
-            }
+            /// This encoding's `vpdpbusd` on x biased to unsigned (`x ^ 0x80`).
+            struct Dot;
 
-            /// MP pixels x NV*8 outputs: broadcast 4 biased x bytes, one `vpdpbusd` per
-            /// (pixel, 8 outputs) and k-group.
-            ///
-            /// # Safety
-            /// As `conv_i8_tile` in the AVX2 module.
-            #[inline]
-            #[target_feature(enable = $features)]
-            #[allow(clippy::too_many_arguments)]
-            unsafe fn tile<const MP: usize, const NV: usize, const MASKED: bool>(
-                x: *const i8,
-                ldx: usize,
-                cin: usize,
-                w: *const i8,
-                o_n: usize,
-                out: *mut i32,
-                mask: __m256i,
-                init: &[__m256i; NV],
-            ) {
-                let flip = _mm256_set1_epi32(0x8080_8080_u32 as i32);
-                let mut acc = [*init; MP];
-                let groups = cin / 4;
-                let tail = cin % 4;
-                for g in 0..groups {
-                    // SAFETY: group g of the packed weights (caller).
-                    let wv = unsafe { load_row_i8::<NV, MASKED>(w.add(g * 4 * o_n), mask) };
-                    for (p, accp) in acc.iter_mut().enumerate() {
-                        // SAFETY: bytes 4g .. 4g+4 ≤ cin of pixel p's row are readable (caller).
-                        let d =
-                            unsafe { ptr::read_unaligned(x.add(p * ldx + 4 * g) as *const i32) };
-                        let xv = _mm256_xor_si256(_mm256_set1_epi32(d), flip);
-                        for (a, &wvv) in accp.iter_mut().zip(wv.iter()) {
-                            // SAFETY: this table is only used on CPUs with this VNNI flavour.
-                            *a = unsafe { $dpbusd(*a, xv, wvv) };
+            // SAFETY (every method): called only from `conv`, whose features and this table's
+            // VNNI flavour are present; see the `Lanes` impls in the AVX2 module.
+            impl I8Dot for Dot {
+                type V = __m256i;
+                type W = __m256i;
+                type X = __m256i;
+                #[inline(always)]
+                unsafe fn weights(w: __m256i) -> __m256i {
+                    w
+                }
+                #[inline(always)]
+                unsafe fn pixel(x4: i32) -> __m256i {
+                    unsafe { _mm256_xor_si256(_mm256_set1_epi32(x4), _mm256_set1_epi32(FLIP)) }
+                }
+                #[inline(always)]
+                unsafe fn dot(acc: __m256i, x: __m256i, w: __m256i) -> __m256i {
+                    unsafe { $dpbusd(acc, x, w) }
+                }
+                /// `-128 · Σ_k w[o][k]`, computed by the same instruction on 0x80 bytes.
+                #[inline(always)]
+                unsafe fn start<const NV: usize, const MASKED: bool>(
+                    w: *const i8,
+                    groups: usize,
+                    ld: usize,
+                    m: __m256i,
+                ) -> [__m256i; NV] {
+                    unsafe {
+                        let mut corr = [_mm256_setzero_si256(); NV];
+                        for g in 0..groups {
+                            let wv = load_row::<__m256i, NV, MASKED>(w.add(g * ld) as *const i32, m);
+                            for (c, &wvv) in corr.iter_mut().zip(wv.iter()) {
+                                *c = $dpbusd(*c, _mm256_set1_epi32(FLIP), wvv);
+                            }
                         }
+                        corr.map(|c| _mm256_sub_epi32(_mm256_setzero_si256(), c))
                     }
                 }
-                if tail != 0 {
-                    // SAFETY: the padded last group of the weights (zeros past cin) (caller).
-                    let wv = unsafe { load_row_i8::<NV, MASKED>(w.add(groups * 4 * o_n), mask) };
-                    for (p, accp) in acc.iter_mut().enumerate() {
-                        // Never read past cin: the last pixel's row may end the slice.
-                        // Padding bytes become 0x80 but meet zero weights.
-                        // SAFETY: bytes 4*groups .. cin of pixel p's row are readable (caller).
-                        let d = unsafe { load_partial_i32(x.add(p * ldx + 4 * groups), tail) };
-                        let xv = _mm256_xor_si256(_mm256_set1_epi32(d), flip);
-                        for (a, &wvv) in accp.iter_mut().zip(wv.iter()) {
-                            // SAFETY: this table is only used on CPUs with this VNNI flavour.
-                            *a = unsafe { $dpbusd(*a, xv, wvv) };
-                        }
-                    }
-                }
-                // SAFETY: output rows of this tile are writable (caller).
-                unsafe { store_tile_i32::<MP, NV, MASKED>(out, o_n, &acc, mask) };
             }
 
             /// Same contract and bytes as `scalar::sample_i8`; see [`blend32`](self::blend32).
@@ -260,17 +129,12 @@ macro_rules! vnni_conv_i8 {
                 cpg: usize,
                 out: &mut [i8],
             ) {
-                if cpg == 0 || taps.is_empty() {
-                    return;
+                if x86_loops::check_sample_out(taps.len(), cpg, out.len()) {
+                    // SAFETY: AVX2 and this VNNI flavour detected (table); the kernel checks
+                    // every tap's reads against src.len() before making them; out holds
+                    // taps·cpg bytes (checked).
+                    unsafe { sample(src.as_ptr(), src.len(), taps, cpg, out.as_mut_ptr()) }
                 }
-                let olen = taps
-                    .len()
-                    .checked_mul(cpg)
-                    .expect("sample_i8: output overflows");
-                assert!(out.len() >= olen, "sample_i8: out too short");
-                // SAFETY: AVX2 and this VNNI flavour detected (table); the kernel checks every
-                // tap's reads against src.len() before making them; out holds taps·cpg bytes.
-                unsafe { sample(src.as_ptr(), src.len(), taps, cpg, out.as_mut_ptr()) }
             }
 
             /// # Safety
@@ -289,43 +153,19 @@ macro_rules! vnni_conv_i8 {
                     let wlo = _mm256_set1_epi32(i32::from_le_bytes(t.wlo));
                     let whi = _mm256_set1_epi32(i32::from_le_bytes(t.whi));
                     // SAFETY: check_reads keeps the four runs of cpg bytes inside src; the
-                    // output run n·cpg .. + cpg is inside out (caller).
+                    // output run n·cpg .. + cpg is inside out (caller); chunks stay below cpg.
                     unsafe {
-                        let p00 = src.add(t.base as usize);
-                        let p01 = p00.add(t.dx as usize);
-                        let p10 = p00.add(t.dy as usize);
-                        let p11 = p10.add(t.dx as usize);
-                        let ps = [p00, p01, p10, p11];
+                        let ps = corners(src, t.base, t.dx, t.dy);
                         let o = out.add(n * cpg);
+                        let blend = |ps, c, o: *mut i8| {
+                            let r = blend32(ps, c, wlo, whi);
+                            _mm256_storeu_si256(o.add(c) as *mut __m256i, r)
+                        };
                         if cpg >= 32 {
-                            let mut c = 0;
-                            while c + 32 <= cpg {
-                                if c % 64 == 0 {
-                                    prefetch_write(o.add(c) as *const u8, 64);
-                                }
-                                _mm256_storeu_si256(
-                                    o.add(c) as *mut __m256i,
-                                    blend32(ps, c, wlo, whi),
-                                );
-                                c += 32;
-                            }
-                            // Overlapping last chunk: the same values rewritten.
-                            if c < cpg {
-                                let r = blend32(ps, cpg - 32, wlo, whi);
-                                _mm256_storeu_si256(o.add(cpg - 32) as *mut __m256i, r);
-                            }
+                            channel_chunks::<_, 32, 1>(o, cpg, |c| blend(ps, c, o));
                         } else {
-                            let mut b = [[0i8; 32]; 4];
-                            for (bi, &p) in b.iter_mut().zip(ps.iter()) {
-                                ptr::copy_nonoverlapping(p, bi.as_mut_ptr(), cpg);
-                            }
-                            let bp = [b[0].as_ptr(), b[1].as_ptr(), b[2].as_ptr(), b[3].as_ptr()];
-                            let mut r = [0i8; 32];
-                            _mm256_storeu_si256(
-                                r.as_mut_ptr() as *mut __m256i,
-                                blend32(bp, 0, wlo, whi),
-                            );
-                            ptr::copy_nonoverlapping(r.as_ptr(), o, cpg);
+                            // Always through the stack: `check_reads` bounds cpg, not 32 bytes.
+                            short_tap::<_, 32>(ps, o, cpg, false, |ps, o| blend(ps, 0, o));
                         }
                     }
                 }
