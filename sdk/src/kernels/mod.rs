@@ -27,6 +27,9 @@ use std::str::FromStr;
 
 #[macro_use]
 mod tiling;
+#[cfg(target_arch = "aarch64")]
+#[macro_use]
+mod arm_loops;
 
 #[cfg(target_arch = "x86_64")]
 pub mod amx;
