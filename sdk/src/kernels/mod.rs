@@ -30,6 +30,9 @@ mod tiling;
 #[cfg(test)]
 #[macro_use]
 mod checks;
+#[cfg(target_arch = "aarch64")]
+#[macro_use]
+mod arm_loops;
 
 #[cfg(target_arch = "x86_64")]
 pub mod amx;

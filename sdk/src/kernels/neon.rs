@@ -1,11 +1,13 @@
 //! AArch64 Advanced SIMD kernels, ARMv8.0 baseline (Raspberry Pi 4 / Cortex-A72): [`Backend::Neon`].
 //!
 //! Layout of every family: a safe wrapper with the table's signature asserts the slice bounds,
-//! then calls one `#[target_feature(enable = "neon")]` leaf that works on raw pointers.
-//! The table is only handed out by [`Backend::kernels`] after `neon` was detected.
+//! then calls one `#[target_feature(enable = "neon")]` leaf that works on raw pointers. The
+//! leaves run the loops of [`arm_loops`](super::arm_loops) (shared with the dotprod and fp16
+//! modules); this module supplies their vector operations. The table is only handed out by
+//! [`Backend::kernels`] after `neon` was detected.
 //!
 //! f16 ↔ f32 conversion uses `fcvtl`/`fcvtn` through `asm!`: they are ARMv8.0 instructions, but
-//! the `float16x4_t` intrinsics are newer than the workspace MSRV (1.85).
+//! the `float16x4_t` intrinsics are newer than the workspace MSRV.
 //!
 //! The float sampling kernels use separate multiply and add (no FMA), in the scalar order, so
 //! they return the same bits as [`scalar`](super::scalar); the integer ones are exact anyway.
@@ -13,6 +15,8 @@
 // Register-blocked loops index several small arrays (accumulators, rows, weights) in lockstep.
 #![allow(clippy::needless_range_loop, clippy::too_many_arguments)]
 
+use super::arm_loops::{self, channel_runs, store_rows, ConvBlocks, DotI8};
+use super::tiling::ConvF32Args;
 use super::{Backend, Kernels, Tap, TapQ11};
 use core::arch::aarch64::*;
 use half::f16;
@@ -35,7 +39,7 @@ pub static KERNELS: Kernels = Kernels {
 };
 
 // ---------------------------------------------------------------------------------------------
-// Shared helpers (used by the dotprod / fp16 modules too).
+// f16 ↔ f32 conversion instructions.
 
 /// `fcvtl`: low 4 f16 (raw bits) → f32. Expands to `asm!`: use inside an `unsafe` block of a
 /// function with `neon` enabled.
@@ -76,115 +80,30 @@ macro_rules! fcvtn {
     }};
 }
 
-/// Panics unless every tap's four `cpg`-runs lie inside `src` (the bound the SIMD loops rely on).
-pub(super) fn check_taps(
-    src_len: usize,
-    base_dx_dy: impl Iterator<Item = (u32, u32, u32)>,
-    cpg: usize,
-) {
-    for (b, dx, dy) in base_dx_dy {
-        let end = b as usize + dx as usize + dy as usize + cpg;
-        assert!(
-            end <= src_len,
-            "sample tap reads {end} elements of a {src_len}-element source"
-        );
-    }
-}
-
-// The int8 conv kernels build a u32 from 4 bytes and broadcast it as lanes of bytes in memory
-// order, which holds on little-endian only (every aarch64 Linux target we ship).
-const _: () = assert!(cfg!(target_endian = "little"));
-
-/// 4 bytes at `p` (any alignment) as one u32, in memory order.
-///
-/// # Safety
-/// `p..p+4` must be readable.
-#[inline(always)]
-pub(super) unsafe fn dup4(p: *const i8) -> u32 {
-    // SAFETY: the caller guarantees 4 readable bytes; read_unaligned has no alignment need.
-    unsafe { (p as *const u32).read_unaligned() }
-}
-
-/// The last `cin % 4` (≥ 1) bytes of a row, zero-padded to 4: rows are not padded, so never read
-/// past them. Built with shifts rather than a copy loop so no `memcpy` call ends up between the
-/// accumulators (a call would force them to the stack).
-///
-/// # Safety
-/// `row..row+cin` must be readable.
-#[inline(always)]
-pub(super) unsafe fn ktail4(row: *const i8, cin: usize) -> u32 {
-    let r = cin % 4;
-    // SAFETY: bytes k0 .. k0 + r are the last ones of the row.
-    unsafe {
-        let t = row.add(cin - r);
-        let mut v = *t as u8 as u32;
-        if r > 1 {
-            v |= (*t.add(1) as u8 as u32) << 8;
-        }
-        if r > 2 {
-            v |= (*t.add(2) as u8 as u32) << 16;
-        }
-        v
-    }
-}
-
-/// Exact scalar i8 dot product for output `o` (tails of `o_n % 4`).
-///
-/// # Safety
-/// `row..row+cin` readable, `w` a `pack_conv_i8` buffer for `o_n` outputs and `cin` inputs.
-#[inline]
-pub(super) unsafe fn conv_i8_one(
-    row: *const i8,
-    cin: usize,
-    w: *const i8,
-    o_n: usize,
-    o: usize,
-) -> i32 {
-    let mut s = 0i32;
-    for k in 0..cin {
-        // SAFETY: k < cin and the packed index is < cin4(cin) * o_n.
-        s += unsafe { *row.add(k) as i32 * *w.add((k / 4) * o_n * 4 + o * 4 + k % 4) as i32 };
-    }
-    s
-}
-
 // ---------------------------------------------------------------------------------------------
-// conv_f32: register-blocked, 4 pixels × 16 outputs (16 accumulators), weights streamed once
-// per 4 pixels.
+// conv_f32: blocks of 4 pixels × 16 outputs (16 accumulators), weights streamed once per 4
+// pixels, in the blocking of `arm_loops::conv_blocks`.
 
 conv_f32_entry!(pub conv_f32 => conv_f32_neon, "`neon` is present since this table was handed out");
 
 #[target_feature(enable = "neon")]
-unsafe fn conv_f32_neon(
-    x: *const f32,
-    ldx: usize,
-    npix: usize,
-    cin: usize,
-    wt: *const f32,
-    bias: *const f32,
-    o_n: usize,
-    out: *mut f32,
-) {
-    let bias = (!bias.is_null()).then_some(bias);
-    // SAFETY: the wrapper checked that rows p < npix hold `cin` values at p*ldx, that `wt` holds
-    // cin*o_n and `out` npix*o_n values (and o_n biases when `bias` is set); every access below
-    // stays inside those.
-    unsafe {
-        let mut p = 0;
-        while p + 4 <= npix {
-            conv_f32_rows::<4>(x.add(p * ldx), ldx, cin, wt, bias, o_n, out.add(p * o_n));
-            p += 4;
-        }
-        while p < npix {
-            conv_f32_rows::<1>(x.add(p * ldx), ldx, cin, wt, bias, o_n, out.add(p * o_n));
-            p += 1;
-        }
-    }
+unsafe fn conv_f32_neon(a: &ConvF32Args) {
+    let k = ConvF32 {
+        x: a.x,
+        ldx: a.ld,
+        cin: a.cin,
+        wt: a.w,
+        bias: (!a.bias.is_null()).then_some(a.bias),
+        o_n: a.o_n,
+        out: a.out,
+    };
+    // SAFETY: the entry checked that rows p < npix hold `cin` values at p*ldx, that `wt` holds
+    // cin*o_n and `out` npix*o_n values (and o_n biases when set): the extents conv_blocks walks.
+    unsafe { arm_loops::conv_blocks::<_, 4>(&k, a.npix, a.o_n) }
 }
 
-#[target_feature(enable = "neon")]
-#[inline]
-unsafe fn conv_f32_rows<const NP: usize>(
+/// The buffers of one `conv_f32` call.
+struct ConvF32 {
     x: *const f32,
     ldx: usize,
     cin: usize,
@@ -192,391 +111,261 @@ unsafe fn conv_f32_rows<const NP: usize>(
     bias: Option<*const f32>,
     o_n: usize,
     out: *mut f32,
-) {
-    // SAFETY: NP rows starting at `x` / `out`, within the caller's bounds.
-    unsafe {
-        let mut o = 0;
-        while o + 16 <= o_n {
-            conv_f32_block::<NP, 4>(x, ldx, cin, wt, bias, o_n, o, out);
-            o += 16;
-        }
-        match (o_n - o) / 4 {
-            3 => conv_f32_block::<NP, 3>(x, ldx, cin, wt, bias, o_n, o, out),
-            2 => conv_f32_block::<NP, 2>(x, ldx, cin, wt, bias, o_n, o, out),
-            1 => conv_f32_block::<NP, 1>(x, ldx, cin, wt, bias, o_n, o, out),
-            _ => {}
-        }
-        o += (o_n - o) / 4 * 4;
-        // o_n % 4 leftover outputs: weights have no padding to load a full vector from.
-        for oo in o..o_n {
-            for p in 0..NP {
-                let mut s = bias.map_or(0.0, |b| *b.add(oo));
-                for k in 0..cin {
-                    s += *x.add(p * ldx + k) * *wt.add(k * o_n + oo);
-                }
-                *out.add(p * o_n + oo) = s;
-            }
-        }
-    }
 }
 
-#[target_feature(enable = "neon")]
-#[inline]
-unsafe fn conv_f32_block<const NP: usize, const NV: usize>(
-    x: *const f32,
-    ldx: usize,
-    cin: usize,
-    wt: *const f32,
-    bias: Option<*const f32>,
-    o_n: usize,
-    o0: usize,
-    out: *mut f32,
-) {
-    // SAFETY: outputs o0..o0+4*NV <= o_n of NP rows, inside the caller's bounds.
-    unsafe {
-        let mut acc = [[vdupq_n_f32(0.0); NV]; NP];
-        if let Some(b) = bias {
-            for v in 0..NV {
-                let bv = vld1q_f32(b.add(o0 + 4 * v));
-                for p in 0..NP {
-                    acc[p][v] = bv;
-                }
-            }
-        }
-        let mut k = 0;
-        while k + 4 <= cin {
-            let mut xv = [vdupq_n_f32(0.0); NP];
-            for p in 0..NP {
-                xv[p] = vld1q_f32(x.add(p * ldx + k));
-            }
-            macro_rules! step {
-                ($j:literal) => {
-                    let wr = wt.add((k + $j) * o_n + o0);
-                    let mut w = [vdupq_n_f32(0.0); NV];
-                    for v in 0..NV {
-                        w[v] = vld1q_f32(wr.add(4 * v));
-                    }
+impl ConvBlocks for ConvF32 {
+    /// NP pixels × NG vectors of 4 outputs: per 4 input channels, one weight row per channel and
+    /// one `fmla` by lane per (pixel, vector).
+    #[inline(always)]
+    unsafe fn block<const NP: usize, const NG: usize>(&self, p0: usize, o0: usize) {
+        let (ldx, cin, wt, o_n) = (self.ldx, self.cin, self.wt, self.o_n);
+        // SAFETY: outputs o0..o0+4*NG <= o_n of pixels p0..p0+NP <= npix, inside the extents.
+        unsafe {
+            let x = self.x.add(p0 * ldx);
+            let mut acc = [[vdupq_n_f32(0.0); NG]; NP];
+            if let Some(b) = self.bias {
+                for v in 0..NG {
+                    let bv = vld1q_f32(b.add(o0 + 4 * v));
                     for p in 0..NP {
-                        for v in 0..NV {
-                            acc[p][v] = vfmaq_laneq_f32::<$j>(acc[p][v], w[v], xv[p]);
-                        }
+                        acc[p][v] = bv;
                     }
-                };
-            }
-            step!(0);
-            step!(1);
-            step!(2);
-            step!(3);
-            k += 4;
-        }
-        while k < cin {
-            let wr = wt.add(k * o_n + o0);
-            let mut w = [vdupq_n_f32(0.0); NV];
-            for v in 0..NV {
-                w[v] = vld1q_f32(wr.add(4 * v));
-            }
-            for p in 0..NP {
-                let xs = *x.add(p * ldx + k);
-                for v in 0..NV {
-                    acc[p][v] = vfmaq_n_f32(acc[p][v], w[v], xs);
                 }
             }
-            k += 1;
-        }
-        for p in 0..NP {
-            for v in 0..NV {
-                vst1q_f32(out.add(p * o_n + o0 + 4 * v), acc[p][v]);
+            let mut k = 0;
+            while k + 4 <= cin {
+                let mut xv = [vdupq_n_f32(0.0); NP];
+                for p in 0..NP {
+                    xv[p] = vld1q_f32(x.add(p * ldx + k));
+                }
+                macro_rules! step {
+                    ($j:literal) => {
+                        let wr = wt.add((k + $j) * o_n + o0);
+                        let mut w = [vdupq_n_f32(0.0); NG];
+                        for v in 0..NG {
+                            w[v] = vld1q_f32(wr.add(4 * v));
+                        }
+                        for p in 0..NP {
+                            for v in 0..NG {
+                                acc[p][v] = vfmaq_laneq_f32::<$j>(acc[p][v], w[v], xv[p]);
+                            }
+                        }
+                    };
+                }
+                step!(0);
+                step!(1);
+                step!(2);
+                step!(3);
+                k += 4;
             }
+            while k < cin {
+                let wr = wt.add(k * o_n + o0);
+                let mut w = [vdupq_n_f32(0.0); NG];
+                for v in 0..NG {
+                    w[v] = vld1q_f32(wr.add(4 * v));
+                }
+                for p in 0..NP {
+                    let xs = *x.add(p * ldx + k);
+                    for v in 0..NG {
+                        acc[p][v] = vfmaq_n_f32(acc[p][v], w[v], xs);
+                    }
+                }
+                k += 1;
+            }
+            let out = self.out.add(p0 * o_n + o0);
+            for p in 0..NP {
+                for v in 0..NG {
+                    vst1q_f32(out.add(p * o_n + 4 * v), acc[p][v]);
+                }
+            }
+        }
+    }
+
+    #[inline(always)]
+    unsafe fn single(&self, p: usize, o: usize) {
+        // SAFETY: pixel p < npix, output o < o_n.
+        unsafe {
+            let x = self.x.add(p * self.ldx);
+            let mut s = self.bias.map_or(0.0, |b| *b.add(o));
+            for k in 0..self.cin {
+                s += *x.add(k) * *self.wt.add(k * self.o_n + o);
+            }
+            *self.out.add(p * self.o_n + o) = s;
         }
     }
 }
 
 // ---------------------------------------------------------------------------------------------
-// conv_i8 without dotprod: emulate `sdot` with vmull_s8 (exact i16 products) + vpadalq_s16
-// (pairwise into i32). Two products never share an i16, so nothing can overflow or saturate.
+// conv_i8 without dotprod, in the shared blocking of `arm_loops::conv_i8`.
 
 conv_i8_entry!(pub conv_i8 => conv_i8_neon, "`neon` is present since this table was handed out");
+conv_i8_leaf!("neon", conv_i8_neon, MullPadal, 2);
 
-#[target_feature(enable = "neon")]
-unsafe fn conv_i8_neon(
-    x: *const i8,
-    ldx: usize,
-    npix: usize,
-    cin: usize,
-    w: *const i8,
-    o_n: usize,
-    acc: *mut i32,
-) {
-    // SAFETY: rows p < npix hold `cin` bytes at p*ldx, `w` holds cin4*o_n bytes, `acc` npix*o_n.
-    unsafe {
-        let mut p = 0;
-        while p + 4 <= npix {
-            conv_i8_rows::<4>(x.add(p * ldx), ldx, cin, w, o_n, acc.add(p * o_n));
-            p += 4;
-        }
-        while p < npix {
-            conv_i8_rows::<1>(x.add(p * ldx), ldx, cin, w, o_n, acc.add(p * o_n));
-            p += 1;
+/// `sdot` emulated on ARMv8.0: `vmull_s8` gives exact i16 products and `vpadalq_s16` adds them
+/// pairwise into i32 (two products never share an i16, so nothing can overflow or saturate).
+/// The sums stay half-reduced (`[o0 k01, o0 k23, o1 k01, o1 k23]`, two registers per 4 outputs,
+/// hence blocks of at most 2 groups) and are folded with one `addp` at the end.
+struct MullPadal;
+
+impl DotI8 for MullPadal {
+    type Acc = [int32x4_t; 2];
+
+    // SAFETY (all three): `neon` is enabled for the whole AArch64 build (these are inlined into
+    // conv_i8_neon in any case); register operations only.
+    #[inline(always)]
+    fn zero() -> Self::Acc {
+        unsafe { [vdupq_n_s32(0); 2] }
+    }
+
+    #[inline(always)]
+    unsafe fn step(a: Self::Acc, w: int8x16_t, x: int8x16_t) -> Self::Acc {
+        unsafe {
+            [
+                vpadalq_s16(a[0], vmull_s8(vget_low_s8(x), vget_low_s8(w))),
+                vpadalq_s16(a[1], vmull_high_s8(x, w)),
+            ]
         }
     }
-}
 
-#[target_feature(enable = "neon")]
-#[inline]
-unsafe fn conv_i8_rows<const NP: usize>(
-    x: *const i8,
-    ldx: usize,
-    cin: usize,
-    w: *const i8,
-    o_n: usize,
-    acc: *mut i32,
-) {
-    // SAFETY: NP rows, inside the caller's bounds.
-    unsafe {
-        let mut o = 0;
-        while o + 8 <= o_n {
-            conv_i8_block::<NP, 2>(x, ldx, cin, w, o_n, o, acc);
-            o += 8;
-        }
-        if o + 4 <= o_n {
-            conv_i8_block::<NP, 1>(x, ldx, cin, w, o_n, o, acc);
-            o += 4;
-        }
-        for oo in o..o_n {
-            for p in 0..NP {
-                *acc.add(p * o_n + oo) = conv_i8_one(x.add(p * ldx), cin, w, o_n, oo);
-            }
-        }
-    }
-}
-
-/// NP pixels × NG groups of 4 outputs. Accumulators stay half-reduced (`[o0 k01, o0 k23, o1 k01,
-/// o1 k23]`) and are folded with one `addp` at the end.
-#[target_feature(enable = "neon")]
-#[inline]
-unsafe fn conv_i8_block<const NP: usize, const NG: usize>(
-    x: *const i8,
-    ldx: usize,
-    cin: usize,
-    w: *const i8,
-    o_n: usize,
-    o0: usize,
-    acc: *mut i32,
-) {
-    // SAFETY: weight group g covers bytes (g*o_n + o0)*4 .. +16*NG <= cin4*o_n; x groups are whole
-    // 4-byte reads inside the row, the tail goes through ktail4.
-    unsafe {
-        let mut a = [[[vdupq_n_s32(0); 2]; NG]; NP];
-        // One group of 4 input channels; `$xg(row)` gives the pixel's 4 bytes.
-        macro_rules! group {
-            ($g:expr, $xg:expr) => {
-                let wr = w.add(($g * o_n + o0) * 4);
-                let mut wv = [vdupq_n_s8(0); NG];
-                for j in 0..NG {
-                    wv[j] = vld1q_s8(wr.add(16 * j));
-                }
-                for p in 0..NP {
-                    let xb = vreinterpretq_s8_u32(vdupq_n_u32($xg(x.add(p * ldx))));
-                    for j in 0..NG {
-                        a[p][j][0] =
-                            vpadalq_s16(a[p][j][0], vmull_s8(vget_low_s8(xb), vget_low_s8(wv[j])));
-                        a[p][j][1] = vpadalq_s16(a[p][j][1], vmull_high_s8(xb, wv[j]));
-                    }
-                }
-            };
-        }
-        for g in 0..cin / 4 {
-            group!(g, |row: *const i8| dup4(row.add(4 * g)));
-        }
-        if !cin.is_multiple_of(4) {
-            group!(cin / 4, |row| ktail4(row, cin));
-        }
-        for p in 0..NP {
-            for j in 0..NG {
-                vst1q_s32(
-                    acc.add(p * o_n + o0 + 4 * j),
-                    vpaddq_s32(a[p][j][0], a[p][j][1]),
-                );
-            }
-        }
+    #[inline(always)]
+    fn finish(a: Self::Acc) -> int32x4_t {
+        unsafe { vpaddq_s32(a[0], a[1]) }
     }
 }
 
 // ---------------------------------------------------------------------------------------------
-// Sampling.
+// Sampling, NHWC: per tap, the channels in vectors, then the scalar formula for the last few.
 
-pub fn sample_f32(src: &[f32], taps: &[Tap], cpg: usize, out: &mut [f32]) {
-    assert!(out.len() >= taps.len() * cpg);
-    check_taps(src.len(), taps.iter().map(|t| (t.base, t.dx, t.dy)), cpg);
-    // SAFETY: every tap's reads and the writes were bounds-checked above; `neon` detected.
-    unsafe { sample_f32_neon(src.as_ptr(), taps, cpg, out.as_mut_ptr()) }
-}
-
+/// `a + f·(b − a)` on 4 lanes, unfused: the scalar formula's operations in its order.
 #[target_feature(enable = "neon")]
-unsafe fn sample_f32_neon(src: *const f32, taps: &[Tap], cpg: usize, out: *mut f32) {
-    // SAFETY: tap reads end at base+dx+dy+cpg <= src.len(), writes at taps.len()*cpg (checked).
-    unsafe {
-        for (n, t) in taps.iter().enumerate() {
-            let p00 = src.add(t.base as usize);
-            let p01 = p00.add(t.dx as usize);
-            let p10 = p00.add(t.dy as usize);
-            let p11 = p10.add(t.dx as usize);
-            let o = out.add(n * cpg);
-            let (fx, fy) = (vdupq_n_f32(t.fx), vdupq_n_f32(t.fy));
-            // Same operations and order as scalar: a + f*(b - a), unfused.
-            let lerp = |a: float32x4_t, b: float32x4_t, f: float32x4_t| {
-                vaddq_f32(a, vmulq_f32(f, vsubq_f32(b, a)))
-            };
-            let mut c = 0;
-            while c + 4 <= cpg {
-                let top = lerp(vld1q_f32(p00.add(c)), vld1q_f32(p01.add(c)), fx);
-                let bot = lerp(vld1q_f32(p10.add(c)), vld1q_f32(p11.add(c)), fx);
-                vst1q_f32(o.add(c), lerp(top, bot, fy));
-                c += 4;
-            }
-            while c < cpg {
-                let (a, b, cc, d) = (*p00.add(c), *p01.add(c), *p10.add(c), *p11.add(c));
-                let top = a + t.fx * (b - a);
-                let bot = cc + t.fx * (d - cc);
-                *o.add(c) = top + t.fy * (bot - top);
-                c += 1;
-            }
-        }
-    }
+#[inline]
+fn lerp(a: float32x4_t, b: float32x4_t, f: float32x4_t) -> float32x4_t {
+    vaddq_f32(a, vmulq_f32(f, vsubq_f32(b, a)))
 }
 
-pub fn sample_f16(src: &[f16], taps: &[Tap], cpg: usize, out: &mut [f16]) {
-    assert!(out.len() >= taps.len() * cpg);
-    check_taps(src.len(), taps.iter().map(|t| (t.base, t.dx, t.dy)), cpg);
-    // SAFETY: bounds checked above; f16 is a transparent u16; `neon` detected.
-    unsafe {
-        sample_f16_neon(
-            src.as_ptr() as *const u16,
-            taps,
-            cpg,
-            out.as_mut_ptr() as *mut u16,
-        )
-    }
-}
-
-/// f16 storage, f32 arithmetic: the scalar formula exactly, then round-to-nearest-even.
+/// The bilinear blend of the four corners (00, 01, 10, 11) on 4 lanes, in the scalar order.
 #[target_feature(enable = "neon")]
-unsafe fn sample_f16_neon(src: *const u16, taps: &[Tap], cpg: usize, out: *mut u16) {
-    // SAFETY: as sample_f32_neon; the asm only converts registers.
-    unsafe {
-        for (n, t) in taps.iter().enumerate() {
-            let p00 = src.add(t.base as usize);
-            let p01 = p00.add(t.dx as usize);
-            let p10 = p00.add(t.dy as usize);
-            let p11 = p10.add(t.dx as usize);
-            let o = out.add(n * cpg);
-            let (fx, fy) = (vdupq_n_f32(t.fx), vdupq_n_f32(t.fy));
-            let lerp = |a: float32x4_t, b: float32x4_t, f: float32x4_t| {
-                vaddq_f32(a, vmulq_f32(f, vsubq_f32(b, a)))
-            };
-            let mut c = 0;
-            while c + 8 <= cpg {
-                let (a, b) = (vld1q_u16(p00.add(c)), vld1q_u16(p01.add(c)));
-                let (cc, d) = (vld1q_u16(p10.add(c)), vld1q_u16(p11.add(c)));
-                let top = lerp(fcvtl!(vget_low_u16(a)), fcvtl!(vget_low_u16(b)), fx);
-                let bot = lerp(fcvtl!(vget_low_u16(cc)), fcvtl!(vget_low_u16(d)), fx);
-                let lo = lerp(top, bot, fy);
-                let top = lerp(fcvtl2!(a), fcvtl2!(b), fx);
-                let bot = lerp(fcvtl2!(cc), fcvtl2!(d), fx);
-                let hi = lerp(top, bot, fy);
-                vst1q_u16(o.add(c), fcvtn2!(lo, hi));
-                c += 8;
-            }
-            if c + 4 <= cpg {
-                let top = lerp(
-                    fcvtl!(vld1_u16(p00.add(c))),
-                    fcvtl!(vld1_u16(p01.add(c))),
-                    fx,
-                );
-                let bot = lerp(
-                    fcvtl!(vld1_u16(p10.add(c))),
-                    fcvtl!(vld1_u16(p11.add(c))),
-                    fx,
-                );
-                vst1_u16(o.add(c), fcvtn!(lerp(top, bot, fy)));
-                c += 4;
-            }
-            while c < cpg {
-                let g = |p: *const u16| f16::from_bits(*p.add(c)).to_f32();
-                let (a, b, cc, d) = (g(p00), g(p01), g(p10), g(p11));
-                let top = a + t.fx * (b - a);
-                let bot = cc + t.fx * (d - cc);
-                *o.add(c) = f16::from_f32(top + t.fy * (bot - top)).to_bits();
-                c += 1;
-            }
-        }
-    }
+#[inline]
+fn bilerp(q: [float32x4_t; 4], (fx, fy): (float32x4_t, float32x4_t)) -> float32x4_t {
+    lerp(lerp(q[0], q[1], fx), lerp(q[2], q[3], fx), fy)
 }
 
-pub fn sample_i8(src: &[i8], taps: &[TapQ11], cpg: usize, out: &mut [i8]) {
-    assert!(out.len() >= taps.len() * cpg);
-    check_taps(src.len(), taps.iter().map(|t| (t.base, t.dx, t.dy)), cpg);
-    // SAFETY: bounds checked above; `neon` detected.
-    unsafe { sample_i8_neon(src.as_ptr(), taps, cpg, out.as_mut_ptr()) }
+/// The same on one lane, for channel tails.
+#[inline(always)]
+fn bilerp1(q: [f32; 4], fx: f32, fy: f32) -> f32 {
+    let top = q[0] + fx * (q[1] - q[0]);
+    let bot = q[2] + fx * (q[3] - q[2]);
+    top + fy * (bot - top)
 }
 
-/// `Σ w·q` with the Q14 weights (≤ 2^14, so they fit i16) through widening MACs: exact in
-/// i32 (|·| ≤ 2^21), and `srshr #14` is `(acc + 2^13) >> 14`.
+/// A float tap's weights broadcast to 4 lanes.
 #[target_feature(enable = "neon")]
-unsafe fn sample_i8_neon(src: *const i8, taps: &[TapQ11], cpg: usize, out: *mut i8) {
-    // SAFETY: as sample_f32_neon.
+#[inline]
+fn fxy(t: &Tap) -> (float32x4_t, float32x4_t) {
+    (vdupq_n_f32(t.fx), vdupq_n_f32(t.fy))
+}
+
+/// [`bilerp`] on 4 f16 lanes (raw bits): widened with `fcvtl`, blended in f32, narrowed with
+/// `fcvtn` (round to nearest-even, as `f16::from_f32`).
+#[target_feature(enable = "neon")]
+#[inline]
+unsafe fn bilerp4_f16(q: [uint16x4_t; 4], f: (float32x4_t, float32x4_t)) -> uint16x4_t {
+    // SAFETY: the asm only converts registers.
+    unsafe { fcvtn!(bilerp(q.map(|v| fcvtl!(v)), f)) }
+}
+
+/// [`bilerp`] on 8 f16 lanes: each half widened and blended, both narrowed together.
+#[target_feature(enable = "neon")]
+#[inline]
+unsafe fn bilerp8_f16(q: [uint16x8_t; 4], f: (float32x4_t, float32x4_t)) -> uint16x8_t {
+    // SAFETY: the asm only converts registers.
     unsafe {
-        for (n, t) in taps.iter().enumerate() {
-            let p00 = src.add(t.base as usize);
-            let p01 = p00.add(t.dx as usize);
-            let p10 = p00.add(t.dy as usize);
-            let p11 = p10.add(t.dx as usize);
-            let o = out.add(n * cpg);
-            let w = weights_i16(t);
-            let mut c = 0;
-            while c + 16 <= cpg {
-                let (a, b) = (vld1q_s8(p00.add(c)), vld1q_s8(p01.add(c)));
-                let (cc, d) = (vld1q_s8(p10.add(c)), vld1q_s8(p11.add(c)));
-                let lo = bilerp8_q14(
-                    [
-                        vget_low_s8(a),
-                        vget_low_s8(b),
-                        vget_low_s8(cc),
-                        vget_low_s8(d),
-                    ],
-                    w,
-                );
-                let hi = bilerp8_q14(
-                    [
-                        vget_high_s8(a),
-                        vget_high_s8(b),
-                        vget_high_s8(cc),
-                        vget_high_s8(d),
-                    ],
-                    w,
-                );
-                vst1q_s8(o.add(c), vcombine_s8(lo, hi));
-                c += 16;
-            }
-            if c + 8 <= cpg {
-                let q = [
-                    vld1_s8(p00.add(c)),
-                    vld1_s8(p01.add(c)),
-                    vld1_s8(p10.add(c)),
-                    vld1_s8(p11.add(c)),
-                ];
-                vst1_s8(o.add(c), bilerp8_q14(q, w));
-                c += 8;
-            }
-            let wq = t.weights();
-            while c < cpg {
-                let q = [*p00.add(c), *p01.add(c), *p10.add(c), *p11.add(c)];
-                *o.add(c) = super::blend_q14(q, wq);
-                c += 1;
-            }
-        }
+        let lo = bilerp(q.map(|v| fcvtl!(vget_low_u16(v))), f);
+        let hi = bilerp(q.map(|v| fcvtl2!(v)), f);
+        fcvtn2!(lo, hi)
     }
 }
+
+sample_nhwc_entry!(
+    sample_f32(f32 as f32, Tap),
+    "neon",
+    "`neon` is present since this table was handed out",
+    cpg,
+    |t, p, o| {
+        let f = fxy(t);
+        // SAFETY: each corner holds cpg values and `o` cpg slots (each_tap); `at(c)` is only
+        // asked for 4 channels from c < cpg that exist.
+        unsafe {
+            let at = |c: usize| bilerp(p.map(|p| vld1q_f32(p.add(c))), f);
+            channel_runs::<8>(
+                cpg,
+                |c| {
+                    vst1q_f32(o.add(c), at(c));
+                    vst1q_f32(o.add(c + 4), at(c + 4));
+                },
+                |c| vst1q_f32(o.add(c), at(c)),
+                |c| {
+                    for c in c..cpg {
+                        *o.add(c) = bilerp1(p.map(|p| *p.add(c)), t.fx, t.fy);
+                    }
+                },
+            )
+        }
+    },
+);
+
+sample_nhwc_entry!(
+    /// f16 storage, f32 arithmetic: the scalar formula exactly, then round-to-nearest-even.
+    sample_f16(f16 as u16, Tap),
+    "neon",
+    "`neon` is present since this table was handed out",
+    cpg,
+    |t, p, o| {
+        let f = fxy(t);
+        // SAFETY: as sample_f32; the asm only converts registers.
+        unsafe {
+            channel_runs::<8>(
+                cpg,
+                |c| vst1q_u16(o.add(c), bilerp8_f16(p.map(|p| vld1q_u16(p.add(c))), f)),
+                |c| vst1_u16(o.add(c), bilerp4_f16(p.map(|p| vld1_u16(p.add(c))), f)),
+                |c| {
+                    for c in c..cpg {
+                        let q = p.map(|p| f16::from_bits(*p.add(c)).to_f32());
+                        *o.add(c) = f16::from_f32(bilerp1(q, t.fx, t.fy)).to_bits();
+                    }
+                },
+            )
+        }
+    },
+);
+
+sample_nhwc_entry!(
+    sample_i8(i8 as i8, TapQ11),
+    "neon",
+    "`neon` is present since this table was handed out",
+    cpg,
+    |t, p, o| {
+        let w = weights_i16(t);
+        // SAFETY: as sample_f32.
+        unsafe {
+            channel_runs::<16>(
+                cpg,
+                |c| {
+                    let q = p.map(|p| vld1q_s8(p.add(c)));
+                    let lo = bilerp8_q14(q.map(|v| vget_low_s8(v)), w);
+                    let hi = bilerp8_q14(q.map(|v| vget_high_s8(v)), w);
+                    vst1q_s8(o.add(c), vcombine_s8(lo, hi));
+                },
+                |c| vst1_s8(o.add(c), bilerp8_q14(p.map(|p| vld1_s8(p.add(c))), w)),
+                |c| {
+                    let wq = t.weights();
+                    for c in c..cpg {
+                        *o.add(c) = super::blend_q14(p.map(|p| *p.add(c)), wq);
+                    }
+                },
+            )
+        }
+    },
+);
 
 /// The tap's Q14 weights as i16 (each ≤ 2^14).
 #[inline(always)]
@@ -584,7 +373,8 @@ fn weights_i16(t: &TapQ11) -> [i16; 4] {
     t.weights().map(|w| w as i16)
 }
 
-/// The Q14 blend on 8 lanes: widen to i16, four widening MACs per half, rounding narrow.
+/// `Σ w·q` with the Q14 weights (≤ 2^14, so they fit i16) on 8 lanes: widen to i16, four
+/// widening MACs per half, exact in i32 (|·| ≤ 2^21); `rshrn #14` is `(acc + 2^13) >> 14`.
 #[target_feature(enable = "neon")]
 #[inline]
 unsafe fn bilerp8_q14(q: [int8x8_t; 4], w: [i16; 4]) -> int8x8_t {
@@ -603,79 +393,52 @@ unsafe fn bilerp8_q14(q: [int8x8_t; 4], w: [i16; 4]) -> int8x8_t {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Fused NCHW sampling: the engine hands over one output row; tap `n = X·g + q` goes to
-// `dst[(q·cpg + c)·plane + X]`. Per group `q`, tiles of pixels × channels are sampled as NHWC
-// vectors (one per pixel, channels contiguous in the source), transposed in registers and stored
-// as runs of consecutive pixels into the channel planes. Tiles: f32 4 px × 4 ch, f16 4 px × 8 ch,
-// i8 8 px × 8 ch. A short pixel tile repeats its last tap (valid reads) and stores only its real
-// pixels; a short channel tile computes full vectors and stores only its real channel rows.
-// Each lane is computed exactly as in the NHWC kernel of the same precision, so the two layouts
-// return the same values.
+// Fused NCHW sampling, in the tiles of `arm_loops::nchw_tiles`: f32 4 px × 4 ch, f16 4 px × 8 ch,
+// i8 8 px × 8 ch. Each pixel's lanes are computed by the NHWC kernel's function of the same
+// precision, so the two layouts return the same values.
 
-/// Asserts what the fused leaves rely on; returns false when there is nothing to write.
-fn check_nchw(
-    src_len: usize,
-    taps: impl ExactSizeIterator<Item = (u32, u32, u32)>,
-    g: usize,
-    cpg: usize,
-) -> bool {
-    if taps.len() == 0 || cpg == 0 {
-        return false;
-    }
-    assert!(g > 0, "sample_*_nchw with g = 0");
-    check_taps(src_len, taps, cpg);
-    true
-}
+// SAFETY (the closures below): nchw_tiles hands `pixel` corners readable for a full tile of
+// channels and asks `store` only for rows and pixels inside the caller's `dst`.
 
-/// The four corner pointers of a tap at channel `c`, ready for `W`-lane loads. When such a load
-/// would run past the source's `len` elements (a channel tail of a tap at the end of the image),
-/// the `rem` real channels are copied into `buf` and the pointers point there instead; the other
-/// lanes of `buf` hold stale but initialised values, whose results are never stored.
-///
-/// # Safety
-/// `src..src+len` readable and `base + dx + dy + c + rem <= len`, `rem <= W`.
-#[inline(always)]
-pub(super) unsafe fn corners<T: Copy, const W: usize>(
-    src: *const T,
-    len: usize,
-    (base, dx, dy): (u32, u32, u32),
-    c: usize,
-    rem: usize,
-    buf: &mut [[T; W]; 4],
-) -> [*const T; 4] {
-    let b = base as usize + c;
-    let (dx, dy) = (dx as usize, dy as usize);
-    let offs = [b, b + dx, b + dy, b + dx + dy];
-    // SAFETY: the last corner is the farthest (dx, dy are unsigned); the fast path reads
-    // W ≤ len − (b + dx + dy) elements from each, the slow path `rem` (caller's bound).
-    unsafe {
-        if b + dx + dy + W <= len {
-            offs.map(|o| src.add(o))
-        } else {
-            for (bk, &o) in buf.iter_mut().zip(&offs) {
-                for i in 0..rem {
-                    bk[i] = *src.add(o + i);
-                }
-            }
-            [
-                buf[0].as_ptr(),
-                buf[1].as_ptr(),
-                buf[2].as_ptr(),
-                buf[3].as_ptr(),
-            ]
-        }
-    }
-}
+sample_nchw_entry!(
+    sample_f32_nchw(f32 as f32, Tap),
+    "neon",
+    "`neon` is present since this table was handed out",
+    tile: [4, 4],
+    plane,
+    prep: |t| fxy(t),
+    pixel: |p, &f| unsafe { bilerp(p.map(|p| vld1q_f32(p)), f) },
+    store: |v, d, np, nch| unsafe {
+        let rows = transpose_4x4_f32(v);
+        store_rows::<_, _, 4>(&rows, d, plane, np, nch, |p, r| vst1q_f32(p, r))
+    },
+);
 
-/// Stores the first `np` elements of `v` (all when `np == N`) at `d`.
-///
-/// # Safety
-/// `d..d+np` writable; `v` holds `N` elements.
-#[inline(always)]
-unsafe fn store_first<T: Copy, const N: usize>(d: *mut T, v: &[T; N], np: usize) {
-    // SAFETY: np ≤ N elements, inside the caller's bound.
-    unsafe { core::ptr::copy_nonoverlapping(v.as_ptr(), d, np.min(N)) }
-}
+sample_nchw_entry!(
+    /// f16 storage, f32 arithmetic in the scalar order, then `fcvtn`: the bits of `sample_f16`.
+    sample_f16_nchw(f16 as u16, Tap),
+    "neon",
+    "`neon` is present since this table was handed out",
+    tile: [4, 8],
+    plane,
+    prep: |t| fxy(t),
+    pixel: |p, &f| unsafe { bilerp8_f16(p.map(|p| vld1q_u16(p)), f) },
+    store: |v, d, np, nch| unsafe { store_4x8_u16(v, d, plane, np, nch) },
+);
+
+sample_nchw_entry!(
+    sample_i8_nchw(i8 as i8, TapQ11),
+    "neon",
+    "`neon` is present since this table was handed out",
+    tile: [8, 8],
+    plane,
+    prep: weights_i16,
+    pixel: |p, &w| unsafe { vreinterpret_u8_s8(bilerp8_q14(p.map(|p| vld1_s8(p)), w)) },
+    store: |v, d, np, nch| unsafe {
+        let st = |p: *mut i8, r| vst1_s8(p, vreinterpret_s8_u8(r));
+        store_rows::<_, _, 8>(&transpose_8x8(v), d, plane, np, nch, st)
+    },
+);
 
 /// 4 pixels × 8 u16 channels (`r[k]` = pixel k) → 8 channel rows of 4 pixels, stored at
 /// `d + j·plane` for channel rows `j < nch`, first `np` pixels each.
@@ -691,282 +454,116 @@ pub(super) unsafe fn store_4x8_u16(
     np: usize,
     nch: usize,
 ) {
-    let a0 = vreinterpretq_u32_u16(vtrn1q_u16(r[0], r[1])); // ch 0,2,4,6 of px 0,1
-    let a1 = vreinterpretq_u32_u16(vtrn2q_u16(r[0], r[1])); // ch 1,3,5,7 of px 0,1
-    let a2 = vreinterpretq_u32_u16(vtrn1q_u16(r[2], r[3]));
-    let a3 = vreinterpretq_u32_u16(vtrn2q_u16(r[2], r[3]));
-    // Each b holds two channel rows: (0 | 4), (2 | 6), (1 | 5), (3 | 7).
-    let b0 = vreinterpretq_u16_u32(vtrn1q_u32(a0, a2));
-    let b1 = vreinterpretq_u16_u32(vtrn2q_u32(a0, a2));
-    let b2 = vreinterpretq_u16_u32(vtrn1q_u32(a1, a3));
-    let b3 = vreinterpretq_u16_u32(vtrn2q_u32(a1, a3));
-    let rows = [
-        vget_low_u16(b0),
-        vget_low_u16(b2),
-        vget_low_u16(b1),
-        vget_low_u16(b3),
-        vget_high_u16(b0),
-        vget_high_u16(b2),
-        vget_high_u16(b1),
-        vget_high_u16(b3),
-    ];
-    // SAFETY: row j < nch, pixels < np: the caller's bound.
-    unsafe {
-        for (j, &row) in rows.iter().enumerate().take(nch) {
-            let dj = d.add(j * plane);
-            if np == 4 {
-                vst1_u16(dj, row);
-            } else {
-                let mut t = [0u16; 4];
-                vst1_u16(t.as_mut_ptr(), row);
-                store_first(dj, &t, np);
-            }
+    // h[j] holds channel rows j (low half) and j + 4 (high half).
+    let h = transpose_4x8(r);
+    let rows: [uint16x4_t; 8] = core::array::from_fn(|j| {
+        if j < 4 {
+            vget_low_u16(h[j])
+        } else {
+            vget_high_u16(h[j - 4])
         }
-    }
+    });
+    // SAFETY: the caller's bound.
+    unsafe { store_rows::<_, _, 4>(&rows, d, plane, np, nch, |p, row| vst1_u16(p, row)) }
 }
 
-/// # Safety
-/// See [`super::SampleNchw`]: `dst` must be writable at `(q·cpg + c)·plane + X` for `q < g`,
-/// `c < cpg`, `X < taps.len() / g`, and no other thread may access those elements during the
-/// call. Nothing else is written (trailing taps beyond a multiple of `g` are ignored).
-pub unsafe fn sample_f32_nchw(
-    src: &[f32],
-    taps: &[Tap],
-    g: usize,
-    cpg: usize,
-    dst: *mut f32,
-    plane: usize,
-) {
-    if check_nchw(src.len(), taps.iter().map(|t| (t.base, t.dx, t.dy)), g, cpg) {
-        // SAFETY: tap reads checked above, dst writes are the caller's contract; `neon` detected.
-        unsafe { sample_f32_nchw_neon(src.as_ptr(), src.len(), taps, g, cpg, dst, plane) }
-    }
-}
+// ---------------------------------------------------------------------------------------------
+// Register transposes (the NCHW stores above and the transpose tables below).
 
+/// 4×4 f32: `r[i]` = row i → column i, by 32-bit then 64-bit `trn` pairs.
 #[target_feature(enable = "neon")]
-unsafe fn sample_f32_nchw_neon(
-    src: *const f32,
-    len: usize,
-    taps: &[Tap],
-    g: usize,
-    cpg: usize,
-    dst: *mut f32,
-    plane: usize,
-) {
-    // Same operations and order as scalar: a + f*(b - a), unfused.
-    let lerp = |a: float32x4_t, b: float32x4_t, f: float32x4_t| {
-        vaddq_f32(a, vmulq_f32(f, vsubq_f32(b, a)))
+#[inline]
+fn transpose_4x4_f32(r: [float32x4_t; 4]) -> [float32x4_t; 4] {
+    let t0 = vreinterpretq_f64_f32(vtrn1q_f32(r[0], r[1]));
+    let t1 = vreinterpretq_f64_f32(vtrn2q_f32(r[0], r[1]));
+    let t2 = vreinterpretq_f64_f32(vtrn1q_f32(r[2], r[3]));
+    let t3 = vreinterpretq_f64_f32(vtrn2q_f32(r[2], r[3]));
+    [
+        vtrn1q_f64(t0, t2),
+        vtrn1q_f64(t1, t3),
+        vtrn2q_f64(t0, t2),
+        vtrn2q_f64(t1, t3),
+    ]
+    .map(|v| vreinterpretq_f32_f64(v))
+}
+
+/// A register of 8 lanes (u16 in a q register, u8 in a d register) as the 8-lane transposes
+/// use it: `trnG(a, b)` is the pair (`trn1`, `trn2`) on groups of `G` lanes; an 8×8 transpose is
+/// the rounds G = 1, 2, 4.
+trait Trn8: Copy {
+    type E;
+    /// # Safety
+    /// 8 elements readable at `p`.
+    unsafe fn load(p: *const Self::E) -> Self;
+    /// # Safety
+    /// 8 elements writable at `p`.
+    unsafe fn store(p: *mut Self::E, v: Self);
+    fn trn1(a: Self, b: Self) -> [Self; 2];
+    fn trn2(a: Self, b: Self) -> [Self; 2];
+    fn trn4(a: Self, b: Self) -> [Self; 2];
+}
+
+/// Implements [`Trn8`] from the intrinsics: (load, store), the lane `trn` pair, then for groups
+/// of 2 and 4 lanes (reinterpret to the wider lane, `trn` pair, reinterpret back).
+macro_rules! trn8 {
+    ($v:ty, $e:ty: ($ld:ident, $st:ident), trn1: ($t1:ident, $t2:ident),
+     $($name:ident: ($to:ident, $w1:ident, $w2:ident, $back:ident)),+) => {
+        impl Trn8 for $v {
+            type E = $e;
+            #[inline(always)]
+            unsafe fn load(p: *const $e) -> Self {
+                // SAFETY: the caller's bound.
+                unsafe { $ld(p) }
+            }
+            #[inline(always)]
+            unsafe fn store(p: *mut $e, v: Self) {
+                // SAFETY: the caller's bound.
+                unsafe { $st(p, v) }
+            }
+            // SAFETY (the shuffles): `neon` is enabled for the whole AArch64 build (and these
+            // are inlined into neon leaves in any case); register operations only.
+            #[inline(always)]
+            fn trn1(a: Self, b: Self) -> [Self; 2] {
+                unsafe { [$t1(a, b), $t2(a, b)] }
+            }
+            $(
+                #[inline(always)]
+                fn $name(a: Self, b: Self) -> [Self; 2] {
+                    unsafe {
+                        let (a, b) = ($to(a), $to(b));
+                        [$back($w1(a, b)), $back($w2(a, b))]
+                    }
+                }
+            )+
+        }
     };
-    let npx = taps.len() / g;
-    let mut buf = [[[0f32; 4]; 4]; 4];
-    // SAFETY: corner reads per `corners` (taps checked by the wrapper, rem ≤ cpg − c); stores go
-    // to channel rows c + j < cpg and pixels x + k < npx only.
-    unsafe {
-        for q in 0..g {
-            let mut x = 0;
-            while x < npx {
-                let np = (npx - x).min(4);
-                let t: [&Tap; 4] = core::array::from_fn(|k| &taps[(x + k.min(np - 1)) * g + q]);
-                let fx = t.map(|t| vdupq_n_f32(t.fx));
-                let fy = t.map(|t| vdupq_n_f32(t.fy));
-                let mut c = 0;
-                while c < cpg {
-                    let rem = (cpg - c).min(4);
-                    let mut v = [vdupq_n_f32(0.0); 4];
-                    for k in 0..4 {
-                        let p =
-                            corners(src, len, (t[k].base, t[k].dx, t[k].dy), c, rem, &mut buf[k]);
-                        let top = lerp(vld1q_f32(p[0]), vld1q_f32(p[1]), fx[k]);
-                        let bot = lerp(vld1q_f32(p[2]), vld1q_f32(p[3]), fx[k]);
-                        v[k] = lerp(top, bot, fy[k]);
-                    }
-                    // 4×4 transpose: row j = channel c + j of pixels x..x+4.
-                    let t0 = vreinterpretq_f64_f32(vtrn1q_f32(v[0], v[1]));
-                    let t1 = vreinterpretq_f64_f32(vtrn2q_f32(v[0], v[1]));
-                    let t2 = vreinterpretq_f64_f32(vtrn1q_f32(v[2], v[3]));
-                    let t3 = vreinterpretq_f64_f32(vtrn2q_f32(v[2], v[3]));
-                    let rows = [
-                        vreinterpretq_f32_f64(vtrn1q_f64(t0, t2)),
-                        vreinterpretq_f32_f64(vtrn1q_f64(t1, t3)),
-                        vreinterpretq_f32_f64(vtrn2q_f64(t0, t2)),
-                        vreinterpretq_f32_f64(vtrn2q_f64(t1, t3)),
-                    ];
-                    let d = dst.add((q * cpg + c) * plane + x);
-                    for (j, &row) in rows.iter().enumerate().take(rem) {
-                        if np == 4 {
-                            vst1q_f32(d.add(j * plane), row);
-                        } else {
-                            let mut tmp = [0f32; 4];
-                            vst1q_f32(tmp.as_mut_ptr(), row);
-                            store_first(d.add(j * plane), &tmp, np);
-                        }
-                    }
-                    c += 4;
-                }
-                x += 4;
-            }
-        }
-    }
 }
 
-/// # Safety
-/// As [`sample_f32_nchw`].
-pub unsafe fn sample_f16_nchw(
-    src: &[f16],
-    taps: &[Tap],
-    g: usize,
-    cpg: usize,
-    dst: *mut f16,
-    plane: usize,
-) {
-    if check_nchw(src.len(), taps.iter().map(|t| (t.base, t.dx, t.dy)), g, cpg) {
-        // SAFETY: as sample_f32_nchw; f16 is a transparent u16.
-        unsafe {
-            sample_f16_nchw_neon(
-                src.as_ptr() as *const u16,
-                src.len(),
-                taps,
-                g,
-                cpg,
-                dst as *mut u16,
-                plane,
-            )
-        }
-    }
+trn8!(uint16x8_t, u16: (vld1q_u16, vst1q_u16), trn1: (vtrn1q_u16, vtrn2q_u16),
+    trn2: (vreinterpretq_u32_u16, vtrn1q_u32, vtrn2q_u32, vreinterpretq_u16_u32),
+    trn4: (vreinterpretq_u64_u16, vtrn1q_u64, vtrn2q_u64, vreinterpretq_u16_u64));
+trn8!(uint8x8_t, u8: (vld1_u8, vst1_u8), trn1: (vtrn1_u8, vtrn2_u8),
+    trn2: (vreinterpret_u16_u8, vtrn1_u16, vtrn2_u16, vreinterpret_u8_u16),
+    trn4: (vreinterpret_u32_u8, vtrn1_u32, vtrn2_u32, vreinterpret_u8_u32));
+
+/// The first two rounds of an 8×8 transpose on 4 rows: `h[j]` holds columns `j` (low half) and
+/// `j + 4` (high half) of the 4 rows.
+#[inline(always)]
+fn transpose_4x8<V: Trn8>(r: [V; 4]) -> [V; 4] {
+    let [a0, a1] = V::trn1(r[0], r[1]);
+    let [a2, a3] = V::trn1(r[2], r[3]);
+    let [b0, b2] = V::trn2(a0, a2);
+    let [b1, b3] = V::trn2(a1, a3);
+    [b0, b1, b2, b3]
 }
 
-/// f16 storage, f32 arithmetic in the scalar order, then `fcvtn`: the bits of `sample_f16`.
-#[target_feature(enable = "neon")]
-unsafe fn sample_f16_nchw_neon(
-    src: *const u16,
-    len: usize,
-    taps: &[Tap],
-    g: usize,
-    cpg: usize,
-    dst: *mut u16,
-    plane: usize,
-) {
-    let lerp = |a: float32x4_t, b: float32x4_t, f: float32x4_t| {
-        vaddq_f32(a, vmulq_f32(f, vsubq_f32(b, a)))
-    };
-    let npx = taps.len() / g;
-    let mut buf = [[[0u16; 8]; 4]; 4];
-    // SAFETY: as sample_f32_nchw_neon; the asm only converts registers.
-    unsafe {
-        for q in 0..g {
-            let mut x = 0;
-            while x < npx {
-                let np = (npx - x).min(4);
-                let t: [&Tap; 4] = core::array::from_fn(|k| &taps[(x + k.min(np - 1)) * g + q]);
-                let fx = t.map(|t| vdupq_n_f32(t.fx));
-                let fy = t.map(|t| vdupq_n_f32(t.fy));
-                let mut c = 0;
-                while c < cpg {
-                    let rem = (cpg - c).min(8);
-                    let mut v = [vdupq_n_u16(0); 4];
-                    for k in 0..4 {
-                        let p =
-                            corners(src, len, (t[k].base, t[k].dx, t[k].dy), c, rem, &mut buf[k]);
-                        let (a, b) = (vld1q_u16(p[0]), vld1q_u16(p[1]));
-                        let (cc, dd) = (vld1q_u16(p[2]), vld1q_u16(p[3]));
-                        let top = lerp(fcvtl!(vget_low_u16(a)), fcvtl!(vget_low_u16(b)), fx[k]);
-                        let bot = lerp(fcvtl!(vget_low_u16(cc)), fcvtl!(vget_low_u16(dd)), fx[k]);
-                        let lo = lerp(top, bot, fy[k]);
-                        let top = lerp(fcvtl2!(a), fcvtl2!(b), fx[k]);
-                        let bot = lerp(fcvtl2!(cc), fcvtl2!(dd), fx[k]);
-                        let hi = lerp(top, bot, fy[k]);
-                        v[k] = fcvtn2!(lo, hi);
-                    }
-                    store_4x8_u16(v, dst.add((q * cpg + c) * plane + x), plane, np, rem);
-                    c += 8;
-                }
-                x += 4;
-            }
-        }
-    }
-}
-
-/// # Safety
-/// As [`sample_f32_nchw`].
-pub unsafe fn sample_i8_nchw(
-    src: &[i8],
-    taps: &[TapQ11],
-    g: usize,
-    cpg: usize,
-    dst: *mut i8,
-    plane: usize,
-) {
-    if check_nchw(src.len(), taps.iter().map(|t| (t.base, t.dx, t.dy)), g, cpg) {
-        // SAFETY: as sample_f32_nchw.
-        unsafe { sample_i8_nchw_neon(src.as_ptr(), src.len(), taps, g, cpg, dst, plane) }
-    }
-}
-
-#[target_feature(enable = "neon")]
-unsafe fn sample_i8_nchw_neon(
-    src: *const i8,
-    len: usize,
-    taps: &[TapQ11],
-    g: usize,
-    cpg: usize,
-    dst: *mut i8,
-    plane: usize,
-) {
-    let npx = taps.len() / g;
-    let mut buf = [[[0i8; 8]; 4]; 8];
-    // SAFETY: as sample_f32_nchw_neon.
-    unsafe {
-        for q in 0..g {
-            let mut x = 0;
-            while x < npx {
-                let np = (npx - x).min(8);
-                let t: [&TapQ11; 8] = core::array::from_fn(|k| &taps[(x + k.min(np - 1)) * g + q]);
-                let w = t.map(weights_i16);
-                let mut c = 0;
-                while c < cpg {
-                    let rem = (cpg - c).min(8);
-                    let mut v = [vdup_n_u8(0); 8];
-                    for k in 0..8 {
-                        let p =
-                            corners(src, len, (t[k].base, t[k].dx, t[k].dy), c, rem, &mut buf[k]);
-                        let r = bilerp8_q14(p.map(|p| vld1_s8(p)), w[k]);
-                        v[k] = vreinterpret_u8_s8(r);
-                    }
-                    // 8×8 byte transpose (8-, 16-, then 32-bit pairs), as transpose_u8_neon.
-                    let mut a = [vdup_n_u16(0); 8];
-                    for i in 0..4 {
-                        a[2 * i] = vreinterpret_u16_u8(vtrn1_u8(v[2 * i], v[2 * i + 1]));
-                        a[2 * i + 1] = vreinterpret_u16_u8(vtrn2_u8(v[2 * i], v[2 * i + 1]));
-                    }
-                    let mut b = [vdup_n_u32(0); 8];
-                    for h in 0..2 {
-                        let o = 4 * h;
-                        b[o] = vreinterpret_u32_u16(vtrn1_u16(a[o], a[o + 2]));
-                        b[o + 2] = vreinterpret_u32_u16(vtrn2_u16(a[o], a[o + 2]));
-                        b[o + 1] = vreinterpret_u32_u16(vtrn1_u16(a[o + 1], a[o + 3]));
-                        b[o + 3] = vreinterpret_u32_u16(vtrn2_u16(a[o + 1], a[o + 3]));
-                    }
-                    let mut rows = [vdup_n_s8(0); 8];
-                    for j in 0..4 {
-                        rows[j] = vreinterpret_s8_u32(vtrn1_u32(b[j], b[j + 4]));
-                        rows[j + 4] = vreinterpret_s8_u32(vtrn2_u32(b[j], b[j + 4]));
-                    }
-                    let d = dst.add((q * cpg + c) * plane + x);
-                    for (j, &row) in rows.iter().enumerate().take(rem) {
-                        if np == 8 {
-                            vst1_s8(d.add(j * plane), row);
-                        } else {
-                            let mut tmp = [0i8; 8];
-                            vst1_s8(tmp.as_mut_ptr(), row);
-                            store_first(d.add(j * plane), &tmp, np);
-                        }
-                    }
-                    c += 8;
-                }
-                x += 8;
-            }
-        }
-    }
+/// 8×8: each half of the rows by [`transpose_4x8`], then the halves' 4-lane groups swapped.
+#[inline(always)]
+fn transpose_8x8<V: Trn8>(r: [V; 8]) -> [V; 8] {
+    let top = transpose_4x8([r[0], r[1], r[2], r[3]]);
+    let bot = transpose_4x8([r[4], r[5], r[6], r[7]]);
+    let c: [[V; 2]; 4] = core::array::from_fn(|j| V::trn4(top[j], bot[j]));
+    core::array::from_fn(|j| c[j % 4][j / 4])
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1038,96 +635,42 @@ transposes! {
 unsafe fn tile_4x4_f32(s: *const f32, src_ld: usize, d: *mut f32, dst_ld: usize) {
     // SAFETY: the caller guarantees the 4x4 source and destination tiles.
     unsafe {
-        let r0 = vld1q_f32(s);
-        let r1 = vld1q_f32(s.add(src_ld));
-        let r2 = vld1q_f32(s.add(2 * src_ld));
-        let r3 = vld1q_f32(s.add(3 * src_ld));
-        let t0 = vreinterpretq_f64_f32(vtrn1q_f32(r0, r1));
-        let t1 = vreinterpretq_f64_f32(vtrn2q_f32(r0, r1));
-        let t2 = vreinterpretq_f64_f32(vtrn1q_f32(r2, r3));
-        let t3 = vreinterpretq_f64_f32(vtrn2q_f32(r2, r3));
-        vst1q_f32(d, vreinterpretq_f32_f64(vtrn1q_f64(t0, t2)));
-        vst1q_f32(d.add(dst_ld), vreinterpretq_f32_f64(vtrn1q_f64(t1, t3)));
-        vst1q_f32(d.add(2 * dst_ld), vreinterpretq_f32_f64(vtrn2q_f64(t0, t2)));
-        vst1q_f32(d.add(3 * dst_ld), vreinterpretq_f32_f64(vtrn2q_f64(t1, t3)));
+        let r = transpose_4x4_f32(core::array::from_fn(|i| vld1q_f32(s.add(i * src_ld))));
+        for (j, &row) in r.iter().enumerate() {
+            vst1q_f32(d.add(j * dst_ld), row);
+        }
     }
 }
 
-/// 16-bit, then 32-bit, then 64-bit transposes of register pairs.
-///
 /// # Safety
-/// NEON; an 8x8 tile readable at `s + i*src_ld`, writable at `d + j*dst_ld`.
+/// An 8x8 tile readable at `s + i*src_ld`, writable at `d + j*dst_ld`.
+#[inline(always)]
+unsafe fn tile_8x8<V: Trn8>(s: *const V::E, src_ld: usize, d: *mut V::E, dst_ld: usize) {
+    // SAFETY: the caller guarantees the 8x8 source and destination tiles.
+    unsafe {
+        let r = transpose_8x8(core::array::from_fn(|i| V::load(s.add(i * src_ld))));
+        for (j, &row) in r.iter().enumerate() {
+            V::store(d.add(j * dst_ld), row);
+        }
+    }
+}
+
+/// # Safety
+/// NEON; as [`tile_8x8`].
 #[inline]
 #[target_feature(enable = "neon")]
 unsafe fn tile_8x8_u16(s: *const u16, src_ld: usize, d: *mut u16, dst_ld: usize) {
-    // SAFETY: the caller guarantees the 8x8 source and destination tiles.
-    unsafe {
-        let mut v = [vdupq_n_u16(0); 8];
-        for (i, r) in v.iter_mut().enumerate() {
-            *r = vld1q_u16(s.add(i * src_ld));
-        }
-        let mut a = [vdupq_n_u32(0); 8];
-        for i in 0..4 {
-            a[2 * i] = vreinterpretq_u32_u16(vtrn1q_u16(v[2 * i], v[2 * i + 1]));
-            a[2 * i + 1] = vreinterpretq_u32_u16(vtrn2q_u16(v[2 * i], v[2 * i + 1]));
-        }
-        // b[j] holds columns j and j+4 of rows 0-3 (j < 4) or 4-7 (j >= 4).
-        let mut b = [vdupq_n_u64(0); 8];
-        for q in [0, 4] {
-            b[q] = vreinterpretq_u64_u32(vtrn1q_u32(a[q], a[q + 2]));
-            b[q + 2] = vreinterpretq_u64_u32(vtrn2q_u32(a[q], a[q + 2]));
-            b[q + 1] = vreinterpretq_u64_u32(vtrn1q_u32(a[q + 1], a[q + 3]));
-            b[q + 3] = vreinterpretq_u64_u32(vtrn2q_u32(a[q + 1], a[q + 3]));
-        }
-        for j in 0..4 {
-            vst1q_u16(
-                d.add(j * dst_ld),
-                vreinterpretq_u16_u64(vtrn1q_u64(b[j], b[j + 4])),
-            );
-            vst1q_u16(
-                d.add((j + 4) * dst_ld),
-                vreinterpretq_u16_u64(vtrn2q_u64(b[j], b[j + 4])),
-            );
-        }
-    }
+    // SAFETY: the caller's tiles.
+    unsafe { tile_8x8::<uint16x8_t>(s, src_ld, d, dst_ld) }
 }
 
-/// The same three rounds on 64-bit registers.
-///
 /// # Safety
-/// NEON; an 8x8 tile readable at `s + i*src_ld`, writable at `d + j*dst_ld`.
+/// NEON; as [`tile_8x8`].
 #[inline]
 #[target_feature(enable = "neon")]
 unsafe fn tile_8x8_u8(s: *const u8, src_ld: usize, d: *mut u8, dst_ld: usize) {
-    // SAFETY: the caller guarantees the 8x8 source and destination tiles.
-    unsafe {
-        let mut v = [vdup_n_u8(0); 8];
-        for (i, r) in v.iter_mut().enumerate() {
-            *r = vld1_u8(s.add(i * src_ld));
-        }
-        let mut a = [vdup_n_u16(0); 8];
-        for i in 0..4 {
-            a[2 * i] = vreinterpret_u16_u8(vtrn1_u8(v[2 * i], v[2 * i + 1]));
-            a[2 * i + 1] = vreinterpret_u16_u8(vtrn2_u8(v[2 * i], v[2 * i + 1]));
-        }
-        let mut b = [vdup_n_u32(0); 8];
-        for q in [0, 4] {
-            b[q] = vreinterpret_u32_u16(vtrn1_u16(a[q], a[q + 2]));
-            b[q + 2] = vreinterpret_u32_u16(vtrn2_u16(a[q], a[q + 2]));
-            b[q + 1] = vreinterpret_u32_u16(vtrn1_u16(a[q + 1], a[q + 3]));
-            b[q + 3] = vreinterpret_u32_u16(vtrn2_u16(a[q + 1], a[q + 3]));
-        }
-        for j in 0..4 {
-            vst1_u8(
-                d.add(j * dst_ld),
-                vreinterpret_u8_u32(vtrn1_u32(b[j], b[j + 4])),
-            );
-            vst1_u8(
-                d.add((j + 4) * dst_ld),
-                vreinterpret_u8_u32(vtrn2_u32(b[j], b[j + 4])),
-            );
-        }
-    }
+    // SAFETY: the caller's tiles.
+    unsafe { tile_8x8::<uint8x8_t>(s, src_ld, d, dst_ld) }
 }
 
 #[cfg(test)]

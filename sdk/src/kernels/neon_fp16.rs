@@ -4,7 +4,8 @@
 //! (8 lanes per instruction, no f16 ↔ f32 conversions) instead of widening to f32. The fp16
 //! vector intrinsics are newer than the workspace MSRV, so `fmul`/`fmla` on `.8h` are emitted with
 //! `asm!` inside `#[target_feature(enable = "fp16")]` functions; the table is only handed out after
-//! `fp16` (and `dotprod`) were detected ([`Backend::kernels`]).
+//! `fp16` (and `dotprod`) were detected ([`Backend::kernels`]). The loops are those of
+//! [`arm_loops`](super::arm_loops).
 //!
 //! Accuracy: results are not bit-identical to the f32-math kernels (fp16 rounds after every
 //! multiply/fma), but stay within the layer's fp16 budget (relative L2 ≤ 2e-3 against an f64
@@ -13,7 +14,8 @@
 //! taps of −40000 and +40000), while the convex form never exceeds max(|a|, |b|) in magnitude,
 //! and it is exact at f = 0 and f = 1.
 
-use super::neon::{check_taps, corners, store_4x8_u16};
+use super::arm_loops::channel_runs;
+use super::neon::store_4x8_u16;
 use super::{neon_dotprod, Backend, Kernels, Tap};
 use core::arch::aarch64::*;
 use half::f16;
@@ -25,12 +27,28 @@ pub static KERNELS: Kernels = Kernels {
     ..neon_dotprod::KERNELS
 };
 
-/// Bilinear sample of 8 lanes in fp16: `(a·gx + b·fx)·gy + (c·gx + d·fx)·fy`, with `fmla` fusing
-/// the second product of each pair. Use inside an `unsafe` block of a function with `fp16`.
-macro_rules! lerp8 {
-    ($a:expr, $b:expr, $c:expr, $d:expr, $w:expr) => {{
-        let r: uint16x8_t;
-        let w: &[uint16x8_t; 4] = $w;
+/// A tap's weights `[1 − fx, fx, 1 − fy, fy]` in fp16, broadcast to 8 lanes (inlined into both
+/// fp16 leaves, once per tap).
+#[inline(always)]
+fn weights_f16(t: &Tap) -> [uint16x8_t; 4] {
+    // SAFETY: `neon` is enabled for the whole AArch64 build; a register operation.
+    let h = |v: f32| unsafe { vdupq_n_u16(f16::from_f32(v).to_bits()) };
+    [h(1.0 - t.fx), h(t.fx), h(1.0 - t.fy), h(t.fy)]
+}
+
+/// Bilinear sample of the 8 lanes at the four corners `p`, in fp16:
+/// `(a·gx + b·fx)·gy + (c·gx + d·fx)·fy` with the weights `w` of [`weights_f16`], `fmla` fusing
+/// the second product of each pair.
+///
+/// # Safety
+/// 8 values readable at each corner; `fp16` available.
+#[target_feature(enable = "neon,fp16")]
+#[inline]
+unsafe fn bilerp8_fp16(p: [*const u16; 4], w: &[uint16x8_t; 4]) -> uint16x8_t {
+    let r: uint16x8_t;
+    // SAFETY: the caller's reads; the asm only computes on registers.
+    unsafe {
+        let [a, b, c, d] = p.map(|p| vld1q_u16(p));
         core::arch::asm!(
             "fmul {r:v}.8h, {a:v}.8h, {gx:v}.8h",
             "fmul {u:v}.8h, {c:v}.8h, {gx:v}.8h",
@@ -40,177 +58,66 @@ macro_rules! lerp8 {
             "fmla {r:v}.8h, {u:v}.8h, {fy:v}.8h",
             // `out` (not lateout): r and u are written before all inputs are read.
             r = out(vreg) r, u = out(vreg) _,
-            a = in(vreg) $a, b = in(vreg) $b, c = in(vreg) $c, d = in(vreg) $d,
+            a = in(vreg) a, b = in(vreg) b, c = in(vreg) c, d = in(vreg) d,
             gx = in(vreg) w[0], fx = in(vreg) w[1], gy = in(vreg) w[2], fy = in(vreg) w[3],
             options(pure, nomem, nostack, preserves_flags));
-        r
-    }};
+    }
+    r
 }
 
-pub fn sample_f16(src: &[f16], taps: &[Tap], cpg: usize, out: &mut [f16]) {
-    assert!(out.len() >= taps.len() * cpg);
-    check_taps(src.len(), taps.iter().map(|t| (t.base, t.dx, t.dy)), cpg);
-    // SAFETY: every tap's reads and the writes were bounds-checked above; f16 is a transparent
-    // u16; `fp16` was detected before this table was handed out.
-    unsafe {
-        sample_f16_fp16(
-            src.as_ptr() as *const u16,
-            taps,
-            cpg,
-            out.as_mut_ptr() as *mut u16,
-        )
-    }
-}
-
-#[target_feature(enable = "neon,fp16")]
-unsafe fn sample_f16_fp16(src: *const u16, taps: &[Tap], cpg: usize, out: *mut u16) {
-    // SAFETY: tap reads end at base+dx+dy+cpg <= src.len(), writes at taps.len()*cpg (checked by
-    // the wrapper); the channel tail goes through stack buffers, never past `cpg`.
-    unsafe {
-        for (n, t) in taps.iter().enumerate() {
-            let p00 = src.add(t.base as usize);
-            let p01 = p00.add(t.dx as usize);
-            let p10 = p00.add(t.dy as usize);
-            let p11 = p10.add(t.dx as usize);
-            let o = out.add(n * cpg);
-            let h = |v: f32| vdupq_n_u16(f16::from_f32(v).to_bits());
-            let w = [h(1.0 - t.fx), h(t.fx), h(1.0 - t.fy), h(t.fy)];
-            let mut c = 0;
-            while c + 16 <= cpg {
-                // Two independent chains hide the fmul/fmla latency.
-                let r0 = lerp8!(
-                    vld1q_u16(p00.add(c)),
-                    vld1q_u16(p01.add(c)),
-                    vld1q_u16(p10.add(c)),
-                    vld1q_u16(p11.add(c)),
-                    &w
-                );
-                let r1 = lerp8!(
-                    vld1q_u16(p00.add(c + 8)),
-                    vld1q_u16(p01.add(c + 8)),
-                    vld1q_u16(p10.add(c + 8)),
-                    vld1q_u16(p11.add(c + 8)),
-                    &w
-                );
-                vst1q_u16(o.add(c), r0);
-                vst1q_u16(o.add(c + 8), r1);
-                c += 16;
-            }
-            if c + 8 <= cpg {
-                let r = lerp8!(
-                    vld1q_u16(p00.add(c)),
-                    vld1q_u16(p01.add(c)),
-                    vld1q_u16(p10.add(c)),
-                    vld1q_u16(p11.add(c)),
-                    &w
-                );
-                vst1q_u16(o.add(c), r);
-                c += 8;
-            }
-            if c < cpg {
-                // < 8 channels left: same arithmetic on zero-padded copies, so every lane of
-                // the output is computed the same way.
-                let rem = cpg - c;
-                let mut buf = [[0u16; 8]; 5];
-                for (b, p) in buf.iter_mut().zip([p00, p01, p10, p11]) {
-                    copy_lt8(p.add(c), b.as_mut_ptr(), rem);
-                }
-                let r = lerp8!(
-                    vld1q_u16(buf[0].as_ptr()),
-                    vld1q_u16(buf[1].as_ptr()),
-                    vld1q_u16(buf[2].as_ptr()),
-                    vld1q_u16(buf[3].as_ptr()),
-                    &w
-                );
-                vst1q_u16(buf[4].as_mut_ptr(), r);
-                copy_lt8(buf[4].as_ptr(), o.add(c), rem);
-            }
-        }
-    }
-}
-
-/// Fused NCHW sampling in fp16: tiles of 4 pixels × 8 channels, each pixel's 8 lanes computed by
-/// `lerp8!` with the same per-tap weights as [`sample_f16`] (so the two layouts return the same
-/// bits), then a 4×8 register transpose into the channel planes (see `neon::sample_f32_nchw`).
-///
-/// # Safety
-/// See [`super::SampleNchw`]: `dst` must be writable at `(q·cpg + c)·plane + X` for `q < g`,
-/// `c < cpg`, `X < taps.len() / g`, and no other thread may access those elements during the
-/// call. Nothing else is written (trailing taps beyond a multiple of `g` are ignored).
-pub unsafe fn sample_f16_nchw(
-    src: &[f16],
-    taps: &[Tap],
-    g: usize,
-    cpg: usize,
-    dst: *mut f16,
-    plane: usize,
-) {
-    if taps.is_empty() || cpg == 0 {
-        return;
-    }
-    assert!(g > 0, "sample_f16_nchw with g = 0");
-    check_taps(src.len(), taps.iter().map(|t| (t.base, t.dx, t.dy)), cpg);
-    // SAFETY: tap reads checked above, dst writes are the caller's contract; f16 is a transparent
-    // u16; `fp16` was detected before this table was handed out.
-    unsafe {
-        sample_f16_nchw_fp16(
-            src.as_ptr() as *const u16,
-            src.len(),
-            taps,
-            g,
-            cpg,
-            dst as *mut u16,
-            plane,
-        )
-    }
-}
-
-#[target_feature(enable = "neon,fp16")]
-unsafe fn sample_f16_nchw_fp16(
-    src: *const u16,
-    len: usize,
-    taps: &[Tap],
-    g: usize,
-    cpg: usize,
-    dst: *mut u16,
-    plane: usize,
-) {
-    let npx = taps.len() / g;
-    let mut buf = [[[0u16; 8]; 4]; 4];
-    // SAFETY: corner reads per `neon::corners` (taps checked by the wrapper, rem ≤ cpg − c, a
-    // short tile repeats its last tap); stores only to channels < cpg and pixels < npx.
-    unsafe {
-        for q in 0..g {
-            let mut x = 0;
-            while x < npx {
-                let np = (npx - x).min(4);
-                let t: [&Tap; 4] = core::array::from_fn(|k| &taps[(x + k.min(np - 1)) * g + q]);
-                // The weights exactly as sample_f16_fp16 builds them.
-                let h = |v: f32| vdupq_n_u16(f16::from_f32(v).to_bits());
-                let w = t.map(|t| [h(1.0 - t.fx), h(t.fx), h(1.0 - t.fy), h(t.fy)]);
-                let mut c = 0;
-                while c < cpg {
-                    let rem = (cpg - c).min(8);
-                    let mut v = [vdupq_n_u16(0); 4];
-                    for k in 0..4 {
-                        let p =
-                            corners(src, len, (t[k].base, t[k].dx, t[k].dy), c, rem, &mut buf[k]);
-                        v[k] = lerp8!(
-                            vld1q_u16(p[0]),
-                            vld1q_u16(p[1]),
-                            vld1q_u16(p[2]),
-                            vld1q_u16(p[3]),
-                            &w[k]
-                        );
+sample_nhwc_entry!(
+    sample_f16(f16 as u16, Tap),
+    "neon,fp16",
+    "`fp16` (and `dotprod`) were detected before this table was handed out",
+    cpg,
+    |t, p, o| {
+        let w = weights_f16(t);
+        // SAFETY: each corner holds cpg values and `o` cpg slots (each_tap); the channel tail
+        // goes through stack buffers, never past `cpg`.
+        unsafe {
+            let at = |c: usize| p.map(|p| p.add(c));
+            channel_runs::<16>(
+                cpg,
+                |c| {
+                    // Two independent chains hide the fmul/fmla latency.
+                    let r0 = bilerp8_fp16(at(c), &w);
+                    let r1 = bilerp8_fp16(at(c + 8), &w);
+                    vst1q_u16(o.add(c), r0);
+                    vst1q_u16(o.add(c + 8), r1);
+                },
+                |c| vst1q_u16(o.add(c), bilerp8_fp16(at(c), &w)),
+                |c| {
+                    // < 8 channels left: same arithmetic on zero-padded copies, so every lane
+                    // of the output is computed the same way.
+                    let rem = cpg - c;
+                    let mut buf = [[0u16; 8]; 5];
+                    for (b, p) in buf.iter_mut().zip(at(c)) {
+                        copy_lt8(p, b.as_mut_ptr(), rem);
                     }
-                    store_4x8_u16(v, dst.add((q * cpg + c) * plane + x), plane, np, rem);
-                    c += 8;
-                }
-                x += 4;
-            }
+                    let r = bilerp8_fp16(core::array::from_fn(|k| buf[k].as_ptr()), &w);
+                    vst1q_u16(buf[4].as_mut_ptr(), r);
+                    copy_lt8(buf[4].as_ptr(), o.add(c), rem);
+                },
+            )
         }
-    }
-}
+    },
+);
+
+sample_nchw_entry!(
+    /// Fused NCHW sampling in fp16: tiles of 4 pixels × 8 channels, each pixel's 8 lanes computed
+    /// by [`bilerp8_fp16`] with the same per-tap weights as [`sample_f16`] (so the two layouts
+    /// return the same bits), then a 4×8 register transpose into the channel planes.
+    sample_f16_nchw(f16 as u16, Tap),
+    "neon,fp16",
+    "`fp16` (and `dotprod`) were detected before this table was handed out",
+    tile: [4, 8],
+    plane,
+    prep: weights_f16,
+    // SAFETY: nchw_tiles hands `pixel` corners readable for 8 lanes and asks `store` only for
+    // rows and pixels inside the caller's `dst`.
+    pixel: |p, w| unsafe { bilerp8_fp16(p, w) },
+    store: |v, d, np, nch| unsafe { store_4x8_u16(v, d, plane, np, nch) },
+);
 
 /// Copies `n < 8` elements with fixed-size moves: a variable-length copy becomes a `memcpy`
 /// call, which would push the per-tap weight vectors to the stack.
