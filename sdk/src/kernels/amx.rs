@@ -44,7 +44,7 @@ fn conv_i8(src: ConvIn<'_, i8>, wpack: &[i8], o_n: usize, acc: &mut [i32]) {
     if cin == 0 || !cin.is_multiple_of(64) || !o_n.is_multiple_of(16) || npix < 16 {
         return vnni(src, wpack, o_n, acc);
     }
-    if !super::tiling::check_conv_i8(src, wpack, o_n, acc) {
+    if super::tiling::check_conv_i8(src, wpack, o_n, &mut *acc).is_none() {
         return;
     }
     let blocks = npix / 16;

@@ -478,28 +478,20 @@ macro_rules! conv_i8_leaf {
         /// # Safety
         /// The extents that `check_conv_i8` asserts, on a CPU with this leaf's features.
         #[target_feature(enable = $features)]
-        unsafe fn $leaf(
-            x: *const i8,
-            ldx: usize,
-            npix: usize,
-            cin: usize,
-            w: *const i8,
-            o_n: usize,
-            acc: *mut i32,
-        ) {
+        unsafe fn $leaf(a: &$crate::kernels::tiling::ConvI8Args) {
             use $crate::kernels::arm_loops::{conv_blocks, ConvI8};
             let dot = core::marker::PhantomData;
             let k = ConvI8::<$dot> {
-                x,
-                ldx,
-                cin,
-                w,
-                o_n,
-                acc,
+                x: a.x,
+                ldx: a.ld,
+                cin: a.cin,
+                w: a.w,
+                o_n: a.o_n,
+                acc: a.acc,
                 dot,
             };
             // SAFETY: the caller's extents are those conv_blocks walks.
-            unsafe { conv_blocks::<_, $ng>(&k, npix, o_n) }
+            unsafe { conv_blocks::<_, $ng>(&k, a.npix, a.o_n) }
         }
     };
 }

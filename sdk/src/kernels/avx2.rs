@@ -9,7 +9,7 @@
 //! f16 sampling repeats the scalar operation order exactly, so it returns the same bits; the
 //! integer kernels, conversions and transposes are bit-exact by construction.
 
-use super::tiling::ConvF32Args;
+use super::tiling::{ConvF32Args, ConvI8Args};
 use super::x86_loops::{
     self, channel_chunks, corners, fits, short_tap, ConvF32, F32Fma, I8Dot, Lanes,
 };
@@ -169,17 +169,9 @@ conv_i8_entry!(conv_i8 => conv_i8_avx2, "AVX2 was detected before KERNELS was ha
 /// # Safety
 /// AVX2; pointers valid for the extents checked by [`super::tiling::check_conv_i8`].
 #[target_feature(enable = "avx2")]
-unsafe fn conv_i8_avx2(
-    x: *const i8,
-    ldx: usize,
-    npix: usize,
-    cin: usize,
-    w: *const i8,
-    o_n: usize,
-    out: *mut i32,
-) {
+unsafe fn conv_i8_avx2(a: &ConvI8Args) {
     // SAFETY: the features are enabled here; the extents are the caller's.
-    unsafe { x86_loops::conv_i8::<Madd, 4, 6>(x, ldx, npix, cin, w, o_n, out) }
+    unsafe { x86_loops::conv_i8::<Madd, 4, 6>(a) }
 }
 
 /// The `vpmaddwd` dot product: bytes split into even and odd i16 halves.

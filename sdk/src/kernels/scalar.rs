@@ -49,7 +49,7 @@ pub fn conv_f32(
 }
 
 pub fn conv_i8(src: ConvIn<'_, i8>, wpack: &[i8], o_n: usize, acc: &mut [i32]) {
-    if !super::tiling::check_conv_i8(src, wpack, o_n, acc) {
+    if super::tiling::check_conv_i8(src, wpack, o_n, &mut *acc).is_none() {
         return;
     }
     let (x, ldx, npix, cin) = (src.x, src.ld, src.npix, src.cin);

@@ -200,16 +200,30 @@ pub(super) fn check_conv_f32(
     })
 }
 
-/// Asserts the extents a `conv_i8` call touches (`wpack` holds `cin4(cin)·o_n` bytes); returns
-/// false when there is nothing to do.
+/// A checked `conv_i8` call as raw pointers, what every ISA's leaf receives: `npix` rows of
+/// `cin` bytes `ld` apart at `x`, `cin4(cin)·o_n` packed weights at `w`, `npix·o_n` sums at
+/// `acc`.
+#[derive(Clone, Copy)]
+pub(super) struct ConvI8Args {
+    pub x: *const i8,
+    pub ld: usize,
+    pub npix: usize,
+    pub cin: usize,
+    pub w: *const i8,
+    pub o_n: usize,
+    pub acc: *mut i32,
+}
+
+/// Asserts the extents a `conv_i8` call touches and returns them as [`ConvI8Args`], valid
+/// while the slices stay borrowed; `None` when there is nothing to do.
 pub(super) fn check_conv_i8(
     src: super::ConvIn<'_, i8>,
     wpack: &[i8],
     o_n: usize,
-    acc: &[i32],
-) -> bool {
+    acc: &mut [i32],
+) -> Option<ConvI8Args> {
     if src.npix == 0 || o_n == 0 {
-        return false;
+        return None;
     }
     check_conv_extents(
         "conv_i8",
@@ -219,7 +233,15 @@ pub(super) fn check_conv_i8(
         o_n,
         acc.len(),
     );
-    true
+    Some(ConvI8Args {
+        x: src.x.as_ptr(),
+        ld: src.ld,
+        npix: src.npix,
+        cin: src.cin,
+        w: wpack.as_ptr(),
+        o_n,
+        acc: acc.as_mut_ptr(),
+    })
 }
 
 fn check_conv_extents<T>(
@@ -263,8 +285,8 @@ macro_rules! conv_f32_entry {
     };
 }
 
-/// Defines the safe `conv_i8` table entry `$name` around the raw leaf `$leaf(x, ld, npix, cin,
-/// wpack, o_n, acc)` (pointers), as [`conv_f32_entry!`] does for f32.
+/// Defines the safe `conv_i8` table entry `$name` around the raw leaf `$leaf(&ConvI8Args)`, as
+/// [`conv_f32_entry!`] does for f32.
 macro_rules! conv_i8_entry {
     ($vis:vis $name:ident => $leaf:ident, $why:literal) => {
         $vis fn $name(
@@ -273,12 +295,12 @@ macro_rules! conv_i8_entry {
             o_n: usize,
             acc: &mut [i32],
         ) {
-            if $crate::kernels::tiling::check_conv_i8(src, wpack, o_n, acc) {
-                let (x, ld, npix, cin) = (src.x.as_ptr(), src.ld, src.npix, src.cin);
+            if let Some(a) = $crate::kernels::tiling::check_conv_i8(src, wpack, o_n, acc) {
                 // SAFETY: the leaf's CPU features are present (the reason is this macro's `why`
                 // argument at its use site); check_conv_i8 asserted the extents of x (npix rows
-                // of cin bytes, ld apart), wpack (cin4·o_n) and acc (npix·o_n), all it touches.
-                unsafe { $leaf(x, ld, npix, cin, wpack.as_ptr(), o_n, acc.as_mut_ptr()) }
+                // of cin bytes, ld apart), wpack (cin4·o_n) and acc (npix·o_n), all it touches,
+                // and the slices stay borrowed for the call.
+                unsafe { $leaf(&a) }
             }
         }
     };

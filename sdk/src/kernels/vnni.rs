@@ -12,6 +12,7 @@
 //! The instruction is emitted with `asm!` rather than `_mm256_dpbusd{,_avx}_epi32`, so one
 //! macro body serves both encodings with the same target-feature list.
 
+use super::tiling::ConvI8Args;
 use super::x86_loops::{self, channel_chunks, corners, load_row, short_tap, I8Dot};
 use super::{Backend, Kernels, TapQ11};
 use crate::cpu::CpuFeatures;
@@ -67,17 +68,9 @@ macro_rules! vnni_conv_i8 {
             /// # Safety
             /// The target features; pointers valid for the extents checked by `check_conv_i8`.
             #[target_feature(enable = $features)]
-            unsafe fn conv(
-                x: *const i8,
-                ldx: usize,
-                npix: usize,
-                cin: usize,
-                w: *const i8,
-                o_n: usize,
-                out: *mut i32,
-            ) {
+            unsafe fn conv(a: &ConvI8Args) {
                 // SAFETY: the features are enabled here; the extents are the caller's.
-                unsafe { x86_loops::conv_i8::<Dot, 6, 8>(x, ldx, npix, cin, w, o_n, out) }
+                unsafe { x86_loops::conv_i8::<Dot, 6, 8>(a) }
             }
 
             /// This encoding's `vpdpbusd` on x biased to unsigned (`x ^ 0x80`).

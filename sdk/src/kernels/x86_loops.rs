@@ -14,7 +14,7 @@
 //! The trait methods are `unsafe`: they may use their ISA's instructions, so they may only run
 //! where those are present, which holds inside the ISA's leaves, their only callers.
 
-use super::tiling::ConvF32Args;
+use super::tiling::{ConvF32Args, ConvI8Args};
 use core::marker::PhantomData;
 use core::ptr;
 
@@ -408,26 +408,18 @@ unsafe fn dot_step<S: I8Dot, const MP: usize, const NV: usize, const MASKED: boo
 /// # Safety
 /// `S`'s CPU features; pointers valid for the extents `tiling::check_conv_i8` asserts.
 #[inline(always)]
-pub(super) unsafe fn conv_i8<S: I8Dot, const MP2: usize, const MP1: usize>(
-    x: *const i8,
-    ldx: usize,
-    npix: usize,
-    cin: usize,
-    wpack: *const i8,
-    o_n: usize,
-    out: *mut i32,
-) {
+pub(super) unsafe fn conv_i8<S: I8Dot, const MP2: usize, const MP1: usize>(a: &ConvI8Args) {
     let k = ConvI8::<S> {
-        x,
-        ldx,
-        cin,
-        w: wpack,
-        o_n,
-        out,
+        x: a.x,
+        ldx: a.ld,
+        cin: a.cin,
+        w: a.w,
+        o_n: a.o_n,
+        out: a.acc,
         isa: PhantomData,
     };
     // SAFETY: forwarded contract.
-    unsafe { conv_blocks::<_, MP2, MP1>(&k, npix, o_n) }
+    unsafe { conv_blocks::<_, MP2, MP1>(&k, a.npix, a.o_n) }
 }
 
 // ---------------------------------------------------------------------------------------------
