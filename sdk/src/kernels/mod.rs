@@ -15,9 +15,26 @@
 //! | `transpose_*` | NCHW ↔ NHWC tiles |
 //!
 //! [`scalar`] is the portable reference for every family; each SIMD module must agree with it
-//! (bit-exactly for the integer families) and is tested against it in `tests/kernels.rs`.
-//! A table is only handed out by [`Backend::kernels`] after the CPU features it needs were
-//! detected, which is what makes the `#[target_feature]` calls inside the SIMD wrappers sound.
+//! (bit-exactly for the integer families). A table is only handed out by [`Backend::kernels`]
+//! after the CPU features it needs were detected, which is what makes the `#[target_feature]`
+//! calls inside the SIMD wrappers sound.
+//!
+//! How the files divide the work (read them in this order):
+//!
+//! | file | holds |
+//! |------|-------|
+//! | `mod.rs` | the table, its signatures, [`ConvIn`], the backends and their CPU checks |
+//! | `scalar.rs` | the reference of every family, written plainly |
+//! | `tiling.rs` | what every ISA shares: argument checks and the safe entries (`conv_*_entry!`), the cache-blocked transpose loop |
+//! | `x86_loops.rs`, `arm_loops.rs` | each family's loop structure (column blocks, pixel tiles, k and channel tails, prefetch), generic over small vector-op traits |
+//! | `avx2.rs`, `vnni.rs`, `avx512.rs`, `amx.rs` | x86: the vector ops (trait impls), the `#[target_feature]` leaves, the table |
+//! | `neon.rs`, `neon_dotprod.rs`, `neon_fp16.rs` | aarch64: the same |
+//! | `checks.rs` (tests) | the conformance suite every table runs against `scalar` (`table_tests!`) |
+//!
+//! Adding an ISA means: implement the vector-op traits of its family's loops, write one
+//! `#[target_feature]` leaf per kernel that calls the shared loop, list the table, add
+//! `table_tests!(Backend)` to its tests, and add the backend's features to
+//! [`Backend::missing_features`].
 
 use crate::cpu::CpuFeatures;
 use crate::error::{Error, Result};
