@@ -17,7 +17,7 @@
 
 use super::arm_loops::{self, channel_runs, store_rows, ConvBlocks, DotI8};
 use super::tiling::ConvF32Args;
-use super::{Backend, Kernels, Tap, TapQ11};
+use super::{scalar, Backend, Kernels, Tap, TapQ11};
 use core::arch::aarch64::*;
 use half::f16;
 
@@ -249,14 +249,6 @@ fn bilerp(q: [float32x4_t; 4], (fx, fy): (float32x4_t, float32x4_t)) -> float32x
     lerp(lerp(q[0], q[1], fx), lerp(q[2], q[3], fx), fy)
 }
 
-/// The same on one lane, for channel tails.
-#[inline(always)]
-fn bilerp1(q: [f32; 4], fx: f32, fy: f32) -> f32 {
-    let top = q[0] + fx * (q[1] - q[0]);
-    let bot = q[2] + fx * (q[3] - q[2]);
-    top + fy * (bot - top)
-}
-
 /// A float tap's weights broadcast to 4 lanes.
 #[target_feature(enable = "neon")]
 #[inline]
@@ -305,7 +297,7 @@ sample_nhwc_entry!(
                 |c| vst1q_f32(o.add(c), at(c)),
                 |c| {
                     for c in c..cpg {
-                        *o.add(c) = bilerp1(p.map(|p| *p.add(c)), t.fx, t.fy);
+                        *o.add(c) = scalar::blend_f32(t, p.map(|p| *p.add(c)));
                     }
                 },
             )
@@ -329,8 +321,8 @@ sample_nhwc_entry!(
                 |c| vst1_u16(o.add(c), bilerp4_f16(p.map(|p| vld1_u16(p.add(c))), f)),
                 |c| {
                     for c in c..cpg {
-                        let q = p.map(|p| f16::from_bits(*p.add(c)).to_f32());
-                        *o.add(c) = f16::from_f32(bilerp1(q, t.fx, t.fy)).to_bits();
+                        let q = p.map(|p| f16::from_bits(*p.add(c)));
+                        *o.add(c) = scalar::blend_f16(t, q).to_bits();
                     }
                 },
             )

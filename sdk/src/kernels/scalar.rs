@@ -105,7 +105,7 @@ impl Corners for TapQ11 {
 
 /// The float bilinear formula every float kernel reproduces (up to FMA contraction).
 #[inline]
-fn blend_f32(t: &Tap, [v00, v01, v10, v11]: [f32; 4]) -> f32 {
+pub(super) fn blend_f32(t: &Tap, [v00, v01, v10, v11]: [f32; 4]) -> f32 {
     let top = v00 + t.fx * (v01 - v00);
     let bot = v10 + t.fx * (v11 - v10);
     top + t.fy * (bot - top)
@@ -113,7 +113,7 @@ fn blend_f32(t: &Tap, [v00, v01, v10, v11]: [f32; 4]) -> f32 {
 
 /// f16 storage, f32 arithmetic, one rounding at the end.
 #[inline]
-fn blend_f16(t: &Tap, v: [f16; 4]) -> f16 {
+pub(super) fn blend_f16(t: &Tap, v: [f16; 4]) -> f16 {
     f16::from_f32(blend_f32(t, v.map(f16::to_f32)))
 }
 
