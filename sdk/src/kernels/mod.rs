@@ -254,6 +254,21 @@ pub type CvtF32F16 = fn(src: &[f32], dst: &mut [f16]);
 pub type Transpose<T> =
     unsafe fn(src: &[T], rows: usize, cols: usize, src_ld: usize, dst: *mut T, dst_ld: usize);
 
+/// Asks the cache to fetch the line holding `p` for reading (a hint; a no-op where the
+/// instruction is not available on stable Rust).
+#[inline(always)]
+pub(crate) fn prefetch_read<T>(p: &T) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: prefetching never faults; SSE is baseline on x86_64.
+    unsafe {
+        core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_T0 }>(
+            p as *const T as *const i8,
+        )
+    };
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = p;
+}
+
 /// A complete set of kernels for one backend.
 #[derive(Clone, Copy)]
 pub struct Kernels {
