@@ -43,6 +43,22 @@ pub struct BenchArgs {
     /// Needs --layout nchw (the custom op's layout).
     #[arg(long, value_name = "DIR")]
     save_onnx: Option<std::path::PathBuf>,
+    /// Before each iteration (untimed), write and read a 64 MiB buffer, so that the layer's
+    /// input and output are no longer in the caches: as in a network, where other layers ran
+    /// in between (an ONNX Runtime node is timed that way). Without it, a layer whose input and
+    /// output fit in the last-level cache together is timed with them still there.
+    #[arg(long)]
+    cold_caches: bool,
+}
+
+/// Bytes of the buffer that `--cold-caches` sweeps: above the last-level cache of the CPUs we
+/// target (this machine: 32 MiB L3).
+const SWEEP_BYTES: usize = 64 << 20;
+
+/// Writes, then reads, every line of `buf`, evicting whatever the caches held.
+fn sweep(buf: &mut [u8], round: u8) -> u64 {
+    buf.fill(round);
+    buf.iter().step_by(64).map(|&b| b as u64).sum()
 }
 
 /// Peak resident set size of this process, from /proc (Linux only).
@@ -147,11 +163,19 @@ pub fn bench(a: BenchArgs) -> Result<()> {
             Box::new(move || Ok(ql.forward_slice(&xq, dims, layout, &mut y)?))
         }
     };
+    let mut sweep_buf = if a.cold_caches {
+        try_alloc(0u8, SWEEP_BYTES, "the --cold-caches buffer")?
+    } else {
+        Vec::new()
+    };
     for _ in 0..a.warmup {
         run()?;
     }
     let mut times = Vec::with_capacity(a.iters);
-    for _ in 0..a.iters {
+    for i in 0..a.iters {
+        if a.cold_caches {
+            std::hint::black_box(sweep(&mut sweep_buf, i as u8));
+        }
         let t = Instant::now();
         run()?;
         times.push(t.elapsed().as_secs_f64() * 1e3);
@@ -171,8 +195,13 @@ pub fn bench(a: BenchArgs) -> Result<()> {
     let threads = exec.threads.unwrap_or_else(rayon_threads);
     let peak = peak_rss_mib();
     println!(
-        "{cfg} B={} {}x{} {layout} {:?} backend={} threads={threads}",
-        a.batch, a.height, a.width, a.exec.precision, backend.0
+        "{cfg} B={} {}x{} {layout} {:?} backend={} threads={threads}{}",
+        a.batch,
+        a.height,
+        a.width,
+        a.exec.precision,
+        backend.0,
+        if a.cold_caches { " cold caches" } else { "" }
     );
     println!(
         "median {median:.3} ms  (min {:.3}, p10 {p10:.3}, p90 {p90:.3}, max {:.3}; {} iters)",
@@ -193,6 +222,7 @@ pub fn bench(a: BenchArgs) -> Result<()> {
             "precision": format!("{:?}", a.exec.precision).to_lowercase(), "layout": layout.to_string(),
             "batch": a.batch, "channels": a.channels, "height": a.height, "width": a.width,
             "scale": cfg.scale, "style": cfg.style.to_string(), "groups": cfg.groups, "dyscope": cfg.dyscope,
+            "cold_caches": a.cold_caches,
         });
         println!("{v}");
     }

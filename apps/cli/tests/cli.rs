@@ -460,7 +460,34 @@ fn info_bench_and_demo() {
         let last: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
         assert!(last["median_ms"].as_f64().unwrap() > 0.0, "{stdout}");
         assert!(last["peak_rss_mib"].as_f64().unwrap() > 0.0);
+        assert_eq!(last["cold_caches"], false, "{stdout}");
     }
+    // --cold-caches sweeps a 64 MiB buffer before each timed iteration and says so.
+    let out = ok(&[
+        "bench",
+        "--channels",
+        "8",
+        "--height",
+        "6",
+        "--width",
+        "5",
+        "--precision",
+        "int8",
+        "--iters",
+        "2",
+        "--warmup",
+        "0",
+        "--cold-caches",
+        "--json",
+    ]);
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert!(stdout.contains("cold caches"), "{stdout}");
+    let last: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    assert_eq!(last["cold_caches"], true, "{stdout}");
+    assert!(
+        last["peak_rss_mib"].as_f64().unwrap() > 64.0,
+        "the sweep buffer is resident: {stdout}"
+    );
     let demo = String::from_utf8(
         ok(&["demo", "--channels", "16", "--height", "8", "--width", "8"]).stdout,
     )
