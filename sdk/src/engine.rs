@@ -452,12 +452,12 @@ impl Engine {
                                 for c0 in (0..c).step_by(16) {
                                     let cw = 16.min(c - c0);
                                     if pb + bp < np {
-                                        let ahead = &in_b[c0 * h * w + p0 + pb + bp..];
+                                        let ahead = in_b[c0 * h * w + p0 + pb + bp..].as_ptr();
                                         for j in 0..cw {
-                                            let run = &ahead[j * h * w..];
-                                            for e in (0..bp.min(np - pb - bp)).step_by(room) {
-                                                crate::kernels::prefetch_read(&run[e]);
-                                            }
+                                            crate::kernels::prefetch_lines(
+                                                ahead.wrapping_add(j * h * w),
+                                                bp.min(np - pb - bp),
+                                            );
                                         }
                                     }
                                     // SAFETY: `d` is exclusively ours; the writes d[p·c + c0 + j]

@@ -397,7 +397,10 @@ unsafe fn sample_i8_avx2(
     (out, out_len): (*mut i8, usize),
 ) {
     for (n, t) in taps.iter().enumerate() {
-        x86_loops::prefetch_tap(src, taps, n, cpg, |t| (t.base, t.dx, t.dy));
+        if let Some(a) = taps.get(n + x86_loops::TAP_AHEAD) {
+            // SAFETY: every tap's corners are in bounds (caller).
+            x86_loops::prefetch_corners(unsafe { corners(src, a.base, a.dx, a.dy) }, cpg);
+        }
         let (top, bot) = weight_pairs(t);
         let (wt, wb) = (_mm256_set1_epi32(top), _mm256_set1_epi32(bot));
         // SAFETY: the four tap origins and the output run are in bounds (caller); chunks stay

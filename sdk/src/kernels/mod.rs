@@ -254,19 +254,28 @@ pub type CvtF32F16 = fn(src: &[f32], dst: &mut [f16]);
 pub type Transpose<T> =
     unsafe fn(src: &[T], rows: usize, cols: usize, src_ld: usize, dst: *mut T, dst_ld: usize);
 
-/// Asks the cache to fetch the line holding `p` for reading (a hint; a no-op where the
-/// instruction is not available on stable Rust).
+/// Asks the cache to fetch, for reading, every line that holds part of the `len` elements at
+/// `p` (a hint: never faults, whatever the address; a no-op off x86_64, where the instruction
+/// is not available on stable Rust).
 #[inline(always)]
-pub(crate) fn prefetch_read<T>(p: &T) {
+pub(crate) fn prefetch_lines<T>(p: *const T, len: usize) {
     #[cfg(target_arch = "x86_64")]
-    // SAFETY: prefetching never faults; SSE is baseline on x86_64.
-    unsafe {
-        core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_T0 }>(
-            p as *const T as *const i8,
-        )
-    };
+    {
+        let end = p as usize + len * core::mem::size_of::<T>();
+        // A plain loop: `step_by` on a range costs a division, once per call (per tap corner).
+        let mut line = p as usize & !63;
+        while line < end {
+            // SAFETY: prefetching never faults; SSE is baseline on x86_64.
+            unsafe {
+                core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_T0 }>(
+                    line as *const i8,
+                )
+            };
+            line += 64;
+        }
+    }
     #[cfg(not(target_arch = "x86_64"))]
-    let _ = p;
+    let _ = (p, len);
 }
 
 /// A complete set of kernels for one backend.

@@ -443,44 +443,14 @@ pub(super) unsafe fn corners<T>(src: *const T, base: u32, dx: u32, dy: u32) -> [
 }
 
 /// How many taps ahead the NHWC samplers prefetch the corner runs they will read.
-const TAP_AHEAD: usize = 8;
+pub(super) const TAP_AHEAD: usize = 8;
 
-/// Prefetches into L1 the four corner runs (`run` elements each) of tap `n + TAP_AHEAD`, if
-/// there is one: a tap's corners are four lines that are in L2 or L3 at best, and a tap's own
-/// loads alone leave the core waiting on them.
+/// Prefetches into L1 the four corner runs of `run` elements at `ps` (a tap's corners are four
+/// lines that are in L2 or L3 at best, and a tap's own loads alone leave the core waiting).
 #[inline(always)]
-pub(super) fn prefetch_tap<T, P>(
-    src: *const T,
-    taps: &[P],
-    n: usize,
-    run: usize,
-    origin: impl Fn(&P) -> (u32, u32, u32),
-) {
-    let Some(t) = taps.get(n + TAP_AHEAD) else {
-        return;
-    };
-    let (base, dx, dy) = origin(t);
-    let bytes = run * core::mem::size_of::<T>();
-    let p00 = src.wrapping_add(base as usize) as *const i8;
-    let p10 = p00.wrapping_add(dy as usize * core::mem::size_of::<T>());
-    let dxb = dx as usize * core::mem::size_of::<T>();
-    for p in [p00, p00.wrapping_add(dxb), p10, p10.wrapping_add(dxb)] {
-        let mut k = 0;
-        while k < bytes {
-            // SAFETY: prefetching never faults, whatever the address; SSE is baseline on x86_64.
-            unsafe {
-                core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_T0 }>(
-                    p.wrapping_add(k),
-                )
-            };
-            k += 64;
-        }
-        // SAFETY: as above.
-        unsafe {
-            core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_T0 }>(
-                p.wrapping_add(bytes - 1),
-            )
-        };
+pub(super) fn prefetch_corners<T>(ps: [*const T; 4], run: usize) {
+    for p in ps {
+        super::prefetch_lines(p, run);
     }
 }
 
