@@ -7,6 +7,9 @@ use std::sync::OnceLock;
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct CpuFeatures {
     pub arch: &'static str,
+    /// CPUID vendor (`"intel"`, `"amd"`, `"other"`; empty off x86_64): what the NCHW output
+    /// streaming policy keys on (`engine::stream_nchw_output`).
+    pub vendor: &'static str,
     // x86_64
     pub avx2: bool,
     pub fma: bool,
@@ -38,6 +41,7 @@ impl CpuFeatures {
         use std::arch::is_x86_feature_detected as has;
         Self {
             arch: "x86_64",
+            vendor: x86_vendor(),
             avx2: has!("avx2"),
             fma: has!("fma"),
             f16c: has!("f16c"),
@@ -90,6 +94,23 @@ impl CpuFeatures {
             ("fp16", self.fp16),
         ];
         all.iter().filter(|(_, on)| *on).map(|(n, _)| *n).collect()
+    }
+}
+
+/// The CPUID vendor string, as one of a few names.
+#[cfg(target_arch = "x86_64")]
+fn x86_vendor() -> &'static str {
+    // SAFETY: CPUID exists on every x86_64 CPU (the call is safe on newer toolchains).
+    #[allow(unused_unsafe)]
+    let l0 = unsafe { std::arch::x86_64::__cpuid(0) };
+    let mut v = [0u8; 12];
+    for (i, r) in [l0.ebx, l0.edx, l0.ecx].iter().enumerate() {
+        v[4 * i..4 * i + 4].copy_from_slice(&r.to_le_bytes());
+    }
+    match &v {
+        b"GenuineIntel" => "intel",
+        b"AuthenticAMD" => "amd",
+        _ => "other",
     }
 }
 

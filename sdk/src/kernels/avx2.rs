@@ -35,6 +35,9 @@ pub(super) static KERNELS: Kernels = Kernels {
     transpose_f32,
     transpose_u16,
     transpose_u8,
+    stream_tile_f32: Some(stream_tile_f32),
+    stream_tile_u16: Some(stream_tile_u16),
+    stream_tile_u8: Some(stream_tile_u8),
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -531,15 +534,6 @@ unsafe fn convert8<S: Copy + Default, D: Copy + Default>(
 // ---------------------------------------------------------------------------------------------
 // Transposes: full register tiles (8x8 f32, 8x8 u16, 16x16 u8), scalar edges.
 
-/// One round of "interleave row i with row i + N/2" over `N` registers, spelled out:
-/// `array::from_fn` here compiles to a loop through a stack array (measured: the byte transpose
-/// ran at a third of its speed).
-macro_rules! zip_round {
-    ($r:ident, $lo:ident, $hi:ident, $h:literal; $($i:literal)*) => {
-        [$($lo($r[$i], $r[$i + $h]), $hi($r[$i], $r[$i + $h])),*]
-    };
-}
-
 /// 16x16 byte transpose in registers (four rounds of "interleave row i with row i+8").
 #[inline]
 #[target_feature(enable = "avx2")]
@@ -556,6 +550,65 @@ transposes! {
     transpose_u16: u16 => [(8, tile_8x8_u16)],
     // Edges of the 16x16 tiling go through 8x8 tiles, then scalar.
     transpose_u8: u8 => [(16, tile_16x16_u8), (8, tile_8x8_u8)],
+}
+
+// NCHW tiles streamed out (`stream_tile_*`): 64 channels at a time are transposed into an L1
+// bounce buffer, one 64-byte line per channel, which whole-line non-temporal stores then copy
+// to the planes. The register transposes above do the work; the bounce costs two L1 passes.
+
+/// 64 lines of 64 bytes, aligned to a line.
+#[repr(C, align(64))]
+struct Bounce([u8; 4096]);
+
+macro_rules! stream_tiles {
+    ($($name:ident: $t:ty => $transpose:ident),* $(,)?) => {$(
+        /// # Safety
+        /// See [`super::StreamTile`].
+        unsafe fn $name(src: &[$t], c: usize, dst: *mut $t, plane: usize) {
+            const PB: usize = 64 / core::mem::size_of::<$t>();
+            let lb = plane * core::mem::size_of::<$t>();
+            if !super::tiling::check_stream_tile(src.len(), c, PB, dst as usize, lb) {
+                return;
+            }
+            let mut b = Bounce([0; 4096]);
+            for c0 in (0..c).step_by(64) {
+                let n = (c - c0).min(64);
+                // SAFETY: the tile's columns c0 .. c0 + n lie in src (extent checked above);
+                // the bounce holds n ≤ 64 lines of PB elements.
+                unsafe { $transpose(&src[c0..], PB, n, c, b.0.as_mut_ptr().cast(), PB) };
+                // SAFETY: AVX2 detected (KERNELS); the bounce holds n lines; the destination
+                // lines of channels c0 .. c0 + n are the caller's, aligned (checked above).
+                unsafe { stream_lines(b.0.as_ptr(), n, dst.add(c0 * plane).cast(), lb) };
+            }
+            // SAFETY: SSE is baseline on x86_64. Orders the streamed lines before whatever
+            // publishes this task's completion to other threads.
+            unsafe { _mm_sfence() };
+        }
+    )*};
+}
+
+stream_tiles! {
+    stream_tile_f32: f32 => transpose_f32,
+    stream_tile_u16: u16 => transpose_u16,
+    stream_tile_u8: u8 => transpose_u8,
+}
+
+/// Copies `n` lines of 64 bytes from `src` to `dst + i·stride` with non-temporal stores.
+///
+/// # Safety
+/// AVX2; `64·n` bytes readable at `src`; `dst` and `stride` multiples of 32 with every
+/// destination line writable.
+#[target_feature(enable = "avx2")]
+unsafe fn stream_lines(src: *const u8, n: usize, dst: *mut u8, stride: usize) {
+    for i in 0..n {
+        // SAFETY: line i is readable and its destination writable and aligned (caller).
+        unsafe {
+            let s = src.add(64 * i).cast::<__m256i>();
+            let d = dst.add(i * stride).cast::<__m256i>();
+            _mm256_stream_si256(d, _mm256_loadu_si256(s));
+            _mm256_stream_si256(d.add(1), _mm256_loadu_si256(s.add(1)));
+        }
+    }
 }
 
 /// `N` rows of 16 bytes at `s + i·ld` (`ld` in elements). A loop over a mutable array: here

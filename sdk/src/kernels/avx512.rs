@@ -3,7 +3,8 @@
 //! Only the hottest families get 512-bit versions: `sample_i8` (64 channels per step with
 //! `vpdpbusd`, masked tails), `conv_f32` (MP pixels x 32 outputs in zmm accumulators, masked
 //! column tails) and `sample_f32_nchw` (16x16 register transposes, whole-line, optionally
-//! non-temporal stores).
+//! non-temporal stores), and the f16/int8 NCHW tiles `stream_tile_u16`/`stream_tile_u8` (register
+//! transposes straight into whole-line non-temporal stores).
 //! Everything else, including the EVEX `vpdpbusd` int8 convolution, comes from
 //! `vnni::KERNELS_AVX512VNNI`.
 //!
@@ -23,6 +24,8 @@ pub(super) static KERNELS: Kernels = Kernels {
     conv_f32,
     sample_i8,
     sample_f32_nchw: Some(sample_f32_nchw),
+    stream_tile_u16: Some(stream_tile_u16),
+    stream_tile_u8: Some(stream_tile_u8),
     ..super::vnni::KERNELS_AVX512VNNI
 };
 
@@ -439,6 +442,120 @@ fn transpose_16x16_ps(r: [__m512; 16]) -> [__m512; 16] {
             _mm512_shuffle_f32x4::<0xDD>(x, y)
         }
     })
+}
+
+// ---------------------------------------------------------------------------------------------
+// stream_tile_u16 / stream_tile_u8: a tile of one line of pixels (32 u16 / 64 u8) × c channels
+// goes to the planes 32 / 64 channels at a time. Each zmm row holds a pixel's channels, four
+// 128-bit lanes of them; per group of 8 (16) pixel rows, the zip rounds of the AVX2 8x8 (16x16)
+// tiles transpose every lane at once, so lane k of result j is channel 8k + j (16k + j) of that
+// group's pixels. A 4x4 transpose of lanes across the four pixel groups then gives each channel
+// its whole 64-byte line, which goes out with one non-temporal store.
+
+/// `[R0, R1, R2, R3]` → for `k < 4`, lane `g` of output `k` = lane `k` of `R_g`.
+#[inline]
+#[target_feature(enable = "avx512f")]
+fn lanes_4x4(r: [__m512i; 4]) -> [__m512i; 4] {
+    {
+        let a0 = _mm512_shuffle_i64x2::<0x44>(r[0], r[1]);
+        let a1 = _mm512_shuffle_i64x2::<0xEE>(r[0], r[1]);
+        let a2 = _mm512_shuffle_i64x2::<0x44>(r[2], r[3]);
+        let a3 = _mm512_shuffle_i64x2::<0xEE>(r[2], r[3]);
+        [
+            _mm512_shuffle_i64x2::<0x88>(a0, a2),
+            _mm512_shuffle_i64x2::<0xDD>(a0, a2),
+            _mm512_shuffle_i64x2::<0x88>(a1, a3),
+            _mm512_shuffle_i64x2::<0xDD>(a1, a3),
+        ]
+    }
+}
+
+macro_rules! stream_tile_entry {
+    ($name:ident, $leaf:ident, $t:ty, $pb:literal) => {
+        /// # Safety
+        /// See [`super::StreamTile`].
+        unsafe fn $name(src: &[$t], c: usize, dst: *mut $t, plane: usize) {
+            let lb = plane * core::mem::size_of::<$t>();
+            if super::tiling::check_stream_tile(src.len(), c, $pb, dst as usize, lb) {
+                // SAFETY: AVX-512 F/BW detected (KERNELS); src holds the tile (checked); the
+                // destination lines are the caller's and 64-byte aligned (checked).
+                unsafe { $leaf(src.as_ptr(), c, dst, plane) }
+            }
+        }
+    };
+}
+stream_tile_entry!(stream_tile_u16, stream_tile_u16_avx512, u16, 32);
+stream_tile_entry!(stream_tile_u8, stream_tile_u8_avx512, u8, 64);
+
+/// # Safety
+/// AVX-512 F/BW; `32·c` u16 readable at `src`; for `ch < c`, the 32 u16 at `dst + ch·plane`
+/// writable and 64-byte aligned.
+#[target_feature(enable = "avx512f,avx512bw")]
+unsafe fn stream_tile_u16_avx512(src: *const u16, c: usize, dst: *mut u16, plane: usize) {
+    for c0 in (0..c).step_by(32) {
+        let n = (c - c0).min(32);
+        let m = (u64::MAX >> (64 - n)) as __mmask32;
+        // s[8g + j], lane k: channel c0 + 8k + j of pixels 8g .. 8g + 8.
+        let mut s = [_mm512_setzero_si512(); 32];
+        for g in 0..4 {
+            // SAFETY: pixel rows 8g + i < 32, channels c0 .. c0 + n of each are in src; masked
+            // lanes are not read.
+            let mut r: [__m512i; 8] = core::array::from_fn(|i| unsafe {
+                _mm512_maskz_loadu_epi16(m, src.add((8 * g + i) * c + c0).cast())
+            });
+            r = zip_round!(r, _mm512_unpacklo_epi16, _mm512_unpackhi_epi16, 4; 0 1 2 3);
+            r = zip_round!(r, _mm512_unpacklo_epi16, _mm512_unpackhi_epi16, 4; 0 1 2 3);
+            r = zip_round!(r, _mm512_unpacklo_epi16, _mm512_unpackhi_epi16, 4; 0 1 2 3);
+            s[8 * g..8 * g + 8].copy_from_slice(&r);
+        }
+        for j in 0..8 {
+            let o = lanes_4x4([s[j], s[8 + j], s[16 + j], s[24 + j]]);
+            for (k, &v) in o.iter().enumerate() {
+                let ch = 8 * k + j;
+                if ch < n {
+                    // SAFETY: channel c0 + ch < c: its line is the caller's, aligned.
+                    unsafe { _mm512_stream_si512(dst.add((c0 + ch) * plane).cast(), v) };
+                }
+            }
+        }
+    }
+    _mm_sfence();
+}
+
+/// # Safety
+/// AVX-512 F/BW; `64·c` bytes readable at `src`; for `ch < c`, the 64 bytes at
+/// `dst + ch·plane` writable and 64-byte aligned.
+#[target_feature(enable = "avx512f,avx512bw")]
+unsafe fn stream_tile_u8_avx512(src: *const u8, c: usize, dst: *mut u8, plane: usize) {
+    for c0 in (0..c).step_by(64) {
+        let n = (c - c0).min(64);
+        let m: __mmask64 = u64::MAX >> (64 - n);
+        // s[16g + j], lane k: channel c0 + 16k + j of pixels 16g .. 16g + 16.
+        let mut s = [_mm512_setzero_si512(); 64];
+        for g in 0..4 {
+            // SAFETY: pixel rows 16g + i < 64, channels c0 .. c0 + n of each are in src;
+            // masked lanes are not read.
+            let mut r: [__m512i; 16] = core::array::from_fn(|i| unsafe {
+                _mm512_maskz_loadu_epi8(m, src.add((16 * g + i) * c + c0).cast())
+            });
+            r = zip_round!(r, _mm512_unpacklo_epi8, _mm512_unpackhi_epi8, 8; 0 1 2 3 4 5 6 7);
+            r = zip_round!(r, _mm512_unpacklo_epi8, _mm512_unpackhi_epi8, 8; 0 1 2 3 4 5 6 7);
+            r = zip_round!(r, _mm512_unpacklo_epi8, _mm512_unpackhi_epi8, 8; 0 1 2 3 4 5 6 7);
+            r = zip_round!(r, _mm512_unpacklo_epi8, _mm512_unpackhi_epi8, 8; 0 1 2 3 4 5 6 7);
+            s[16 * g..16 * g + 16].copy_from_slice(&r);
+        }
+        for j in 0..16 {
+            let o = lanes_4x4([s[j], s[16 + j], s[32 + j], s[48 + j]]);
+            for (k, &v) in o.iter().enumerate() {
+                let ch = 16 * k + j;
+                if ch < n {
+                    // SAFETY: channel c0 + ch < c: its line is the caller's, aligned.
+                    unsafe { _mm512_stream_si512(dst.add((c0 + ch) * plane).cast(), v) };
+                }
+            }
+        }
+    }
+    _mm_sfence();
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -323,6 +323,72 @@ pub fn check_transposes(k: &Kernels, rows: usize, cols: usize, pad: usize, seed:
     one!(transpose_u8, u8);
 }
 
+/// `stream_tile_*` of `k` (those it has) against the scalar transpose: a tile of one line of
+/// pixels × `c` channels into planes `m` lines apart in a line-aligned buffer whose every other
+/// element is a sentinel that must survive.
+pub fn check_stream_tiles(k: &Kernels, c: usize, m: usize, seed: u64) {
+    macro_rules! one {
+        ($f:ident, $t:ty, $mk:expr, $sentinel:expr) => {{
+            if let Some(f) = k.$f {
+                let pb = 64 / core::mem::size_of::<$t>();
+                let plane = pb * m.max(1);
+                let src: Vec<$t> = $mk(pb * c);
+                let mut buf = vec![$sentinel; c * plane + pb];
+                let a = (64 - buf.as_ptr() as usize % 64) % 64 / core::mem::size_of::<$t>();
+                let mut want = buf.clone();
+                // SAFETY: the c planes of pb elements from buf[a], plane apart, lie in buf
+                // (a < pb), and buf[a] is 64-byte aligned; plane is a whole number of lines.
+                unsafe {
+                    scalar::transpose(&src, pb, c, c, want.as_mut_ptr().add(a), plane);
+                    f(&src, c, buf.as_mut_ptr().add(a), plane);
+                }
+                assert!(
+                    buf.iter()
+                        .zip(&want)
+                        .all(|(x, y)| x.to_bits() == y.to_bits()),
+                    "{} {} c={c} m={m}",
+                    k.backend,
+                    stringify!($f)
+                );
+            }
+        }};
+    }
+    trait Bits {
+        fn to_bits(&self) -> u64;
+    }
+    impl Bits for f32 {
+        fn to_bits(&self) -> u64 {
+            f32::to_bits(*self) as u64
+        }
+    }
+    impl Bits for u16 {
+        fn to_bits(&self) -> u64 {
+            *self as u64
+        }
+    }
+    impl Bits for u8 {
+        fn to_bits(&self) -> u64 {
+            *self as u64
+        }
+    }
+    one!(stream_tile_f32, f32, |n| rand_f32(n, seed), f32::NAN);
+    one!(
+        stream_tile_u16,
+        u16,
+        |n| rand_i8(2 * n, seed)
+            .chunks(2)
+            .map(|p| u16::from_le_bytes([p[0] as u8, p[1] as u8]))
+            .collect(),
+        0x5555u16
+    );
+    one!(
+        stream_tile_u8,
+        u8,
+        |n| rand_i8(n, seed).iter().map(|v| *v as u8).collect(),
+        0x55u8
+    );
+}
+
 /// Fused NCHW kernels of `k` against the scalar fused kernels: `npx` pixels of `g` groups,
 /// planes 3 wider than the row with sentinels (NaN / 0x55) that must survive. `at_end` moves
 /// every tap to the last pixel of the source, so channel tails cannot over-read.
@@ -353,6 +419,12 @@ pub fn check_nchw(
             f(&src, &ft, g, cpg, got.as_mut_ptr(), plane);
             scalar::sample_f32_nchw(&src, &ft, g, cpg, want.as_mut_ptr(), plane);
         }
+        // Relative to the largest output, as `check_sample_f32`: an FMA kernel rounds a blend
+        // that cancels to near zero differently, by ~1 ulp of its inputs, not of the result.
+        let m = want
+            .iter()
+            .filter(|v| !v.is_nan())
+            .fold(1e-3f32, |m, v| m.max(v.abs()));
         for (i, (a, b)) in got.iter().zip(&want).enumerate() {
             if b.is_nan() {
                 assert!(
@@ -361,7 +433,7 @@ pub fn check_nchw(
                 );
             } else {
                 assert!(
-                    (a - b).abs() <= 1e-5 * b.abs().max(1e-3),
+                    (a - b).abs() <= 1e-5 * m,
                     "sample_f32_nchw [{i}] {a} vs {b}, {what}"
                 );
             }
@@ -482,6 +554,12 @@ pub fn fixed_cases(k: &Kernels) {
         }
     }
     check_transposes(k, 256, 120, 0, 7);
+    // Every channel tail of the 32- and 64-channel blocks, and the reference shape's 256.
+    for c in [
+        0, 1, 7, 8, 15, 16, 17, 31, 32, 33, 48, 63, 64, 65, 100, 127, 128, 129, 256,
+    ] {
+        check_stream_tiles(k, c, 1 + c % 3, c as u64);
+    }
     check_conv_i8_extremes(k);
     for cpg in 1..40 {
         check_sample_bounds(k, cpg, 0, 3, cpg as u64);
@@ -626,6 +704,12 @@ macro_rules! table_tests {
                     if let Ok(k) = Backend::$backend.kernels() {
                         check_cvt(k, n, seed);
                         check_transposes(k, rows, cols, pad, seed);
+                    }
+                }
+                #[test]
+                fn stream_tiles_match_scalar(c in 0usize..300, m in 1usize..4, seed: u64) {
+                    if let Ok(k) = Backend::$backend.kernels() {
+                        check_stream_tiles(k, c, m, seed);
                     }
                 }
             }

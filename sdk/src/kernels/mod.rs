@@ -254,6 +254,17 @@ pub type CvtF32F16 = fn(src: &[f32], dst: &mut [f16]);
 pub type Transpose<T> =
     unsafe fn(src: &[T], rows: usize, cols: usize, src_ld: usize, dst: *mut T, dst_ld: usize);
 
+/// Signature of `stream_tile_*`: an NHWC tile of one cache line of pixels (`64 / size_of::<T>()`)
+/// × `c` channels (`src[x·c + ch]`) goes to `c` channel planes `plane` elements apart,
+/// `dst[ch·plane + x] = src[x·c + ch]`, as whole 64-byte lines with non-temporal stores (no
+/// read-for-ownership, the lines bypass the caches), followed by a store fence.
+///
+/// # Safety
+/// `dst` must be 64-byte aligned, `plane·size_of::<T>()` a multiple of 64, `dst` valid for
+/// those writes, and no other thread may access them during the call. (The wrappers assert
+/// the alignment and `src`'s extent.)
+pub type StreamTile<T> = unsafe fn(src: &[T], c: usize, dst: *mut T, plane: usize);
+
 /// Asks the cache to fetch, for reading, every line that holds part of the `len` elements at
 /// `p` (a hint: never faults, whatever the address; a no-op off x86_64, where the instruction
 /// is not available on stable Rust).
@@ -296,6 +307,11 @@ pub struct Kernels {
     pub transpose_f32: Transpose<f32>,
     pub transpose_u16: Transpose<u16>,
     pub transpose_u8: Transpose<u8>,
+    /// NCHW output tiles written as whole lines with non-temporal stores; `None` where the ISA
+    /// has none (the engine then transposes with regular stores).
+    pub stream_tile_f32: Option<StreamTile<f32>>,
+    pub stream_tile_u16: Option<StreamTile<u16>>,
+    pub stream_tile_u8: Option<StreamTile<u8>>,
 }
 
 impl fmt::Debug for Kernels {

@@ -36,6 +36,10 @@ pub static KERNELS: Kernels = Kernels {
     transpose_f32,
     transpose_u16,
     transpose_u8,
+    // No non-temporal store that skips the read-for-ownership on AArch64 (STNP is a hint).
+    stream_tile_f32: None,
+    stream_tile_u16: None,
+    stream_tile_u8: None,
 };
 
 // ---------------------------------------------------------------------------------------------

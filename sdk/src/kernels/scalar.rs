@@ -21,6 +21,9 @@ pub static KERNELS: Kernels = Kernels {
     transpose_f32: transpose::<f32>,
     transpose_u16: transpose::<u16>,
     transpose_u8: transpose::<u8>,
+    stream_tile_f32: None,
+    stream_tile_u16: None,
+    stream_tile_u8: None,
 };
 
 pub fn conv_f32(
