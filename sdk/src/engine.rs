@@ -121,6 +121,18 @@ pub(crate) struct Scratch {
     tile_f32: Vec<f32>,
     tile_f16: Vec<f16>,
     tile_i8: Vec<i8>,
+    /// The NCHW line the task's last output row left open, its pixels at the tile's start.
+    open: Option<OpenLine>,
+}
+
+/// The start of a streamed NCHW line that a task has sampled but not written: pixels
+/// `at .. at + n` of each of `c` planes, held in the tile until the task's next output row
+/// completes the line.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct OpenLine {
+    at: usize,
+    n: usize,
+    c: usize,
 }
 
 /// `v[..n]`, growing `v` first if needed (scratch buffers only ever grow).
@@ -567,6 +579,7 @@ impl Engine {
                                     },
                                 );
                             }
+                            close_line(k, &mut sc, dst, oplane);
                             self.put_scratch(sc);
                         });
                     }
@@ -749,6 +762,7 @@ fn float_offsets(k: &Kernels, plan: &FloatPlan, xrow: &[f32], w: usize, sc: &mut
 fn emit<T: Elem, P>(
     k: &Kernels,
     tile: &mut Vec<T>,
+    open: &mut Option<OpenLine>,
     img: &[T],
     taps: &[P],
     nhwc: fn(&[T], &[P], usize, &mut [T]),
@@ -757,46 +771,93 @@ fn emit<T: Elem, P>(
     i: usize,
     sink: &mut Sink<'_, T>,
 ) {
-    match sink {
-        Sink::Rows(rows) => nhwc(img, taps, cpg, &mut rows[i * row_len..(i + 1) * row_len]),
-        Sink::Planes { dst, plane, stream } => match nchw {
-            // SAFETY: the engine gives each task exclusive output rows; `row_at` is the first
-            // element of row y·s+i in plane 0, and every write stays in the image's planes.
-            Some(kernel) => unsafe { kernel(img, taps, g, cpg, dst.ptr().add(row_at), *plane) },
-            None => {
-                // Tiles of one cache line per plane: sample them in NHWC (the fast kernel), then
-                // transpose the L1-resident tile into the planes.
-                let c = g * cpg;
-                let size = std::mem::size_of::<T>();
-                let (npx, pb) = (taps.len() / g, NCHW_TILE_BYTES / size);
-                // A short first tile up to a cache line of plane 0 (of every plane when a
-                // plane is a whole number of lines), so that the transposed stores do not
-                // straddle lines: an output from malloc sits 16 bytes past one, and split
-                // stores made f32 NCHW ~15% slower than into an aligned buffer (measured).
-                let addr = (dst.ptr() as usize).wrapping_add(row_at * size);
-                let lead = (NCHW_TILE_BYTES - addr % NCHW_TILE_BYTES) % NCHW_TILE_BYTES / size;
-                let streamer = T::stream_tile(k).filter(|_| *stream);
-                let t = grow(tile, pb * c);
-                let mut x0 = 0;
-                while x0 < npx {
-                    let n = if x0 == 0 && lead > 0 { lead } else { pb }.min(npx - x0);
-                    nhwc(img, &taps[x0 * g..(x0 + n) * g], cpg, &mut t[..n * c]);
-                    // Pixels row_at + x0 .. + n of each of the c planes are this task's, and
-                    // they lie inside the image.
-                    let d = dst.ptr().wrapping_add(row_at + x0);
-                    match streamer {
-                        // A whole line of every plane (planes are whole lines apart: `stream`).
-                        // SAFETY: as above; d is line-aligned.
-                        Some(st) if n == pb && (d as usize).is_multiple_of(64) => unsafe {
-                            st(t, c, d, *plane)
-                        },
-                        // SAFETY: as above.
-                        _ => unsafe { T::transpose(k, t, n, c, c, d, *plane) },
-                    }
-                    x0 += n;
-                }
-            }
-        },
+    let (dst, plane, stream) = match sink {
+        Sink::Rows(rows) => {
+            return nhwc(img, taps, cpg, &mut rows[i * row_len..(i + 1) * row_len]);
+        }
+        Sink::Planes { dst, plane, stream } => (*dst, *plane, *stream),
+    };
+    if let Some(kernel) = nchw {
+        // SAFETY: the engine gives each task exclusive output rows; `row_at` is the first
+        // element of row y·s+i in plane 0, and every write stays in the image's planes.
+        return unsafe { kernel(img, taps, g, cpg, dst.ptr().add(row_at), plane) };
+    }
+    // Tiles of one cache line per plane: sample them in NHWC (the fast kernel), then
+    // transpose the L1-resident tile into the planes.
+    let c = g * cpg;
+    let size = std::mem::size_of::<T>();
+    let (npx, pb) = (taps.len() / g, NCHW_TILE_BYTES / size);
+    let t = grow(tile, pb * c);
+    // Pixels up to the row's first line boundary (of every plane, when planes are whole lines
+    // apart), so that the tiles' stores do not straddle lines: an output from malloc sits 16
+    // bytes past one, and split stores made f32 NCHW ~15% slower than into an aligned buffer
+    // (measured).
+    let addr = (dst.ptr() as usize).wrapping_add(row_at * size);
+    let lead = ((NCHW_TILE_BYTES - addr % NCHW_TILE_BYTES) % NCHW_TILE_BYTES / size).min(npx);
+    // Writes pixels `at .. at + n` of every plane from the tile with plain stores.
+    // SAFETY (each call): those pixels are this task's (the engine gives each task exclusive
+    // output rows; `row_at` is the first element of this output row in plane 0), and they lie
+    // inside the image's planes.
+    let plain = |t: &[T], at: usize, n: usize| unsafe {
+        T::transpose(k, t, n, c, c, dst.ptr().add(at), plane)
+    };
+    let Some(st) = T::stream_tile(k).filter(|_| stream) else {
+        let mut x0 = 0;
+        while x0 < npx {
+            let n = if x0 == 0 && lead > 0 { lead } else { pb }.min(npx - x0);
+            nhwc(img, &taps[x0 * g..(x0 + n) * g], cpg, &mut t[..n * c]);
+            plain(t, row_at + x0, n);
+            x0 += n;
+        }
+        return;
+    };
+    // Streamed: only whole lines go out with non-temporal stores. A line this task's previous
+    // output row left open (its last pixels, already in the tile) is completed first, and
+    // this row's last partial line is left open in turn; lines shared with another task's
+    // rows are written with plain stores.
+    let (mut x0, mut held, mut line_at) = (0, 0, row_at);
+    match open.take() {
+        Some(o) if o.at + o.n == row_at && o.c == c => (held, line_at) = (o.n, o.at),
+        Some(o) => plain(t, o.at, o.n),
+        None => {}
+    }
+    if held == 0 && lead > 0 {
+        nhwc(img, &taps[..lead * g], cpg, &mut t[..lead * c]);
+        plain(t, row_at, lead);
+        (x0, line_at) = (lead, row_at + lead);
+    }
+    while x0 < npx {
+        let n = (pb - held).min(npx - x0);
+        nhwc(
+            img,
+            &taps[x0 * g..(x0 + n) * g],
+            cpg,
+            &mut t[held * c..(held + n) * c],
+        );
+        (held, x0) = (held + n, x0 + n);
+        if held == pb {
+            // SAFETY: a whole line of every plane, this task's (as above: the open part came
+            // from this task's previous row), starting on a line boundary (planes are whole
+            // lines apart, which `stream` implies).
+            unsafe { st(t, c, dst.ptr().add(line_at), plane) };
+            (held, line_at) = (0, line_at + pb);
+        }
+    }
+    if held > 0 {
+        *open = Some(OpenLine {
+            at: line_at,
+            n: held,
+            c,
+        });
+    }
+}
+
+/// Writes the line a task left open (see [`emit`]) with plain stores, at the end of the task.
+fn close_line<T: Elem>(k: &Kernels, sc: &mut Scratch, dst: SharedOut<T>, plane: usize) {
+    if let Some(o) = sc.open.take() {
+        // SAFETY: pixels o.at .. o.at + o.n of the o.c planes belong to the task that left them
+        // open (the caller), and the tile still holds them.
+        unsafe { T::transpose(k, T::tile(sc), o.n, o.c, o.c, dst.ptr().add(o.at), plane) }
     }
 }
 
@@ -827,6 +888,7 @@ fn sample_rows_f32<T: Elem>(
     emit(
         k,
         &mut tile,
+        &mut sc.open,
         img,
         taps,
         nhwc,
@@ -890,6 +952,7 @@ fn sample_rows_i8(
         emit(
             k,
             &mut sc.tile_i8,
+            &mut sc.open,
             img,
             taps,
             k.sample_i8,
