@@ -77,9 +77,10 @@ const STREAM_MIN_BYTES: usize = 4 << 20;
 pub const NCHW_STREAM_ENV: &str = "DYSAMPLE_NCHW_STREAM";
 
 /// Whether large NCHW outputs are written with non-temporal stores: by default on Intel CPUs,
-/// where they made f16 NCHW 1.6× and f32 (AVX2) 1.7× faster on a 2-vCPU Sapphire Rapids VM
-/// (paired runs, 256×120×120 ×2); not on AMD, where whole-line non-temporal stores made f16
-/// NCHW 1.08–1.25× slower on a 2-vCPU Zen 3 VM. `DYSAMPLE_NCHW_STREAM` overrides it.
+/// where they made NCHW f16 1.8×, int8 1.08× and f32 (AVX2 backend) 1.7× faster on a 2-vCPU
+/// AMX-capable Xeon VM (paired runs, 256×120×120 ×2); not on AMD, where whole-line
+/// non-temporal stores made f16 NCHW 1.08–1.25× slower on a 2-vCPU Zen 3 VM.
+/// `DYSAMPLE_NCHW_STREAM` overrides it.
 pub fn stream_nchw_output() -> bool {
     static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
     *ON.get_or_init(|| match std::env::var(NCHW_STREAM_ENV).as_deref() {

@@ -34,6 +34,7 @@ pub mod weights;
 
 pub use config::{DySampleConfig, Style};
 pub use cpu::CpuFeatures;
+pub use engine::{stream_nchw_output, NCHW_STREAM_ENV};
 pub use error::{Error, Result};
 pub use kernels::{Backend, BackendChoice};
 pub use layer::{DySample, ExecOptions, QuantizedDySample};

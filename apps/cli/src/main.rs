@@ -120,7 +120,9 @@ fn info(json: bool) -> Result<()> {
         let v = serde_json::json!({
             "version": env!("CARGO_PKG_VERSION"),
             "arch": f.arch,
+            "cpu_vendor": f.vendor,
             "cpu_features": f.names(),
+            "nchw_stream": dysample::stream_nchw_output(),
             "auto_backend": auto.as_ref().ok(),
             "backends": rows.iter().map(|(b, r)| serde_json::json!({
                 "name": b.name(),
@@ -132,7 +134,19 @@ fn info(json: bool) -> Result<()> {
     } else {
         println!("dysample {}", env!("CARGO_PKG_VERSION"));
         println!("arch          {}", f.arch);
+        if !f.vendor.is_empty() {
+            println!("cpu vendor    {}", f.vendor);
+        }
         println!("cpu features  {}", f.names().join(" "));
+        println!(
+            "nchw stream   {} (large NCHW outputs with non-temporal stores; {}=0/1 overrides)",
+            if dysample::stream_nchw_output() {
+                "on"
+            } else {
+                "off"
+            },
+            dysample::NCHW_STREAM_ENV
+        );
         match &auto {
             Ok(b) => println!("auto backend  {b}"),
             Err(e) => println!("auto backend  error: {e}"),
