@@ -487,76 +487,65 @@ macro_rules! stream_tile_entry {
 stream_tile_entry!(stream_tile_u16, stream_tile_u16_avx512, u16, 32);
 stream_tile_entry!(stream_tile_u8, stream_tile_u8_avx512, u8, 64);
 
-/// # Safety
-/// AVX-512 F/BW; `32·c` u16 readable at `src`; for `ch < c`, the 32 u16 at `dst + ch·plane`
-/// writable and 64-byte aligned.
+/// In-lane 8x8 word transposes of 8 rows (the AVX2 `tile_8x8_u16` rounds on every lane).
+#[inline]
 #[target_feature(enable = "avx512f,avx512bw")]
-unsafe fn stream_tile_u16_avx512(src: *const u16, c: usize, dst: *mut u16, plane: usize) {
-    for c0 in (0..c).step_by(32) {
-        let n = (c - c0).min(32);
-        let m = (u64::MAX >> (64 - n)) as __mmask32;
-        // s[8g + j], lane k: channel c0 + 8k + j of pixels 8g .. 8g + 8.
-        let mut s = [_mm512_setzero_si512(); 32];
-        for g in 0..4 {
-            // SAFETY: pixel rows 8g + i < 32, channels c0 .. c0 + n of each are in src; masked
-            // lanes are not read.
-            let mut r: [__m512i; 8] = core::array::from_fn(|i| unsafe {
-                _mm512_maskz_loadu_epi16(m, src.add((8 * g + i) * c + c0).cast())
-            });
-            r = zip_round!(r, _mm512_unpacklo_epi16, _mm512_unpackhi_epi16, 4; 0 1 2 3);
-            r = zip_round!(r, _mm512_unpacklo_epi16, _mm512_unpackhi_epi16, 4; 0 1 2 3);
-            r = zip_round!(r, _mm512_unpacklo_epi16, _mm512_unpackhi_epi16, 4; 0 1 2 3);
-            s[8 * g..8 * g + 8].copy_from_slice(&r);
-        }
-        for j in 0..8 {
-            let o = lanes_4x4([s[j], s[8 + j], s[16 + j], s[24 + j]]);
-            for (k, &v) in o.iter().enumerate() {
-                let ch = 8 * k + j;
-                if ch < n {
-                    // SAFETY: channel c0 + ch < c: its line is the caller's, aligned.
-                    unsafe { _mm512_stream_si512(dst.add((c0 + ch) * plane).cast(), v) };
-                }
-            }
-        }
-    }
-    _mm_sfence();
+fn zip_8x8_epi16(mut r: [__m512i; 8]) -> [__m512i; 8] {
+    r = zip_round!(r, _mm512_unpacklo_epi16, _mm512_unpackhi_epi16, 4; 0 1 2 3);
+    r = zip_round!(r, _mm512_unpacklo_epi16, _mm512_unpackhi_epi16, 4; 0 1 2 3);
+    zip_round!(r, _mm512_unpacklo_epi16, _mm512_unpackhi_epi16, 4; 0 1 2 3)
 }
 
-/// # Safety
-/// AVX-512 F/BW; `64·c` bytes readable at `src`; for `ch < c`, the 64 bytes at
-/// `dst + ch·plane` writable and 64-byte aligned.
+/// In-lane 16x16 byte transposes of 16 rows (the AVX2 `tile_16x16_u8` rounds on every lane).
+#[inline]
 #[target_feature(enable = "avx512f,avx512bw")]
-unsafe fn stream_tile_u8_avx512(src: *const u8, c: usize, dst: *mut u8, plane: usize) {
-    for c0 in (0..c).step_by(64) {
-        let n = (c - c0).min(64);
-        let m: __mmask64 = u64::MAX >> (64 - n);
-        // s[16g + j], lane k: channel c0 + 16k + j of pixels 16g .. 16g + 16.
-        let mut s = [_mm512_setzero_si512(); 64];
-        for g in 0..4 {
-            // SAFETY: pixel rows 16g + i < 64, channels c0 .. c0 + n of each are in src;
-            // masked lanes are not read.
-            let mut r: [__m512i; 16] = core::array::from_fn(|i| unsafe {
-                _mm512_maskz_loadu_epi8(m, src.add((16 * g + i) * c + c0).cast())
-            });
-            r = zip_round!(r, _mm512_unpacklo_epi8, _mm512_unpackhi_epi8, 8; 0 1 2 3 4 5 6 7);
-            r = zip_round!(r, _mm512_unpacklo_epi8, _mm512_unpackhi_epi8, 8; 0 1 2 3 4 5 6 7);
-            r = zip_round!(r, _mm512_unpacklo_epi8, _mm512_unpackhi_epi8, 8; 0 1 2 3 4 5 6 7);
-            r = zip_round!(r, _mm512_unpacklo_epi8, _mm512_unpackhi_epi8, 8; 0 1 2 3 4 5 6 7);
-            s[16 * g..16 * g + 16].copy_from_slice(&r);
-        }
-        for j in 0..16 {
-            let o = lanes_4x4([s[j], s[16 + j], s[32 + j], s[48 + j]]);
-            for (k, &v) in o.iter().enumerate() {
-                let ch = 16 * k + j;
-                if ch < n {
-                    // SAFETY: channel c0 + ch < c: its line is the caller's, aligned.
-                    unsafe { _mm512_stream_si512(dst.add((c0 + ch) * plane).cast(), v) };
+fn zip_16x16_epi8(mut r: [__m512i; 16]) -> [__m512i; 16] {
+    r = zip_round!(r, _mm512_unpacklo_epi8, _mm512_unpackhi_epi8, 8; 0 1 2 3 4 5 6 7);
+    r = zip_round!(r, _mm512_unpacklo_epi8, _mm512_unpackhi_epi8, 8; 0 1 2 3 4 5 6 7);
+    r = zip_round!(r, _mm512_unpacklo_epi8, _mm512_unpackhi_epi8, 8; 0 1 2 3 4 5 6 7);
+    zip_round!(r, _mm512_unpacklo_epi8, _mm512_unpackhi_epi8, 8; 0 1 2 3 4 5 6 7)
+}
+
+/// One `stream_tile` leaf: `$t` elements, `$rows` pixel rows per group (4 groups: one line),
+/// `4·$rows` channels per block, `$load` the masked load, `$zip` the in-lane transpose.
+macro_rules! stream_tile_leaf {
+    ($name:ident: $t:ty, $mask:ty, $load:ident, $zip:ident, $rows:literal) => {
+        /// # Safety
+        /// AVX-512 F/BW; `4·$rows·c` elements readable at `src`; for `ch < c`, the 64 bytes at
+        /// `dst + ch·plane` writable and 64-byte aligned.
+        #[target_feature(enable = "avx512f,avx512bw")]
+        unsafe fn $name(src: *const $t, c: usize, dst: *mut $t, plane: usize) {
+            const CB: usize = 4 * $rows;
+            for c0 in (0..c).step_by(CB) {
+                let n = (c - c0).min(CB);
+                let m = (u64::MAX >> (64 - n)) as $mask;
+                // s[rows·g + j], lane k: channel c0 + rows·k + j of pixels rows·g .. + rows.
+                let mut s = [_mm512_setzero_si512(); CB];
+                for g in 0..4 {
+                    // SAFETY: pixel rows rows·g + i < 4·rows, channels c0 .. c0 + n of each
+                    // are in src; masked lanes are not read.
+                    let r: [__m512i; $rows] = core::array::from_fn(|i| unsafe {
+                        $load(m, src.add(($rows * g + i) * c + c0).cast())
+                    });
+                    s[$rows * g..$rows * (g + 1)].copy_from_slice(&$zip(r));
+                }
+                for j in 0..$rows {
+                    let o = lanes_4x4([s[j], s[$rows + j], s[2 * $rows + j], s[3 * $rows + j]]);
+                    for (k, &v) in o.iter().enumerate() {
+                        let ch = $rows * k + j;
+                        if ch < n {
+                            // SAFETY: channel c0 + ch < c: its line is the caller's, aligned.
+                            unsafe { _mm512_stream_si512(dst.add((c0 + ch) * plane).cast(), v) };
+                        }
+                    }
                 }
             }
+            _mm_sfence();
         }
-    }
-    _mm_sfence();
+    };
 }
+stream_tile_leaf!(stream_tile_u16_avx512: u16, __mmask32, _mm512_maskz_loadu_epi16, zip_8x8_epi16, 8);
+stream_tile_leaf!(stream_tile_u8_avx512: u8, __mmask64, _mm512_maskz_loadu_epi8, zip_16x16_epi8, 16);
 
 // ---------------------------------------------------------------------------------------------
 // conv_f32: MP pixels x NV·16 outputs in zmm accumulators, broadcast x (embedded {1to16}),
