@@ -13,6 +13,7 @@
 //! | `sample_*_nchw` | sampling fused with the transpose to NCHW output (optional) |
 //! | `cvt_*`       | f16 ↔ f32 conversion |
 //! | `transpose_*` | NCHW ↔ NHWC tiles |
+//! | `stream_tile_*` | an NCHW output tile as whole lines with non-temporal stores (x86, optional) |
 //!
 //! [`scalar`] is the portable reference for every family; each SIMD module must agree with it
 //! (bit-exactly for the integer families). A table is only handed out by [`Backend::kernels`]
