@@ -253,12 +253,12 @@ pub(crate) enum Sink<'a, T> {
     /// The `s` output rows in NHWC (`s·sW·C` values).
     Rows(&'a mut [T]),
     /// Straight into the NCHW output of one image (planes of `plane` values), through the
-    /// backend's fused `sample_*_nchw` kernel, or through L1 tiles; `stream`: write the tiles
-    /// with the backend's `stream_tile_*` (see [`stream_nchw_output`]).
+    /// backend's fused `sample_*_nchw` kernel, or through L1 tiles; `stream`: the backend's
+    /// `stream_tile_*` when the tiles are streamed (see [`stream_nchw_output`]).
     Planes {
         dst: SharedOut<T>,
         plane: usize,
-        stream: bool,
+        stream: Option<StreamTile<T>>,
     },
 }
 
@@ -562,9 +562,10 @@ impl Engine {
                     Layout::Nchw => {
                         let dst = SharedOut(out_b.as_mut_ptr());
                         let size = std::mem::size_of::<T>();
-                        let stream = T::stream_tile(k).is_some()
-                            && (oplane * size).is_multiple_of(64)
-                            && streams(std::mem::size_of_val(out_b));
+                        let stream = T::stream_tile(k).filter(|_| {
+                            (oplane * size).is_multiple_of(64)
+                                && streams(std::mem::size_of_val(out_b))
+                        });
                         self.range(h.div_ceil(tile), |t| {
                             let mut sc = self.take_scratch();
                             for y in t * tile..((t + 1) * tile).min(h) {
@@ -802,7 +803,7 @@ fn emit<T: Elem, P>(
     let plain = |t: &[T], at: usize, n: usize| unsafe {
         T::transpose(k, t, n, c, c, dst.ptr().add(at), plane)
     };
-    let Some(st) = T::stream_tile(k).filter(|_| stream) else {
+    let Some(st) = stream else {
         let mut x0 = 0;
         while x0 < npx {
             let n = if x0 == 0 && lead > 0 { lead } else { pb }.min(npx - x0);
@@ -1028,15 +1029,12 @@ mod tests {
             (72, 2, 2, Style::Pl, 4, 32),
             (40, 2, 3, Style::Lp, 4, 16),
         ];
-        for (i, &(c, g, s, style, h, w)) in shapes
+        let cases = shapes
             .iter()
             .enumerate()
-            .flat_map(|e| [(e, false), (e, true)])
-            .map(|((i, sh), force)| {
-                super::FORCE_STREAM.store(force, std::sync::atomic::Ordering::Relaxed);
-                (i, sh)
-            })
-        {
+            .flat_map(|e| [(e, false), (e, true)]);
+        for ((i, &(c, g, s, style, h, w)), force) in cases {
+            super::FORCE_STREAM.store(force, std::sync::atomic::Ordering::Relaxed);
             let cfg = DySampleConfig::new(c, s, style, g, i % 2 == 0).unwrap();
             let wts = Weights::random(&cfg, 0.3, i as u64).unwrap();
             let shape = Shape::new(1, c, h, w);

@@ -537,11 +537,8 @@ unsafe fn convert8<S: Copy + Default, D: Copy + Default>(
 /// 16x16 byte transpose in registers (four rounds of "interleave row i with row i+8").
 #[inline]
 #[target_feature(enable = "avx2")]
-fn transpose_16x16_epi8(mut r: [__m128i; 16]) -> [__m128i; 16] {
-    r = zip_round!(r, _mm_unpacklo_epi8, _mm_unpackhi_epi8, 8; 0 1 2 3 4 5 6 7);
-    r = zip_round!(r, _mm_unpacklo_epi8, _mm_unpackhi_epi8, 8; 0 1 2 3 4 5 6 7);
-    r = zip_round!(r, _mm_unpacklo_epi8, _mm_unpackhi_epi8, 8; 0 1 2 3 4 5 6 7);
-    zip_round!(r, _mm_unpacklo_epi8, _mm_unpackhi_epi8, 8; 0 1 2 3 4 5 6 7)
+fn transpose_16x16_epi8(r: [__m128i; 16]) -> [__m128i; 16] {
+    zip_transpose!(r, _mm_unpacklo_epi8, _mm_unpackhi_epi8, bytes16)
 }
 
 transposes! {
@@ -570,15 +567,19 @@ macro_rules! stream_tiles {
             if !super::tiling::check_stream_tile(src.len(), c, PB, dst as usize, lb) {
                 return;
             }
-            let mut b = Bounce([0; 4096]);
+            // Uninitialised: each line is written by the transpose before it is read, and only
+            // through raw pointers (zeroing it cost a store per stored byte).
+            let mut b = core::mem::MaybeUninit::<Bounce>::uninit();
+            let bp = b.as_mut_ptr().cast::<u8>();
             for c0 in (0..c).step_by(64) {
                 let n = (c - c0).min(64);
                 // SAFETY: the tile's columns c0 .. c0 + n lie in src (extent checked above);
                 // the bounce holds n ≤ 64 lines of PB elements.
-                unsafe { $transpose(&src[c0..], PB, n, c, b.0.as_mut_ptr().cast(), PB) };
-                // SAFETY: AVX2 detected (KERNELS); the bounce holds n lines; the destination
-                // lines of channels c0 .. c0 + n are the caller's, aligned (checked above).
-                unsafe { stream_lines(b.0.as_ptr(), n, dst.add(c0 * plane).cast(), lb) };
+                unsafe { $transpose(&src[c0..], PB, n, c, bp.cast(), PB) };
+                // SAFETY: AVX2 detected (KERNELS); the bounce's first n lines were just
+                // written; the destination lines of channels c0 .. c0 + n are the caller's,
+                // aligned (checked above).
+                unsafe { stream_lines(bp, n, dst.add(c0 * plane).cast(), lb) };
             }
             // SAFETY: SSE is baseline on x86_64. Orders the streamed lines before whatever
             // publishes this task's completion to other threads.
@@ -688,10 +689,8 @@ unsafe fn tile_8x8_f32(s: *const f32, src_ld: usize, d: *mut f32, dst_ld: usize)
 #[target_feature(enable = "avx2")]
 unsafe fn tile_8x8_u16(s: *const u16, src_ld: usize, d: *mut u16, dst_ld: usize) {
     // SAFETY: the caller guarantees the 8x8 source and destination tiles.
-    let mut r = unsafe { load_rows::<_, 8>(s, src_ld) };
-    r = zip_round!(r, _mm_unpacklo_epi16, _mm_unpackhi_epi16, 4; 0 1 2 3);
-    r = zip_round!(r, _mm_unpacklo_epi16, _mm_unpackhi_epi16, 4; 0 1 2 3);
-    r = zip_round!(r, _mm_unpacklo_epi16, _mm_unpackhi_epi16, 4; 0 1 2 3);
+    let r = unsafe { load_rows::<_, 8>(s, src_ld) };
+    let r = zip_transpose!(r, _mm_unpacklo_epi16, _mm_unpackhi_epi16, words8);
     // SAFETY: as above.
     unsafe { store_rows(d, dst_ld, &r) }
 }

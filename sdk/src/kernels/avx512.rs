@@ -456,18 +456,16 @@ fn transpose_16x16_ps(r: [__m512; 16]) -> [__m512; 16] {
 #[inline]
 #[target_feature(enable = "avx512f")]
 fn lanes_4x4(r: [__m512i; 4]) -> [__m512i; 4] {
-    {
-        let a0 = _mm512_shuffle_i64x2::<0x44>(r[0], r[1]);
-        let a1 = _mm512_shuffle_i64x2::<0xEE>(r[0], r[1]);
-        let a2 = _mm512_shuffle_i64x2::<0x44>(r[2], r[3]);
-        let a3 = _mm512_shuffle_i64x2::<0xEE>(r[2], r[3]);
-        [
-            _mm512_shuffle_i64x2::<0x88>(a0, a2),
-            _mm512_shuffle_i64x2::<0xDD>(a0, a2),
-            _mm512_shuffle_i64x2::<0x88>(a1, a3),
-            _mm512_shuffle_i64x2::<0xDD>(a1, a3),
-        ]
-    }
+    let a0 = _mm512_shuffle_i64x2::<0x44>(r[0], r[1]);
+    let a1 = _mm512_shuffle_i64x2::<0xEE>(r[0], r[1]);
+    let a2 = _mm512_shuffle_i64x2::<0x44>(r[2], r[3]);
+    let a3 = _mm512_shuffle_i64x2::<0xEE>(r[2], r[3]);
+    [
+        _mm512_shuffle_i64x2::<0x88>(a0, a2),
+        _mm512_shuffle_i64x2::<0xDD>(a0, a2),
+        _mm512_shuffle_i64x2::<0x88>(a1, a3),
+        _mm512_shuffle_i64x2::<0xDD>(a1, a3),
+    ]
 }
 
 macro_rules! stream_tile_entry {
@@ -490,20 +488,15 @@ stream_tile_entry!(stream_tile_u8, stream_tile_u8_avx512, u8, 64);
 /// In-lane 8x8 word transposes of 8 rows (the AVX2 `tile_8x8_u16` rounds on every lane).
 #[inline]
 #[target_feature(enable = "avx512f,avx512bw")]
-fn zip_8x8_epi16(mut r: [__m512i; 8]) -> [__m512i; 8] {
-    r = zip_round!(r, _mm512_unpacklo_epi16, _mm512_unpackhi_epi16, 4; 0 1 2 3);
-    r = zip_round!(r, _mm512_unpacklo_epi16, _mm512_unpackhi_epi16, 4; 0 1 2 3);
-    zip_round!(r, _mm512_unpacklo_epi16, _mm512_unpackhi_epi16, 4; 0 1 2 3)
+fn zip_8x8_epi16(r: [__m512i; 8]) -> [__m512i; 8] {
+    zip_transpose!(r, _mm512_unpacklo_epi16, _mm512_unpackhi_epi16, words8)
 }
 
 /// In-lane 16x16 byte transposes of 16 rows (the AVX2 `tile_16x16_u8` rounds on every lane).
 #[inline]
 #[target_feature(enable = "avx512f,avx512bw")]
-fn zip_16x16_epi8(mut r: [__m512i; 16]) -> [__m512i; 16] {
-    r = zip_round!(r, _mm512_unpacklo_epi8, _mm512_unpackhi_epi8, 8; 0 1 2 3 4 5 6 7);
-    r = zip_round!(r, _mm512_unpacklo_epi8, _mm512_unpackhi_epi8, 8; 0 1 2 3 4 5 6 7);
-    r = zip_round!(r, _mm512_unpacklo_epi8, _mm512_unpackhi_epi8, 8; 0 1 2 3 4 5 6 7);
-    zip_round!(r, _mm512_unpacklo_epi8, _mm512_unpackhi_epi8, 8; 0 1 2 3 4 5 6 7)
+fn zip_16x16_epi8(r: [__m512i; 16]) -> [__m512i; 16] {
+    zip_transpose!(r, _mm512_unpacklo_epi8, _mm512_unpackhi_epi8, bytes16)
 }
 
 /// One `stream_tile` leaf: `$t` elements, `$rows` pixel rows per group (4 groups: one line),

@@ -367,33 +367,13 @@ pub fn check_stream_tiles(k: &Kernels, c: usize, m: usize, seed: u64) {
                     f(&src, c, buf.as_mut_ptr().add(a), plane);
                 }
                 assert!(
-                    buf.iter()
-                        .zip(&want)
-                        .all(|(x, y)| x.to_bits() == y.to_bits()),
+                    bytemuck::cast_slice::<$t, u8>(&buf) == bytemuck::cast_slice::<$t, u8>(&want),
                     "{} {} c={c} m={m}",
                     k.backend,
                     stringify!($f)
                 );
             }
         }};
-    }
-    trait Bits {
-        fn to_bits(&self) -> u64;
-    }
-    impl Bits for f32 {
-        fn to_bits(&self) -> u64 {
-            f32::to_bits(*self) as u64
-        }
-    }
-    impl Bits for u16 {
-        fn to_bits(&self) -> u64 {
-            *self as u64
-        }
-    }
-    impl Bits for u8 {
-        fn to_bits(&self) -> u64 {
-            *self as u64
-        }
     }
     one!(stream_tile_f32, f32, |n| rand_f32(n, seed), f32::NAN);
     one!(

@@ -126,6 +126,26 @@ macro_rules! zip_round {
     };
 }
 
+/// A whole in-lane transpose by [`zip_round`]s, so that afterwards `r[j]` holds column `j`:
+/// `words8` is 8 rows of 8 words (three rounds), `bytes16` 16 rows of 16 bytes (four rounds),
+/// per 128-bit lane of whatever vector `$lo`/`$hi` interleave.
+#[cfg(target_arch = "x86_64")]
+macro_rules! zip_transpose {
+    ($r:expr, $lo:ident, $hi:ident, words8) => {{
+        let r = $r;
+        let r = zip_round!(r, $lo, $hi, 4; 0 1 2 3);
+        let r = zip_round!(r, $lo, $hi, 4; 0 1 2 3);
+        zip_round!(r, $lo, $hi, 4; 0 1 2 3)
+    }};
+    ($r:expr, $lo:ident, $hi:ident, bytes16) => {{
+        let r = $r;
+        let r = zip_round!(r, $lo, $hi, 8; 0 1 2 3 4 5 6 7);
+        let r = zip_round!(r, $lo, $hi, 8; 0 1 2 3 4 5 6 7);
+        let r = zip_round!(r, $lo, $hi, 8; 0 1 2 3 4 5 6 7);
+        zip_round!(r, $lo, $hi, 8; 0 1 2 3 4 5 6 7)
+    }};
+}
+
 /// Nested [`tiled`] calls: the first tile size covers what it can, each leftover band goes to
 /// the next size, and [`scalar_block`] takes what is left.
 macro_rules! tile_levels {
